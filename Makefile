@@ -1,0 +1,48 @@
+# Portlama — see README.md.
+GO      ?= go
+BIN     := bin
+DEMODIR ?=
+AGENT_TARGETS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+
+.PHONY: all build demo deps test-deps test check unit cross bench clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/portlama ./cmd/portlama
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/portlama-agent ./cmd/portlama-agent
+
+deps:
+	scripts/deps.sh
+
+test-deps:
+	scripts/deps.sh --test
+
+# Runs the relay locally on loopback with a sample app behind a tunnel.
+demo: deps build
+	$(BIN)/portlama demo $(if $(DEMODIR),--dir $(DEMODIR))
+
+# The whole test suite: formatting, vet, unit + integration tests (real nginx,
+# tunnel server, agent, auth server) with the race detector, and the agent's
+# cross-compilation for every supported platform.
+test: test-deps check unit cross
+
+check:
+	@out=$$(gofmt -l cmd internal test 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+cross:
+	@for t in $(AGENT_TARGETS); do \
+	  echo "build portlama-agent for $$t"; \
+	  CGO_ENABLED=0 GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build -trimpath -o /dev/null ./cmd/portlama-agent || exit 1; \
+	done
+
+# Benchmarks print ratios measured in one run (tunnel vs direct etc.).
+bench: test-deps
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/...
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,86 @@
+// Package agent is the client side of Portlama: the library behind the
+// portlama-agent command. It enrolls an agent with a relay, keeps its files
+// in a per-user directory, talks to the panel API with the agent's client
+// certificate, keeps the agent's tunnels connected, and generates the
+// service files that run it in the background.
+//
+// # Files
+//
+// Everything lives below one base directory (Home, by default ~/.portlama):
+//
+//	agents.json              registry: {"current":"<label>","agents":[{"label","panelUrl","enrolledAt"}]}
+//	<label>/client.key       the agent's ECDSA P-256 private key (0600, never leaves the machine)
+//	<label>/client.crt       the certificate the relay issued (CN=agent:<relay label>)
+//	<label>/ca.crt           the relay CA (signs client certificates; in the demo also domain certificates)
+//	<label>/panel.crt        the panel's TLS certificate as seen at enrollment
+//	<label>/panel-ca.crt     extra trust anchors given with --ca-cert at enrollment (optional)
+//	<label>/config.json      Profile: panel URL, relay label, serial, expiry, panel trust
+//	<label>/agent.log        output of the launchd job (macOS only)
+//
+// Directories are 0700, keys and config 0600. Several labels live side by
+// side; commands pick one with --label, else the registry's current one.
+//
+// # Panel TLS trust (pinning decision)
+//
+// The first call, POST /api/enroll, happens before the agent knows the relay
+// CA, and the panel-IP vhost (https://<ip>:9292) serves a self-signed
+// certificate. Setup therefore accepts the panel's certificate only when one
+// of these holds:
+//
+//  1. its SHA-256 fingerprint equals --panel-fingerprint (hex, colons and a
+//     "sha256:" prefix optional: the value a browser or
+//     `openssl x509 -fingerprint -sha256` shows);
+//  2. it chains, for the panel URL's host, to the system roots or to the
+//     certificates in --ca-cert (a PEM file; the self-signed IP certificate
+//     itself works).
+//
+// There is no silent trust-on-first-use. When neither holds, setup fails with
+// an UntrustedPanelError that carries the presented fingerprint, and the
+// message tells the user to compare it with the panel and re-run with
+// --panel-fingerprint (the --json error event carries it as "fingerprint"
+// so a desktop app can ask). The token is never sent over an unverified
+// connection.
+//
+// After enrollment the trust is pinned in config.json (PanelTrust):
+//   - mode "pin" (case 1): later calls accept exactly that certificate
+//     (fingerprint match), nothing else. The IP certificate is valid for
+//     ten years; if it is replaced, run setup again.
+//   - mode "chain" (case 2): later calls verify the chain and host name
+//     against the system roots, the relay CA from the enrollment response
+//     and the --ca-cert anchors, so a renewed domain certificate keeps
+//     working.
+//
+// The tunnel server (chiselServerUrl, https://tunnel.<d>) is always verified
+// against the system roots plus the pinned relay CA, with the host name
+// checked, and the agent presents its client certificate (nginx demands it).
+// The tunnel server's SSH key is additionally checked with the fingerprint
+// from agent-config. Nothing skips verification.
+//
+// # Setup progress events (NDJSON)
+//
+// With --json, setup writes one JSON object per line to stdout (Event):
+//
+//	{"step":"generate-key","status":"running","message":"Generating ECDSA P-256 key"}
+//	{"step":"generate-key","status":"done","message":"Key written to /home/u/.portlama/.setup-x/client.key"}
+//	...
+//	{"step":"complete","status":"done","label":"home","panelUrl":"https://203.0.113.7:9292"}
+//
+// Steps, in order: generate-key, create-csr, enroll, save-config,
+// check-health, then complete. "status" is "running", "done" or "error".
+// On failure the last line is {"step":"<id>","status":"error","error":"<text>"}
+// (plus "fingerprint" when the panel certificate was not trusted) and the
+// command exits with status 1. Without --json the same steps are printed as
+// plain lines.
+//
+// # Runner
+//
+// Runner fetches GET /api/tunnels/agent-config with the client certificate,
+// turns the enabled tunnels into chisel remotes
+// "R:127.0.0.1:<relayPort>:<targetHost>:<port>" (IPv6 hosts in brackets),
+// and runs one tunnel session. It polls agent-config (PollInterval) and
+// restarts the session only when the server, credentials or remote set
+// changed. When a session ends or is refused it waits (exponential backoff
+// from MinBackoff doubling to MaxBackoff, reset after a session that stayed up
+// for HealthyAfter), refetches agent-config and reconnects. With no enabled
+// tunnels it does not connect but keeps polling.
+package agent

@@ -1,0 +1,45 @@
+// Package testutil has the small helpers the tests share: finding required
+// binaries (a missing one fails the run under CI=true, never skips it) and
+// free loopback ports.
+package testutil
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+)
+
+// NeedBinary returns the path of name. When it is missing the test fails if
+// CI=true (CI must install every dependency) and is skipped otherwise.
+func NeedBinary(t testing.TB, name string) string {
+	t.Helper()
+	for _, p := range []string{name, "/usr/sbin/" + name, "/sbin/" + name} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is required but not installed (run scripts/deps.sh)", name)
+	}
+	t.Skipf("%s not installed; run scripts/deps.sh to install test dependencies", name)
+	return ""
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// FreeAddr returns "127.0.0.1:<free port>".
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+}

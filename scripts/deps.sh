@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what Portlama needs on a Debian/Ubuntu machine, shared by
+# `make demo`, `make test` and .ci/run.
+#   scripts/deps.sh          run-time dependencies (nginx)
+#   scripts/deps.sh --test   plus everything the test suite starts
+set -euo pipefail
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+pkgs=(nginx)
+if [ "$want_test" = 1 ]; then
+  # systemd: systemd-analyze verifies generated units.
+  pkgs+=(systemd curl ca-certificates)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  if ! command -v apt-get >/dev/null; then
+    echo "error: missing packages ${missing[*]} and no apt-get here; install them with your package manager" >&2
+    exit 1
+  fi
+  sudo=()
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null; then sudo=(sudo); else
+      echo "error: missing packages ${missing[*]}; run as root or install sudo" >&2
+      exit 1
+    fi
+  fi
+  echo "installing: ${missing[*]}"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts the packaged nginx on :80; Portlama runs its own instances.
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    "${sudo[@]}" systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
+fi
+
+if ! command -v go >/dev/null && [ ! -x /usr/local/go/bin/go ]; then
+  echo "error: Go is not installed; install Go 1.26 from go.dev/dl into /usr/local/go" >&2
+  exit 1
+fi
