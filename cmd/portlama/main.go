@@ -33,6 +33,10 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(
+		newPanelCmd(),
+		newTunnelServerCmd(),
+		newAuthServerCmd(),
+		newDemoCmd(),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

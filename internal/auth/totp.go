@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
-	"os"
 	"sync"
 	"time"
 
@@ -217,5 +216,3 @@ const dummyTOTPSecret = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
 // timeFormat is the relay's timestamp format (ISO 8601 UTC, milliseconds).
 const timeFormat = "2006-01-02T15:04:05.000Z"
-
-var _ = os.ModePerm

@@ -56,16 +56,16 @@ func (l Layout) NginxConfD() string          { return filepath.Join(l.NginxDir, 
 // Addrs are the addresses of the relay's processes. Production uses
 // DefaultAddrs; the demo and tests choose free loopback ports.
 type Addrs struct {
-	Panel  string // panel HTTP API, 127.0.0.1:3100
-	Tunnel string // tunnel server, 127.0.0.1:9090
-	Auth   string // auth server, 127.0.0.1:9091
+	Panel  string `json:"panel"`  // panel HTTP API, 127.0.0.1:3100
+	Tunnel string `json:"tunnel"` // tunnel server, 127.0.0.1:9090
+	Auth   string `json:"auth"`   // auth server, 127.0.0.1:9091
 
 	// Public ports nginx listens on. In production 80, 443 and 9292 on all
 	// addresses; the demo binds loopback and unprivileged ports.
-	NginxListenHost string // "" for all addresses, "127.0.0.1" in the demo
-	HTTPPort        int    // 80: ACME http-01 + redirect to https
-	HTTPSPort       int    // 443: domain vhosts
-	PanelIPPort     int    // 9292: admin panel by IP, mTLS
+	NginxListenHost string `json:"nginxListenHost,omitempty"` // "" for all addresses, "127.0.0.1" in the demo
+	HTTPPort        int    `json:"httpPort"`                  // 80: ACME http-01 + redirect to https
+	HTTPSPort       int    `json:"httpsPort"`                 // 443: domain vhosts
+	PanelIPPort     int    `json:"panelIpPort"`               // 9292: admin panel by IP, mTLS
 }
 
 // DefaultAddrs are the addresses of an installed relay.

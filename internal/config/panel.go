@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/portlama/portlama/internal/store"
+	"github.com/portlama/portlama/internal/validate"
 )
 
 // PanelConfigMode is the file mode of panel.json, restored on every rewrite
@@ -45,18 +46,18 @@ var reservedRelayPorts = []int{3100, 9090, 9091, 9292}
 // panel2fa, and written back unchanged. Missing values get their defaults
 // when the document is loaded.
 type PanelConfig struct {
-	IP             string        `json:"ip"`
-	Domain         *string       `json:"domain"`
-	Email          *string       `json:"email"`
-	DataDir        string        `json:"dataDir"`
-	ServerID       string        `json:"serverId,omitempty"`
-	MaxSiteSize    int64         `json:"maxSiteSize"`
-	AdminAuthMode  string        `json:"adminAuthMode"`
-	Panel2FA       Panel2FA      `json:"panel2fa"`
-	SessionSecret  *string       `json:"sessionSecret"`
-	Onboarding     Onboarding    `json:"onboarding"`
-	RelayPortRange PortRange     `json:"relayPortRange"`
-	ACME           ACMESettings  `json:"acme"`
+	IP             string       `json:"ip"`
+	Domain         *string      `json:"domain"`
+	Email          *string      `json:"email"`
+	DataDir        string       `json:"dataDir"`
+	ServerID       string       `json:"serverId,omitempty"`
+	MaxSiteSize    int64        `json:"maxSiteSize"`
+	AdminAuthMode  string       `json:"adminAuthMode"`
+	Panel2FA       Panel2FA     `json:"panel2fa"`
+	SessionSecret  *string      `json:"sessionSecret"`
+	Onboarding     Onboarding   `json:"onboarding"`
+	RelayPortRange PortRange    `json:"relayPortRange"`
+	ACME           ACMESettings `json:"acme"`
 	extra          map[string]json.RawMessage
 }
 
@@ -152,8 +153,15 @@ func (c PanelConfig) Validate() error {
 	if c.ServerID != "" && !isUUID(c.ServerID) {
 		errs = append(errs, fmt.Errorf("serverId %q is not a UUID", c.ServerID))
 	}
-	if c.Domain != nil && (*c.Domain == "" || *c.Domain != strings.ToLower(*c.Domain)) {
-		errs = append(errs, fmt.Errorf("domain %q must be a non-empty lower-case name", *c.Domain))
+	if c.Domain != nil {
+		if err := validate.Domain(*c.Domain); err != nil || *c.Domain != strings.ToLower(*c.Domain) {
+			errs = append(errs, fmt.Errorf("domain %q must be a lower-case domain name like example.com", *c.Domain))
+		}
+	}
+	if c.Email != nil {
+		if err := validate.Email(*c.Email); err != nil {
+			errs = append(errs, fmt.Errorf("email %q is not a valid address", *c.Email))
+		}
 	}
 	if c.MaxSiteSize <= 0 {
 		errs = append(errs, errors.New("maxSiteSize must be positive"))

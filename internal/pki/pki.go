@@ -17,6 +17,7 @@
 //	p.CRLNeedsRenewal(), p.RenewCRL()                   // daily renewal run
 //	p.RotateAdmin(ctx, pki.LabelAdminRotated)          // §11.3, reloads nginx via Config.Reloader
 //	p.Reload(ctx)                                       // nginx -t + reload after a CRL change
+//	p.IssueServer(names, validity)                      // demo only: CA-signed TLS server certificate
 //
 // Serials are random 128-bit positive integers written as upper-case hex
 // (FormatSerial); every comparison goes through NormalizeSerial.

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/portlama/portlama/internal/demo"
+)
+
+func newDemoCmd() *cobra.Command {
+	var o demo.Options
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the whole relay locally on loopback, with a sample app behind a tunnel",
+		Long: `Runs nginx, the panel, the tunnel server, the auth server, a sample web app and an
+agent on this machine, on 127.0.0.1 and unprivileged ports, with all state in one
+directory. It prints how to reach each part and writes demo.json there. Ctrl-C
+stops everything it started.`,
+		Args: cobra.NoArgs,
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Dir, "dir", defaultDemoDir(), "directory for all of the demo's state")
+	f.IntVar(&o.HTTPSPort, "https-port", 8443, "nginx HTTPS port for the domain vhosts (apps, login portal)")
+	f.IntVar(&o.PanelPort, "panel-port", 9292, "nginx port of the admin panel by IP (mTLS)")
+	f.IntVar(&o.HTTPPort, "http-port", 8080, "nginx HTTP port (redirects to HTTPS)")
+	f.StringVar(&o.AgentBinary, "agent-binary", "", "portlama-agent binary (default: next to this binary)")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if _, err := exec.LookPath("nginx"); err != nil {
+			if _, err := os.Stat("/usr/sbin/nginx"); err != nil {
+				return fmt.Errorf("nginx is not installed; install it with `sudo apt-get install nginx` (Debian/Ubuntu), or run `make demo`, which does that for you")
+			}
+		}
+		o.Logger = newLogger()
+		out := cmd.OutOrStdout()
+		fmt.Fprintf(out, "Starting the Portlama demo in %s ...\n", o.Dir)
+		st, err := demo.Start(cmd.Context(), o)
+		if err != nil {
+			return err
+		}
+		defer st.Stop()
+		printDemo(out, st.Info)
+		if err := st.Wait(cmd.Context()); err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "\nStopping the demo ...")
+		return nil
+	}
+	return cmd
+}
+
+func defaultDemoDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "portlama-demo")
+	}
+	return filepath.Join(os.TempDir(), "portlama-demo")
+}
+
+func printDemo(w io.Writer, i demo.Info) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
+	p("")
+	p("Portlama demo is running. Everything is in %s (summary: demo.json).", i.Dir)
+	p("")
+	p("Admin panel (mTLS, admin client certificate):")
+	p("  curl --cacert %s --cert %s --key %s %s/api/health", i.IPCert, i.AdminCert, i.AdminKey, i.PanelURL)
+	p("  Browser: import %s (password %s), then open %s", i.AdminP12, i.AdminP12Password, i.PanelURL)
+	p("")
+	p("Agent %q enrolled with a one-time token and tunnels the sample app (port %d).", i.AgentLabel, i.AppPort)
+	if i.User != nil {
+		p("")
+		p("Login portal: %s   (curl: --resolve %s)", i.AuthURL, i.AuthResolve)
+		p("  user %s, password %s, TOTP secret %s", i.User.Username, i.User.Password, i.User.TOTPSecret)
+		p("  a current code: oathtool --totp -b %s   (or add the secret to any authenticator app)", i.User.TOTPSecret)
+	}
+	p("")
+	for _, a := range i.Apps {
+		if a.Access != "public" {
+			p("App behind two-factor login (%s): %s", a.Access, a.URL)
+			p("  without a session it redirects to the login portal:")
+			p("  curl -sI --cacert %s --resolve %s %s", i.CACert, a.Resolve, a.URL)
+		}
+	}
+	for _, a := range i.Apps {
+		if a.Access == "public" {
+			p("")
+			p("The sample app through nginx -> tunnel -> agent:")
+			p("  curl --cacert %s --resolve %s %s", i.CACert, a.Resolve, a.URL)
+		}
+	}
+	p("")
+	p("Press Ctrl-C to stop.")
+}

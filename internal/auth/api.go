@@ -1,0 +1,364 @@
+package auth
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Authelia's response envelope.
+const (
+	statusOK       = "OK"
+	statusKO       = "KO"
+	msgAuthFailed  = "Authentication failed. Check your credentials."
+	msgBadRequest  = "Bad request."
+	msgUnsupported = "Unsupported Media Type"
+	maxLoginBody   = 16 << 10
+)
+
+type envelope struct {
+	Status  string `json:"status"`
+	Message string `json:"message,omitempty"`
+	Data    any    `json:"data,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+func writeOK(w http.ResponseWriter, data any) {
+	writeJSON(w, http.StatusOK, envelope{Status: statusOK, Data: data})
+}
+
+func writeKO(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, envelope{Status: statusKO, Message: msg})
+}
+
+// FirstFactorRequest is the body of POST /api/firstfactor (Authelia's).
+type FirstFactorRequest struct {
+	Username       string `json:"username"`
+	Password       string `json:"password"`
+	KeepMeLoggedIn bool   `json:"keepMeLoggedIn"`
+	TargetURL      string `json:"targetURL"`
+	RequestMethod  string `json:"requestMethod"`
+}
+
+// TOTPRequest is the body of POST /api/secondfactor/totp (Authelia's).
+type TOTPRequest struct {
+	Token     string `json:"token"`
+	TargetURL string `json:"targetURL"`
+}
+
+// DecodeFirstFactor parses and checks a first-factor body: a single JSON
+// object, username and password present and of sane length.
+func DecodeFirstFactor(data []byte) (FirstFactorRequest, error) {
+	var req FirstFactorRequest
+	if err := decodeStrict(data, &req); err != nil {
+		return req, err
+	}
+	if req.Username == "" || len(req.Username) > 64 || req.Password == "" || len(req.Password) > 1024 {
+		return req, errors.New("username and password are required")
+	}
+	return req, nil
+}
+
+// DecodeTOTP parses and checks a TOTP body: the token is 6 digits.
+func DecodeTOTP(data []byte) (TOTPRequest, error) {
+	var req TOTPRequest
+	if err := decodeStrict(data, &req); err != nil {
+		return req, err
+	}
+	if len(req.Token) != TOTPDigits {
+		return req, errors.New("token must be 6 digits")
+	}
+	for i := 0; i < len(req.Token); i++ {
+		if req.Token[i] < '0' || req.Token[i] > '9' {
+			return req, errors.New("token must be 6 digits")
+		}
+	}
+	return req, nil
+}
+
+func decodeStrict(data []byte, v any) error {
+	if len(data) > maxLoginBody {
+		return errors.New("body too large")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("trailing data after JSON object")
+	}
+	return nil
+}
+
+// readLoginBody enforces JSON content type, same-origin (when the browser
+// says where the request came from) and the size limit.
+func (s *Server) readLoginBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct != "application/json" {
+		writeKO(w, http.StatusUnsupportedMediaType, msgUnsupported)
+		return nil, false
+	}
+	if !s.sameOrigin(r) {
+		writeKO(w, http.StatusForbidden, "Cross-origin request refused")
+		return nil, false
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxLoginBody+1))
+	if err != nil || len(data) > maxLoginBody {
+		writeKO(w, http.StatusBadRequest, msgBadRequest)
+		return nil, false
+	}
+	return data, true
+}
+
+// sameOrigin refuses browser requests from other origins: Origin, when
+// present, must be the portal's; Sec-Fetch-Site, when present, must be
+// same-origin (or none, for typed navigation).
+func (s *Server) sameOrigin(r *http.Request) bool {
+	if o := r.Header.Get("Origin"); o != "" && o != s.cfg.PortalURL {
+		return false
+	}
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+		return true
+	}
+	return false
+}
+
+// clientIP is the visitor's address: nginx's X-Real-IP, else the last
+// X-Forwarded-For entry (the one nginx appended), else the peer. The server
+// listens on loopback only, so these headers come from nginx.
+func clientIP(r *http.Request) string {
+	if v := strings.TrimSpace(r.Header.Get("X-Real-IP")); v != "" {
+		return v
+	}
+	if v := r.Header.Get("X-Forwarded-For"); v != "" {
+		parts := strings.Split(v, ",")
+		if last := strings.TrimSpace(parts[len(parts)-1]); last != "" {
+			return last
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func (s *Server) setSessionCookie(w http.ResponseWriter, value string, remember bool) {
+	c := &http.Cookie{Name: SessionCookieName, Value: value, Domain: s.cfg.Domain, Path: "/",
+		HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode}
+	if remember {
+		c.MaxAge = int(SessionLifetime.Seconds())
+	}
+	http.SetCookie(w, c)
+}
+
+func (s *Server) clearSessionCookie(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{Name: SessionCookieName, Value: "", Domain: s.cfg.Domain, Path: "/",
+		HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode, MaxAge: -1})
+}
+
+func (s *Server) handleFirstFactor(w http.ResponseWriter, r *http.Request) {
+	data, ok := s.readLoginBody(w, r)
+	if !ok {
+		return
+	}
+	req, err := DecodeFirstFactor(data)
+	if err != nil {
+		writeKO(w, http.StatusBadRequest, msgBadRequest)
+		return
+	}
+	ip := clientIP(r)
+	keys := []string{"u:" + req.Username, "ip:" + ip}
+	if s.reg.banned(s.cfg.Clock(), keys...) {
+		s.log.Warn("login refused: banned", "user", req.Username, "ip", ip)
+		writeKO(w, http.StatusUnauthorized, msgAuthFailed)
+		return
+	}
+	s.reload(false) // pick up a users file the panel just wrote
+	u, ok := s.checkPassword(r.Context(), req.Username, req.Password)
+	if !ok {
+		s.reg.fail(s.cfg.Clock(), keys...)
+		s.log.Warn("first factor failed", "user", req.Username, "ip", ip)
+		writeKO(w, http.StatusUnauthorized, msgAuthFailed)
+		return
+	}
+	// A new id at every login: no fixation, and any previous session ends.
+	if c, err := r.Cookie(SessionCookieName); err == nil {
+		s.sessions.remove(c.Value)
+	}
+	now := s.cfg.Clock().UnixMilli()
+	id, err := s.sessions.create(session{User: req.Username, Level: LevelOneFactor, Created: now, LastSeen: now,
+		PwTag: u.pwTag, Remember: req.KeepMeLoggedIn})
+	if err != nil {
+		s.log.Error("create session", "err", err)
+		writeKO(w, http.StatusInternalServerError, "Internal error.")
+		return
+	}
+	s.setSessionCookie(w, id, req.KeepMeLoggedIn)
+	s.log.Info("first factor succeeded", "user", req.Username, "ip", ip)
+	writeOK(w, nil)
+}
+
+func (s *Server) handleTOTP(w http.ResponseWriter, r *http.Request) {
+	data, ok := s.readLoginBody(w, r)
+	if !ok {
+		return
+	}
+	req, err := DecodeTOTP(data)
+	if err != nil {
+		writeKO(w, http.StatusBadRequest, msgBadRequest)
+		return
+	}
+	sess, _, cookie, ok := s.validSession(r, LevelOneFactor, false)
+	if !ok {
+		writeKO(w, http.StatusUnauthorized, msgAuthFailed)
+		return
+	}
+	ip := clientIP(r)
+	keys := []string{"u:" + sess.User, "ip:" + ip}
+	if s.reg.banned(s.cfg.Clock(), keys...) {
+		s.log.Warn("second factor refused: banned", "user", sess.User, "ip", ip)
+		writeKO(w, http.StatusUnauthorized, msgAuthFailed)
+		return
+	}
+	valid, err := s.totp.verify(sess.User, req.Token, s.cfg.Clock())
+	if err != nil {
+		s.log.Error("verify TOTP", "err", err)
+		writeKO(w, http.StatusInternalServerError, "Internal error.")
+		return
+	}
+	if !valid {
+		s.reg.fail(s.cfg.Clock(), keys...)
+		s.log.Warn("second factor failed", "user", sess.User, "ip", ip)
+		writeKO(w, http.StatusUnauthorized, msgAuthFailed)
+		return
+	}
+	s.sessions.remove(cookie)
+	now := s.cfg.Clock().UnixMilli()
+	id, err := s.sessions.create(session{User: sess.User, Level: LevelTwoFactor, Created: now, LastSeen: now,
+		PwTag: sess.PwTag, Remember: sess.Remember})
+	if err != nil {
+		s.log.Error("create session", "err", err)
+		writeKO(w, http.StatusInternalServerError, "Internal error.")
+		return
+	}
+	s.setSessionCookie(w, id, sess.Remember)
+	s.log.Info("second factor succeeded", "user", sess.User, "ip", ip)
+	if rd, ok := SafeRedirect(req.TargetURL, s.cfg.Domain); ok {
+		writeOK(w, map[string]string{"redirect": rd})
+		return
+	}
+	writeOK(w, nil)
+}
+
+type stateData struct {
+	Username            string `json:"username"`
+	AuthenticationLevel int    `json:"authentication_level"`
+	HasTOTP             bool   `json:"has_totp"`
+}
+
+func (s *Server) handleState(w http.ResponseWriter, r *http.Request) {
+	sess, _, _, ok := s.validSession(r, LevelOneFactor, false)
+	if !ok {
+		writeOK(w, stateData{})
+		return
+	}
+	writeOK(w, stateData{Username: sess.User, AuthenticationLevel: sess.Level, HasTOTP: s.totp.has(sess.User)})
+}
+
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+	if !s.sameOrigin(r) {
+		writeKO(w, http.StatusForbidden, "Cross-origin request refused")
+		return
+	}
+	if c, err := r.Cookie(SessionCookieName); err == nil {
+		if err := s.sessions.remove(c.Value); err != nil {
+			s.log.Error("end session", "err", err)
+		}
+	}
+	s.clearSessionCookie(w)
+	writeOK(w, nil)
+}
+
+// handleAuthRequest is nginx's auth_request target (contract §19.3).
+func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	orig := r.Header.Get("X-Original-URL")
+	u, err := url.Parse(orig)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil {
+		s.log.Warn("auth request without a usable X-Original-URL")
+		http.Error(w, "Forbidden", http.StatusForbidden)
+		return
+	}
+	host := strings.ToLower(u.Hostname())
+	if !HostUnderDomain(host, s.cfg.Domain) {
+		http.Error(w, "Forbidden", http.StatusForbidden)
+		return
+	}
+	sess, user, _, ok := s.validSession(r, LevelTwoFactor, true)
+	if !ok {
+		w.Header().Set("Location", s.cfg.PortalURL+"/?rd="+url.QueryEscape(orig))
+		http.Error(w, "Unauthorized", http.StatusUnauthorized)
+		return
+	}
+	method := r.Header.Get("X-Original-Method")
+	if method == "" {
+		method = r.Method
+	}
+	if unsafeMethod(method) && r.Header.Get("Sec-Fetch-Site") == "same-site" && !originHostIs(r.Header.Get("Origin"), host) {
+		http.Error(w, "Forbidden", http.StatusForbidden)
+		return
+	}
+	s.mu.RLock()
+	allowed := s.rules.allows(host, sess.User, user.Groups)
+	s.mu.RUnlock()
+	if !allowed {
+		http.Error(w, "Forbidden", http.StatusForbidden)
+		return
+	}
+	h := w.Header()
+	h.Set("Remote-User", sess.User)
+	h.Set("Remote-Groups", strings.Join(user.Groups, ","))
+	h.Set("Remote-Name", user.DisplayName)
+	h.Set("Remote-Email", user.Email)
+	w.WriteHeader(http.StatusOK)
+}
+
+func unsafeMethod(m string) bool {
+	switch strings.ToUpper(m) {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+func originHostIs(origin, host string) bool {
+	if origin == "" {
+		return false
+	}
+	u, err := url.Parse(origin)
+	return err == nil && strings.ToLower(u.Hostname()) == host
+}
+
+func hmacEqual(a, b string) bool {
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}

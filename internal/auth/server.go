@@ -1,0 +1,403 @@
+// Package auth is portlama-auth, the relay's forward-auth service: a login
+// portal with password + TOTP, Authelia-compatible JSON login API, the nginx
+// auth-request endpoint, sessions, regulation (ban after repeated failures)
+// and per-host access rules. The panel manages users through the users file
+// (UserStore) and TOTP secrets and sessions through a management interface
+// on a Unix socket (ManageClient).
+//
+// Files in Config.Dir (contract §17.9), all 0600: users.yml (written by the
+// panel), access-rules.json (panel), totp.json and sessions.json (this
+// server), secrets.json (provisioning, created here when missing), and the
+// socket manage.sock.
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// File names inside Config.Dir.
+const (
+	UsersFileName    = "users.yml"
+	TOTPFileName     = "totp.json"
+	RulesFileName    = "access-rules.json"
+	SecretsFileName  = "secrets.json"
+	SessionsFileName = "sessions.json"
+	ManageSocketName = "manage.sock"
+)
+
+// DefaultAddr is where portlama-auth listens on an installed relay.
+const DefaultAddr = "127.0.0.1:9091"
+
+func secretsPath(dir string) string { return filepath.Join(dir, SecretsFileName) }
+
+// UsersFilePath returns the users file's path in dir.
+func UsersFilePath(dir string) string { return filepath.Join(dir, UsersFileName) }
+
+// RulesFilePath returns access-rules.json's path in dir.
+func RulesFilePath(dir string) string { return filepath.Join(dir, RulesFileName) }
+
+// ManageSocketPath returns the management socket's path in dir.
+func ManageSocketPath(dir string) string { return filepath.Join(dir, ManageSocketName) }
+
+// Config configures the auth server.
+type Config struct {
+	// Dir holds the auth files (Layout.AuthDir()). Created 0700 if missing.
+	Dir string
+	// Domain is the base domain; cookies are set on it and only hosts at
+	// or below it are served and accepted as redirect targets.
+	Domain string
+	// PortalURL is the login portal's origin, default "https://auth.<Domain>"
+	// (the demo adds a port). No trailing slash.
+	PortalURL string
+	// Addr is the TCP listen address, default DefaultAddr.
+	Addr string
+	// ManageSocket is the management socket path, default <Dir>/manage.sock.
+	ManageSocket string
+	// Clock returns the current time; default time.Now. Tests inject one.
+	Clock func() time.Time
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+	// BcryptCost is the cost of the dummy hash compared for unknown users
+	// (so their timing matches real ones); default DefaultBcryptCost.
+	BcryptCost int
+	// ReloadInterval is how often users.yml and access-rules.json are
+	// checked for changes; default 1 s.
+	ReloadInterval time.Duration
+	// FlushInterval is how often session activity is saved; default 30 s.
+	FlushInterval time.Duration
+}
+
+func (c *Config) setDefaults() error {
+	if c.Dir == "" {
+		return errors.New("auth config: Dir is required")
+	}
+	c.Domain = strings.ToLower(strings.TrimSuffix(c.Domain, "."))
+	if c.Domain == "" || !HostUnderDomain(c.Domain, c.Domain) {
+		return fmt.Errorf("auth config: invalid domain %q", c.Domain)
+	}
+	if c.PortalURL == "" {
+		c.PortalURL = "https://auth." + c.Domain
+	}
+	c.PortalURL = strings.TrimSuffix(c.PortalURL, "/")
+	pu, err := url.Parse(c.PortalURL)
+	if err != nil || pu.Scheme != "https" || !HostUnderDomain(pu.Hostname(), c.Domain) {
+		return fmt.Errorf("auth config: portal URL %q must be https on a host under %s", c.PortalURL, c.Domain)
+	}
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.ManageSocket == "" {
+		c.ManageSocket = ManageSocketPath(c.Dir)
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.BcryptCost == 0 {
+		c.BcryptCost = DefaultBcryptCost
+	}
+	if c.ReloadInterval <= 0 {
+		c.ReloadInterval = time.Second
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = 30 * time.Second
+	}
+	return nil
+}
+
+// userRec is a loaded user with its precomputed session binding.
+type userRec struct {
+	User
+	pwTag string
+}
+
+// Server is the auth server. Create it with NewServer, run it with Run.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	key      []byte
+	sessions *sessionStore
+	totp     *totpStore
+	reg      *regulator
+	dummy    []byte        // bcrypt hash compared for unknown users
+	bcryptCh chan struct{} // bounds concurrent bcrypt work (CPU, memory)
+
+	mu       sync.RWMutex
+	users    map[string]userRec
+	rules    ruleSet
+	usersSt  fileStamp
+	rulesSt  fileStamp
+	reloadMu sync.Mutex
+}
+
+// NewServer loads (or creates) the server's files in cfg.Dir and returns a
+// server ready to Run. It fails on unreadable state rather than serving
+// half-configured; a users or rules file that does not parse is logged and
+// treated as empty until it is fixed.
+func NewServer(cfg Config) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create auth directory: %w", err)
+	}
+	key, err := loadOrCreateSessionSecret(secretsPath(cfg.Dir))
+	if err != nil {
+		return nil, err
+	}
+	now := cfg.Clock()
+	sess, err := openSessionStore(filepath.Join(cfg.Dir, SessionsFileName), key, now)
+	if err != nil {
+		cfg.Logger.Error("saved sessions unreadable; starting without them", "err", err)
+	}
+	ts, err := openTOTPStore(filepath.Join(cfg.Dir, TOTPFileName))
+	if err != nil {
+		return nil, err
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte("portlama-dummy-password"), cfg.BcryptCost)
+	if err != nil {
+		return nil, fmt.Errorf("prepare dummy hash: %w", err)
+	}
+	s := &Server{
+		cfg: cfg, log: cfg.Logger, key: key, sessions: sess, totp: ts, reg: newRegulator(),
+		dummy: dummy, bcryptCh: make(chan struct{}, max(1, runtime.NumCPU()/2)),
+		users: map[string]userRec{}, rules: ruleSet{},
+	}
+	s.reload(true)
+	return s, nil
+}
+
+// Run serves the portal, login API and auth-request endpoint on cfg.Addr and
+// the management interface on the Unix socket until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	mln, err := ListenManageSocket(s.cfg.ManageSocket)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	return s.Serve(ctx, ln, mln)
+}
+
+// ListenManageSocket listens on a Unix socket at path with mode 0600,
+// replacing a stale socket file.
+func ListenManageSocket(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		os.Remove(path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on management socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("set mode of management socket: %w", err)
+	}
+	return ln, nil
+}
+
+// Serve is Run on listeners the caller opened (mln may be nil to serve no
+// management interface). It returns after ctx ends and both servers have
+// shut down, with session activity saved.
+func (s *Server) Serve(ctx context.Context, ln, mln net.Listener) error {
+	pub := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	var mgmt *http.Server
+	errc := make(chan error, 2)
+	go func() { errc <- pub.Serve(ln) }()
+	if mln != nil {
+		mgmt = &http.Server{Handler: s.ManageHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- mgmt.Serve(mln) }()
+	}
+	s.log.Info("auth server listening", "addr", ln.Addr().String(), "domain", s.cfg.Domain)
+
+	reloadT := time.NewTicker(s.cfg.ReloadInterval)
+	flushT := time.NewTicker(s.cfg.FlushInterval)
+	defer reloadT.Stop()
+	defer flushT.Stop()
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errc:
+			runErr = fmt.Errorf("serve: %w", err)
+			break loop
+		case <-reloadT.C:
+			s.reload(false)
+		case <-flushT.C:
+			if err := s.sessions.flush(s.cfg.Clock()); err != nil {
+				s.log.Error("save sessions", "err", err)
+			}
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	pub.Shutdown(sctx)
+	if mgmt != nil {
+		mgmt.Shutdown(sctx)
+	}
+	if err := s.sessions.flush(s.cfg.Clock()); err != nil {
+		s.log.Error("save sessions", "err", err)
+		if runErr == nil {
+			runErr = err
+		}
+	}
+	return runErr
+}
+
+// fileStamp identifies a file version cheaply.
+type fileStamp struct {
+	mod  time.Time
+	size int64
+	ino  uint64
+	ok   bool
+}
+
+func stampOf(path string) fileStamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}
+	}
+	st := fileStamp{mod: fi.ModTime(), size: fi.Size(), ok: true}
+	st.ino = inode(fi)
+	return st
+}
+
+// reload re-reads users.yml and access-rules.json if they changed (or
+// always, with force). A file that does not parse keeps the last good copy.
+func (s *Server) reload(force bool) {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	upath, rpath := UsersFilePath(s.cfg.Dir), RulesFilePath(s.cfg.Dir)
+
+	if st := stampOf(upath); force || st != s.usersSt {
+		users, err := s.loadUsers(upath, st.ok)
+		if err != nil {
+			s.log.Error("users file not reloaded; keeping the previous users", "path", upath, "err", err)
+		} else {
+			s.mu.Lock()
+			s.users = users
+			s.mu.Unlock()
+			s.log.Info("users loaded", "count", len(users))
+		}
+		s.usersSt = st
+	}
+	if st := stampOf(rpath); force || st != s.rulesSt {
+		rules, err := loadRules(rpath, st.ok)
+		if err != nil {
+			s.log.Error("access rules not reloaded; keeping the previous rules", "path", rpath, "err", err)
+		} else {
+			s.mu.Lock()
+			s.rules = rules
+			s.mu.Unlock()
+			s.log.Info("access rules loaded", "count", len(rules))
+		}
+		s.rulesSt = st
+	}
+}
+
+func (s *Server) loadUsers(path string, exists bool) (map[string]userRec, error) {
+	out := map[string]userRec{}
+	if !exists {
+		return out, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read users file: %w", err)
+	}
+	f, err := ParseUsersFile(data)
+	if err != nil {
+		return nil, err
+	}
+	for name, u := range f.Users {
+		if err := ValidateUser(name, u); err != nil {
+			s.log.Warn("skipping invalid user entry", "user", name, "err", err)
+			continue
+		}
+		if u.Disabled {
+			continue
+		}
+		out[name] = userRec{User: u, pwTag: pwTag(s.key, u.Password)}
+	}
+	return out, nil
+}
+
+func loadRules(path string, exists bool) (ruleSet, error) {
+	if !exists {
+		return ruleSet{}, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read access rules: %w", err)
+	}
+	ar, err := ParseAccessRules(data)
+	if err != nil {
+		return nil, err
+	}
+	return newRuleSet(ar)
+}
+
+func (s *Server) user(name string) (userRec, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	u, ok := s.users[name]
+	return u, ok
+}
+
+// checkPassword compares pw with the user's bcrypt hash, or with a dummy
+// hash for unknown users so both take the same time.
+func (s *Server) checkPassword(ctx context.Context, name, pw string) (userRec, bool) {
+	select {
+	case s.bcryptCh <- struct{}{}:
+	case <-ctx.Done():
+		return userRec{}, false
+	}
+	defer func() { <-s.bcryptCh }()
+	u, ok := s.user(name)
+	hash := s.dummy
+	if ok {
+		hash = []byte(u.Password)
+	}
+	err := bcrypt.CompareHashAndPassword(hash, []byte(pw))
+	return u, ok && err == nil
+}
+
+// validSession returns the two-factor (or, with minLevel 1, any) session
+// for the request's cookie, checked against the current users file.
+func (s *Server) validSession(r *http.Request, minLevel int, touch bool) (session, userRec, string, bool) {
+	c, err := r.Cookie(SessionCookieName)
+	if err != nil {
+		return session{}, userRec{}, "", false
+	}
+	sess, ok := s.sessions.lookup(c.Value, s.cfg.Clock(), touch)
+	if !ok || sess.Level < minLevel {
+		return session{}, userRec{}, "", false
+	}
+	u, ok := s.user(sess.User)
+	if !ok || !hmacEqual(u.pwTag, sess.PwTag) {
+		return session{}, userRec{}, "", false
+	}
+	return sess, u, c.Value, true
+}

@@ -1,0 +1,684 @@
+// Package demo runs the whole relay on one machine, on loopback: real nginx
+// (a child process with its own prefix), the panel, the tunnel server and the
+// auth server (children running the portlama binary), a sample web app, and
+// an agent (the portlama-agent binary) that enrolled with a one-time token and
+// tunnels the app. `portlama demo` runs it in the foreground; the end-to-end
+// tests start the same stack with Start and drive it.
+//
+// Everything lives in one directory: the relay's files (relay.json names
+// them), nginx's prefix, the agent's home, each process's log, and
+// demo.json, the machine-readable summary written once everything answers.
+package demo
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/portlama/portlama/internal/acme"
+	"github.com/portlama/portlama/internal/config"
+	"github.com/portlama/portlama/internal/nginx"
+	"github.com/portlama/portlama/internal/panel"
+	"github.com/portlama/portlama/internal/pki"
+	"github.com/portlama/portlama/internal/relay"
+	"github.com/portlama/portlama/internal/sampleapp"
+	"github.com/portlama/portlama/internal/store"
+)
+
+// Domain is the demo's base domain. Names under .localhost resolve to
+// loopback in curl and browsers; demo.json still gives --resolve values.
+const Domain = "demo.localhost"
+
+// AgentLabel is the demo agent's label.
+const AgentLabel = "demo-home"
+
+// Options configure a demo stack. Zero values pick the defaults.
+type Options struct {
+	// Dir holds everything; created when missing.
+	Dir string
+	// RelayBinary runs `tunnel-server` and `auth-server`; default: this
+	// executable. AgentBinary is portlama-agent; default: next to
+	// RelayBinary.
+	RelayBinary string
+	AgentBinary string
+	// Public nginx ports on 127.0.0.1: HTTPS (domain vhosts, default 8443),
+	// the panel by IP (default 9292) and HTTP (default 8080). 0 picks the
+	// default; -1 picks a free port (tests).
+	HTTPSPort, PanelPort, HTTPPort int
+	// RelayPortMin/Max bound the tunnels' relay ports (default 20000–29999).
+	RelayPortMin, RelayPortMax int
+	// Logger receives progress; nil discards it.
+	Logger *slog.Logger
+}
+
+// App is one app the demo exposes (demo.json "apps").
+type App struct {
+	URL     string `json:"url"`
+	Access  string `json:"access"`
+	Resolve string `json:"resolve"`
+}
+
+// User is the demo's two-factor user (demo.json "user").
+type User struct {
+	Username   string `json:"username"`
+	Password   string `json:"password"`
+	TOTPSecret string `json:"totpSecret"`
+}
+
+// Info is demo.json.
+type Info struct {
+	PanelURL         string `json:"panelURL"`
+	CACert           string `json:"caCert"`
+	AdminCert        string `json:"adminCert"`
+	AdminKey         string `json:"adminKey"`
+	AdminP12         string `json:"adminP12"`
+	AdminP12Password string `json:"adminP12Password"`
+	HTTPSPort        int    `json:"httpsPort"`
+	Domain           string `json:"domain"`
+	Apps             []App  `json:"apps"`
+	AgentLabel       string `json:"agentLabel"`
+	User             *User  `json:"user,omitempty"`
+	AuthURL          string `json:"authURL,omitempty"`
+	AuthResolve      string `json:"authResolve,omitempty"`
+	// Not part of the contract's list, but handy for scripts and tests.
+	IPCert  string `json:"ipCert"`
+	AppPort int    `json:"appPort"`
+	Dir     string `json:"dir"`
+}
+
+// Stack is a running demo.
+type Stack struct {
+	Info     Info
+	Relay    config.Relay
+	Services *relay.Services
+
+	opts   Options
+	log    *slog.Logger
+	nginx  *nginx.Instance
+	tunnel *child
+	auth   *child
+	agent  *child
+	cancel context.CancelFunc
+	bg     chan error // background goroutines (panel, app) report here
+	admin  *http.Client
+}
+
+func (o *Options) defaults() error {
+	if o.Dir == "" {
+		return errors.New("demo: no directory")
+	}
+	abs, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return err
+	}
+	o.Dir = abs
+	if o.RelayBinary == "" {
+		if o.RelayBinary, err = os.Executable(); err != nil {
+			return fmt.Errorf("find the portlama binary: %w", err)
+		}
+	}
+	if o.AgentBinary == "" {
+		o.AgentBinary = filepath.Join(filepath.Dir(o.RelayBinary), "portlama-agent")
+	}
+	if _, err := os.Stat(o.AgentBinary); err != nil {
+		return fmt.Errorf("the demo runs the agent binary %s, which is missing: build it with `make build` (or pass --agent-binary)", o.AgentBinary)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.RelayPortMin == 0 {
+		o.RelayPortMin, o.RelayPortMax = 20000, 29999
+	}
+	return nil
+}
+
+// port resolves a port option: 0 → def, -1 → a free port; it checks that
+// the port is free, with advice if it is not.
+func port(v, def int, flag string) (int, error) {
+	switch v {
+	case 0:
+		v = def
+	case -1:
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port, nil
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(v)))
+	if err != nil {
+		return 0, fmt.Errorf("port %d is in use on 127.0.0.1; stop what uses it or choose another with %s", v, flag)
+	}
+	l.Close()
+	return v, nil
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// Start brings the whole stack up and returns once the sample app answers
+// through nginx, the tunnel and the agent. On failure everything started so
+// far is stopped.
+func Start(ctx context.Context, o Options) (_ *Stack, err error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	s := &Stack{opts: o, log: o.Logger, bg: make(chan error, 4)}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	steps := []struct {
+		what string
+		fn   func(context.Context) error
+	}{
+		{"prepare the relay's files", s.prepare},
+		{"start nginx", s.startNginx},
+		{"start the tunnel and auth servers", s.startServers},
+		{"start the panel", func(context.Context) error { return s.startPanel(runCtx) }},
+		{"start the sample app", func(context.Context) error { return s.startApp(runCtx) }},
+		{"enroll the agent", s.enrollAgent},
+		{"create the tunnels", s.createTunnels},
+		{"create the demo user", s.createUser},
+		{"start the agent", s.startAgent},
+		{"wait for the app through the tunnel", s.waitForApps},
+	}
+	for _, st := range steps {
+		s.log.Info(st.what)
+		if err := st.fn(ctx); err != nil {
+			return nil, fmt.Errorf("demo: %s: %w", st.what, err)
+		}
+	}
+	data, err := store.Marshal(s.Info)
+	if err != nil {
+		return nil, err
+	}
+	if err := store.WriteFileAtomic(filepath.Join(o.Dir, "demo.json"), data, 0o600); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) prepare(ctx context.Context) error {
+	o := s.opts
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return err
+	}
+	// A previous run's demo.json must not be mistaken for this one's.
+	os.Remove(filepath.Join(o.Dir, "demo.json"))
+	httpsPort, err := port(o.HTTPSPort, 8443, "--https-port")
+	if err != nil {
+		return err
+	}
+	panelPort, err := port(o.PanelPort, 9292, "--panel-port")
+	if err != nil {
+		return err
+	}
+	httpPort, err := port(o.HTTPPort, 8080, "--http-port")
+	if err != nil {
+		return err
+	}
+	addrs := config.Addrs{NginxListenHost: "127.0.0.1", HTTPSPort: httpsPort, PanelIPPort: panelPort, HTTPPort: httpPort}
+	for _, a := range []*string{&addrs.Panel, &addrs.Tunnel, &addrs.Auth} {
+		if *a, err = freeAddr(); err != nil {
+			return err
+		}
+	}
+	s.Relay = config.Relay{Layout: config.DirLayout(o.Dir), Addrs: addrs}
+	data, _ := json.MarshalIndent(s.Relay, "", "  ")
+	if err := store.WriteFileAtomic(filepath.Join(o.Dir, "relay.json"), append(data, '\n'), 0o600); err != nil {
+		return err
+	}
+	l := s.Relay.Layout
+	for _, d := range []string{l.DataDir, l.TunnelDir(), l.AuthDir(), l.WWWDir, l.CertsDir, l.ACMEWebroot} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	// nginx workers read the web root; the demo runs them as this user.
+	p, _, err := pki.Init(pki.Config{Dir: l.PKIDir(), Logger: s.log}, "127.0.0.1")
+	if err != nil {
+		return err
+	}
+	if err := ensureSecret(l.ProxySecretFile()); err != nil {
+		return err
+	}
+	if _, err := config.NewPanelStore(l.PanelConfig()).Init(func(c *config.PanelConfig) error {
+		d, e := Domain, "demo@"+Domain
+		c.IP, c.DataDir, c.Domain, c.Email = "127.0.0.1", l.DataDir, &d, &e
+		// The demo provisions itself (tunnel and auth servers, certificates,
+		// vhosts), so onboarding is complete.
+		c.Onboarding.Status = config.StatusCompleted
+		c.RelayPortRange = config.PortRange{Min: o.RelayPortMin, Max: o.RelayPortMax}
+		return nil
+	}); err != nil {
+		return err
+	}
+	// No public CA can certify a made-up domain: the relay CA issues the
+	// wildcard certificate, and the agent and curl trust that CA.
+	certs := &acme.Store{Dir: l.CertsDir, Domain: func() string { return Domain }}
+	if _, err := certs.ForHost(ctx, "app."+Domain); err != nil {
+		certPEM, keyPEM, err := p.IssueServer([]string{Domain, "*." + Domain}, 397*24*time.Hour)
+		if err != nil {
+			return err
+		}
+		if err := certs.Install(Domain, certPEM, keyPEM, []string{Domain, "*." + Domain}, "demo-ca"); err != nil {
+			return err
+		}
+	}
+	pw, err := os.ReadFile(filepath.Join(l.PKIDir(), pki.P12PasswordFile))
+	if err != nil {
+		return err
+	}
+	s.Info = Info{
+		PanelURL:         fmt.Sprintf("https://127.0.0.1:%d", panelPort),
+		CACert:           filepath.Join(l.PKIDir(), pki.CACertFile),
+		AdminCert:        filepath.Join(l.PKIDir(), pki.ClientCertFile),
+		AdminKey:         filepath.Join(l.PKIDir(), pki.ClientKeyFile),
+		AdminP12:         filepath.Join(l.PKIDir(), pki.ClientP12File),
+		AdminP12Password: string(pw),
+		IPCert:           filepath.Join(l.PKIDir(), pki.SelfSignedCertFile),
+		HTTPSPort:        httpsPort,
+		Domain:           Domain,
+		AgentLabel:       AgentLabel,
+		Dir:              o.Dir,
+	}
+	return nil
+}
+
+func ensureSecret(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	return store.WriteFileAtomic(path, []byte(hex.EncodeToString(b)+"\n"), 0o600)
+}
+
+func (s *Stack) startNginx(ctx context.Context) error {
+	inst, err := nginx.NewInstance(nginx.InstanceConfig{
+		Prefix:   filepath.Join(s.opts.Dir, "nginx-run"),
+		NginxDir: s.Relay.Layout.NginxDir,
+		Workers:  1,
+		Logger:   s.log,
+	})
+	if err != nil {
+		return fmt.Errorf("%w (install nginx: sudo apt-get install nginx)", err)
+	}
+	if err := inst.Start(ctx); err != nil {
+		return err
+	}
+	s.nginx = inst
+	svc, err := relay.Open(s.Relay, inst, s.log)
+	if err != nil {
+		return err
+	}
+	s.Services = svc
+	secret, err := panel.ReadProxySecret(s.Relay.Layout.ProxySecretFile())
+	if err != nil {
+		return err
+	}
+	shared, err := svc.Render.Shared(nginx.SharedParams{ProxySecret: secret})
+	if err != nil {
+		return err
+	}
+	if err := svc.Nginx.WriteShared(ctx, shared); err != nil {
+		return err
+	}
+	tlsFiles := nginx.CertFiles(s.Relay.Layout, Domain)
+	var vhosts []nginx.Vhost
+	for _, render := range []func(string, nginx.TLSFiles) (nginx.Vhost, error){svc.Render.PanelDomain, svc.Render.Auth, svc.Render.Tunnel} {
+		v, err := render(Domain, tlsFiles)
+		if err != nil {
+			return err
+		}
+		vhosts = append(vhosts, v)
+	}
+	return svc.Nginx.Apply(ctx, vhosts...)
+}
+
+func (s *Stack) logPath(name string) string { return filepath.Join(s.opts.Dir, name+".log") }
+
+func (s *Stack) startServers(ctx context.Context) error {
+	relayCfg := filepath.Join(s.opts.Dir, "relay.json")
+	s.tunnel = &child{name: "tunnel server", argv: []string{s.opts.RelayBinary, "tunnel-server", "--relay-config", relayCfg}, log: s.logPath("tunnel-server")}
+	s.auth = &child{name: "auth server", argv: []string{s.opts.RelayBinary, "auth-server", "--relay-config", relayCfg}, log: s.logPath("auth-server")}
+	for _, c := range []struct {
+		c    *child
+		addr string
+	}{{s.tunnel, s.Relay.Addrs.Tunnel}, {s.auth, s.Relay.Addrs.Auth}} {
+		if err := c.c.start(); err != nil {
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err := waitTCP(wctx, c.addr, c.c)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s did not come up (%v); its log:\n%s", c.c.name, err, c.c.tail())
+		}
+	}
+	return nil
+}
+
+// RestartTunnelServer kills the tunnel server with SIGKILL and starts it
+// again (tests of the agent's recovery).
+func (s *Stack) RestartTunnelServer(ctx context.Context) error {
+	s.tunnel.kill()
+	if err := s.tunnel.start(); err != nil {
+		return err
+	}
+	return waitTCP(ctx, s.Relay.Addrs.Tunnel, s.tunnel)
+}
+
+// RestartAuthServer stops the auth server and starts it again.
+func (s *Stack) RestartAuthServer(ctx context.Context) error {
+	s.auth.stop()
+	if err := s.auth.start(); err != nil {
+		return err
+	}
+	return waitTCP(ctx, s.Relay.Addrs.Auth, s.auth)
+}
+
+func (s *Stack) startPanel(ctx context.Context) error {
+	srv, err := relay.NewPanel(s.Services, "demo", s.log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.Relay.Addrs.Panel)
+	if err != nil {
+		return err
+	}
+	go func() { s.bg <- srv.Serve(ctx, ln) }()
+	return nil
+}
+
+func (s *Stack) startApp(ctx context.Context) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	s.Info.AppPort = ln.Addr().(*net.TCPAddr).Port
+	go func() { s.bg <- sampleapp.Serve(ctx, ln, "Portlama demo app") }()
+	return nil
+}
+
+// AdminClient returns an HTTP client that presents the admin certificate
+// and trusts the panel's self-signed IP certificate and the relay CA.
+func (s *Stack) AdminClient() (*http.Client, error) {
+	if s.admin != nil {
+		return s.admin, nil
+	}
+	cert, err := tls.LoadX509KeyPair(s.Info.AdminCert, s.Info.AdminKey)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	for _, f := range []string{s.Info.IPCert, s.Info.CACert} {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		pool.AppendCertsFromPEM(pem)
+	}
+	s.admin = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool},
+		// Names under the demo domain resolve to nginx on loopback.
+		DialContext: s.DialContext,
+	}}
+	return s.admin, nil
+}
+
+// DialContext dials nginx for any name under the demo domain (what curl's
+// --resolve does) and everything else normally.
+func (s *Stack) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err == nil && (host == Domain || strings.HasSuffix(host, "."+Domain)) {
+		addr = net.JoinHostPort("127.0.0.1", p)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
+}
+
+// API calls the panel through nginx with the admin certificate and decodes
+// the JSON answer into out; a non-2xx answer is an error with the body.
+func (s *Stack) API(ctx context.Context, method, path string, in, out any) error {
+	c, err := s.AdminClient()
+	if err != nil {
+		return err
+	}
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, s.Info.PanelURL+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(data))
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+func (s *Stack) enrollAgent(ctx context.Context) error {
+	var tok struct {
+		Token string `json:"token"`
+	}
+	if err := s.API(ctx, http.MethodPost, "/api/certs/agent/enroll", map[string]any{
+		"label":        AgentLabel,
+		"capabilities": []string{"tunnels:read", "tunnels:write"},
+	}, &tok); err != nil {
+		return err
+	}
+	argv := []string{s.opts.AgentBinary, "--home", s.agentHome(), "setup",
+		"--token", tok.Token, "--panel-url", s.Info.PanelURL, "--ca-cert", s.Info.IPCert, "--force"}
+	setup := &child{name: "agent setup", argv: argv, log: s.logPath("agent")}
+	if err := setup.start(); err != nil {
+		return err
+	}
+	<-setup.exited()
+	if setup.err != nil {
+		return fmt.Errorf("portlama-agent setup failed (%v):\n%s", setup.err, setup.tail())
+	}
+	return nil
+}
+
+func (s *Stack) agentHome() string { return filepath.Join(s.opts.Dir, "agent-home") }
+
+func (s *Stack) createTunnels(ctx context.Context) error {
+	var list struct {
+		Tunnels []struct {
+			Subdomain string `json:"subdomain"`
+			ID        string `json:"id"`
+		} `json:"tunnels"`
+	}
+	if err := s.API(ctx, http.MethodGet, "/api/tunnels", nil, &list); err != nil {
+		return err
+	}
+	// A restarted demo reuses its directory: point existing tunnels at the
+	// app's new port by recreating them.
+	for _, t := range list.Tunnels {
+		if err := s.API(ctx, http.MethodDelete, "/api/tunnels/"+t.ID, nil, nil); err != nil {
+			return err
+		}
+	}
+	s.Info.Apps = nil
+	for _, t := range []struct{ sub, access string }{{"app", "public"}, {"secure", "authenticated"}} {
+		if err := s.API(ctx, http.MethodPost, "/api/tunnels", map[string]any{
+			"subdomain":   t.sub,
+			"port":        s.Info.AppPort,
+			"agentLabel":  AgentLabel,
+			"accessMode":  t.access,
+			"description": "Portlama demo app (" + t.access + ")",
+		}, nil); err != nil {
+			return err
+		}
+		s.Info.Apps = append(s.Info.Apps, App{
+			URL:     fmt.Sprintf("https://%s.%s:%d/", t.sub, Domain, s.Info.HTTPSPort),
+			Access:  t.access,
+			Resolve: fmt.Sprintf("%s.%s:%d:127.0.0.1", t.sub, Domain, s.Info.HTTPSPort),
+		})
+	}
+	return nil
+}
+
+// DemoUser is the demo's two-factor user.
+const DemoUser = "demo"
+
+func (s *Stack) createUser(ctx context.Context) error {
+	var users struct {
+		Users []struct {
+			Username string `json:"username"`
+		} `json:"users"`
+	}
+	if err := s.API(ctx, http.MethodGet, "/api/users", nil, &users); err != nil {
+		return err
+	}
+	password := randomHex(8)
+	body := map[string]any{"displayname": "Demo User", "email": "demo@" + Domain, "password": password, "groups": []string{"family"}}
+	exists := false
+	for _, u := range users.Users {
+		exists = exists || u.Username == DemoUser
+	}
+	if exists {
+		if err := s.API(ctx, http.MethodPut, "/api/users/"+DemoUser, body, nil); err != nil {
+			return err
+		}
+	} else {
+		body["username"] = DemoUser
+		if err := s.API(ctx, http.MethodPost, "/api/users", body, nil); err != nil {
+			return err
+		}
+	}
+	var totp struct {
+		URI string `json:"totpUri"`
+	}
+	if err := s.API(ctx, http.MethodPost, "/api/users/"+DemoUser+"/reset-totp", nil, &totp); err != nil {
+		return err
+	}
+	u, err := url.Parse(totp.URI)
+	if err != nil || u.Query().Get("secret") == "" {
+		return fmt.Errorf("reset-totp returned no secret in %q", totp.URI)
+	}
+	s.Info.User = &User{Username: DemoUser, Password: password, TOTPSecret: u.Query().Get("secret")}
+	s.Info.AuthURL = fmt.Sprintf("https://auth.%s:%d/", Domain, s.Info.HTTPSPort)
+	s.Info.AuthResolve = fmt.Sprintf("auth.%s:%d:127.0.0.1", Domain, s.Info.HTTPSPort)
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (s *Stack) startAgent(ctx context.Context) error {
+	s.agent = &child{name: "agent", argv: []string{s.opts.AgentBinary, "--home", s.agentHome(), "run", "--poll-interval", "2s"},
+		log: s.logPath("agent")}
+	return s.agent.start()
+}
+
+// KillAgent stops the agent process.
+func (s *Stack) KillAgent() { s.agent.kill() }
+
+func (s *Stack) waitForApps(ctx context.Context) error {
+	c, err := s.AdminClient()
+	if err != nil {
+		return err
+	}
+	url := s.Info.Apps[0].URL
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := c.Get(url)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = errors.New(resp.Status)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not answer 200 within 30 s (last: %v); agent log:\n%s", url, err, s.agent.tail())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Wait blocks until ctx ends or a part of the stack fails on its own.
+func (s *Stack) Wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-s.bg:
+		return fmt.Errorf("demo: a component stopped: %v", err)
+	case <-s.tunnel.exited():
+		return fmt.Errorf("demo: the tunnel server exited; its log:\n%s", s.tunnel.tail())
+	case <-s.auth.exited():
+		return fmt.Errorf("demo: the auth server exited; its log:\n%s", s.auth.tail())
+	case <-s.agent.exited():
+		return fmt.Errorf("demo: the agent exited; its log:\n%s", s.agent.tail())
+	}
+}
+
+// Stop stops everything the stack started.
+func (s *Stack) Stop() {
+	for _, c := range []*child{s.agent, s.auth, s.tunnel} {
+		if c != nil {
+			c.stop()
+		}
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.nginx != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		s.nginx.Stop(ctx)
+		cancel()
+	}
+}

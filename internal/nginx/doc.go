@@ -1,0 +1,48 @@
+// Package nginx renders Portlama's nginx configuration (contract §19) and
+// changes it safely: write, test, reload, roll back.
+//
+// # Rendering
+//
+// NewRenderer(layout, addrs) checks every path and address the templates
+// use. Its methods return validated, ready-to-write content:
+//
+//	r.Shared(SharedParams{ProxySecret, PanelIPTLS}) // conf.d/portlama.conf, 5 snippets,
+//	                                                // cert-help.html, portlama-http,
+//	                                                // portlama-default, portlama-panel-ip
+//	r.PanelDomain(d, tls), r.Auth(d, tls), r.Tunnel(d, tls) // provisioning vhosts
+//	r.App(AppParams{Domain, Subdomain, RelayPort, Public, TLS}) // portlama-app-<sub>
+//	r.AgentPanel(AppParams{...})                                // portlama-agent-panel-<sub>
+//	r.Site(SiteParams{ID, FQDN, SPA, Protected, TLS})          // portlama-site-<id>
+//	RenderMainConf(MainConf{...})                               // nginx.conf of a self-run nginx
+//
+// Every value placed into a template is re-validated at render time with
+// package validate (fqdn, subdomain, UUID), is an int port, a clean absolute
+// path of plain characters, an ip:port, the 64-hex secret, or a fixed
+// string; anything else is refused. App and agent-panel vhosts proxy to an
+// upstream block with keepalive 32, HTTP/1.1 and an empty Connection header
+// when the client did not ask for an upgrade, so connections to the relay
+// port are reused (a deliberate difference from the contract's "close").
+// AppParams.Public is false by default: a forgotten field yields a
+// protected app, never an open one. CertFiles(layout, name) gives the
+// certificate store paths of §17.10.
+//
+// # Controllers
+//
+// Controller is { Test(ctx) (output, error); Reload(ctx) error }.
+// System runs "nginx -t" and "systemctl reload nginx" (argv, optionally
+// through a RunFunc such as a sudo helper). Instance runs nginx as a child
+// process with its own prefix (demo, tests): NewInstance, Start, Test,
+// Reload (SIGHUP, returns once new workers serve and old ones are shutting
+// down), Stop (no process left behind).
+//
+// # Manager
+//
+// NewManager(layout, controller, logger) serialises all changes with one
+// lock and follows §19.5: WriteVhost (backup, atomic 0644 write, symlink,
+// test, restore on failure with a *TestError "Nginx config test failed after
+// writing vhost for <fqdn>: <output>", reload, drop backup), Apply (several
+// vhosts, one test: provisioning), RemoveVhost, EnableVhost, DisableVhost
+// (symlink only), WriteShared (installer pieces; removes sites-enabled/default)
+// and TestAndReload (CRL or certificate change). A failing reload rolls
+// back like a failing test.
+package nginx

@@ -1,0 +1,269 @@
+package nginx
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/portlama/portlama/internal/config"
+	"github.com/portlama/portlama/internal/validate"
+)
+
+// Vhost file names of the fixed vhosts (contract §19.2).
+const (
+	VhostHTTP        = "portlama-http"
+	VhostDefault     = "portlama-default"
+	VhostPanelIP     = "portlama-panel-ip"
+	VhostPanelDomain = "portlama-panel-domain"
+	VhostAuth        = "portlama-auth"
+	VhostTunnel      = "portlama-tunnel"
+)
+
+// AppVhostName is the vhost file name of an app tunnel: portlama-app-<sub>.
+func AppVhostName(sub string) string { return "portlama-app-" + sub }
+
+// AgentPanelVhostName is the vhost file name of an agent panel tunnel:
+// portlama-agent-panel-<sub>.
+func AgentPanelVhostName(sub string) string { return "portlama-agent-panel-" + sub }
+
+// SiteVhostName is the vhost file name of a static site: portlama-site-<id>.
+func SiteVhostName(id string) string { return "portlama-site-" + id }
+
+// Renderer renders configuration for one relay layout and set of
+// addresses. The zero value is not usable; build it with NewRenderer.
+type Renderer struct {
+	layout config.Layout
+	env    env
+}
+
+// NewRenderer checks the layout paths and addresses that templates use and
+// returns a Renderer.
+func NewRenderer(l config.Layout, a config.Addrs) (*Renderer, error) {
+	e, err := newEnv(l, a)
+	if err != nil {
+		return nil, fmt.Errorf("nginx renderer: %w", err)
+	}
+	return &Renderer{layout: l, env: e}, nil
+}
+
+// Layout returns the layout the Renderer was built for.
+func (r *Renderer) Layout() config.Layout { return r.layout }
+
+// File is one rendered shared file with its absolute path and mode.
+type File struct {
+	Path    string
+	Mode    os.FileMode
+	Content []byte
+}
+
+// SharedParams are the inputs of the installer's shared pieces.
+type SharedParams struct {
+	// ProxySecret is the 64-hex secret of contract §3.1.
+	ProxySecret string
+	// PanelIPTLS is the certificate of the :9292 vhost. Empty fields
+	// default to <pki>/self-signed.pem and <pki>/self-signed-key.pem.
+	PanelIPTLS TLSFiles
+	// PanelIPDisabled keeps portlama-panel-ip out of sites-enabled (panel
+	// 2FA is on).
+	PanelIPDisabled bool
+}
+
+// Shared holds the installer's pieces: conf.d/portlama.conf, the five
+// snippets, the cert-help page, and the http, default and panel-ip vhosts.
+type Shared struct {
+	Files  []File  // conf.d, snippets (the secret snippet 0600), cert-help.html
+	Vhosts []Vhost // portlama-http, portlama-default, portlama-panel-ip
+}
+
+// Shared renders the installer's pieces.
+func (r *Renderer) Shared(p SharedParams) (Shared, error) {
+	if err := checkSecret(p.ProxySecret); err != nil {
+		return Shared{}, err
+	}
+	tls := p.PanelIPTLS
+	if tls.Cert == "" {
+		tls.Cert = filepath.Join(r.layout.PKIDir(), "self-signed.pem")
+	}
+	if tls.Key == "" {
+		tls.Key = filepath.Join(r.layout.PKIDir(), "self-signed-key.pem")
+	}
+	tls, err := checkTLS(tls)
+	if err != nil {
+		return Shared{}, err
+	}
+	var out Shared
+	snip := r.layout.NginxSnippets()
+	files := []struct {
+		path string
+		mode os.FileMode
+		tmpl string
+		data any
+	}{
+		{filepath.Join(r.layout.NginxConfD(), "portlama.conf"), 0o644, "confd", r.env},
+		{filepath.Join(snip, "portlama-tls.conf"), 0o644, "snippet-tls", r.env},
+		{filepath.Join(snip, "portlama-mtls.conf"), 0o644, "snippet-mtls", r.env},
+		{filepath.Join(snip, "portlama-proxy-secret.conf"), 0o600, "snippet-secret", struct{ Secret string }{p.ProxySecret}},
+		{filepath.Join(snip, "portlama-panel-proxy.conf"), 0o644, "snippet-panel-proxy", r.env},
+		{filepath.Join(snip, "portlama-hsts.conf"), 0o644, "snippet-hsts", r.env},
+	}
+	for _, f := range files {
+		b, err := render(f.tmpl, f.data)
+		if err != nil {
+			return Shared{}, err
+		}
+		out.Files = append(out.Files, File{Path: f.path, Mode: f.mode, Content: b})
+	}
+	out.Files = append(out.Files, File{Path: r.CertHelpPath(), Mode: 0o644, Content: []byte(certHelpHTML)})
+
+	vhosts := []struct {
+		name, tmpl string
+		data       any
+	}{
+		{VhostHTTP, "vhost-http", r.env},
+		{VhostDefault, "vhost-default", r.env},
+		{VhostPanelIP, "vhost-panel-ip", vhostData{Env: r.env, TLS: tls}},
+	}
+	for _, v := range vhosts {
+		b, err := render(v.tmpl, v.data)
+		if err != nil {
+			return Shared{}, err
+		}
+		out.Vhosts = append(out.Vhosts, Vhost{Name: v.name, FQDN: "*", Content: b, Disabled: v.name == VhostPanelIP && p.PanelIPDisabled})
+	}
+	return out, nil
+}
+
+// CertHelpPath is where the cert-help page lives: <www>/cert-help.html.
+func (r *Renderer) CertHelpPath() string { return filepath.Join(r.layout.WWWDir, "cert-help.html") }
+
+// vhostData is the data of every per-host template.
+type vhostData struct {
+	Env       env
+	TLS       TLSFiles
+	FQDN      string
+	Upstream  string
+	RelayPort int
+	Protected bool
+	SPA       bool
+	Root      string
+}
+
+func (r *Renderer) domainVhost(name, tmplName, sub, domain string, tls TLSFiles) (Vhost, error) {
+	if err := validate.FQDN(domain); err != nil {
+		return Vhost{}, fmt.Errorf("render %s: base domain: %w", name, err)
+	}
+	fqdn := sub + "." + domain
+	t, err := checkTLS(tls)
+	if err != nil {
+		return Vhost{}, fmt.Errorf("render %s: %w", name, err)
+	}
+	b, err := render(tmplName, vhostData{Env: r.env, TLS: t, FQDN: fqdn})
+	if err != nil {
+		return Vhost{}, err
+	}
+	return Vhost{Name: name, FQDN: fqdn, Content: b}, nil
+}
+
+// PanelDomain renders portlama-panel-domain for panel.<domain>.
+func (r *Renderer) PanelDomain(domain string, tls TLSFiles) (Vhost, error) {
+	return r.domainVhost(VhostPanelDomain, "vhost-panel-domain", "panel", domain, tls)
+}
+
+// Auth renders portlama-auth for auth.<domain>.
+func (r *Renderer) Auth(domain string, tls TLSFiles) (Vhost, error) {
+	return r.domainVhost(VhostAuth, "vhost-auth", "auth", domain, tls)
+}
+
+// Tunnel renders portlama-tunnel for tunnel.<domain>.
+func (r *Renderer) Tunnel(domain string, tls TLSFiles) (Vhost, error) {
+	return r.domainVhost(VhostTunnel, "vhost-tunnel", "tunnel", domain, tls)
+}
+
+// AppParams describe an app tunnel vhost <Subdomain>.<Domain>.
+type AppParams struct {
+	Domain    string // base domain <d>, lower-case
+	Subdomain string
+	RelayPort int // loopback port the tunnel server binds
+	// Public turns forward authentication off (access mode "public"). The
+	// zero value is protected (modes "authenticated" and "restricted").
+	Public bool
+	TLS    TLSFiles
+}
+
+func (r *Renderer) tunnelVhost(kind, name, tmplName string, p AppParams, protected bool) (Vhost, error) {
+	if err := validate.Subdomain(p.Subdomain); err != nil {
+		return Vhost{}, fmt.Errorf("render %s vhost: %w", kind, err)
+	}
+	if err := validate.FQDN(p.Domain); err != nil {
+		return Vhost{}, fmt.Errorf("render %s vhost: base domain: %w", kind, err)
+	}
+	if p.RelayPort < 1 || p.RelayPort > 65535 {
+		return Vhost{}, fmt.Errorf("render %s vhost: relay port %d out of range", kind, p.RelayPort)
+	}
+	if err := ValidVhostName(name); err != nil {
+		return Vhost{}, err
+	}
+	t, err := checkTLS(p.TLS)
+	if err != nil {
+		return Vhost{}, fmt.Errorf("render %s vhost: %w", kind, err)
+	}
+	fqdn := p.Subdomain + "." + p.Domain
+	if err := validate.FQDN(fqdn); err != nil {
+		return Vhost{}, fmt.Errorf("render %s vhost: %w", kind, err)
+	}
+	b, err := render(tmplName, vhostData{
+		Env: r.env, TLS: t, FQDN: fqdn,
+		Upstream:  upstreamName(kind, p.Subdomain),
+		RelayPort: p.RelayPort,
+		Protected: protected,
+	})
+	if err != nil {
+		return Vhost{}, err
+	}
+	return Vhost{Name: name, FQDN: fqdn, Content: b}, nil
+}
+
+// App renders portlama-app-<sub>: public, or protected by forward
+// authentication (contract §19.3).
+func (r *Renderer) App(p AppParams) (Vhost, error) {
+	return r.tunnelVhost("app", AppVhostName(p.Subdomain), "vhost-app", p, !p.Public)
+}
+
+// AgentPanel renders portlama-agent-panel-<sub> (mTLS, contract §19.4);
+// p.Public is ignored.
+func (r *Renderer) AgentPanel(p AppParams) (Vhost, error) {
+	return r.tunnelVhost("agentpanel", AgentPanelVhostName(p.Subdomain), "vhost-agent-panel", p, false)
+}
+
+// SiteParams describe a static site vhost (contract §19.3).
+type SiteParams struct {
+	ID        string // site UUID; the root is <www>/<id>
+	FQDN      string // the site's host name
+	SPA       bool
+	Protected bool // autheliaProtected: forward authentication
+	TLS       TLSFiles
+}
+
+// Site renders portlama-site-<id>.
+func (r *Renderer) Site(p SiteParams) (Vhost, error) {
+	if err := validate.UUID(p.ID); err != nil {
+		return Vhost{}, fmt.Errorf("render site vhost: %w", err)
+	}
+	if err := validate.FQDN(p.FQDN); err != nil {
+		return Vhost{}, fmt.Errorf("render site vhost: %w", err)
+	}
+	t, err := checkTLS(p.TLS)
+	if err != nil {
+		return Vhost{}, fmt.Errorf("render site vhost: %w", err)
+	}
+	root, err := safePath("site root", filepath.Join(r.layout.WWWDir, p.ID))
+	if err != nil {
+		return Vhost{}, err
+	}
+	name := SiteVhostName(p.ID)
+	b, err := render("vhost-site", vhostData{Env: r.env, TLS: t, FQDN: p.FQDN, Root: root, SPA: p.SPA, Protected: p.Protected})
+	if err != nil {
+		return Vhost{}, err
+	}
+	return Vhost{Name: name, FQDN: p.FQDN, Content: b}, nil
+}

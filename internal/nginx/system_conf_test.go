@@ -1,0 +1,79 @@
+package nginx
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/portlama/portlama/internal/testutil"
+)
+
+// TestSharedPiecesFitDistributionNginxConf checks the production layout:
+// our conf.d, snippets and vhosts under the distribution's own nginx.conf
+// (its http-level directives must not clash with ours). The include, pid
+// and log paths are redirected to a temporary directory.
+func TestSharedPiecesFitDistributionNginxConf(t *testing.T) {
+	bin := testutil.NeedBinary(t, "nginx")
+	sys, err := os.ReadFile("/etc/nginx/nginx.conf")
+	if err != nil {
+		t.Skip("no /etc/nginx/nginx.conf")
+	}
+	m, _, l := newFakeManager(t)
+	m.ctl = noopCtl{}
+	p := newTestPKI(t)
+	writeFile(t, filepath.Join(l.PKIDir(), "ca.crt"), p.caPEM, 0o644)
+	writeFile(t, filepath.Join(l.PKIDir(), "crl.pem"), p.crlPEM, 0o644)
+	writeFile(t, filepath.Join(l.PKIDir(), "self-signed.pem"), p.serverPEM, 0o644)
+	writeFile(t, filepath.Join(l.PKIDir(), "self-signed-key.pem"), p.serverKey, 0o600)
+	tlsf := CertFiles(l, testDomain)
+	writeFile(t, tlsf.Cert, p.serverPEM, 0o644)
+	writeFile(t, tlsf.Key, p.serverKey, 0o600)
+
+	r := testRendererFor(t, l)
+	sh, err := r.Shared(SharedParams{ProxySecret: testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := m.WriteShared(ctx, sh); err != nil {
+		t.Fatal(err)
+	}
+	var vs []Vhost
+	for _, f := range []func(string, TLSFiles) (Vhost, error){r.PanelDomain, r.Auth, r.Tunnel} {
+		v, err := f(testDomain, tlsf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs = append(vs, v)
+	}
+	app, err := r.App(AppParams{Domain: testDomain, Subdomain: "app", RelayPort: 20000, TLS: tlsf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs = append(vs, app)
+	if err := m.Apply(ctx, vs...); err != nil {
+		t.Fatal(err)
+	}
+
+	tmp := tempDir(t)
+	conf := strings.NewReplacer(
+		"/etc/nginx/conf.d", l.NginxConfD(),
+		"/etc/nginx/sites-enabled", l.NginxSitesEnabled(),
+		"/run/nginx.pid", filepath.Join(tmp, "nginx.pid"),
+		"/var/log/nginx/", tmp+"/",
+	).Replace(string(sys))
+	cpath := filepath.Join(tmp, "nginx.conf")
+	writeFile(t, cpath, []byte(conf), 0o644)
+	out, err := exec.Command(bin, "-t", "-c", cpath, "-e", filepath.Join(tmp, "error.log")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nginx -t with the distribution nginx.conf: %v\n%s", err, out)
+	}
+}
+
+type noopCtl struct{}
+
+func (noopCtl) Test(context.Context) (string, error) { return "", nil }
+func (noopCtl) Reload(context.Context) error         { return nil }

@@ -1,0 +1,315 @@
+package panel
+
+import (
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/portlama/portlama/internal/validate"
+)
+
+// Role is the caller's role, taken from the certificate's CN.
+type Role string
+
+// Roles (contract §3.3).
+const (
+	RoleAdmin Role = "admin"
+	RoleAgent Role = "agent"
+)
+
+// Capabilities an agent can hold (contract §3.5). The set is fixed.
+const (
+	CapTunnelsRead   = "tunnels:read"
+	CapTunnelsWrite  = "tunnels:write"
+	CapServicesRead  = "services:read"
+	CapServicesWrite = "services:write"
+	CapSystemRead    = "system:read"
+	CapSitesRead     = "sites:read"
+	CapSitesWrite    = "sites:write"
+	CapPanelExpose   = "panel:expose"
+	CapIdentityRead  = "identity:read"
+	CapIdentityQuery = "identity:query"
+)
+
+// KnownCapabilities is the fixed capability set, in contract order.
+var KnownCapabilities = []string{
+	CapTunnelsRead, CapTunnelsWrite, CapServicesRead, CapServicesWrite, CapSystemRead,
+	CapSitesRead, CapSitesWrite, CapPanelExpose, CapIdentityRead, CapIdentityQuery,
+}
+
+// Identity is the authenticated caller of a request.
+type Identity struct {
+	Role         Role
+	Label        string   // agent label; "" for admin
+	Serial       string   // certificate serial, normalised (upper-case hex, no leading zeros)
+	Capabilities []string // agents: filtered against KnownCapabilities, always with tunnels:read
+	AllowedSites []string // agents: sites the sites:* capabilities cover
+}
+
+// IsAdmin reports whether the caller holds the admin certificate.
+func (id *Identity) IsAdmin() bool { return id != nil && id.Role == RoleAdmin }
+
+// Can reports whether the caller may use capability c (admins can do all).
+func (id *Identity) Can(c string) bool {
+	if id == nil {
+		return false
+	}
+	return id.Role == RoleAdmin || slices.Contains(id.Capabilities, c)
+}
+
+// Agent is a non-revoked entry of the agents registry.
+type Agent struct {
+	Label        string
+	Serial       string // upper-case hex as nginx prints it
+	Capabilities []string
+	AllowedSites []string
+}
+
+// AgentDirectory looks up agents in the registry.
+type AgentDirectory interface {
+	// LookupAgent returns the non-revoked entry for label; ok is false when
+	// there is none.
+	LookupAgent(label string) (agent Agent, ok bool, err error)
+}
+
+// Revocations answers whether a certificate serial is revoked.
+type Revocations interface {
+	// IsRevoked reports whether serial (normalised: upper-case hex, no
+	// leading zeros) is in the revocation list.
+	IsRevoked(serial string) (bool, error)
+}
+
+// Header names nginx sets (contract §3.1, §3.2).
+const (
+	HeaderProxySecret  = "X-Portlama-Proxy-Secret"
+	HeaderClientVerify = "X-SSL-Client-Verify"
+	HeaderClientDN     = "X-SSL-Client-DN"
+	HeaderClientSerial = "X-SSL-Client-Serial"
+	HeaderRealIP       = "X-Real-IP"
+)
+
+// untrustedHeaders are dropped from requests that do not prove they came
+// through nginx, so no handler can read a forged value.
+var untrustedHeaders = []string{
+	HeaderClientVerify, HeaderClientDN, HeaderClientSerial, "X-SSL-Client-Cert",
+	"Remote-User", "Remote-Groups", "Remote-Name", "Remote-Email",
+	HeaderRealIP, "X-Forwarded-For",
+}
+
+// ReadProxySecret reads the proxy secret file (64 hex characters, optional
+// trailing newline).
+func ReadProxySecret(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read proxy secret: %w", err)
+	}
+	s := strings.TrimSpace(string(data))
+	if err := checkProxySecret(s); err != nil {
+		return "", fmt.Errorf("proxy secret in %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func checkProxySecret(s string) error {
+	if b, err := hex.DecodeString(s); err != nil || len(b) != 32 {
+		return fmt.Errorf("must be 64 hex characters")
+	}
+	return nil
+}
+
+// proven reports whether r carries the proxy secret (constant time).
+func proven(r *http.Request, secret string) bool {
+	if secret == "" {
+		return false
+	}
+	got := r.Header.Get(HeaderProxySecret)
+	return subtle.ConstantTimeCompare([]byte(got), []byte(secret)) == 1
+}
+
+// NormalizeSerial upper-cases a hex serial and removes leading zeros (and
+// colons nginx may print between bytes). ok is false when s is not hex.
+func NormalizeSerial(s string) (string, bool) {
+	s = strings.ToUpper(strings.ReplaceAll(s, ":", ""))
+	if s == "" || len(s) > 128 {
+		return "", false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'F') {
+			return "", false
+		}
+	}
+	s = strings.TrimLeft(s, "0")
+	if s == "" {
+		s = "0"
+	}
+	return s, true
+}
+
+// ParseClientDN reads the role and agent label from an RFC 2253 subject DN
+// such as "CN=agent:home,O=Portlama". ok is false when the DN is malformed,
+// has no CN or more than one, or the CN is neither "admin" nor
+// "agent:<label>" with a valid label.
+func ParseClientDN(dn string) (role Role, label string, ok bool) {
+	attrs, ok := parseDN(dn)
+	if !ok {
+		return "", "", false
+	}
+	var cns []string
+	for _, a := range attrs {
+		if strings.EqualFold(a.typ, "CN") || a.typ == "2.5.4.3" {
+			cns = append(cns, a.value)
+		}
+	}
+	if len(cns) != 1 {
+		return "", "", false
+	}
+	cn := cns[0]
+	if cn == "admin" {
+		return RoleAdmin, "", true
+	}
+	if l, found := strings.CutPrefix(cn, "agent:"); found && validate.AgentLabelParam(l) == nil {
+		return RoleAgent, l, true
+	}
+	return "", "", false
+}
+
+type dnAttr struct{ typ, value string }
+
+// parseDN splits an RFC 2253 DN into its attributes (all RDNs, multi-valued
+// RDNs flattened). Escapes (\, \+ \" \\ \XX ...) are decoded; quoted values
+// and #hex values are refused (nginx does not print them for our names).
+func parseDN(dn string) ([]dnAttr, bool) {
+	if dn == "" || len(dn) > 4096 {
+		return nil, false
+	}
+	var attrs []dnAttr
+	i := 0
+	for {
+		// attribute type
+		start := i
+		for i < len(dn) && dn[i] != '=' {
+			c := dn[i]
+			if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+				return nil, false
+			}
+			i++
+		}
+		if i == len(dn) || i == start {
+			return nil, false
+		}
+		typ := dn[start:i]
+		i++ // '='
+		if i < len(dn) && (dn[i] == '"' || dn[i] == '#') {
+			return nil, false
+		}
+		var val []byte
+		for i < len(dn) && dn[i] != ',' && dn[i] != '+' && dn[i] != ';' {
+			c := dn[i]
+			if c == '\\' {
+				if i+1 >= len(dn) {
+					return nil, false
+				}
+				n := dn[i+1]
+				if isHexDigit(n) {
+					if i+2 >= len(dn) || !isHexDigit(dn[i+2]) {
+						return nil, false
+					}
+					b, _ := hex.DecodeString(dn[i+1 : i+3])
+					val = append(val, b[0])
+					i += 3
+					continue
+				}
+				val = append(val, n)
+				i += 2
+				continue
+			}
+			if c == '"' || c == '=' || c < 0x20 {
+				return nil, false
+			}
+			val = append(val, c)
+			i++
+		}
+		attrs = append(attrs, dnAttr{typ: typ, value: string(val)})
+		if i == len(dn) {
+			return attrs, true
+		}
+		i++ // separator
+		if i == len(dn) {
+			return nil, false // trailing separator
+		}
+	}
+}
+
+func isHexDigit(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// identify resolves the caller of a proven or unproven request (contract
+// §3.3). It returns the identity or the 403 to answer; err is an internal
+// failure (500).
+func (s *Server) identify(r *http.Request, isProven bool) (*Identity, *Error, error) {
+	if !isProven || single(r.Header, HeaderClientVerify) != "SUCCESS" {
+		return nil, errCertificateNeeded, nil
+	}
+	serial, ok := NormalizeSerial(single(r.Header, HeaderClientSerial))
+	if !ok {
+		return nil, errCertificateNeeded, nil
+	}
+	revoked, err := s.cfg.Revocations.IsRevoked(serial)
+	if err != nil {
+		return nil, nil, fmt.Errorf("check revocation of %s: %w", serial, err)
+	}
+	if revoked {
+		return nil, errRevoked, nil
+	}
+	role, label, ok := ParseClientDN(single(r.Header, HeaderClientDN))
+	if !ok {
+		return nil, errCertificateNeeded, nil
+	}
+	if role == RoleAdmin {
+		return &Identity{Role: RoleAdmin, Serial: serial}, nil, nil
+	}
+	agent, found, err := s.cfg.Agents.LookupAgent(label)
+	if err != nil {
+		return nil, nil, fmt.Errorf("look up agent %s: %w", label, err)
+	}
+	if !found || agent.Label != label {
+		return nil, errRevoked, nil
+	}
+	if regSerial, ok := NormalizeSerial(agent.Serial); !ok || regSerial != serial {
+		return nil, errRevoked, nil
+	}
+	return &Identity{
+		Role:         RoleAgent,
+		Label:        label,
+		Serial:       serial,
+		Capabilities: effectiveCapabilities(agent.Capabilities),
+		AllowedSites: slices.Clone(agent.AllowedSites),
+	}, nil, nil
+}
+
+// effectiveCapabilities keeps the known capabilities, always including
+// tunnels:read, in contract order.
+func effectiveCapabilities(granted []string) []string {
+	out := []string{CapTunnelsRead}
+	for _, c := range KnownCapabilities[1:] {
+		if slices.Contains(granted, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// single returns the value of header name when it occurs exactly once, else
+// "" (nginx sets each identity header once; repeats are not trusted).
+func single(h http.Header, name string) string {
+	if v := h.Values(name); len(v) == 1 {
+		return v[0]
+	}
+	return ""
+}

@@ -1,0 +1,208 @@
+package panel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/portlama/portlama/internal/config"
+	"github.com/portlama/portlama/internal/onboarding"
+	"github.com/portlama/portlama/internal/system"
+)
+
+// StatsSource provides GET /api/system/stats; *system.Collector is one.
+type StatsSource interface {
+	Stats(ctx context.Context) (system.Stats, error)
+}
+
+// Config is everything the panel server needs. Layout, Revocations and
+// Agents are required; the rest has defaults.
+type Config struct {
+	Layout config.Layout
+	Addrs  config.Addrs // Panel is the listen address; PanelIPPort and HTTPSPort shape the allowed origins
+
+	// ProxySecret is the 64-hex secret nginx sends in X-Portlama-Proxy-Secret
+	// (see ReadProxySecret). Without it no request is trusted: every
+	// protected route answers 403.
+	ProxySecret string
+
+	Version string       // relay version for /api/health; "" → "0.0.0"
+	Logger  *slog.Logger // nil → discard
+	Now     func() time.Time
+
+	Revocations Revocations         // required
+	Agents      AgentDirectory      // required
+	Resolver    onboarding.Resolver // DNS for verify-dns; nil → onboarding.SystemResolver{}
+	Stats       StatsSource         // nil → &system.Collector{}
+
+	// RateLimit is the number of requests per minute per client address;
+	// 0 → 100.
+	RateLimit int
+
+	// PanelStore overrides the panel.json store (default: Layout.PanelConfig()).
+	PanelStore *config.PanelStore
+}
+
+// Server is the panel's HTTP API. It implements http.Handler.
+type Server struct {
+	cfg        Config
+	log        *slog.Logger
+	now        func() time.Time
+	panel      *config.PanelStore
+	onboarding *onboarding.Service
+	stats      StatsSource
+	limiter    *rateLimiter
+
+	mux     *http.ServeMux
+	routes  map[string]map[string]*Route // path pattern → method → route
+	handler http.Handler
+}
+
+// New checks the configuration and panel.json (the panel refuses to start
+// on an invalid document), gives panel.json a serverId if it has none, and
+// returns the server with every route registered.
+func New(cfg Config) (*Server, error) {
+	if cfg.Revocations == nil || cfg.Agents == nil {
+		return nil, errors.New("panel: Revocations and Agents are required")
+	}
+	if cfg.ProxySecret != "" {
+		if err := checkProxySecret(cfg.ProxySecret); err != nil {
+			return nil, fmt.Errorf("panel: proxy secret %w", err)
+		}
+	}
+	if cfg.Version == "" {
+		cfg.Version = "0.0.0"
+	}
+	if cfg.Addrs.PanelIPPort == 0 {
+		cfg.Addrs.PanelIPPort = 9292
+	}
+	if cfg.Addrs.HTTPSPort == 0 {
+		cfg.Addrs.HTTPSPort = 443
+	}
+	s := &Server{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		now:    cfg.Now,
+		panel:  cfg.PanelStore,
+		stats:  cfg.Stats,
+		mux:    http.NewServeMux(),
+		routes: map[string]map[string]*Route{},
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.panel == nil {
+		s.panel = config.NewPanelStore(cfg.Layout.PanelConfig())
+	}
+	if s.stats == nil {
+		s.stats = &system.Collector{}
+	}
+	resolver := cfg.Resolver
+	if resolver == nil {
+		resolver = onboarding.SystemResolver{}
+	}
+	s.onboarding = &onboarding.Service{Store: s.panel, Resolver: resolver}
+	limit := cfg.RateLimit
+	if limit == 0 {
+		limit = 100
+	}
+	s.limiter = newRateLimiter(limit, time.Minute, s.now)
+
+	if _, err := s.panel.Update(func(c *config.PanelConfig) error {
+		if c.ServerID == "" {
+			c.ServerID = uuid.NewString()
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("panel: %w", err)
+	}
+	if cfg.ProxySecret == "" {
+		s.log.Warn("no proxy secret configured: identity headers are never trusted, protected routes answer 403")
+	}
+
+	s.registerRoutes()
+	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) { writeError(w, errNotFound) })
+	s.mux.HandleFunc("/", serveNoUI)
+	s.handler = s.outer(s.mux)
+	return s, nil
+}
+
+// registerRoutes lists every route group. Add a line per new area here.
+func (s *Server) registerRoutes() {
+	s.registerHealth()
+	s.registerOnboarding()
+	s.registerSystem()
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Serve answers requests on ln until ctx is done, then shuts down
+// gracefully (in-flight requests get up to 10 s).
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("panel: serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutCtx); err != nil {
+		hs.Close()
+		return fmt.Errorf("panel: shutdown: %w", err)
+	}
+	<-errc
+	return nil
+}
+
+// ListenAndServe listens on Config.Addrs.Panel (default 127.0.0.1:3100)
+// and serves until ctx is done.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	addr := s.cfg.Addrs.Panel
+	if addr == "" {
+		addr = "127.0.0.1:3100"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("panel: listen on %s: %w", addr, err)
+	}
+	s.log.Info("panel listening", "addr", ln.Addr().String())
+	return s.Serve(ctx, ln)
+}
+
+const noUIPage = `<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Portlama panel</title></head>
+<body>
+<h1>Portlama panel</h1>
+<p>The web UI is not part of this build.</p>
+<p>The REST API is available under <code>/api</code> (for example <code>/api/health</code>),
+for the agent CLI and for curl with a client certificate.</p>
+</body>
+</html>
+`
+
+func serveNoUI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'")
+	io.WriteString(w, noUIPage)
+}

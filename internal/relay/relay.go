@@ -1,0 +1,215 @@
+// Package relay assembles the panel's services from a relay configuration:
+// the PKI, the agents registry, tunnel definitions, nginx, the certificate
+// store and the auth server's management client. `portlama panel`, the
+// demo and the end-to-end tests build the panel through Open, so there is
+// one place where the parts are connected.
+package relay
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/portlama/portlama/internal/acme"
+	"github.com/portlama/portlama/internal/agents"
+	"github.com/portlama/portlama/internal/config"
+	"github.com/portlama/portlama/internal/nginx"
+	"github.com/portlama/portlama/internal/onboarding"
+	"github.com/portlama/portlama/internal/panel"
+	"github.com/portlama/portlama/internal/pki"
+	"github.com/portlama/portlama/internal/tunnel"
+	"github.com/portlama/portlama/internal/tunnels"
+)
+
+// Services are the relay's connected parts.
+type Services struct {
+	Config  config.Relay
+	Log     *slog.Logger
+	Panel   *config.PanelStore
+	PKI     *pki.PKI
+	Agents  *agents.Manager
+	Tunnels *tunnels.Service
+	ACL     *tunnel.ACL
+	Nginx   *nginx.Manager
+	Render  *nginx.Renderer
+	Certs   *acme.Store
+}
+
+// Open connects the services of the relay described by cfg. ctl drives
+// nginx: nil means the system's nginx service; the demo passes its own
+// instance.
+func Open(cfg config.Relay, ctl nginx.Controller, log *slog.Logger) (*Services, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if ctl == nil {
+		ctl = nginx.System{}
+	}
+	s := &Services{Config: cfg, Log: log, Panel: config.NewPanelStore(cfg.Layout.PanelConfig())}
+	s.Nginx = nginx.NewManager(cfg.Layout, ctl, log)
+	r, err := nginx.NewRenderer(cfg.Layout, cfg.Addrs)
+	if err != nil {
+		return nil, err
+	}
+	s.Render = r
+	p, err := pki.Open(pki.Config{Dir: cfg.Layout.PKIDir(), Logger: log, Reloader: nginxReloader{s.Nginx}})
+	if err != nil {
+		return nil, err
+	}
+	s.PKI = p
+	s.ACL = tunnel.NewACL(filepath.Join(cfg.Layout.TunnelDir(), "acl.json"))
+	s.Certs = &acme.Store{Dir: cfg.Layout.CertsDir, Domain: s.domain}
+	s.Tunnels = tunnels.New(tunnels.Config{
+		File:     cfg.Layout.TunnelsFile(),
+		Settings: s.tunnelSettings,
+		Agents:   activeLabels{s},
+		Vhosts:   tunnelVhosts{s},
+		Certs:    s.Certs,
+		ACL:      s.ACL,
+	})
+	am, err := agents.New(agents.Config{PKI: p, Tunnels: credentials{s}, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	s.Agents = am
+	return s, nil
+}
+
+func (s *Services) domain() string {
+	c, err := s.Panel.Load()
+	if err != nil {
+		return ""
+	}
+	return c.DomainOrEmpty()
+}
+
+func (s *Services) tunnelSettings() (tunnels.Settings, error) {
+	c, err := s.Panel.Load()
+	if err != nil {
+		return tunnels.Settings{}, err
+	}
+	return tunnels.Settings{
+		Domain:       c.DomainOrEmpty(),
+		Email:        c.EmailOrEmpty(),
+		RelayPortMin: c.RelayPortRange.Min,
+		RelayPortMax: c.RelayPortRange.Max,
+	}, nil
+}
+
+// TunnelServerURL is the URL agents connect their tunnels to.
+func (s *Services) TunnelServerURL(domain string) string {
+	port := s.Config.Addrs.HTTPSPort
+	if port == 0 {
+		port = 443
+	}
+	return "https://tunnel." + domain + ":" + strconv.Itoa(port)
+}
+
+// Fingerprint is the tunnel server's key fingerprint.
+func (s *Services) Fingerprint() (string, error) {
+	data, err := os.ReadFile(filepath.Join(s.Config.Layout.TunnelDir(), "fingerprint"))
+	if err != nil {
+		return "", fmt.Errorf("read tunnel server fingerprint (is the tunnel server provisioned?): %w", err)
+	}
+	return strings.TrimSpace(string(data)), nil
+}
+
+type nginxReloader struct{ m *nginx.Manager }
+
+func (r nginxReloader) Reload(ctx context.Context) error { return r.m.TestAndReload(ctx) }
+
+type activeLabels struct{ s *Services }
+
+func (a activeLabels) ActiveLabels() ([]string, error) {
+	entries, err := a.s.Agents.List()
+	if err != nil {
+		return nil, err
+	}
+	var labels []string
+	for _, e := range entries {
+		if !e.Revoked {
+			labels = append(labels, e.Label)
+		}
+	}
+	return labels, nil
+}
+
+// credentials gives an agent its tunnel credentials and, when the label
+// already owns tunnels (it was revoked and enrolled again), its ports back.
+type credentials struct{ s *Services }
+
+func (c credentials) AddAgent(ctx context.Context, label string) error {
+	if err := c.s.ACL.AddAgent(ctx, label); err != nil {
+		return err
+	}
+	return c.s.Tunnels.SyncACL(ctx, label)
+}
+
+func (c credentials) RemoveAgent(ctx context.Context, label string) error {
+	return c.s.ACL.RemoveAgent(ctx, label)
+}
+
+// tunnelVhosts writes tunnel vhosts with nginx's safe procedure.
+type tunnelVhosts struct{ s *Services }
+
+func (v tunnelVhosts) WriteTunnel(ctx context.Context, t tunnels.Tunnel, cert tunnels.CertPaths) error {
+	domain := strings.TrimPrefix(t.FQDN, t.Subdomain+".")
+	p := nginx.AppParams{
+		Domain:    domain,
+		Subdomain: t.Subdomain,
+		RelayPort: t.RelayPort,
+		Public:    t.AccessMode == tunnels.AccessPublic,
+		TLS:       nginx.TLSFiles{Cert: cert.Cert, Key: cert.Key},
+	}
+	var vh nginx.Vhost
+	var err error
+	if t.Type == tunnels.TypePanel {
+		vh, err = v.s.Render.AgentPanel(p)
+	} else {
+		vh, err = v.s.Render.App(p)
+	}
+	if err != nil {
+		return err
+	}
+	// A disabled tunnel keeps its vhost file but stays out of sites-enabled.
+	vh.Disabled = !t.IsEnabled()
+	return v.s.Nginx.Apply(ctx, vh)
+}
+
+func (v tunnelVhosts) RemoveTunnel(ctx context.Context, t tunnels.Tunnel) error {
+	return v.s.Nginx.RemoveVhost(ctx, t.VhostName())
+}
+
+func (v tunnelVhosts) SetTunnelEnabled(ctx context.Context, t tunnels.Tunnel, enabled bool) error {
+	if enabled {
+		return v.s.Nginx.EnableVhost(ctx, t.VhostName())
+	}
+	return v.s.Nginx.DisableVhost(ctx, t.VhostName())
+}
+
+// NewPanel builds the panel's HTTP API on the services.
+func NewPanel(s *Services, version string, log *slog.Logger) (*panel.Server, error) {
+	secret, err := panel.ReadProxySecret(s.Config.Layout.ProxySecretFile())
+	if err != nil {
+		return nil, err
+	}
+	var resolver onboarding.Resolver
+	if s.Config.DNSServer != "" {
+		resolver = onboarding.DNSServerResolver{Server: s.Config.DNSServer}
+	}
+	return panel.New(panel.Config{
+		Layout:      s.Config.Layout,
+		Addrs:       s.Config.Addrs,
+		ProxySecret: secret,
+		Version:     version,
+		Logger:      log,
+		Revocations: s.PKI,
+		Agents:      panel.RegistryDirectory{Manager: s.Agents},
+		Resolver:    resolver,
+		PanelStore:  s.Panel,
+	})
+}

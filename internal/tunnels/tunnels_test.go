@@ -1,0 +1,408 @@
+package tunnels
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// recorder is a collaborator double that records calls and fails on demand.
+type recorder struct {
+	calls    []string
+	failOn   string
+	ports    map[string][]int
+	rules    []Tunnel
+	enabled  map[string]bool
+	written  map[string]Tunnel
+	wildcard bool
+}
+
+func newRecorder() *recorder {
+	return &recorder{ports: map[string][]int{}, enabled: map[string]bool{}, written: map[string]Tunnel{}, wildcard: true}
+}
+
+func (r *recorder) step(name string) error {
+	r.calls = append(r.calls, name)
+	if r.failOn == name {
+		return errors.New(name + " exploded")
+	}
+	return nil
+}
+
+func (r *recorder) WriteTunnel(_ context.Context, t Tunnel, _ CertPaths) error {
+	if err := r.step("vhost.write"); err != nil {
+		return err
+	}
+	r.written[t.VhostName()] = t
+	r.enabled[t.VhostName()] = t.IsEnabled()
+	return nil
+}
+func (r *recorder) RemoveTunnel(_ context.Context, t Tunnel) error {
+	if err := r.step("vhost.remove"); err != nil {
+		return err
+	}
+	delete(r.written, t.VhostName())
+	delete(r.enabled, t.VhostName())
+	return nil
+}
+func (r *recorder) SetTunnelEnabled(_ context.Context, t Tunnel, on bool) error {
+	if err := r.step("vhost.enable"); err != nil {
+		return err
+	}
+	r.enabled[t.VhostName()] = on
+	return nil
+}
+func (r *recorder) ForHost(_ context.Context, fqdn string) (CertPaths, error) {
+	if err := r.step("cert.get"); err != nil {
+		return CertPaths{}, err
+	}
+	return CertPaths{Name: fqdn, Wildcard: r.wildcard}, nil
+}
+func (r *recorder) DeleteIndividual(_ context.Context, fqdn string) error {
+	return r.step("cert.delete")
+}
+func (r *recorder) SetPorts(_ context.Context, label string, ports []int) error {
+	if err := r.step("acl"); err != nil {
+		return err
+	}
+	r.ports[label] = ports
+	return nil
+}
+func (r *recorder) SyncTunnels(_ context.Context, ts []Tunnel) error {
+	if err := r.step("rules"); err != nil {
+		return err
+	}
+	r.rules = nil
+	for _, t := range ts {
+		if t.AccessMode == AccessRestricted {
+			r.rules = append(r.rules, t)
+		}
+	}
+	return nil
+}
+
+type agentList []string
+
+func (a agentList) ActiveLabels() ([]string, error) { return a, nil }
+
+func newService(t *testing.T, agents ...string) (*Service, *recorder) {
+	t.Helper()
+	r := newRecorder()
+	s := New(Config{
+		File: filepath.Join(t.TempDir(), "tunnels.json"),
+		Settings: func() (Settings, error) {
+			return Settings{Domain: "example.com", Email: "a@example.com", RelayPortMin: 20000, RelayPortMax: 20002}, nil
+		},
+		Agents: agentList(agents),
+		Vhosts: r, Certs: r, ACL: r, Rules: r,
+		PortFree: func(int) bool { return true },
+		Now:      func() time.Time { return time.Date(2026, 1, 31, 9, 15, 0, 0, time.UTC) },
+	})
+	return s, r
+}
+
+var admin = Caller{Admin: true}
+
+func agent(label string, caps ...string) Caller {
+	return Caller{Label: label, Capabilities: append([]string{"tunnels:read"}, caps...)}
+}
+
+func TestCreateDefaultsAndSideEffectOrder(t *testing.T) {
+	s, r := newService(t, "home")
+	tun, err := s.Create(context.Background(), admin, CreateRequest{Subdomain: "app", Port: 8080})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tun.AgentLabel != "home" || tun.FQDN != "app.example.com" || tun.RelayPort != 20000 ||
+		tun.TargetHost != "127.0.0.1" || tun.AccessMode != AccessAuthenticated || tun.Type != TypeApp ||
+		!tun.IsEnabled() || tun.CreatedAt != "2026-01-31T09:15:00.000Z" || tun.Description != nil {
+		t.Fatalf("unexpected tunnel %+v", tun)
+	}
+	if want := []string{"cert.get", "vhost.write", "acl"}; !slices.Equal(r.calls, want) {
+		t.Fatalf("calls = %v, want %v", r.calls, want)
+	}
+	if !slices.Equal(r.ports["home"], []int{20000}) {
+		t.Fatalf("acl ports = %v", r.ports["home"])
+	}
+}
+
+func TestCreateChecksInContractOrder(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name   string
+		agents []string
+		caller Caller
+		req    CreateRequest
+		kind   Kind
+		msg    string
+	}{
+		{"reserved", []string{"home"}, admin, CreateRequest{Subdomain: "panel", Port: 8080}, Invalid, "Subdomain 'panel' is reserved"},
+		{"agent prefix on app", []string{"home"}, admin, CreateRequest{Subdomain: "agent-x", Port: 8080}, Invalid, "Subdomain prefix 'agent-' is reserved for agent panel tunnels"},
+		{"public by agent", []string{"home"}, agent("home", "tunnels:write"), CreateRequest{Subdomain: "a", Port: 8080, AccessMode: AccessPublic}, Forbidden, "Only administrators can set tunnel access mode to public"},
+		{"panel without capability", []string{"home"}, agent("home", "tunnels:write"), CreateRequest{Subdomain: "agent-home", Port: 8080, Type: TypePanel}, Forbidden, "Cannot create panel tunnel without panel:expose capability"},
+		{"panel for another label", []string{"home"}, agent("home", "tunnels:write", "panel:expose"), CreateRequest{Subdomain: "agent-work", Port: 8080, Type: TypePanel}, Forbidden, "Agents can only create panel tunnels for their own label"},
+		{"agent names other owner", []string{"home", "work"}, agent("home", "tunnels:write"), CreateRequest{Subdomain: "a", Port: 8080, AgentLabel: "work"}, Forbidden, "Agents can only create tunnels for their own label"},
+		{"admin unknown agent", []string{"home"}, admin, CreateRequest{Subdomain: "a", Port: 8080, AgentLabel: "ghost"}, Invalid, "Unknown agent 'ghost'"},
+		{"admin ambiguous owner", []string{"home", "work"}, admin, CreateRequest{Subdomain: "a", Port: 8080}, Invalid, "agentLabel is required unless exactly one active agent exists"},
+		{"admin no agents", nil, admin, CreateRequest{Subdomain: "a", Port: 8080}, Invalid, "agentLabel is required unless exactly one active agent exists"},
+		{"admin panel wrong subdomain", []string{"home"}, admin, CreateRequest{Subdomain: "agent-work", Port: 8080, Type: TypePanel}, Invalid, "Panel tunnel subdomain must be 'agent-home'"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, r := newService(t, c.agents...)
+			_, err := s.Create(ctx, c.caller, c.req)
+			e, ok := IsError(err)
+			if !ok || e.Kind != c.kind || e.Message != c.msg {
+				t.Fatalf("err = %v, want kind %d %q", err, c.kind, c.msg)
+			}
+			if len(r.calls) != 0 {
+				t.Fatalf("refused request had side effects: %v", r.calls)
+			}
+			if all, _ := s.All(); len(all) != 0 {
+				t.Fatalf("refused request stored a tunnel")
+			}
+		})
+	}
+}
+
+func TestCreateConflicts(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newService(t, "home", "work")
+	if _, err := s.Create(ctx, admin, CreateRequest{Subdomain: "app", Port: 8080, AgentLabel: "home"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Create(ctx, admin, CreateRequest{Subdomain: "app", Port: 9000, AgentLabel: "work"})
+	if e, _ := IsError(err); e == nil || e.Message != "Subdomain 'app' is already in use" {
+		t.Fatalf("duplicate subdomain: %v", err)
+	}
+	_, err = s.Create(ctx, admin, CreateRequest{Subdomain: "app2", Port: 8080, AgentLabel: "home"})
+	if e, _ := IsError(err); e == nil || e.Message != "Port 8080 is already in use by another tunnel" {
+		t.Fatalf("duplicate port for one agent: %v", err)
+	}
+	// The same local port on another agent is fine (unique per agent).
+	if _, err := s.Create(ctx, admin, CreateRequest{Subdomain: "app3", Port: 8080, AgentLabel: "work"}); err != nil {
+		t.Fatalf("same port on another agent refused: %v", err)
+	}
+	// Range 20000–20002 holds three; the third takes the last port, a fourth gets 409.
+	if _, err := s.Create(ctx, admin, CreateRequest{Subdomain: "app4", Port: 8081, AgentLabel: "work"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Create(ctx, admin, CreateRequest{Subdomain: "app5", Port: 8082, AgentLabel: "work"})
+	if e, _ := IsError(err); e == nil || e.Kind != Conflict || e.Message != "No free relay port in the configured range" {
+		t.Fatalf("full range: %v", err)
+	}
+}
+
+func TestAllocationSkipsBusyPorts(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	busy := l.Addr().(*net.TCPAddr).Port
+	s, _ := newService(t, "home")
+	s.cfg.PortFree = nil
+	s = New(Config{File: s.cfg.File, Agents: s.cfg.Agents, Vhosts: s.cfg.Vhosts, Certs: s.cfg.Certs, ACL: s.cfg.ACL,
+		Settings: func() (Settings, error) {
+			return Settings{Domain: "example.com", Email: "a@example.com", RelayPortMin: busy, RelayPortMax: busy + 50}, nil
+		}})
+	tun, err := s.Create(context.Background(), admin, CreateRequest{Subdomain: "app", Port: 8080})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tun.RelayPort == busy {
+		t.Fatalf("allocated port %d that something listens on", busy)
+	}
+}
+
+func TestCreateRollsBackOnFailure(t *testing.T) {
+	for _, step := range []string{"cert.get", "vhost.write", "rules", "acl"} {
+		t.Run(step, func(t *testing.T) {
+			s, r := newService(t, "home")
+			r.wildcard = false
+			r.failOn = step
+			_, err := s.Create(context.Background(), admin, CreateRequest{Subdomain: "app", Port: 8080, AccessMode: AccessRestricted, AllowedUsers: []string{"bob"}})
+			e, ok := IsError(err)
+			if !ok || e.Kind != Failed || e.Message != "Failed to create tunnel" {
+				t.Fatalf("err = %v", err)
+			}
+			wantStep := map[string]string{"cert.get": "certificate", "vhost.write": "nginx", "rules": "state", "acl": "tunnel-acl"}[step]
+			if !strings.HasPrefix(e.Details, wantStep+": ") {
+				t.Fatalf("details = %q, want step %q", e.Details, wantStep)
+			}
+			if all, _ := s.All(); len(all) != 0 {
+				t.Fatalf("failed create left %d tunnels in state", len(all))
+			}
+			if len(r.written) != 0 {
+				t.Fatalf("failed create left vhosts: %v", r.written)
+			}
+			if len(r.rules) != 0 {
+				t.Fatalf("failed create left access rules: %v", r.rules)
+			}
+			if step != "cert.get" && !slices.Contains(r.calls, "cert.delete") {
+				t.Fatalf("individual certificate not deleted on rollback: %v", r.calls)
+			}
+		})
+	}
+}
+
+func TestAgentSeesOnlyOwnTunnels(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newService(t, "home", "work")
+	home, _ := s.Create(ctx, admin, CreateRequest{Subdomain: "a", Port: 8080, AgentLabel: "home"})
+	s.Create(ctx, admin, CreateRequest{Subdomain: "b", Port: 8080, AgentLabel: "work"})
+	list, _ := s.List(agent("work"))
+	if len(list) != 1 || list[0].Subdomain != "b" {
+		t.Fatalf("work sees %v", list)
+	}
+	if _, err := s.Update(ctx, agent("work", "tunnels:write"), home.ID, Patch{Enabled: ptr(false)}); err == nil {
+		t.Fatal("agent toggled another agent's tunnel")
+	} else if e, _ := IsError(err); e.Kind != NotFound {
+		t.Fatalf("err = %v, want NotFound", err)
+	}
+	if err := s.Delete(ctx, agent("work", "tunnels:write"), home.ID); err == nil {
+		t.Fatal("agent deleted another agent's tunnel")
+	}
+	all, _ := s.List(admin)
+	if len(all) != 2 || all[0].Subdomain != "b" {
+		t.Fatalf("admin list (newest first) = %v", all)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestToggleUpdatesVhostLinkAndACL(t *testing.T) {
+	ctx := context.Background()
+	s, r := newService(t, "home")
+	a, _ := s.Create(ctx, admin, CreateRequest{Subdomain: "a", Port: 8080})
+	b, _ := s.Create(ctx, admin, CreateRequest{Subdomain: "b", Port: 8081})
+	r.calls = nil
+	got, err := s.Update(ctx, admin, a.ID, Patch{Enabled: ptr(false)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.IsEnabled() || r.enabled[a.VhostName()] || !r.enabled[b.VhostName()] {
+		t.Fatalf("toggle: tunnel enabled=%v links=%v", got.IsEnabled(), r.enabled)
+	}
+	if !slices.Equal(r.ports["home"], []int{b.RelayPort}) {
+		t.Fatalf("acl after disable = %v, want [%d]", r.ports["home"], b.RelayPort)
+	}
+	if slices.Contains(r.calls, "vhost.write") {
+		t.Fatalf("toggle rewrote the vhost: %v", r.calls)
+	}
+	// Unchanged body: 200, no side effects.
+	r.calls = nil
+	if _, err := s.Update(ctx, admin, a.ID, Patch{Enabled: ptr(false)}); err != nil || len(r.calls) != 0 {
+		t.Fatalf("no-op update: err %v, calls %v", err, r.calls)
+	}
+	// A failing ACL update restores the link and keeps the state.
+	r.failOn = "acl"
+	if _, err := s.Update(ctx, admin, a.ID, Patch{Enabled: ptr(true)}); err == nil {
+		t.Fatal("update succeeded despite ACL failure")
+	} else if e, _ := IsError(err); e.Message != "Failed to toggle tunnel" {
+		t.Fatalf("err = %v", err)
+	}
+	if r.enabled[a.VhostName()] {
+		t.Fatal("vhost link not reverted after failure")
+	}
+	if all, _ := s.All(); all[0].IsEnabled() {
+		t.Fatal("state changed despite failure")
+	}
+}
+
+func TestAccessModeChanges(t *testing.T) {
+	ctx := context.Background()
+	s, r := newService(t, "home")
+	a, _ := s.Create(ctx, admin, CreateRequest{Subdomain: "a", Port: 8080, AccessMode: AccessPublic})
+	if _, err := s.Update(ctx, agent("home", "tunnels:write"), a.ID, Patch{AccessMode: ptr(AccessPublic)}); err != nil {
+		// unchanged: allowed (nothing to do) is fine too, but public by an agent must be refused
+		if e, _ := IsError(err); e.Kind != Forbidden {
+			t.Fatalf("err = %v", err)
+		}
+	}
+	r.calls = nil
+	got, err := s.Update(ctx, admin, a.ID, Patch{AccessMode: ptr(AccessRestricted), AllowedGroups: ptr([]string{"family"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.AccessMode != AccessRestricted || !slices.Contains(r.calls, "vhost.write") || !slices.Contains(r.calls, "rules") {
+		t.Fatalf("public→restricted: %+v calls %v", got, r.calls)
+	}
+	if len(r.rules) != 1 || r.rules[0].ID != a.ID {
+		t.Fatalf("rules = %v", r.rules)
+	}
+	if err := s.Delete(ctx, admin, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.rules) != 0 || len(r.written) != 0 || len(r.ports["home"]) != 0 {
+		t.Fatalf("delete left rules %v vhosts %v ports %v", r.rules, r.written, r.ports["home"])
+	}
+}
+
+func TestPanelTunnelRules(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newService(t, "home")
+	p, err := s.Create(ctx, agent("home", "tunnels:write", "panel:expose"), CreateRequest{Subdomain: "agent-home", Port: 9393, Type: TypePanel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.AccessMode != "" || p.AllowedUsers != nil || p.VhostName() != "portlama-agent-panel-agent-home" {
+		t.Fatalf("panel tunnel %+v", p)
+	}
+	_, err = s.Update(ctx, admin, p.ID, Patch{AccessMode: ptr(AccessPublic)})
+	if e, _ := IsError(err); e == nil || e.Message != "Panel tunnels have no access mode" {
+		t.Fatalf("access mode on panel tunnel: %v", err)
+	}
+	err = s.Delete(ctx, agent("home", "tunnels:write"), p.ID)
+	if e, _ := IsError(err); e == nil || e.Message != "Cannot delete panel tunnel without panel:expose capability" {
+		t.Fatalf("delete panel tunnel without capability: %v", err)
+	}
+}
+
+func TestAgentConfigAndRemote(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newService(t, "home")
+	s.Create(ctx, admin, CreateRequest{Subdomain: "a", Port: 8080})
+	b, _ := s.Create(ctx, admin, CreateRequest{Subdomain: "b", Port: 8081, TargetHost: "fd00::5"})
+	c, _ := s.Create(ctx, admin, CreateRequest{Subdomain: "c", Port: 8082})
+	s.Update(ctx, admin, c.ID, Patch{Enabled: ptr(false)})
+	enabled, _ := s.EnabledFor("home")
+	cfg := BuildAgentConfig("example.com", "https://tunnel.example.com:443", "home", "pw", "fp", enabled)
+	want := []string{"client", "--auth", "home:pw", "--fingerprint", "fp", "https://tunnel.example.com:443",
+		"R:127.0.0.1:20000:127.0.0.1:8080", "R:127.0.0.1:" + strconv.Itoa(b.RelayPort) + ":[fd00::5]:8081"}
+	if !slices.Equal(cfg.ChiselArgs, want) {
+		t.Fatalf("chiselArgs = %v\nwant %v", cfg.ChiselArgs, want)
+	}
+	if len(cfg.Tunnels) != 2 || cfg.Auth != "home:pw" {
+		t.Fatalf("config %+v", cfg)
+	}
+	plist := MacPlist(cfg.ChiselArgs)
+	if !strings.Contains(plist, "<string>client</string>\n    <string>--tls-cert</string>") ||
+		!strings.Contains(plist, "com.portlama.chisel") {
+		t.Fatalf("plist:\n%s", plist)
+	}
+	if got := MacPlist([]string{"client", "a<b&c"}); !strings.Contains(got, "a&lt;b&amp;c") {
+		t.Fatalf("plist does not escape XML: %s", got)
+	}
+}
+
+func FuzzRemote(f *testing.F) {
+	f.Add(20000, "127.0.0.1", 8080)
+	f.Add(20001, "fd00::5", 65535)
+	f.Add(1, "example.com", 1024)
+	f.Fuzz(func(t *testing.T, relay int, host string, port int) {
+		r := Remote(relay, host, port)
+		if !strings.HasPrefix(r, "R:127.0.0.1:"+strconv.Itoa(relay)+":") {
+			t.Fatalf("remote %q does not bind the relay port on loopback", r)
+		}
+		if !strings.HasSuffix(r, ":"+strconv.Itoa(port)) {
+			t.Fatalf("remote %q does not end in the local port", r)
+		}
+	})
+}
