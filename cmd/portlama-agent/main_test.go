@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/portlama/portlama/internal/agent/agenttest"
 )
@@ -14,13 +15,18 @@ import (
 // run executes the CLI with args and returns stdout and the error.
 func run(t *testing.T, home string, args ...string) (string, error) {
 	t.Helper()
+	out, _, err := runCtx(context.Background(), home, args...)
+	return out, err
+}
+
+func runCtx(ctx context.Context, home string, args ...string) (stdout, stderr string, err error) {
 	cmd := newRootCmd()
 	var out, errOut bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&errOut)
 	cmd.SetArgs(append([]string{"--home", home}, args...))
-	err := cmd.ExecuteContext(context.Background())
-	return out.String(), err
+	err = cmd.ExecuteContext(ctx)
+	return out.String(), errOut.String(), err
 }
 
 type event struct {
@@ -185,3 +191,27 @@ func writeTemp(t *testing.T, b []byte) string {
 }
 
 func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o600) }
+
+func TestRunIdleUntilCancelled(t *testing.T) {
+	p := agenttest.NewPanel(t)
+	home := t.TempDir()
+	if out, err := run(t, home, "setup", "--token", p.Token, "--panel-url", p.URL(), "--panel-fingerprint", p.Fingerprint()); err != nil {
+		t.Fatalf("setup: %v\n%s", err, out)
+	}
+	p.SetAgentConfig([]byte(`{"domain":"example.com","chiselServerUrl":"https://tunnel.example.com:443","auth":"home:pw",
+		"fingerprint":"O6ssY+Ss0zrUaXnR0QSxtvlDW9pPHZTU2RqkG5xV3Eg=","tunnels":[]}`))
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, logs, err := runCtx(ctx, home, "run", "--poll-interval", "50ms")
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, logs)
+	}
+	for _, want := range []string{"portlama-agent starting", "label=home", "no enabled tunnels", "portlama-agent stopped"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %q:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, "home:pw") {
+		t.Fatal("the tunnel credential was logged")
+	}
+}

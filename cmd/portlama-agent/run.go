@@ -31,7 +31,7 @@ Stop with Ctrl-C.`,
 			if debug {
 				level = slog.LevelDebug
 			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			label, err := g.resolveLabel()
 			if err != nil {
 				return err

@@ -200,10 +200,19 @@ func newStatusCmd(g *globals) *cobra.Command {
 				return err
 			}
 			var svc *agent.ServiceStatus
-			if runtime.GOOS == "linux" || runtime.GOOS == "darwin" {
-				if m, err := serviceManager(g, label, serviceFlags{}); err == nil {
-					if s, err := m.Status(ctx); err == nil {
-						svc = &s
+			scopes := []serviceFlags{{}}
+			if runtime.GOOS == "linux" {
+				scopes = append(scopes, serviceFlags{system: true})
+			}
+			for _, sf := range scopes {
+				m, err := serviceManager(g, label, sf)
+				if err != nil {
+					break
+				}
+				if s, err := m.Status(ctx); err == nil && (svc == nil || s.Installed) {
+					svc = &s
+					if s.Installed {
+						break
 					}
 				}
 			}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -21,12 +20,9 @@ func relayFlag(cmd *cobra.Command) *string {
 
 // tunnelServerConfig places the tunnel server on the relay's address and files.
 func tunnelServerConfig(r config.Relay) tunnel.ServerConfig {
-	return tunnel.ServerConfig{
-		Addr:            r.Addrs.Tunnel,
-		KeyFile:         filepath.Join(r.Layout.TunnelDir(), "server.key"),
-		FingerprintFile: filepath.Join(r.Layout.TunnelDir(), "fingerprint"),
-		ACLFile:         filepath.Join(r.Layout.TunnelDir(), "acl.json"),
-	}
+	cfg := tunnel.DirConfig(r.Layout.TunnelDir())
+	cfg.Addr = r.Addrs.Tunnel
+	return cfg
 }
 
 func newTunnelServerCmd() *cobra.Command {

@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/portlama/portlama/internal/validate"
 )
 
 // AgentConfig is the answer of GET /api/tunnels/agent-config (contract §7.6)
@@ -120,46 +120,12 @@ func validFingerprint(fp string) bool {
 	return err == nil && len(b) == 32
 }
 
-var hostLabelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
-
-// ValidateTargetHost checks a tunnel's targetHost (contract §2.6): a
-// lower-case DNS hostname, a dotted IPv4 address, or an IPv6 address
-// without brackets or zone.
+// ValidateTargetHost checks a tunnel's targetHost with the relay's own rule
+// (contract §2.6, internal/validate): a lower-case DNS hostname, a dotted
+// IPv4 address, or an IPv6 address without brackets or zone.
 func ValidateTargetHost(h string) error {
-	if h == "" || len(h) > 253 {
-		return fmt.Errorf("targetHost %q: expected a hostname or IP address", h)
-	}
-	if strings.Contains(h, ":") {
-		a, err := netip.ParseAddr(h)
-		if err != nil || !a.Is6() || a.Zone() != "" || a.Is4In6() {
-			return fmt.Errorf("targetHost %q: not a valid IPv6 address", h)
-		}
-		return nil
-	}
-	if a, err := netip.ParseAddr(h); err == nil {
-		if a.Is4() {
-			return nil
-		}
-		return fmt.Errorf("targetHost %q: not a valid address", h)
-	}
-	labels := strings.Split(h, ".")
-	allDigits := true
-	for _, l := range labels {
-		if len(l) > 63 || !hostLabelRE.MatchString(l) {
-			return fmt.Errorf("targetHost %q: expected a lower-case hostname or IP address", h)
-		}
-	}
-	// A name made only of digits and dots that did not parse as IPv4 (e.g.
-	// "1.2.3" or "01.2.3.4") is refused: resolvers read such names as
-	// addresses in surprising ways.
-	for _, r := range h {
-		if (r < '0' || r > '9') && r != '.' {
-			allDigits = false
-			break
-		}
-	}
-	if allDigits {
-		return fmt.Errorf("targetHost %q: not a valid IPv4 address", h)
+	if err := validate.TargetHost(h); err != nil {
+		return fmt.Errorf("targetHost %q: %w", h, err)
 	}
 	return nil
 }

@@ -61,16 +61,28 @@
 // With --json, setup writes one JSON object per line to stdout (Event):
 //
 //	{"step":"generate-key","status":"running","message":"Generating ECDSA P-256 key"}
-//	{"step":"generate-key","status":"done","message":"Key written to /home/u/.portlama/.setup-x/client.key"}
+//	{"step":"generate-key","status":"done","message":"Private key created (it never leaves this machine)"}
+//	{"step":"create-csr","status":"running","message":"Creating certificate signing request"}
 //	...
+//	{"step":"check-health","status":"done","message":"Relay reachable (version 1.0.0); certificate accepted"}
 //	{"step":"complete","status":"done","label":"home","panelUrl":"https://203.0.113.7:9292"}
 //
 // Steps, in order: generate-key, create-csr, enroll, save-config,
 // check-health, then complete. "status" is "running", "done" or "error".
 // On failure the last line is {"step":"<id>","status":"error","error":"<text>"}
 // (plus "fingerprint" when the panel certificate was not trusted) and the
-// command exits with status 1. Without --json the same steps are printed as
-// plain lines.
+// command exits with status 1. Input errors (missing token, bad URL or
+// label) are reported on generate-key, before anything is created. Messages
+// are for humans; programs match on step and status. Without --json the
+// same steps are printed as plain lines. check-health calls /api/health and
+// GET /api/tunnels with the new certificate and the pinned panel trust, so
+// a "done" there proves the whole identity works.
+//
+// # Tests
+//
+// Package agenttest holds a stand-in panel (real CSR signing, client
+// certificate checks, contract error envelopes) used by this package's and
+// the command's tests until end-to-end tests run against the real relay.
 //
 // # Runner
 //

@@ -186,7 +186,9 @@ func errText(err error) string {
 
 // session runs one tunnel session and polls agent-config meanwhile. It
 // returns the new config when a change ended the session (next != nil), or
-// the error the session ended with.
+// the error the session ended with. uptime counts from the moment the
+// session was established when the session reports it (Connected), else
+// from its start.
 func (r *Runner) session(ctx context.Context, sess Session) (next *AgentConfig, ended error, uptime time.Duration) {
 	start := r.cfg.Now()
 	ts, err := r.cfg.NewSession(sess)
@@ -202,8 +204,16 @@ func (r *Runner) session(ctx context.Context, sess Session) (next *AgentConfig, 
 	}
 	go func() { done <- ts.Run(sctx) }()
 	var connected <-chan struct{}
+	up := start // when the session counts as up
 	if n, ok := ts.(interface{ Connected() <-chan struct{} }); ok {
 		connected = n.Connected()
+		up = time.Time{}
+	}
+	since := func() time.Duration {
+		if up.IsZero() {
+			return 0
+		}
+		return r.cfg.Now().Sub(up)
 	}
 
 	poll := time.NewTicker(r.cfg.PollInterval)
@@ -213,11 +223,12 @@ func (r *Runner) session(ctx context.Context, sess Session) (next *AgentConfig, 
 		case <-ctx.Done():
 			cancel()
 			<-done
-			return nil, nil, r.cfg.Now().Sub(start)
+			return nil, nil, since()
 		case err := <-done:
-			return nil, err, r.cfg.Now().Sub(start)
+			return nil, err, since()
 		case <-connected:
 			connected = nil
+			up = r.cfg.Now()
 			r.log.Info("connected; tunnels up", "server", sess.ServerURL, "tunnels", len(sess.Remotes))
 		case <-poll.C:
 			c, err := r.cfg.Fetch(ctx)
@@ -233,7 +244,7 @@ func (r *Runner) session(ctx context.Context, sess Session) (next *AgentConfig, 
 			r.log.Info("tunnel configuration changed; reconnecting", "tunnels", len(c.Tunnels))
 			cancel()
 			<-done
-			return c, nil, r.cfg.Now().Sub(start)
+			return c, nil, since()
 		}
 	}
 }

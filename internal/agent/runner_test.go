@@ -302,3 +302,57 @@ func TestNewRunnerRequiresFuncs(t *testing.T) {
 		t.Fatal("NewRunner accepted an empty config")
 	}
 }
+
+// connSession reports Connected when connect is true; each Run advances the
+// fake clock by two minutes before failing.
+type connSession struct {
+	h       *harness
+	connect bool
+	ch      chan struct{}
+}
+
+func (s *connSession) Connected() <-chan struct{} { return s.ch }
+
+func (s *connSession) Run(ctx context.Context) error {
+	if s.connect {
+		close(s.ch)
+		time.Sleep(20 * time.Millisecond) // let the runner see it
+	}
+	s.h.mu.Lock()
+	s.h.now = s.h.now.Add(2 * time.Minute)
+	s.h.mu.Unlock()
+	return errors.New("tunnel connection failed")
+}
+
+func TestRunnerUptimeCountsFromConnected(t *testing.T) {
+	for _, connect := range []bool{false, true} {
+		h := &harness{cfg: testConfig(20001), now: time.Unix(1_000_000, 0)}
+		var cancel context.CancelFunc
+		h.onSleep = func(n int) {
+			if n == 3 {
+				cancel()
+			}
+		}
+		r, err := NewRunner(RunnerConfig{
+			Fetch: h.fetch,
+			NewSession: func(Session) (TunnelSession, error) {
+				return &connSession{h: h, connect: connect, ch: make(chan struct{})}, nil
+			},
+			PollInterval: time.Hour, Sleep: h.sleep, Now: h.clock,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, c := context.WithCancel(context.Background())
+		cancel = c
+		_ = r.Run(ctx)
+		_, _, _, sleeps := h.snapshot()
+		want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} // attempts that never connected
+		if connect {
+			want = []time.Duration{time.Second, time.Second, time.Second} // each stayed up 2 min
+		}
+		if len(sleeps) != 3 || sleeps[0] != want[0] || sleeps[1] != want[1] || sleeps[2] != want[2] {
+			t.Fatalf("connect=%v: sleeps %v, want %v", connect, sleeps, want)
+		}
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/portlama/portlama/internal/store"
 )
@@ -54,9 +56,15 @@ func (s ServiceSpec) check() error {
 	return nil
 }
 
+// hasControl reports anything but printable characters and the ASCII space,
+// or invalid UTF-8: unit files and plists are UTF-8 text, and a path with
+// control characters is not worth supporting.
 func hasControl(s string) bool {
+	if !utf8.ValidString(s) {
+		return true
+	}
 	for _, r := range s {
-		if r < ' ' || r == 0x7f {
+		if !unicode.IsPrint(r) {
 			return true
 		}
 	}

@@ -58,7 +58,8 @@ func NDJSONReporter(w io.Writer) func(Event) {
 	}
 }
 
-// TextReporter returns a reporter writing plain progress lines to w.
+// TextReporter returns a reporter writing plain progress lines to w. A
+// failed step is named but its error is not repeated (Setup returns it).
 func TextReporter(w io.Writer) func(Event) {
 	return func(e Event) {
 		switch {
@@ -69,7 +70,8 @@ func TextReporter(w io.Writer) func(Event) {
 		case e.Status == StatusDone:
 			fmt.Fprintf(w, "[%s] done: %s\n", e.Step, e.Message)
 		case e.Status == StatusError:
-			fmt.Fprintf(w, "[%s] failed: %s\n", e.Step, e.Error)
+			// The error itself is returned to the caller, which prints it.
+			fmt.Fprintf(w, "[%s] failed\n", e.Step)
 		}
 	}
 }

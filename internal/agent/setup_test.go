@@ -273,3 +273,48 @@ func FuzzNormalizeFingerprint(f *testing.F) {
 		}
 	})
 }
+
+func TestSetupForceReplacesLabelKeepingOldFiles(t *testing.T) {
+	h := Home{Dir: t.TempDir()}
+	p1 := agenttest.NewPanel(t)
+	if _, err := Setup(context.Background(), h, setupOpts(p1)); err != nil {
+		t.Fatal(err)
+	}
+	oldKey, _ := os.ReadFile(h.Paths("home").Key)
+	p2 := agenttest.NewPanel(t)
+	o := setupOpts(p2)
+	o.Label = "home"
+	if _, err := Setup(context.Background(), h, o); err == nil {
+		t.Fatal("second setup of label home without --force succeeded")
+	}
+	o.Force = true
+	if _, err := Setup(context.Background(), h, o); err != nil {
+		t.Fatal(err)
+	}
+	prof, _ := h.LoadProfile("home")
+	if prof.PanelURL != p2.URL() {
+		t.Fatalf("panel URL %s, want the new relay", prof.PanelURL)
+	}
+	old, _ := filepath.Glob(filepath.Join(h.Dir, "home.old-*", "client.key"))
+	if len(old) != 1 {
+		t.Fatalf("old files not kept: %v", old)
+	}
+	if b, _ := os.ReadFile(old[0]); !bytes.Equal(b, oldKey) {
+		t.Fatal("kept key differs from the old key")
+	}
+}
+
+func TestAPIErrorMessages(t *testing.T) {
+	err := parseAPIError(403, []byte(`{"error":"Insufficient certificate capability","details":{"required":"tunnels:write","granted":["tunnels:read"]}}`))
+	if got := err.Error(); !strings.HasPrefix(got, "Insufficient certificate capability (HTTP 403)") || !strings.Contains(got, `"tunnels:write" capability`) {
+		t.Fatalf("got %q", got)
+	}
+	err = parseAPIError(400, []byte("<html><head><title>400 No required SSL certificate was sent</title></head></html>"))
+	if !strings.Contains(err.Error(), "refused this agent's client certificate") {
+		t.Fatalf("got %q", err)
+	}
+	err = parseAPIError(502, []byte("bad gateway"))
+	if !strings.Contains(err.Error(), "Bad Gateway (HTTP 502)") {
+		t.Fatalf("got %q", err)
+	}
+}

@@ -16,7 +16,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"time"
 )
 
 // Fingerprint is the SHA-256 fingerprint of a DER certificate in the form
@@ -334,17 +333,4 @@ func CreateCSR(k *ecdsa.PrivateKey, label string) ([]byte, error) {
 		return nil, fmt.Errorf("create certificate request: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
-}
-
-// CertExpiry returns the NotAfter of the first certificate in a PEM file.
-func CertExpiry(certPEM []byte) (time.Time, error) {
-	b, _ := pem.Decode(certPEM)
-	if b == nil || b.Type != "CERTIFICATE" {
-		return time.Time{}, errors.New("no PEM certificate found")
-	}
-	c, err := x509.ParseCertificate(b.Bytes)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("parse certificate: %w", err)
-	}
-	return c.NotAfter, nil
 }

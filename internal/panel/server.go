@@ -47,6 +47,14 @@ type Config struct {
 
 	// PanelStore overrides the panel.json store (default: Layout.PanelConfig()).
 	PanelStore *config.PanelStore
+
+	// Relay are the services of the tunnel, certificate and enrollment
+	// routes (routes_tunnels.go).
+	Relay RelayDeps
+
+	// Auth are the services of the users, invitations, panel 2FA and
+	// identity routes (routes_users.go); nil fields get defaults.
+	Auth AuthDeps
 }
 
 // Server is the panel's HTTP API. It implements http.Handler.
@@ -141,6 +149,13 @@ func (s *Server) registerRoutes() {
 	s.registerHealth()
 	s.registerOnboarding()
 	s.registerSystem()
+	s.registerUsers()
+	s.registerInvitations()
+	s.registerSettings()
+	s.registerIdentity()
+	s.registerTunnels()
+	s.registerCerts()
+	s.registerEnroll()
 }
 
 // ServeHTTP implements http.Handler.

@@ -7,15 +7,15 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/portlama/portlama/internal/acme"
 	"github.com/portlama/portlama/internal/agents"
+	"github.com/portlama/portlama/internal/auth"
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/nginx"
 	"github.com/portlama/portlama/internal/onboarding"
@@ -61,7 +61,7 @@ func Open(cfg config.Relay, ctl nginx.Controller, log *slog.Logger) (*Services, 
 		return nil, err
 	}
 	s.PKI = p
-	s.ACL = tunnel.NewACL(filepath.Join(cfg.Layout.TunnelDir(), "acl.json"))
+	s.ACL = tunnel.NewACL(tunnel.DirConfig(cfg.Layout.TunnelDir()).ACLFile)
 	s.Certs = &acme.Store{Dir: cfg.Layout.CertsDir, Domain: s.domain}
 	s.Tunnels = tunnels.New(tunnels.Config{
 		File:     cfg.Layout.TunnelsFile(),
@@ -69,7 +69,8 @@ func Open(cfg config.Relay, ctl nginx.Controller, log *slog.Logger) (*Services, 
 		Agents:   activeLabels{s},
 		Vhosts:   tunnelVhosts{s},
 		Certs:    s.Certs,
-		ACL:      s.ACL,
+		ACL:      agentPorts{s.ACL},
+		Rules:    accessRules{s},
 	})
 	am, err := agents.New(agents.Config{PKI: p, Tunnels: credentials{s}, Logger: log})
 	if err != nil {
@@ -111,11 +112,24 @@ func (s *Services) TunnelServerURL(domain string) string {
 
 // Fingerprint is the tunnel server's key fingerprint.
 func (s *Services) Fingerprint() (string, error) {
-	data, err := os.ReadFile(filepath.Join(s.Config.Layout.TunnelDir(), "fingerprint"))
+	fp, err := tunnel.ReadFingerprint(tunnel.DirConfig(s.Config.Layout.TunnelDir()).FingerprintFile)
 	if err != nil {
-		return "", fmt.Errorf("read tunnel server fingerprint (is the tunnel server provisioned?): %w", err)
+		return "", fmt.Errorf("read tunnel server fingerprint (is the tunnel server running?): %w", err)
 	}
-	return strings.TrimSpace(string(data)), nil
+	return fp, nil
+}
+
+// agentPorts updates the relay ports an agent may bind. A revoked agent
+// has no credentials and nothing to update: its tunnels stay in
+// tunnels.json and get their ports back when the label enrolls again.
+type agentPorts struct{ acl *tunnel.ACL }
+
+func (a agentPorts) SetPorts(ctx context.Context, label string, ports []int) error {
+	err := a.acl.SetPorts(ctx, label, ports)
+	if errors.Is(err, tunnel.ErrUnknownAgent) {
+		return nil
+	}
+	return err
 }
 
 type nginxReloader struct{ m *nginx.Manager }
@@ -212,4 +226,26 @@ func NewPanel(s *Services, version string, log *slog.Logger) (*panel.Server, err
 		Resolver:    resolver,
 		PanelStore:  s.Panel,
 	})
+}
+
+// accessRules writes the auth server's access rules (contract §17.9): one
+// rule per restricted tunnel, read by portlama-auth without a restart.
+type accessRules struct{ s *Services }
+
+func (a accessRules) SyncTunnels(_ context.Context, ts []tunnels.Tunnel) error {
+	rules := auth.AccessRules{Rules: []auth.AccessRule{}}
+	for _, t := range ts {
+		if t.Type != tunnels.TypeApp || t.AccessMode != tunnels.AccessRestricted {
+			continue
+		}
+		r := auth.AccessRule{Host: t.FQDN, Users: []string{}, Groups: []string{}}
+		if t.AllowedUsers != nil {
+			r.Users = *t.AllowedUsers
+		}
+		if t.AllowedGroups != nil {
+			r.Groups = *t.AllowedGroups
+		}
+		rules.Rules = append(rules.Rules, r)
+	}
+	return auth.WriteAccessRules(a.s.Config.Layout.AuthDir(), rules)
 }

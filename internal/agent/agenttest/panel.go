@@ -124,10 +124,10 @@ func SelfSignedIPCert(t testing.TB) (tls.Certificate, []byte) {
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(3650 * 24 * time.Hour),
 		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:                  true, // its own trust anchor, as with --ca-cert
-		BasicConstraintsValid: true,
+		BasicConstraintsValid: true, // not a CA, like internal/pki's IP certificate
+
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {

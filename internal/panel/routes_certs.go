@@ -1,0 +1,464 @@
+package panel
+
+import (
+	"encoding/base64"
+	"errors"
+	"io/fs"
+	"math"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/portlama/portlama/internal/agents"
+	"github.com/portlama/portlama/internal/pki"
+	"github.com/portlama/portlama/internal/validate"
+)
+
+// rotateWarning is the warning of POST /api/certs/mtls/rotate (contract §11.2).
+const rotateWarning = "Your current browser certificate is now invalid. Download and import the new certificate before closing this page."
+
+// expiringSoonDays: a certificate with at most this many days left is
+// "expiringSoon".
+const expiringSoonDays = 30
+
+// checkCapability is the schema check of one capability (contract §3.5); its
+// message `Invalid capability: <c>` is part of the contract (§2.3).
+func checkCapability(c string) error {
+	if !agents.IsCapability(c) {
+		return errors.New("Invalid capability: " + c)
+	}
+	return nil
+}
+
+// Agent certificate body schemas (contract §11.2).
+var (
+	capabilitiesSchema = Array(String().Check(checkCapability))
+	allowedSitesSchema = Array(String().Min(1).Max(100).Pattern(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`))
+	agentLabelParams   = map[string]func(string) error{"label": validate.AgentLabelParam}
+
+	newAgentSchema = Object(
+		Required("label", String().Check(validate.AgentLabel)),
+		Optional("capabilities", capabilitiesSchema),
+		Optional("allowedSites", allowedSitesSchema),
+	)
+	csrSchema = Object(Required("csr", String().Min(1)))
+)
+
+// newAgentBody is the body of POST /api/certs/agent and
+// POST /api/certs/agent/enroll.
+type newAgentBody struct {
+	Label        string    `json:"label"`
+	Capabilities *[]string `json:"capabilities"`
+	AllowedSites []string  `json:"allowedSites"`
+}
+
+// decodeNewAgent decodes and checks a new-agent body; capabilities default
+// to ["tunnels:read"] and must contain tunnels:read.
+func decodeNewAgent(c *Ctx) (label string, caps, sites []string, err error) {
+	var b newAgentBody
+	if err := c.Decode(&b); err != nil {
+		return "", nil, nil, err
+	}
+	caps = []string{CapTunnelsRead}
+	if b.Capabilities != nil {
+		caps = *b.Capabilities
+		if !slices.Contains(caps, CapTunnelsRead) {
+			return "", nil, nil, ValidationError(Issue{Path: []any{"capabilities"}, Message: "Must contain tunnels:read"})
+		}
+	}
+	sites = b.AllowedSites
+	if sites == nil {
+		sites = []string{}
+	}
+	return b.Label, caps, sites, nil
+}
+
+// agentError maps the errors of internal/agents (see its package doc);
+// failMsg is the route's anticipated 500, "" for 500 Internal server error.
+func agentError(err error, failMsg string) error {
+	var le *agents.LabelError
+	var ce *agents.CapabilityError
+	var csr *pki.CSRError
+	switch {
+	case errors.As(err, &le) && errors.Is(err, agents.ErrExists):
+		return NewError(http.StatusConflict, le.Error())
+	case errors.As(err, &le) && errors.Is(err, agents.ErrNotFound):
+		return NewError(http.StatusNotFound, le.Error())
+	case errors.As(err, &le) && errors.Is(err, agents.ErrInvalidLabel):
+		return ValidationError(Issue{Path: []any{"label"}, Message: le.Error()})
+	case errors.As(err, &ce):
+		return ValidationError(Issue{Path: []any{"capabilities"}, Message: ce.Error()})
+	case errors.As(err, &csr):
+		return NewError(http.StatusBadRequest, "Invalid CSR").WithDetails(csr.Reason)
+	case errors.Is(err, agents.ErrInvalidToken), errors.Is(err, agents.ErrTokenUsed), errors.Is(err, agents.ErrTokenExpired):
+		return NewError(http.StatusUnauthorized, err.Error())
+	}
+	if failMsg != "" {
+		return Failed(failMsg, err)
+	}
+	return err
+}
+
+// certEntry is one entry of GET /api/certs.
+type certEntry struct {
+	Type            string  `json:"type"`
+	Domain          *string `json:"domain"`
+	ExpiresAt       string  `json:"expiresAt"`
+	DaysUntilExpiry int     `json:"daysUntilExpiry"`
+	Path            string  `json:"path"`
+	ExpiringSoon    bool    `json:"expiringSoon"`
+}
+
+func (s *Server) certEntry(typ string, domain *string, notAfter time.Time, path string) certEntry {
+	days := int(math.Floor(notAfter.Sub(s.now()).Hours() / 24))
+	return certEntry{
+		Type: typ, Domain: domain, ExpiresAt: timestamp(notAfter), DaysUntilExpiry: days,
+		Path: path, ExpiringSoon: days <= expiringSoonDays,
+	}
+}
+
+// timestamp formats t as the contract's ISO 8601 UTC with milliseconds.
+func timestamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+// agentView is an entry of GET /api/certs/agent.
+type agentView struct {
+	agents.Entry
+	ExpiringSoon bool `json:"expiringSoon"`
+}
+
+// registerCerts: the certificate and agent certificate routes of contract
+// §11.2 (auto-renew-status and renew come with ACME issuance).
+func (s *Server) registerCerts() {
+	d := &s.cfg.Relay
+
+	s.Handle(Route{
+		Method: http.MethodGet, Path: "/api/certs",
+		Access: AdminOnly, Gate: GateManagement,
+		Handler: func(c *Ctx) error {
+			certs := []certEntry{}
+			if d.Certs != nil {
+				names, err := d.Certs.Names()
+				if err != nil {
+					c.Log.Warn("list certificate store", "err", err)
+				}
+				for _, name := range names {
+					na, err := d.Certs.NotAfter(name)
+					if err != nil {
+						c.Log.Warn("read certificate", "name", name, "err", err)
+						continue
+					}
+					certs = append(certs, s.certEntry("letsencrypt", &name, na, d.Certs.Paths(name).Cert))
+				}
+			}
+			if d.PKI != nil {
+				if ca := d.PKI.CACert(); ca != nil {
+					certs = append(certs, s.certEntry("mtls-ca", nil, ca.NotAfter, d.PKI.Path(pki.CACertFile)))
+				}
+				if admin, err := d.PKI.AdminCert(); err != nil {
+					c.Log.Warn("read admin certificate", "err", err)
+				} else {
+					certs = append(certs, s.certEntry("mtls-client", nil, admin.NotAfter, d.PKI.Path(pki.ClientCertFile)))
+				}
+			}
+			slices.SortStableFunc(certs, func(a, b certEntry) int { return a.DaysUntilExpiry - b.DaysUntilExpiry })
+			return c.OK(map[string]any{"certs": certs})
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodPost, Path: "/api/certs/mtls/rotate",
+		Access: AdminOnly, Gate: GateManagement,
+		Handler: func(c *Ctx) error {
+			if d.PKI == nil {
+				return errNotWired
+			}
+			rot, err := d.PKI.RotateAdmin(c.R.Context(), pki.LabelAdminRotated)
+			if err != nil {
+				return Failed("Failed to rotate mTLS certificate", err)
+			}
+			warning := rotateWarning
+			if rot.ReloadErr != nil {
+				c.Log.Error("nginx reload after admin rotation", "err", rot.ReloadErr)
+				warning += " nginx could not be reloaded, so it may still accept the previous certificate until its next reload."
+			}
+			return c.OK(map[string]any{
+				"ok":          true,
+				"p12Password": rot.Password,
+				"p12":         base64.StdEncoding.EncodeToString(rot.P12),
+				"expiresAt":   timestamp(rot.ExpiresAt),
+				"warning":     warning,
+			})
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodGet, Path: "/api/certs/mtls/download",
+		Access: AdminOnly, Gate: GateManagement,
+		Handler: func(c *Ctx) error {
+			if d.PKI == nil {
+				return errNotWired
+			}
+			data, err := os.ReadFile(d.PKI.Path(pki.ClientP12File))
+			if errors.Is(err, fs.ErrNotExist) {
+				return NewError(http.StatusNotFound, "No client certificate found")
+			}
+			if err != nil {
+				return err
+			}
+			return sendP12(c, "client.p12", data)
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodGet, Path: "/api/certs/admin/auth-mode",
+		Access: AdminOnly, Gate: GateManagement,
+		Handler: func(c *Ctx) error {
+			return c.OK(map[string]string{"adminAuthMode": "p12"})
+		},
+	})
+
+	s.registerAgentCerts()
+}
+
+// sendP12 answers with a PKCS#12 bundle as an attachment.
+func sendP12(c *Ctx, filename string, data []byte) error {
+	h := c.W.Header()
+	h.Set("Content-Type", "application/x-pkcs12")
+	h.Set("Content-Disposition", `attachment; filename="`+filename+`"`)
+	h.Set("Content-Length", strconv.Itoa(len(data)))
+	h.Set("Cache-Control", "no-store")
+	c.W.WriteHeader(http.StatusOK)
+	if _, err := c.W.Write(data); err != nil {
+		c.Log.Debug("write P12", "err", err)
+	}
+	return nil
+}
+
+// registerAgentCerts: /api/certs/agent... (contract §11.2).
+//
+// net/http patterns cannot hold both /api/certs/agent/enroll/{label} and
+// /api/certs/agent/{label}/download (a path like .../enroll/download matches
+// both), so token revocation is served by /api/certs/agent/{group}/{label}
+// plus the literal patterns it would collide with; likewise revoking the
+// agents called "enroll" and "upgrade-cert".
+func (s *Server) registerAgentCerts() {
+	d := &s.cfg.Relay
+
+	s.Handle(Route{
+		Method: http.MethodPost, Path: "/api/certs/agent",
+		Access: AdminOnly, Gate: GateManagement,
+		Body: newAgentSchema,
+		Handler: func(c *Ctx) error {
+			if d.Agents == nil {
+				return errNotWired
+			}
+			label, caps, sites, err := decodeNewAgent(c)
+			if err != nil {
+				return err
+			}
+			iss, err := d.Agents.IssueP12(c.R.Context(), label, caps, sites)
+			if err != nil {
+				return agentError(err, "Failed to create agent certificate")
+			}
+			return c.OK(map[string]any{
+				"ok": true, "label": iss.Label, "p12Password": iss.Password,
+				"serial": iss.Serial, "expiresAt": timestamp(iss.ExpiresAt),
+			})
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodGet, Path: "/api/certs/agent",
+		Access: AdminOnly, Gate: GateManagement,
+		Handler: func(c *Ctx) error {
+			if d.Agents == nil {
+				return errNotWired
+			}
+			entries, err := d.Agents.List()
+			if err != nil {
+				return Failed("Failed to list agent certificates", err)
+			}
+			now := s.now()
+			out := make([]agentView, 0, len(entries))
+			for _, e := range entries {
+				out = append(out, agentView{Entry: e, ExpiringSoon: e.ExpiringSoon(now)})
+			}
+			return c.OK(map[string]any{"agents": out})
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodGet, Path: "/api/certs/agent/{label}/download",
+		Access: AdminOnly, Gate: GateManagement,
+		Params: agentLabelParams,
+		Handler: func(c *Ctx) error {
+			if d.Agents == nil {
+				return errNotWired
+			}
+			label := c.Param("label")
+			data, err := d.Agents.AgentP12(label)
+			if err != nil {
+				return agentError(err, "")
+			}
+			return sendP12(c, label+".p12", data)
+		},
+	})
+
+	revokeAgent := func(c *Ctx, label string) error {
+		if d.Agents == nil {
+			return errNotWired
+		}
+		rev, err := d.Agents.Revoke(c.R.Context(), label)
+		if err != nil {
+			return agentError(err, "Failed to revoke agent certificate")
+		}
+		if rev.ReloadErr != nil {
+			c.Log.Error("nginx reload after agent revocation", "label", label, "err", rev.ReloadErr)
+		}
+		return c.OK(map[string]any{"ok": true, "label": label})
+	}
+	s.Handle(Route{
+		Method: http.MethodDelete, Path: "/api/certs/agent/{label}",
+		Access: AdminOnly, Gate: GateManagement,
+		Params:  agentLabelParams,
+		Handler: func(c *Ctx) error { return revokeAgent(c, c.Param("label")) },
+	})
+
+	s.Handle(Route{
+		Method: http.MethodPatch, Path: "/api/certs/agent/{label}/capabilities",
+		Access: AdminOnly, Gate: GateManagement,
+		Params: agentLabelParams,
+		Body:   Object(Required("capabilities", capabilitiesSchema)),
+		Handler: func(c *Ctx) error {
+			if d.Agents == nil {
+				return errNotWired
+			}
+			var b struct {
+				Capabilities []string `json:"capabilities"`
+			}
+			if err := c.Decode(&b); err != nil {
+				return err
+			}
+			label := c.Param("label")
+			caps, err := d.Agents.UpdateCapabilities(label, b.Capabilities)
+			if err != nil {
+				return agentError(err, "Failed to update capabilities")
+			}
+			return c.OK(map[string]any{"ok": true, "label": label, "capabilities": caps})
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodPatch, Path: "/api/certs/agent/{label}/allowed-sites",
+		Access: AdminOnly, Gate: GateManagement,
+		Params: agentLabelParams,
+		Body:   Object(Required("allowedSites", allowedSitesSchema)),
+		Handler: func(c *Ctx) error {
+			if d.Agents == nil {
+				return errNotWired
+			}
+			var b struct {
+				AllowedSites []string `json:"allowedSites"`
+			}
+			if err := c.Decode(&b); err != nil {
+				return err
+			}
+			label := c.Param("label")
+			sites, err := d.Agents.UpdateAllowedSites(label, b.AllowedSites)
+			if err != nil {
+				return agentError(err, "Failed to update allowed sites")
+			}
+			return c.OK(map[string]any{"ok": true, "label": label, "allowedSites": sites})
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodPost, Path: "/api/certs/agent/upgrade-cert",
+		Access: AdminOrAgent, Gate: GateManagement,
+		Body: csrSchema,
+		Handler: func(c *Ctx) error {
+			if c.Identity.IsAdmin() {
+				return errAgentLabelRequired(http.StatusForbidden)
+			}
+			if d.Agents == nil {
+				return errNotWired
+			}
+			var b struct {
+				CSR string `json:"csr"`
+			}
+			if err := c.Decode(&b); err != nil {
+				return err
+			}
+			enr, err := d.Agents.Rekey(c.R.Context(), c.Identity.Label, b.CSR)
+			if err != nil {
+				return agentError(err, "Failed to upgrade agent certificate")
+			}
+			if enr.ReloadErr != nil {
+				c.Log.Error("nginx reload after agent re-key", "label", enr.Label, "err", enr.ReloadErr)
+			}
+			return c.OK(map[string]any{
+				"ok": true, "cert": string(enr.CertPEM), "caCert": string(enr.CACertPEM),
+				"serial": enr.Serial, "expiresAt": timestamp(enr.ExpiresAt),
+			})
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodPost, Path: "/api/certs/agent/enroll",
+		Access: AdminOnly, Gate: GateManagement,
+		Body: newAgentSchema,
+		Handler: func(c *Ctx) error {
+			if d.Agents == nil {
+				return errNotWired
+			}
+			label, caps, sites, err := decodeNewAgent(c)
+			if err != nil {
+				return err
+			}
+			tok, err := d.Agents.CreateToken(label, caps, sites)
+			if err != nil {
+				return agentError(err, "Failed to create enrollment token")
+			}
+			return c.OK(map[string]any{"ok": true, "token": tok.Token, "label": tok.Label, "expiresAt": tok.ExpiresAt})
+		},
+	})
+
+	// DELETE /api/certs/agent/enroll/{label}.
+	revokeToken := func(c *Ctx, group, label string) error {
+		if group != "enroll" {
+			return errNotFound
+		}
+		if err := validate.AgentLabelParam(label); err != nil {
+			return ValidationError(Issue{Path: []any{"label"}, Message: err.Error()})
+		}
+		if d.Agents == nil {
+			return errNotWired
+		}
+		revoked, err := d.Agents.RevokeToken(label)
+		if err != nil {
+			return Failed("Failed to revoke enrollment token", err)
+		}
+		return c.OK(map[string]any{"ok": true, "revoked": revoked})
+	}
+	s.Handle(Route{
+		Method: http.MethodDelete, Path: "/api/certs/agent/{group}/{label}",
+		Access: AdminOnly, Gate: GateManagement,
+		Handler: func(c *Ctx) error { return revokeToken(c, c.Param("group"), c.Param("label")) },
+	})
+	for _, suffix := range []string{"download", "capabilities", "allowed-sites"} {
+		s.Handle(Route{
+			Method: http.MethodDelete, Path: "/api/certs/agent/{label}/" + suffix,
+			Access: AdminOnly, Gate: GateManagement,
+			Handler: func(c *Ctx) error { return revokeToken(c, c.Param("label"), suffix) },
+		})
+	}
+	for _, label := range []string{"enroll", "upgrade-cert"} {
+		s.Handle(Route{
+			Method: http.MethodDelete, Path: "/api/certs/agent/" + label,
+			Access: AdminOnly, Gate: GateManagement,
+			Handler: func(c *Ctx) error { return revokeAgent(c, label) },
+		})
+	}
+}

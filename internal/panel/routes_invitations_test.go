@@ -1,0 +1,264 @@
+package panel
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portlama/portlama/internal/auth"
+	"github.com/portlama/portlama/internal/config"
+	"github.com/portlama/portlama/internal/validate"
+)
+
+// invite creates an invitation through the API and returns the answer.
+func (f *authFixture) invite(t *testing.T, body string) result {
+	t.Helper()
+	r := f.do("POST", "/api/invitations", body, adminHeaders())
+	r.expect(t, 201, "")
+	return r
+}
+
+func tokenOf(t *testing.T, r result) string {
+	t.Helper()
+	tok, _ := r.body["token"].(string)
+	if validate.Token(tok) != nil {
+		t.Fatalf("token in %s", r.raw)
+	}
+	return tok
+}
+
+func TestInvitationsCreateAndList(t *testing.T) {
+	f := newAuthFixture(t, config.StatusCompleted)
+	f.do("GET", "/api/invitations", "", adminHeaders()).expect(t, 200, `{"invitations":[]}`)
+
+	r := f.invite(t, `{"username":"bob","email":"bob@example.com","groups":["family"],"expiresInDays":3,"extra":"ignored"}`)
+	tok := tokenOf(t, r)
+	inv := r.body["invitation"].(map[string]any)
+	id, _ := inv["id"].(string)
+	if validate.UUID(id) != nil {
+		t.Fatalf("id %q", id)
+	}
+	want := `{"ok":true,"invitation":{"id":"` + id + `","username":"bob","email":"bob@example.com","groups":["family"],` +
+		`"createdAt":"2027-01-15T08:00:00.000Z","expiresAt":"2027-01-18T08:00:00.000Z"},` +
+		`"inviteUrl":"https://auth.example.com/invite/` + tok + `","token":"` + tok + `"}`
+	r.expect(t, 201, want)
+
+	// default expiry 7 days, default groups []
+	r2 := f.invite(t, `{"username":"carol","email":"carol@example.com"}`)
+	inv2 := r2.body["invitation"].(map[string]any)
+	if inv2["expiresAt"] != "2027-01-22T08:00:00.000Z" || len(inv2["groups"].([]any)) != 0 {
+		t.Fatalf("defaults: %s", r2.raw)
+	}
+
+	list := f.do("GET", "/api/invitations", "", adminHeaders())
+	list.expect(t, 200, "")
+	if strings.Contains(list.raw, tok) || strings.Contains(list.raw, `"token"`) {
+		t.Fatalf("list reveals the token: %s", list.raw)
+	}
+	items := list.body["invitations"].([]any)
+	first := items[0].(map[string]any)
+	if len(items) != 2 || first["status"] != "pending" || first["used"] != false || first["acceptedAt"] != nil || first["username"] != "bob" {
+		t.Fatalf("list %s", list.raw)
+	}
+
+	f.do("POST", "/api/invitations", `{"username":"bob","email":"other@example.com"}`, adminHeaders()).
+		expect(t, 409, `{"error":"A pending invitation already exists for this username"}`)
+	f.do("POST", "/api/invitations", `{"username":"admin","email":"a@example.com"}`, adminHeaders()).
+		expect(t, 409, `{"error":"Username already exists as an Authelia user"}`)
+
+	for _, body := range []string{
+		``, `{"email":"d@example.com"}`, `{"username":"Dave","email":"d@example.com"}`,
+		`{"username":"dave","email":"d"}`, `{"username":"dave","email":"d@example.com","expiresInDays":0}`,
+		`{"username":"dave","email":"d@example.com","expiresInDays":31}`, `{"username":"dave","email":"d@example.com","expiresInDays":"7"}`,
+		`{"username":"dave","email":"d@example.com","expiresInDays":1.5}`, `{"username":"dave","email":"d@example.com","groups":["x y"]}`,
+	} {
+		r := f.do("POST", "/api/invitations", body, adminHeaders())
+		r.expect(t, 400, "")
+		if r.body["error"] != "Validation failed" {
+			t.Fatalf("%s: %s", body, r.raw)
+		}
+	}
+	data, err := os.ReadFile(f.srv.cfg.Layout.InvitationsFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(f.srv.cfg.Layout.InvitationsFile()); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("invitations.json mode %v", fi.Mode().Perm())
+	}
+	var stored []map[string]any
+	if err := json.Unmarshal(data, &stored); err != nil || len(stored) != 2 || stored[0]["token"] != tok {
+		t.Fatalf("invitations.json: %s", data)
+	}
+}
+
+func TestInvitationURLs(t *testing.T) {
+	f := newAuthFixture(t, config.StatusCompleted, func(c *Config) { c.Addrs.HTTPSPort = 8443 })
+	r := f.invite(t, `{"username":"bob","email":"bob@example.com"}`)
+	tok := tokenOf(t, r)
+	if r.body["inviteUrl"] != "https://auth.example.com:8443/invite/"+tok {
+		t.Fatalf("inviteUrl %v", r.body["inviteUrl"])
+	}
+	a := f.do("POST", "/api/invite/"+tok+"/accept", `{"password":"`+authTestPass+`"}`, nil)
+	a.expect(t, 200, "")
+	if a.body["loginUrl"] != "https://auth.example.com:8443/" {
+		t.Fatalf("loginUrl %v", a.body["loginUrl"])
+	}
+
+	// Without a domain the URL is null.
+	g := newAuthFixture(t, config.StatusCompleted)
+	if _, err := g.store.Update(func(c *config.PanelConfig) error { c.Domain = nil; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	r = g.invite(t, `{"username":"bob","email":"bob@example.com"}`)
+	if v, ok := r.body["inviteUrl"]; !ok || v != nil {
+		t.Fatalf("inviteUrl without domain: %s", r.raw)
+	}
+}
+
+func TestInvitationsRevoke(t *testing.T) {
+	f := newAuthFixture(t, config.StatusCompleted)
+	r := f.invite(t, `{"username":"bob","email":"bob@example.com"}`)
+	tok := tokenOf(t, r)
+	id := r.body["invitation"].(map[string]any)["id"].(string)
+	f.do("DELETE", "/api/invitations/not-a-uuid", "", adminHeaders()).expect(t, 400, "")
+	f.do("DELETE", "/api/invitations/1b4e28ba-2fa1-4d2e-883f-0016d3cca427", "", adminHeaders()).
+		expect(t, 404, `{"error":"Invitation not found"}`)
+	f.do("DELETE", "/api/invitations/"+id, "", adminHeaders()).expect(t, 200, `{"ok":true}`)
+	f.do("DELETE", "/api/invitations/"+id, "", adminHeaders()).expect(t, 404, `{"error":"Invitation not found"}`)
+	f.do("GET", "/api/invite/"+tok, "", nil).expect(t, 404, `{"error":"Invitation not found"}`)
+	f.do("GET", "/api/invitations", "", adminHeaders()).expect(t, 200, `{"invitations":[]}`)
+	// A revoked invitation no longer blocks a new one.
+	f.invite(t, `{"username":"bob","email":"bob@example.com"}`)
+}
+
+func TestInvitationsBrokenFile(t *testing.T) {
+	f := newAuthFixture(t, config.StatusCompleted)
+	if err := os.WriteFile(f.srv.cfg.Layout.InvitationsFile(), []byte("{broken"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := f.do("GET", "/api/invitations", "", adminHeaders())
+	r.expect(t, 500, "")
+	if r.body["error"] != "Failed to read invitations" {
+		t.Fatal(r.raw)
+	}
+	r = f.do("POST", "/api/invitations", `{"username":"bob","email":"bob@example.com"}`, adminHeaders())
+	r.expect(t, 500, "")
+	if r.body["error"] != "Failed to save invitation" {
+		t.Fatal(r.raw)
+	}
+	r = f.do("DELETE", "/api/invitations/1b4e28ba-2fa1-4d2e-883f-0016d3cca427", "", adminHeaders())
+	if r.status != 500 || r.body["error"] != "Failed to revoke invitation" {
+		t.Fatal(r.raw)
+	}
+}
+
+// TestInvitationAccept is the whole flow: invite, open, accept, log in to
+// the real auth server with password and TOTP, and no reuse.
+func TestInvitationAccept(t *testing.T) {
+	// Public routes are not onboarding-gated: the invitation is created
+	// after completion, then the state is moved back to check that.
+	f := newAuthFixture(t, config.StatusCompleted)
+	tok := tokenOf(t, f.invite(t, `{"username":"bob","email":"bob@example.com","groups":["family","media"],"expiresInDays":1}`))
+	f.setStatus(config.StatusProvisioning)
+
+	// No certificate, no proof of origin needed.
+	f.do("GET", "/api/invite/"+tok, "", nil).expect(t, 200,
+		`{"username":"bob","email":"bob@example.com","expiresAt":"2027-01-16T08:00:00.000Z"}`)
+	f.do("GET", "/api/invite/"+strings.ToUpper(tok), "", nil).expect(t, 400, "")
+	f.do("GET", "/api/invite/"+tok[:63], "", nil).expect(t, 400, "")
+	f.do("GET", "/api/invite/"+strings.Repeat("0", 64), "", nil).expect(t, 404, `{"error":"Invitation not found"}`)
+
+	for _, body := range []string{``, `{}`, `{"password":"short"}`, `{"password":12345678}`, `{"password":"` + strings.Repeat("p", 129) + `"}`} {
+		f.do("POST", "/api/invite/"+tok+"/accept", body, nil).expect(t, 400, "")
+	}
+	f.do("POST", "/api/invite/"+strings.Repeat("0", 64)+"/accept", `{"password":"`+authTestPass+`"}`, nil).
+		expect(t, 404, `{"error":"Invitation not found"}`)
+	// Cross-origin browsers are refused; the auth origin is allowed.
+	f.do("POST", "/api/invite/"+tok+"/accept", `{"password":"`+authTestPass+`"}`, http.Header{"Origin": {"https://evil.example"}}).
+		expect(t, 403, `{"error":"Cross-origin request refused"}`)
+	if _, err := f.users.Get("bob"); err == nil {
+		t.Fatal("user created by a refused request")
+	}
+
+	r := f.do("POST", "/api/invite/"+tok+"/accept", `{"password":"`+authTestPass+`"}`,
+		http.Header{"Origin": {"https://auth.example.com"}})
+	r.expect(t, 200, "")
+	uri, _ := r.body["totpUri"].(string)
+	qr, _ := r.body["totpQr"].(string)
+	if r.body["ok"] != true || r.body["username"] != "bob" || r.body["loginUrl"] != "https://auth.example.com/" ||
+		!strings.HasPrefix(uri, "otpauth://totp/Portlama:bob?secret=") || !strings.HasPrefix(qr, "data:image/png;base64,") {
+		t.Fatalf("accept answer %s", r.raw)
+	}
+	u, err := f.users.Get("bob")
+	if err != nil || u.DisplayName != "bob" || u.Email != "bob@example.com" || strings.Join(u.Groups, ",") != "family,media" {
+		t.Fatalf("created user %+v %v", u, err)
+	}
+	if err := f.login(t, "bob", authTestPass, secretOf(t, uri)); err != nil {
+		t.Fatalf("invited user cannot log in: %v", err)
+	}
+	if err := f.login(t, "bob", "wrong password!", secretOf(t, uri)); err == nil {
+		t.Fatal("wrong password accepted")
+	}
+
+	used := `{"error":"This invitation has already been used"}`
+	f.do("GET", "/api/invite/"+tok, "", nil).expect(t, 410, used)
+	f.do("POST", "/api/invite/"+tok+"/accept", `{"password":"another password"}`, nil).expect(t, 410, used)
+	if err := f.login(t, "bob", "another password", secretOf(t, uri)); err == nil {
+		t.Fatal("reusing the invitation changed the password")
+	}
+
+	f.setStatus(config.StatusCompleted)
+	list := f.do("GET", "/api/invitations", "", adminHeaders())
+	item := list.body["invitations"].([]any)[0].(map[string]any)
+	if item["status"] != "accepted" || item["used"] != true || item["acceptedAt"] != "2027-01-15T08:00:00.000Z" {
+		t.Fatalf("after accept: %s", list.raw)
+	}
+}
+
+func TestInvitationExpired(t *testing.T) {
+	f := newAuthFixture(t, config.StatusCompleted)
+	tok := tokenOf(t, f.invite(t, `{"username":"bob","email":"bob@example.com","expiresInDays":1}`))
+	f.clock.advance(24 * time.Hour)
+	f.do("GET", "/api/invite/"+tok, "", nil).expect(t, 200, "")
+	f.clock.advance(time.Second)
+	expired := `{"error":"This invitation has expired"}`
+	f.do("GET", "/api/invite/"+tok, "", nil).expect(t, 410, expired)
+	f.do("POST", "/api/invite/"+tok+"/accept", `{"password":"`+authTestPass+`"}`, nil).expect(t, 410, expired)
+	if _, err := f.users.Get("bob"); err == nil {
+		t.Fatal("expired invitation created a user")
+	}
+	list := f.do("GET", "/api/invitations", "", adminHeaders())
+	if item := list.body["invitations"].([]any)[0].(map[string]any); item["status"] != "expired" {
+		t.Fatalf("status %v", item["status"])
+	}
+	// An expired invitation does not block a new one.
+	f.invite(t, `{"username":"bob","email":"bob@example.com"}`)
+}
+
+func TestInvitationAcceptExistingUser(t *testing.T) {
+	f := newAuthFixture(t, config.StatusCompleted)
+	tok := tokenOf(t, f.invite(t, `{"username":"bob","email":"bob@example.com"}`))
+	// The admin creates bob directly before the invitee accepts.
+	f.do("POST", "/api/users", `{"username":"bob","displayname":"Bob","email":"b@example.com","password":"12345678"}`, adminHeaders()).expect(t, 201, "")
+	f.do("POST", "/api/invite/"+tok+"/accept", `{"password":"`+authTestPass+`"}`, nil).
+		expect(t, 409, `{"error":"This username already exists"}`)
+	if u, _ := f.users.Get("bob"); u.DisplayName != "Bob" {
+		t.Fatalf("existing user changed: %+v", u)
+	}
+}
+
+func TestInvitationAcceptWithoutAuthServer(t *testing.T) {
+	f := newAuthFixture(t, config.StatusCompleted, func(c *Config) {
+		c.Auth.TOTP = auth.NewManageClient("/nonexistent/portlama/manage.sock")
+	})
+	tok := tokenOf(t, f.invite(t, `{"username":"bob","email":"bob@example.com"}`))
+	f.do("POST", "/api/invite/"+tok+"/accept", `{"password":"`+authTestPass+`"}`, nil).expect(t, 200,
+		`{"ok":true,"username":"bob","loginUrl":"https://auth.example.com/","totpUri":null,"totpQr":null}`)
+	if _, err := f.users.Get("bob"); err != nil {
+		t.Fatalf("account not created: %v", err)
+	}
+	f.do("GET", "/api/invite/"+tok, "", nil).expect(t, 410, `{"error":"This invitation has already been used"}`)
+}

@@ -1,0 +1,408 @@
+package panel
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/portlama/portlama/internal/auth"
+	"github.com/portlama/portlama/internal/auth/qr"
+	"github.com/portlama/portlama/internal/config"
+)
+
+// Panel 2FA parameters (contract §14).
+const (
+	panelTOTPIssuer  = "Portlama Panel"
+	panelTOTPAccount = "admin"
+
+	totpMaxFailures   = 5               // failures within totpFailureWindow …
+	totpFailureWindow = 2 * time.Minute // … make the next attempt start a ban
+	totpBanDuration   = 5 * time.Minute
+	totpMaxTracked    = 1000 // client addresses the limiter remembers
+	totpReplayWindow  = 90 * time.Second
+)
+
+var (
+	errCodeFormat      = NewError(http.StatusBadRequest, "Code must be exactly 6 digits")
+	errInvalidCode     = NewError(http.StatusUnauthorized, "Invalid TOTP code")
+	errTwoFAEnabled    = NewError(http.StatusConflict, "2FA is already enabled")
+	errTwoFANotEnabled = NewError(http.StatusBadRequest, "2FA is not enabled")
+	errNoSetup         = NewError(http.StatusBadRequest, "No 2FA setup in progress. Call POST /settings/2fa/setup first.")
+	errDomainFor2FA    = NewError(http.StatusBadRequest, "Domain must be configured before enabling 2FA").WithDetails(map[string]string{
+		"hint": "Enabling 2FA turns off access to the panel by IP address, so https://panel.<domain> must work first. Complete onboarding with a domain, then try again.",
+	})
+)
+
+// anyJSON accepts any JSON value unchanged. The 2FA code body uses it so
+// that the code's format is checked by the handler, after the limiter.
+type anyJSON struct{}
+
+func (anyJSON) check(v any, _ []any, _ *[]Issue) any { return v }
+
+// codeBody is the body of the 2FA routes that take a code.
+var codeBody = Object(Optional("code", anyJSON{}))
+
+// panelCode returns the 6-digit code of a validated code body; ok is false
+// unless "code" is a string of exactly six ASCII digits.
+func panelCode(body any) (code string, ok bool) {
+	m, _ := body.(map[string]any)
+	code, _ = m["code"].(string)
+	if len(code) != auth.TOTPDigits {
+		return "", false
+	}
+	for i := 0; i < len(code); i++ {
+		if code[i] < '0' || code[i] > '9' {
+			return "", false
+		}
+	}
+	return code, true
+}
+
+// codeLimiter counts wrong 2FA codes per client address: once an address
+// has totpMaxFailures failures within totpFailureWindow, its next attempt
+// starts a ban of totpBanDuration. A correct code does not reset the count.
+type codeLimiter struct {
+	mu      sync.Mutex
+	clients map[string]*codeAttempts
+}
+
+type codeAttempts struct {
+	failures    []time.Time
+	bannedUntil time.Time
+	last        time.Time
+}
+
+func newCodeLimiter() *codeLimiter { return &codeLimiter{clients: map[string]*codeAttempts{}} }
+
+// allow reports whether addr may try a code at now; when not, retryAfter
+// is the number of seconds until the ban ends.
+func (l *codeLimiter) allow(addr string, now time.Time) (retryAfter int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a := l.clients[addr]
+	if a == nil {
+		return 0, true
+	}
+	if now.Before(a.bannedUntil) {
+		return secondsUntil(now, a.bannedUntil), false
+	}
+	a.failures = recent(a.failures, now)
+	if len(a.failures) >= totpMaxFailures {
+		a.failures = nil
+		a.bannedUntil = now.Add(totpBanDuration)
+		a.last = now
+		return secondsUntil(now, a.bannedUntil), false
+	}
+	return 0, true
+}
+
+// fail records a wrong code from addr at now.
+func (l *codeLimiter) fail(addr string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a := l.clients[addr]
+	if a == nil {
+		if len(l.clients) >= totpMaxTracked {
+			l.evict(now)
+		}
+		a = &codeAttempts{}
+		l.clients[addr] = a
+	}
+	a.failures = append(recent(a.failures, now), now)
+	a.last = now
+}
+
+// evict makes room: it drops every entry with neither a ban nor recent
+// failures, and if none is stale, the least recently active entry.
+func (l *codeLimiter) evict(now time.Time) {
+	var oldest string
+	for addr, a := range l.clients {
+		if !now.Before(a.bannedUntil) && len(recent(a.failures, now)) == 0 {
+			delete(l.clients, addr)
+			continue
+		}
+		if oldest == "" || a.last.Before(l.clients[oldest].last) {
+			oldest = addr
+		}
+	}
+	if len(l.clients) >= totpMaxTracked && oldest != "" {
+		delete(l.clients, oldest)
+	}
+}
+
+func (l *codeLimiter) tracked() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.clients)
+}
+
+func recent(ts []time.Time, now time.Time) []time.Time {
+	out := ts[:0]
+	for _, t := range ts {
+		if now.Sub(t) < totpFailureWindow {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func secondsUntil(now, t time.Time) int {
+	d := t.Sub(now)
+	return int((d + time.Second - 1) / time.Second)
+}
+
+// replayGuard remembers accepted (secret, step) pairs for totpReplayWindow
+// so a code is never accepted twice.
+type replayGuard struct {
+	mu   sync.Mutex
+	used map[replayKey]time.Time
+}
+
+type replayKey struct {
+	secret string
+	step   int64
+}
+
+// accept records (secret, step) and reports whether it was not already
+// accepted within the replay window.
+func (g *replayGuard) accept(secret string, step int64, now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.used == nil {
+		g.used = map[replayKey]time.Time{}
+	}
+	for k, t := range g.used {
+		if now.Sub(t) >= totpReplayWindow {
+			delete(g.used, k)
+		}
+	}
+	k := replayKey{secret: secret, step: step}
+	if _, seen := g.used[k]; seen {
+		return false
+	}
+	g.used[k] = now
+	return true
+}
+
+// panel2FA is the state shared by the 2FA routes.
+type panel2FA struct {
+	s       *Server
+	limiter *codeLimiter
+	replay  replayGuard
+}
+
+// checkCode runs the limiter (429), the code format check (400) and the
+// TOTP verification (401) for a request carrying a code body.
+func (p *panel2FA) checkCode(c *Ctx, secret *string) error {
+	now := p.s.now()
+	addr := clientAddr(c.R, isProven(c.R))
+	if retry, ok := p.limiter.allow(addr, now); !ok {
+		c.Log.Warn("panel 2FA attempts refused", "addr", addr, "retryAfter", retry)
+		return NewError(http.StatusTooManyRequests, "Too many attempts. Try again later.").With("retryAfter", retry)
+	}
+	code, ok := panelCode(c.body)
+	if !ok {
+		return errCodeFormat
+	}
+	if secret == nil || *secret == "" {
+		p.limiter.fail(addr, now)
+		return errInvalidCode
+	}
+	step, ok := auth.CheckTOTP(*secret, code, now)
+	if !ok || !p.replay.accept(*secret, step, now) {
+		p.limiter.fail(addr, now)
+		c.Log.Warn("wrong panel 2FA code", "addr", addr)
+		return errInvalidCode
+	}
+	return nil
+}
+
+// setCookie issues a new 2FA session bound to the caller's certificate.
+func (p *panel2FA) setCookie(c *Ctx, sessionSecret string) error {
+	v, err := EncodeSession(NewSession(c.Identity.Serial, p.s.now()), sessionSecret)
+	if err != nil {
+		return fmt.Errorf("sign 2FA session: %w", err)
+	}
+	http.SetCookie(c.W, SessionCookie(v, int(SessionLifetime/time.Second)))
+	return nil
+}
+
+// ensureSessionSecret creates sessionSecret (32 random bytes, hex) if
+// absent and returns it.
+func ensureSessionSecret(cfg *config.PanelConfig) error {
+	if cfg.SessionSecret != nil && *cfg.SessionSecret != "" {
+		return nil
+	}
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return fmt.Errorf("generate session secret: %w", err)
+	}
+	s := hex.EncodeToString(buf)
+	cfg.SessionSecret = &s
+	return nil
+}
+
+func sameSecret(a, b *string) bool { return a != nil && b != nil && *a == *b }
+
+// registerSettings: the panel 2FA routes of contract §14.
+func (s *Server) registerSettings() {
+	d := s.authDeps()
+	p := &panel2FA{s: s, limiter: newCodeLimiter()}
+
+	s.Handle(Route{
+		Method: http.MethodGet, Path: "/api/settings/2fa",
+		Access: AdminOnly, Gate: GateManagement, TwoFAExempt: true,
+		Handler: func(c *Ctx) error {
+			return c.OK(map[string]bool{"enabled": c.Panel.Panel2FA.Enabled, "setupComplete": c.Panel.Panel2FA.SetupComplete})
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodPost, Path: "/api/settings/2fa/setup",
+		Access: AdminOnly, Gate: GateManagement,
+		Handler: func(c *Ctx) error {
+			if c.Panel.DomainOrEmpty() == "" {
+				return errDomainFor2FA
+			}
+			if c.Panel.Panel2FA.Enabled {
+				return errTwoFAEnabled
+			}
+			secret, err := auth.NewTOTPSecret()
+			if err != nil {
+				return err
+			}
+			uri := auth.TOTPURI(panelTOTPIssuer, panelTOTPAccount, secret)
+			png, err := qr.PNGDataURL(uri)
+			if err != nil {
+				return fmt.Errorf("render 2FA QR code: %w", err)
+			}
+			_, err = s.panel.Update(func(cfg *config.PanelConfig) error {
+				if cfg.Panel2FA.Enabled {
+					return errTwoFAEnabled
+				}
+				cfg.Panel2FA.Enabled = false
+				cfg.Panel2FA.Secret = &secret
+				cfg.Panel2FA.SetupComplete = false
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			c.Log.Info("panel 2FA setup started")
+			return c.OK(map[string]string{"uri": uri, "manualKey": secret, "totpQr": png})
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodPost, Path: "/api/settings/2fa/confirm",
+		Access: AdminOnly, Gate: GateManagement,
+		Body: codeBody,
+		Handler: func(c *Ctx) error {
+			tfa := c.Panel.Panel2FA
+			if tfa.Enabled {
+				return errTwoFAEnabled
+			}
+			if tfa.Secret == nil || *tfa.Secret == "" {
+				return errNoSetup
+			}
+			if err := p.checkCode(c, tfa.Secret); err != nil {
+				return err
+			}
+			cfg, err := s.panel.Update(func(cfg *config.PanelConfig) error {
+				switch {
+				case cfg.Panel2FA.Enabled:
+					return errTwoFAEnabled
+				case !sameSecret(cfg.Panel2FA.Secret, tfa.Secret):
+					return errNoSetup // setup restarted meanwhile: the code was for the old secret
+				}
+				if err := ensureSessionSecret(cfg); err != nil {
+					return err
+				}
+				cfg.Panel2FA.Enabled = true
+				cfg.Panel2FA.SetupComplete = true
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if err := d.IPVhost.Disable(c.R.Context()); err != nil {
+				c.Log.Error("disable IP vhost for panel 2FA", "err", err)
+				if _, rerr := s.panel.Update(func(cfg *config.PanelConfig) error {
+					cfg.Panel2FA.Enabled = false
+					cfg.Panel2FA.Secret = nil
+					cfg.Panel2FA.SetupComplete = false
+					return nil
+				}); rerr != nil {
+					c.Log.Error("reset panel 2FA after IP vhost failure", "err", rerr)
+				}
+				return Failed("Failed to disable IP vhost. 2FA was not enabled.", err)
+			}
+			if err := p.setCookie(c, cfg.SessionSecretOrEmpty()); err != nil {
+				return err
+			}
+			c.Log.Info("panel 2FA enabled; IP vhost disabled")
+			return c.OK(map[string]bool{"enabled": true})
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodPost, Path: "/api/settings/2fa/verify",
+		Access: AdminOnly, Gate: GateManagement, TwoFAExempt: true,
+		Body: codeBody,
+		Handler: func(c *Ctx) error {
+			tfa := c.Panel.Panel2FA
+			if !tfa.Enabled {
+				return errTwoFANotEnabled
+			}
+			if err := p.checkCode(c, tfa.Secret); err != nil {
+				return err
+			}
+			secret := c.Panel.SessionSecretOrEmpty()
+			if secret == "" {
+				cfg, err := s.panel.Update(ensureSessionSecret)
+				if err != nil {
+					return err
+				}
+				secret = cfg.SessionSecretOrEmpty()
+			}
+			if err := p.setCookie(c, secret); err != nil {
+				return err
+			}
+			return c.OK(map[string]bool{"verified": true})
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodPost, Path: "/api/settings/2fa/disable",
+		Access: AdminOnly, Gate: GateManagement,
+		Body: codeBody,
+		Handler: func(c *Ctx) error {
+			tfa := c.Panel.Panel2FA
+			if !tfa.Enabled {
+				return errTwoFANotEnabled
+			}
+			if err := p.checkCode(c, tfa.Secret); err != nil {
+				return err
+			}
+			_, err := s.panel.Update(func(cfg *config.PanelConfig) error {
+				cfg.Panel2FA.Enabled = false
+				cfg.Panel2FA.Secret = nil
+				cfg.Panel2FA.SetupComplete = false
+				cfg.SessionSecret = nil
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if err := d.IPVhost.Enable(c.R.Context()); err != nil {
+				c.Log.Error("re-enable IP vhost after disabling panel 2FA", "err", err)
+			}
+			http.SetCookie(c.W, ClearSessionCookie())
+			c.Log.Info("panel 2FA disabled")
+			return c.OK(map[string]bool{"enabled": false})
+		},
+	})
+}

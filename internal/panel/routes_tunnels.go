@@ -1,0 +1,392 @@
+package panel
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/portlama/portlama/internal/acme"
+	"github.com/portlama/portlama/internal/agents"
+	"github.com/portlama/portlama/internal/pki"
+	"github.com/portlama/portlama/internal/tunnels"
+	"github.com/portlama/portlama/internal/validate"
+)
+
+// RelayDeps are the relay services behind the tunnel (contract §7),
+// certificate and agent (§11.2) and enrollment (§11.4) routes. Every field
+// is needed by some route; a route whose dependency is nil answers 500
+// Internal server error (and logs why), so a partly wired panel still starts.
+type RelayDeps struct {
+	Tunnels *tunnels.Service // tunnels.json and its side effects
+	Agents  *agents.Manager  // agents registry, tokens, enrollment
+	PKI     *pki.PKI         // CA, admin credential, revocation
+	Certs   *acme.Store      // TLS certificate store (GET /api/certs)
+
+	// Credential returns the agent's tunnel credential "<label>:<password>"
+	// (tunnel.ACL.Credential).
+	Credential func(ctx context.Context, label string) (string, error)
+	// Fingerprint returns the tunnel server's key fingerprint
+	// (relay.Services.Fingerprint).
+	Fingerprint func() (string, error)
+	// ServerURL returns the URL agents connect tunnels to for the base
+	// domain, e.g. https://tunnel.<d>:443 (relay.Services.TunnelServerURL).
+	ServerURL func(domain string) string
+}
+
+var errNotWired = errors.New("panel: relay service not configured")
+
+// errAgentLabelRequired answers admin callers of agent-only tunnel routes.
+func errAgentLabelRequired(status int) *Error {
+	return NewError(status, "Agent label is required (must use agent certificate)")
+}
+
+// tunnelCaller is the tunnels.Caller for the request's identity.
+func tunnelCaller(id *Identity) tunnels.Caller {
+	if id.IsAdmin() {
+		return tunnels.Caller{Admin: true}
+	}
+	return tunnels.Caller{Label: id.Label, Capabilities: id.Capabilities}
+}
+
+// tunnelError maps a *tunnels.Error to the API error of its kind; failMsg,
+// when set, replaces the message of a Failed error (expose / retract panel).
+func tunnelError(err error, failMsg string) error {
+	te, ok := tunnels.IsError(err)
+	if !ok {
+		return err
+	}
+	switch te.Kind {
+	case tunnels.Invalid:
+		return NewError(http.StatusBadRequest, te.Message)
+	case tunnels.Forbidden:
+		return NewError(http.StatusForbidden, te.Message)
+	case tunnels.NotFound:
+		return NewError(http.StatusNotFound, te.Message)
+	case tunnels.Conflict:
+		return NewError(http.StatusConflict, te.Message)
+	}
+	msg := te.Message
+	if failMsg != "" {
+		msg = failMsg
+	}
+	e := NewError(http.StatusInternalServerError, msg)
+	if te.Details != "" {
+		e = e.WithDetails(te.Details)
+	}
+	return e
+}
+
+// Body schemas of the tunnel routes (contract §7.3, §7.4, §7.8).
+var (
+	tunnelPortSchema    = Integer().Min(validate.MinPort).Max(validate.MaxPort)
+	accessModeSchema    = String().OneOf(tunnels.AccessAuthenticated, tunnels.AccessRestricted, tunnels.AccessPublic)
+	allowedUsersSchema  = Array(String().Check(validate.Username)).Max(100).Unique()
+	allowedGroupsSchema = Array(String().Check(validate.GroupName)).Max(100).Unique()
+
+	createTunnelSchema = Object(
+		Required("subdomain", String().Check(validate.Subdomain)),
+		Required("port", tunnelPortSchema),
+		Optional("targetHost", String().Check(validate.TargetHost)),
+		Optional("description", String().Max(200)),
+		Optional("type", String().OneOf(tunnels.TypeApp, tunnels.TypePanel)),
+		Optional("agentLabel", String().Check(validate.TunnelAgentLabel)),
+		Optional("accessMode", accessModeSchema),
+		Optional("allowedUsers", allowedUsersSchema),
+		Optional("allowedGroups", allowedGroupsSchema),
+	)
+	patchTunnelSchema = Object(
+		Optional("enabled", Bool()),
+		Optional("accessMode", accessModeSchema),
+		Optional("allowedUsers", allowedUsersSchema),
+		Optional("allowedGroups", allowedGroupsSchema),
+	)
+	exposePanelSchema = Object(Required("port", tunnelPortSchema))
+)
+
+type createTunnelBody struct {
+	Subdomain     string   `json:"subdomain"`
+	Port          int      `json:"port"`
+	TargetHost    string   `json:"targetHost"`
+	Description   string   `json:"description"`
+	Type          string   `json:"type"`
+	AgentLabel    string   `json:"agentLabel"`
+	AccessMode    string   `json:"accessMode"`
+	AllowedUsers  []string `json:"allowedUsers"`
+	AllowedGroups []string `json:"allowedGroups"`
+}
+
+type patchTunnelBody struct {
+	Enabled       *bool     `json:"enabled"`
+	AccessMode    *string   `json:"accessMode"`
+	AllowedUsers  *[]string `json:"allowedUsers"`
+	AllowedGroups *[]string `json:"allowedGroups"`
+}
+
+// registerTunnels: the tunnel routes of contract §7.2. The fixed paths are
+// literal patterns, so they win over /api/tunnels/{id}.
+func (s *Server) registerTunnels() {
+	d := &s.cfg.Relay
+
+	s.Handle(Route{
+		Method: http.MethodGet, Path: "/api/tunnels/agent-config",
+		Access: AdminOrAgent, Capability: CapTunnelsRead, Gate: GateManagement,
+		Handler: func(c *Ctx) error {
+			cfg, err := s.agentConfig(c, "Failed to generate agent config")
+			if err != nil {
+				return err
+			}
+			c.W.Header().Set("Cache-Control", "no-store")
+			return c.OK(cfg)
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodGet, Path: "/api/tunnels/mac-plist",
+		Access: AdminOrAgent, Capability: CapTunnelsRead, Gate: GateManagement,
+		Query: Object(Optional("format", String())),
+		Handler: func(c *Ctx) error {
+			var q struct {
+				Format string `json:"format"`
+			}
+			if err := c.DecodeQuery(&q); err != nil {
+				return err
+			}
+			cfg, err := s.agentConfig(c, "Failed to generate Mac plist")
+			if err != nil {
+				return err
+			}
+			plist := tunnels.MacPlist(cfg.ChiselArgs)
+			c.W.Header().Set("Cache-Control", "no-store")
+			if q.Format == "json" {
+				return c.OK(map[string]any{"plist": plist, "instructions": tunnels.MacPlistInstructions()})
+			}
+			c.W.Header().Set("Content-Type", "application/x-plist")
+			c.W.Header().Set("Content-Disposition", `attachment; filename="com.portlama.chisel.plist"`)
+			c.W.WriteHeader(http.StatusOK)
+			_, err = c.W.Write([]byte(plist))
+			if err != nil {
+				c.Log.Debug("write plist", "err", err)
+			}
+			return nil
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodGet, Path: "/api/tunnels",
+		Access: AdminOrAgent, Capability: CapTunnelsRead, Gate: GateManagement,
+		Handler: func(c *Ctx) error {
+			if d.Tunnels == nil {
+				return errNotWired
+			}
+			list, err := d.Tunnels.List(tunnelCaller(c.Identity))
+			if err != nil {
+				return Failed("Failed to list tunnels", err)
+			}
+			return c.OK(map[string]any{"tunnels": list})
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodPost, Path: "/api/tunnels",
+		Access: AdminOrAgent, Capability: CapTunnelsWrite, Gate: GateManagement,
+		Body: createTunnelSchema,
+		Handler: func(c *Ctx) error {
+			if d.Tunnels == nil {
+				return errNotWired
+			}
+			var b createTunnelBody
+			if err := c.Decode(&b); err != nil {
+				return err
+			}
+			t, err := d.Tunnels.Create(c.R.Context(), tunnelCaller(c.Identity), tunnels.CreateRequest{
+				Subdomain: b.Subdomain, Port: b.Port, TargetHost: b.TargetHost,
+				Description: b.Description, Type: b.Type, AgentLabel: b.AgentLabel,
+				AccessMode: b.AccessMode, AllowedUsers: b.AllowedUsers, AllowedGroups: b.AllowedGroups,
+			})
+			if err != nil {
+				return tunnelError(err, "")
+			}
+			return c.JSON(http.StatusCreated, map[string]any{"ok": true, "tunnel": t})
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodPatch, Path: "/api/tunnels/{id}",
+		Access: AdminOrAgent, Capability: CapTunnelsWrite, Gate: GateManagement,
+		Params: map[string]func(string) error{"id": validate.UUID},
+		Body:   patchTunnelSchema,
+		Handler: func(c *Ctx) error {
+			if d.Tunnels == nil {
+				return errNotWired
+			}
+			var b patchTunnelBody
+			if err := c.Decode(&b); err != nil {
+				return err
+			}
+			if b.Enabled == nil && b.AccessMode == nil && b.AllowedUsers == nil && b.AllowedGroups == nil {
+				return ValidationError(Issue{Path: []any{}, Message: "Provide at least one of enabled, accessMode, allowedUsers, allowedGroups"})
+			}
+			t, err := d.Tunnels.Update(c.R.Context(), tunnelCaller(c.Identity), c.Param("id"), tunnels.Patch{
+				Enabled: b.Enabled, AccessMode: b.AccessMode, AllowedUsers: b.AllowedUsers, AllowedGroups: b.AllowedGroups,
+			})
+			if err != nil {
+				return tunnelError(err, "")
+			}
+			return c.OK(map[string]any{"ok": true, "tunnel": t})
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodDelete, Path: "/api/tunnels/{id}",
+		Access: AdminOrAgent, Capability: CapTunnelsWrite, Gate: GateManagement,
+		Params: map[string]func(string) error{"id": validate.UUID},
+		Handler: func(c *Ctx) error {
+			if d.Tunnels == nil {
+				return errNotWired
+			}
+			if err := d.Tunnels.Delete(c.R.Context(), tunnelCaller(c.Identity), c.Param("id")); err != nil {
+				return tunnelError(err, "")
+			}
+			return c.OK(map[string]any{"ok": true})
+		},
+	})
+
+	s.registerAgentPanel()
+}
+
+// registerAgentPanel: the agent panel tunnel routes (contract §7.2, §7.8).
+func (s *Server) registerAgentPanel() {
+	d := &s.cfg.Relay
+
+	s.Handle(Route{
+		Method: http.MethodGet, Path: "/api/tunnels/agent-panel-status",
+		Access: AdminOrAgent, Capability: CapPanelExpose, Gate: GateManagement,
+		Handler: func(c *Ctx) error {
+			status := map[string]any{"enabled": false, "fqdn": nil, "port": nil}
+			if c.Identity.IsAdmin() {
+				return c.OK(status)
+			}
+			t, found, err := s.panelTunnel(c.Identity.Label)
+			if err != nil {
+				return err
+			}
+			if found {
+				status = map[string]any{"enabled": t.IsEnabled(), "fqdn": t.FQDN, "port": t.Port}
+			}
+			return c.OK(status)
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodPost, Path: "/api/tunnels/expose-panel",
+		Access: AdminOrAgent, Capability: CapPanelExpose, Gate: GateManagement,
+		Body: exposePanelSchema,
+		Handler: func(c *Ctx) error {
+			if c.Identity.IsAdmin() {
+				return errAgentLabelRequired(http.StatusBadRequest)
+			}
+			var b struct {
+				Port int `json:"port"`
+			}
+			if err := c.Decode(&b); err != nil {
+				return err
+			}
+			label := c.Identity.Label
+			existing, found, err := s.panelTunnel(label)
+			if err != nil {
+				return err
+			}
+			if found {
+				return NewError(http.StatusConflict, "Agent panel tunnel already exists").With("tunnel", existing)
+			}
+			t, err := d.Tunnels.Create(c.R.Context(), tunnelCaller(c.Identity), tunnels.CreateRequest{
+				Subdomain:   "agent-" + label,
+				Port:        b.Port,
+				TargetHost:  "127.0.0.1",
+				Description: "Agent management panel for " + label,
+				Type:        tunnels.TypePanel,
+				AgentLabel:  label,
+			})
+			if err != nil {
+				return tunnelError(err, "Failed to expose agent panel")
+			}
+			return c.JSON(http.StatusCreated, map[string]any{"ok": true, "tunnel": t})
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodDelete, Path: "/api/tunnels/retract-panel",
+		Access: AdminOrAgent, Capability: CapPanelExpose, Gate: GateManagement,
+		Handler: func(c *Ctx) error {
+			if c.Identity.IsAdmin() {
+				return errAgentLabelRequired(http.StatusBadRequest)
+			}
+			t, found, err := s.panelTunnel(c.Identity.Label)
+			if err != nil {
+				return err
+			}
+			if !found {
+				return NewError(http.StatusNotFound, "No panel tunnel found for this agent")
+			}
+			if err := d.Tunnels.Delete(c.R.Context(), tunnelCaller(c.Identity), t.ID); err != nil {
+				if te, ok := tunnels.IsError(err); ok && te.Kind == tunnels.NotFound {
+					return NewError(http.StatusNotFound, "No panel tunnel found for this agent")
+				}
+				return tunnelError(err, "Failed to retract agent panel")
+			}
+			return c.OK(map[string]any{"ok": true})
+		},
+	})
+}
+
+// panelTunnel finds the agent's own panel tunnel (agent-<label>).
+func (s *Server) panelTunnel(label string) (tunnels.Tunnel, bool, error) {
+	if s.cfg.Relay.Tunnels == nil {
+		return tunnels.Tunnel{}, false, errNotWired
+	}
+	list, err := s.cfg.Relay.Tunnels.List(tunnels.Caller{Label: label})
+	if err != nil {
+		return tunnels.Tunnel{}, false, err
+	}
+	for _, t := range list {
+		if t.Type == tunnels.TypePanel && t.Subdomain == "agent-"+label {
+			return t, true, nil
+		}
+	}
+	return tunnels.Tunnel{}, false, nil
+}
+
+// agentConfig builds the calling agent's configuration (contract §7.6);
+// failMsg is the route's 500 message.
+func (s *Server) agentConfig(c *Ctx, failMsg string) (tunnels.AgentConfig, error) {
+	d := &s.cfg.Relay
+	if c.Identity.IsAdmin() {
+		return tunnels.AgentConfig{}, errAgentLabelRequired(http.StatusBadRequest)
+	}
+	domain := c.Panel.DomainOrEmpty()
+	if domain == "" {
+		return tunnels.AgentConfig{}, NewError(http.StatusBadRequest, "Domain not configured")
+	}
+	if d.Tunnels == nil || d.Credential == nil || d.Fingerprint == nil || d.ServerURL == nil {
+		return tunnels.AgentConfig{}, errNotWired
+	}
+	label := c.Identity.Label
+	enabled, err := d.Tunnels.EnabledFor(label)
+	if err != nil {
+		return tunnels.AgentConfig{}, Failed(failMsg, err)
+	}
+	cred, err := d.Credential(c.R.Context(), label)
+	if err != nil {
+		return tunnels.AgentConfig{}, Failed(failMsg, err)
+	}
+	password, ok := strings.CutPrefix(cred, label+":")
+	if !ok || password == "" {
+		return tunnels.AgentConfig{}, Failed(failMsg, errors.New("tunnel credential has an unexpected form"))
+	}
+	fp, err := d.Fingerprint()
+	if err != nil {
+		return tunnels.AgentConfig{}, Failed(failMsg, err)
+	}
+	return tunnels.BuildAgentConfig(domain, d.ServerURL(domain), label, password, fp, enabled), nil
+}

@@ -1,0 +1,276 @@
+package panel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/portlama/portlama/internal/auth"
+	"github.com/portlama/portlama/internal/invitations"
+	"github.com/portlama/portlama/internal/validate"
+)
+
+// UserDirectory is the auth server's users file as the panel edits it;
+// *auth.UserStore is one.
+type UserDirectory interface {
+	List() ([]auth.UserInfo, error)
+	Get(username string) (auth.UserInfo, error)
+	Create(u auth.NewUser) (auth.UserInfo, error)
+	Modify(username string, ch auth.UserChange) (auth.UserInfo, bool, error)
+	Delete(username string) error
+}
+
+// TOTPManager hands out user TOTP secrets and ends login sessions through
+// the auth server's management socket; *auth.ManageClient is one.
+type TOTPManager interface {
+	ResetTOTP(ctx context.Context, user string) (auth.TOTPEnrollment, error)
+	DeleteTOTP(ctx context.Context, user string) (int, error)
+	EndSessions(ctx context.Context, user string) (int, error)
+}
+
+// IPVhost switches the nginx vhost that serves the panel by IP
+// (portlama-panel-ip): panel 2FA turns it off, disabling 2FA turns it back
+// on. Each call includes nginx -t and a reload.
+type IPVhost interface {
+	Enable(ctx context.Context) error
+	Disable(ctx context.Context) error
+}
+
+// AuthDeps are the dependencies of the users, invitations, panel 2FA and
+// identity routes (Config.Auth). Nil fields get the defaults listed.
+type AuthDeps struct {
+	// Users: nil → auth.NewUserStore(auth.UsersFilePath(Layout.AuthDir()), 0).
+	Users UserDirectory
+	// TOTP: nil → auth.NewManageClient(auth.ManageSocketPath(Layout.AuthDir())).
+	TOTP TOTPManager
+	// Invitations: nil → invitations.New(Layout.InvitationsFile(), Config.Now).
+	Invitations *invitations.Store
+	// IPVhost: nil → enabling panel 2FA fails (500 "Failed to disable IP
+	// vhost. 2FA was not enabled.") and disabling it logs an error, so a
+	// relay is never left with 2FA on and the IP vhost silently serving.
+	IPVhost IPVhost
+}
+
+// authDeps fills the defaults of Config.Auth once and returns it. It runs
+// while New registers the routes, before any request.
+func (s *Server) authDeps() *AuthDeps {
+	d := &s.cfg.Auth
+	dir := s.cfg.Layout.AuthDir()
+	if d.Users == nil {
+		d.Users = auth.NewUserStore(auth.UsersFilePath(dir), 0)
+	}
+	if d.TOTP == nil {
+		d.TOTP = auth.NewManageClient(auth.ManageSocketPath(dir))
+	}
+	if d.Invitations == nil {
+		d.Invitations = invitations.New(s.cfg.Layout.InvitationsFile(), s.now)
+	}
+	if d.IPVhost == nil {
+		d.IPVhost = missingIPVhost{}
+	}
+	return d
+}
+
+type missingIPVhost struct{}
+
+func (missingIPVhost) Enable(context.Context) error {
+	return errors.New("no IP vhost controller configured")
+}
+
+func (missingIPVhost) Disable(context.Context) error {
+	return errors.New("no IP vhost controller configured")
+}
+
+var (
+	errUserNotFound = NewError(http.StatusNotFound, "User not found")
+	errLastUser     = NewError(http.StatusBadRequest, "Cannot delete the last user")
+)
+
+// passwordSchema is a user password (contract §9: 8–128 characters).
+func passwordSchema() *StringSchema {
+	return String().Min(auth.MinPasswordLen).Max(auth.MaxPasswordLen)
+}
+
+func groupsSchema() *ArraySchema { return Array(String().Check(validate.GroupName)) }
+
+// isHashError reports whether err comes from hashing a password
+// (auth.HashPassword wraps its errors as "hash password: ..."; bcrypt
+// refuses passwords longer than 72 bytes).
+func isHashError(err error) bool {
+	return errors.Is(err, bcrypt.ErrPasswordTooLong) || strings.HasPrefix(err.Error(), "hash password:")
+}
+
+// registerUsers: the users routes of contract §9.
+func (s *Server) registerUsers() {
+	d := s.authDeps()
+
+	s.Handle(Route{
+		Method: http.MethodGet, Path: "/api/users",
+		Access: AdminOnly, Gate: GateManagement,
+		Handler: func(c *Ctx) error {
+			users, err := d.Users.List()
+			if err != nil {
+				c.Log.Error("read users file", "err", err)
+				users = []auth.UserInfo{}
+			}
+			return c.OK(map[string]any{"users": users})
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodPost, Path: "/api/users",
+		Access: AdminOnly, Gate: GateManagement,
+		Body: Object(
+			Required("username", String().Check(validate.Username)),
+			Required("displayname", String().Check(validate.DisplayName)),
+			Required("email", String().Check(validate.Email)),
+			Required("password", passwordSchema()),
+			Optional("groups", groupsSchema()),
+		),
+		Handler: func(c *Ctx) error {
+			var body struct {
+				Username    string   `json:"username"`
+				DisplayName string   `json:"displayname"`
+				Email       string   `json:"email"`
+				Password    string   `json:"password"`
+				Groups      []string `json:"groups"`
+			}
+			if err := c.Decode(&body); err != nil {
+				return err
+			}
+			if body.Groups == nil {
+				body.Groups = []string{}
+			}
+			if _, err := d.Users.Get(body.Username); err == nil {
+				return NewError(http.StatusConflict, "Username already exists")
+			} else if !errors.Is(err, auth.ErrUserNotFound) {
+				return Failed("Failed to read user database", err)
+			}
+			u, err := d.Users.Create(auth.NewUser{
+				Username: body.Username, DisplayName: body.DisplayName, Email: body.Email,
+				Password: body.Password, Groups: body.Groups,
+			})
+			switch {
+			case errors.Is(err, auth.ErrUserExists):
+				return NewError(http.StatusConflict, "Username already exists")
+			case err != nil && isHashError(err):
+				return Failed("Failed to hash password", err)
+			case err != nil:
+				return Failed("Failed to update user database", err)
+			}
+			c.Log.Info("user created", "user", u.Username)
+			return c.JSON(http.StatusCreated, map[string]any{"ok": true, "user": u})
+		},
+	})
+
+	usernameParam := map[string]func(string) error{"username": validate.Username}
+
+	s.Handle(Route{
+		Method: http.MethodPut, Path: "/api/users/{username}",
+		Access: AdminOnly, Gate: GateManagement,
+		Params: usernameParam,
+		Body: Object(
+			Optional("displayname", String().Check(validate.DisplayName)),
+			Optional("email", String().Check(validate.Email)),
+			Optional("password", passwordSchema()),
+			Optional("groups", groupsSchema()),
+		),
+		Handler: func(c *Ctx) error {
+			var body struct {
+				DisplayName *string   `json:"displayname"`
+				Email       *string   `json:"email"`
+				Password    *string   `json:"password"`
+				Groups      *[]string `json:"groups"`
+			}
+			if err := c.Decode(&body); err != nil {
+				return err
+			}
+			if body.DisplayName == nil && body.Email == nil && body.Password == nil && body.Groups == nil {
+				return ValidationError(Issue{Message: "At least one of displayname, email, password, groups is required"})
+			}
+			if body.Groups != nil && *body.Groups == nil {
+				*body.Groups = []string{}
+			}
+			name := c.Param("username")
+			u, pwChanged, err := d.Users.Modify(name, auth.UserChange{
+				DisplayName: body.DisplayName, Email: body.Email, Password: body.Password, Groups: body.Groups,
+			})
+			switch {
+			case errors.Is(err, auth.ErrUserNotFound):
+				return errUserNotFound
+			case err != nil && isHashError(err):
+				return Failed("Failed to hash password", err)
+			case err != nil:
+				return Failed("Failed to update user database", err)
+			}
+			if pwChanged {
+				if n, err := d.TOTP.EndSessions(c.R.Context(), name); err != nil {
+					c.Log.Error("end sessions after password change", "user", name, "err", err)
+				} else {
+					c.Log.Info("password changed, sessions ended", "user", name, "sessions", n)
+				}
+			}
+			return c.OK(map[string]any{"ok": true, "user": u})
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodDelete, Path: "/api/users/{username}",
+		Access: AdminOnly, Gate: GateManagement,
+		Params: usernameParam,
+		Handler: func(c *Ctx) error {
+			name := c.Param("username")
+			err := d.Users.Delete(name)
+			switch {
+			case errors.Is(err, auth.ErrUserNotFound):
+				return errUserNotFound
+			case errors.Is(err, auth.ErrLastUser):
+				return errLastUser
+			case err != nil:
+				return Failed("Failed to update user database", err)
+			}
+			if n, err := d.TOTP.DeleteTOTP(c.R.Context(), name); err != nil {
+				c.Log.Error("delete TOTP secret of deleted user", "user", name, "err", err)
+			} else {
+				c.Log.Info("user deleted", "user", name, "sessions", n)
+			}
+			return c.OK(map[string]any{"ok": true})
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodPost, Path: "/api/users/{username}/reset-totp",
+		Access: AdminOnly, Gate: GateManagement,
+		Params: usernameParam,
+		Handler: func(c *Ctx) error {
+			name := c.Param("username")
+			if _, err := d.Users.Get(name); errors.Is(err, auth.ErrUserNotFound) {
+				return errUserNotFound
+			} else if err != nil {
+				return Failed("Failed to read user database", err)
+			}
+			enr, err := d.TOTP.ResetTOTP(c.R.Context(), name)
+			switch {
+			case errors.Is(err, auth.ErrUserNotFound):
+				return errUserNotFound
+			case err != nil:
+				return Failed("Failed to write TOTP configuration", err)
+			}
+			c.Log.Info("TOTP reset", "user", name)
+			return c.OK(map[string]any{"ok": true, "totpUri": enr.URI, "totpQr": enr.QR})
+		},
+	})
+}
+
+// portSuffix is ":<port>" when the relay's HTTPS port is not 443 (the
+// demo), else "".
+func (s *Server) portSuffix() string {
+	if p := s.cfg.Addrs.HTTPSPort; p != 0 && p != 443 {
+		return fmt.Sprintf(":%d", p)
+	}
+	return ""
+}
