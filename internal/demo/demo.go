@@ -97,9 +97,10 @@ type Info struct {
 	AuthURL          string `json:"authURL,omitempty"`
 	AuthResolve      string `json:"authResolve,omitempty"`
 	// Not part of the contract's list, but handy for scripts and tests.
-	IPCert  string `json:"ipCert"`
-	AppPort int    `json:"appPort"`
-	Dir     string `json:"dir"`
+	IPCert           string `json:"ipCert"`
+	AppPort          int    `json:"appPort"`
+	ProtectedAppPort int    `json:"protectedAppPort"`
+	Dir              string `json:"dir"`
 }
 
 // Stack is a running demo.
@@ -420,13 +421,20 @@ func (s *Stack) startPanel(ctx context.Context) error {
 	return nil
 }
 
+// startApp runs the sample app on two local ports, one per tunnel: a
+// tunnel's local port is unique per agent.
 func (s *Stack) startApp(ctx context.Context) error {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
+	for _, a := range []struct {
+		port *int
+		name string
+	}{{&s.Info.AppPort, "Portlama demo app"}, {&s.Info.ProtectedAppPort, "Portlama demo app (protected)"}} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		*a.port = ln.Addr().(*net.TCPAddr).Port
+		go func() { s.bg <- sampleapp.Serve(ctx, ln, a.name) }()
 	}
-	s.Info.AppPort = ln.Addr().(*net.TCPAddr).Port
-	go func() { s.bg <- sampleapp.Serve(ctx, ln, "Portlama demo app") }()
 	return nil
 }
 
@@ -544,10 +552,13 @@ func (s *Stack) createTunnels(ctx context.Context) error {
 		}
 	}
 	s.Info.Apps = nil
-	for _, t := range []struct{ sub, access string }{{"app", "public"}, {"secure", "authenticated"}} {
+	for _, t := range []struct {
+		sub, access string
+		port        int
+	}{{"app", "public", s.Info.AppPort}, {"secure", "authenticated", s.Info.ProtectedAppPort}} {
 		if err := s.API(ctx, http.MethodPost, "/api/tunnels", map[string]any{
 			"subdomain":   t.sub,
-			"port":        s.Info.AppPort,
+			"port":        t.port,
 			"agentLabel":  AgentLabel,
 			"accessMode":  t.access,
 			"description": "Portlama demo app (" + t.access + ")",

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -292,3 +293,5 @@ func jsonString(s string) string {
 }
 
 var errFailNginx = errors.New("nginx -t failed: unknown directive")
+
+func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }

@@ -3,6 +3,7 @@ package panel
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/portlama/portlama/internal/auth"
@@ -30,13 +31,19 @@ func invitationError(err error) error {
 	return err
 }
 
-// authURL returns https://auth.<d><port><path>, or nil without a domain.
+// authURL returns https://auth.<d><path>, with ":<port>" after the host
+// when the relay's HTTPS port is not 443 (the demo), or nil without a
+// domain.
 func (s *Server) authURL(c *Ctx, path string) *string {
 	d := c.Panel.DomainOrEmpty()
 	if d == "" {
 		return nil
 	}
-	u := "https://auth." + d + s.portSuffix() + path
+	host := "auth." + d
+	if p := s.cfg.Addrs.HTTPSPort; p != 0 && p != 443 {
+		host += ":" + strconv.Itoa(p)
+	}
+	u := "https://" + host + path
 	return &u
 }
 

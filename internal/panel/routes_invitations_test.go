@@ -1,15 +1,19 @@
 package panel
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/portlama/portlama/internal/auth"
 	"github.com/portlama/portlama/internal/config"
+	"github.com/portlama/portlama/internal/invitepage"
 	"github.com/portlama/portlama/internal/validate"
 )
 
@@ -261,4 +265,115 @@ func TestInvitationAcceptWithoutAuthServer(t *testing.T) {
 		t.Fatalf("account not created: %v", err)
 	}
 	f.do("GET", "/api/invite/"+tok, "", nil).expect(t, 410, `{"error":"This invitation has already been used"}`)
+}
+
+// pageDriver runs the invitation page's script in node against a minimal
+// DOM built from index.html's element ids, with fetch going to the real
+// panel. It fills in the password (first mismatched, then matching),
+// submits, and prints what the page shows as JSON.
+const pageDriver = `
+const fs = require('fs'), vm = require('vm');
+const [,, dir, base, token] = process.argv;
+const html = fs.readFileSync(dir + '/index.html', 'utf8');
+const js = fs.readFileSync(dir + '/invite.js', 'utf8');
+const els = {};
+for (const m of html.matchAll(/<([a-z0-9]+)[^>]*\sid="([^"]+)"([^>]*)>/g)) {
+  const attrs = m[0];
+  els[m[2]] = { id: m[2], hidden: /\shidden[\s>]/.test(attrs), textContent: '', value: '', src: '', href: '',
+    disabled: false, listeners: {}, focus() {}, addEventListener(t, fn) { (this.listeners[t] ||= []).push(fn); } };
+}
+const requests = [];
+const document = {
+  readyState: 'complete',
+  getElementById(id) { if (!els[id]) throw new Error('no element #' + id); return els[id]; },
+  addEventListener() {},
+};
+const sandbox = {
+  document, window: { location: { pathname: '/invite/' + token } }, URLSearchParams, Date, JSON, isNaN,
+  fetch: (path, opts) => { requests.push({ path, method: opts.method, headers: opts.headers }); return fetch(base + path, opts); },
+};
+vm.runInNewContext(js, sandbox);
+const settle = () => new Promise(r => setTimeout(r, 300));
+const visible = () => ['loading', 'error', 'form-section', 'done'].filter(s => !els[s].hidden);
+(async () => {
+  await settle();
+  const out = { afterLoad: visible(), username: els.username.value, email: els.email.value, expires: els.expires.textContent };
+  const submit = async () => { for (const fn of els['accept-form'].listeners.submit || []) fn({ preventDefault() {} }); await settle(); };
+  els.password.value = 'correct horse battery'; els.confirm.value = 'correct horse batterx';
+  await submit();
+  out.mismatch = { shown: visible(), error: els['form-error'].textContent, errorHidden: els['form-error'].hidden };
+  els.confirm.value = 'correct horse battery';
+  await submit();
+  out.done = { shown: visible(), user: els['done-username'].textContent, qr: els.qr.src.slice(0, 22), key: els['manual-key'].textContent,
+    totpShown: !els.totp.hidden, login: els['login-link'].href, passwordCleared: els.password.value === '' };
+  out.requests = requests.map(r => r.method + ' ' + r.path);
+  console.log(JSON.stringify(out));
+})().catch(e => { console.error(e); process.exit(1); });
+`
+
+// TestInvitationPage runs the real page script against the real panel and
+// auth server, then logs in with the key the page displayed.
+func TestInvitationPage(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed")
+	}
+	f := newAuthFixture(t, config.StatusCompleted)
+	tok := tokenOf(t, f.invite(t, `{"username":"bob","email":"bob@example.com"}`))
+	www := t.TempDir()
+	if err := invitepage.Write(www); err != nil {
+		t.Fatal(err)
+	}
+	driver := filepath.Join(t.TempDir(), "driver.js")
+	if err := os.WriteFile(driver, []byte(pageDriver), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, node, driver, filepath.Join(www, invitepage.Dir), f.http.URL, tok).CombinedOutput()
+	if err != nil {
+		t.Fatalf("page driver: %v\n%s", err, out)
+	}
+	var got struct {
+		AfterLoad []string `json:"afterLoad"`
+		Username  string   `json:"username"`
+		Email     string   `json:"email"`
+		Mismatch  struct {
+			Shown       []string `json:"shown"`
+			Error       string   `json:"error"`
+			ErrorHidden bool     `json:"errorHidden"`
+		} `json:"mismatch"`
+		Done struct {
+			Shown           []string `json:"shown"`
+			User            string   `json:"user"`
+			QR              string   `json:"qr"`
+			Key             string   `json:"key"`
+			TOTPShown       bool     `json:"totpShown"`
+			Login           string   `json:"login"`
+			PasswordCleared bool     `json:"passwordCleared"`
+		} `json:"done"`
+		Requests []string `json:"requests"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("driver output %s: %v", out, err)
+	}
+	if strings.Join(got.AfterLoad, ",") != "form-section" || got.Username != "bob" || got.Email != "bob@example.com" {
+		t.Fatalf("after load: %s", out)
+	}
+	if strings.Join(got.Mismatch.Shown, ",") != "form-section" || got.Mismatch.ErrorHidden || !strings.Contains(got.Mismatch.Error, "do not match") {
+		t.Fatalf("mismatched passwords: %s", out)
+	}
+	d := got.Done
+	if strings.Join(d.Shown, ",") != "done" || d.User != "bob" || d.QR != "data:image/png;base64," || !d.TOTPShown ||
+		d.Login != "https://auth.example.com/" || !d.PasswordCleared || len(d.Key) != 32 {
+		t.Fatalf("after accept: %s", out)
+	}
+	want := "GET /api/invite/" + tok + ",POST /api/invite/" + tok + "/accept"
+	if strings.Join(got.Requests, ",") != want {
+		t.Fatalf("requests %v, want %s", got.Requests, want)
+	}
+	// The key the page showed is the one the auth server checks.
+	if err := f.login(t, "bob", authTestPass, d.Key); err != nil {
+		t.Fatalf("login with the key shown by the page: %v", err)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -399,6 +400,18 @@ func (s *Server) registerSettings() {
 			}
 			if err := d.IPVhost.Enable(c.R.Context()); err != nil {
 				c.Log.Error("re-enable IP vhost after disabling panel 2FA", "err", err)
+			}
+			// Drop a sliding refresh the 2FA check may have set, then clear.
+			h := c.W.Header()
+			kept := h.Values("Set-Cookie")[:0:0]
+			for _, v := range h.Values("Set-Cookie") {
+				if !strings.HasPrefix(v, SessionCookieName+"=") {
+					kept = append(kept, v)
+				}
+			}
+			h.Del("Set-Cookie")
+			for _, v := range kept {
+				h.Add("Set-Cookie", v)
 			}
 			http.SetCookie(c.W, ClearSessionCookie())
 			c.Log.Info("panel 2FA disabled")

@@ -3,7 +3,6 @@ package panel
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 
@@ -264,13 +263,4 @@ func (s *Server) registerUsers() {
 			return c.OK(map[string]any{"ok": true, "totpUri": enr.URI, "totpQr": enr.QR})
 		},
 	})
-}
-
-// portSuffix is ":<port>" when the relay's HTTPS port is not 443 (the
-// demo), else "".
-func (s *Server) portSuffix() string {
-	if p := s.cfg.Addrs.HTTPSPort; p != 0 && p != 443 {
-		return fmt.Sprintf(":%d", p)
-	}
-	return ""
 }

@@ -225,8 +225,24 @@ func NewPanel(s *Services, version string, log *slog.Logger) (*panel.Server, err
 		Agents:      panel.RegistryDirectory{Manager: s.Agents},
 		Resolver:    resolver,
 		PanelStore:  s.Panel,
+		Relay: panel.RelayDeps{
+			Tunnels:     s.Tunnels,
+			Agents:      s.Agents,
+			PKI:         s.PKI,
+			Certs:       s.Certs,
+			Credential:  s.ACL.Credential,
+			Fingerprint: s.Fingerprint,
+			ServerURL:   s.TunnelServerURL,
+		},
+		Auth: panel.AuthDeps{IPVhost: ipVhost{s.Nginx}},
 	})
 }
+
+// ipVhost turns the panel's IP vhost off while panel 2FA is on.
+type ipVhost struct{ m *nginx.Manager }
+
+func (v ipVhost) Enable(ctx context.Context) error  { return v.m.EnableVhost(ctx, nginx.VhostPanelIP) }
+func (v ipVhost) Disable(ctx context.Context) error { return v.m.DisableVhost(ctx, nginx.VhostPanelIP) }
 
 // accessRules writes the auth server's access rules (contract §17.9): one
 // rule per restricted tunnel, read by portlama-auth without a restart.

@@ -352,6 +352,7 @@ func (c *Client) dial(ctx context.Context, network, addr string) (net.Conn, erro
 	if c.dialAddr != "" {
 		addr = c.dialAddr
 	}
+	addr = loopbackForLocalhost(addr)
 	var (
 		conn net.Conn
 		err  error
@@ -436,3 +437,19 @@ func (w *chiselLogWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = (*chiselLogWriter)(nil)
+
+// loopbackForLocalhost maps names under .localhost to 127.0.0.1, as RFC 6761
+// §6.3 asks of resolvers (browsers and curl do it; Go's resolver does not).
+// The TLS server name stays the original host. The demo's relay lives at
+// tunnel.demo.localhost.
+func loopbackForLocalhost(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
+}

@@ -1,0 +1,415 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pquerna/otp/totp"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/portlama/portlama/internal/auth"
+	"github.com/portlama/portlama/internal/config"
+	"github.com/portlama/portlama/internal/nginx"
+	"github.com/portlama/portlama/internal/pki"
+	"github.com/portlama/portlama/internal/pki/pkitest"
+	"github.com/portlama/portlama/internal/sampleapp"
+	"github.com/portlama/portlama/internal/testutil"
+	"github.com/portlama/portlama/internal/tunnel"
+)
+
+const (
+	domain    = "bench.localhost"
+	agentName = "bench"
+	benchUser = "bench"
+	benchPass = "correct horse battery"
+
+	// Host names of the app vhosts, all rendered by nginx.Renderer.App.
+	subDirect = "direct" // nginx → app
+	subTunnel = "app"    // nginx → relay port → tunnel (client on ws://, loopback) → app
+	subWSS    = "appwss" // nginx → relay port → tunnel (client through nginx wss://tunnel.<d>, mTLS) → app
+	subSecure = "secure" // like subTunnel, protected (auth_request to the auth server)
+)
+
+// relay is everything a benchmark drives: nginx with the app vhosts, the
+// tunnel server, two tunnel clients, the auth server and the sample app.
+type relay struct {
+	root      string
+	layout    config.Layout
+	addrs     config.Addrs
+	caFile    string
+	appPort   int // the sample app
+	relayPort int // bound by the tunnel server for the ws:// client
+	wssPort   int // bound by the tunnel server for the wss:// client
+	authAddr  string
+	cookie    string // a valid two-factor session for benchUser
+	inst      *nginx.Instance
+	tunSrv    *tunnel.Server
+}
+
+func fqdn(sub string) string { return sub + "." + domain }
+
+// startRelay builds the whole relay under a temporary directory. Every
+// process and goroutine it starts is stopped by b.Cleanup.
+func startRelay(b *testing.B) *relay {
+	b.Helper()
+	nginxBin := testutil.NeedBinary(b, "nginx")
+	root, err := os.MkdirTemp("", "portlama-bench-") // plain characters: nginx paths
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(root) })
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+
+	r := &relay{root: root, layout: config.DirLayout(root)}
+
+	// PKI: CA, admin client cert, CRL, self-signed; a CA-signed wildcard for
+	// the domain vhosts ("localhost" too: see tunnelVhost).
+	p, _, err := pki.Init(pki.Config{Dir: r.layout.PKIDir(), GenerateKey: pkitest.GenerateKey}, "127.0.0.1")
+	if err != nil {
+		b.Fatalf("pki init: %v", err)
+	}
+	r.caFile = p.Path(pki.CACertFile)
+	certPEM, keyPEM, err := p.IssueServer([]string{domain, "*." + domain, "localhost"}, 24*time.Hour)
+	if err != nil {
+		b.Fatalf("issue server cert: %v", err)
+	}
+	tlsFiles := nginx.CertFiles(r.layout, domain)
+	writeFile(b, tlsFiles.Cert, certPEM, 0o644)
+	writeFile(b, tlsFiles.Key, keyPEM, 0o600)
+	agentCred, err := p.IssueClient(pki.AgentCN(agentName))
+	if err != nil {
+		b.Fatalf("issue agent cert: %v", err)
+	}
+
+	// Sample app.
+	appLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.appPort = appLn.Addr().(*net.TCPAddr).Port
+	appDone := make(chan struct{})
+	go func() { defer close(appDone); _ = sampleapp.Serve(ctx, appLn, "bench app") }()
+	b.Cleanup(func() { cancel(); <-appDone })
+
+	// Auth server: its address goes into conf.d, so listen first.
+	authLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.authAddr = authLn.Addr().String()
+
+	r.addrs = config.Addrs{
+		Panel:           testutil.FreeAddr(b), // nothing listens: not benchmarked
+		Tunnel:          testutil.FreeAddr(b),
+		Auth:            r.authAddr,
+		NginxListenHost: "127.0.0.1",
+		HTTPPort:        testutil.FreePort(b),
+		HTTPSPort:       testutil.FreePort(b),
+		PanelIPPort:     testutil.FreePort(b),
+	}
+	r.relayPort = testutil.FreePort(b)
+	r.wssPort = testutil.FreePort(b)
+
+	r.startAuth(b, ctx, authLn)
+
+	// Tunnel server with one agent allowed both relay ports.
+	tdir := r.layout.TunnelDir()
+	acl := tunnel.NewACL(filepath.Join(tdir, tunnel.ACLFileName))
+	if err := acl.AddAgent(ctx, agentName); err != nil {
+		b.Fatal(err)
+	}
+	if err := acl.SetPorts(ctx, agentName, []int{r.relayPort, r.wssPort}); err != nil {
+		b.Fatal(err)
+	}
+	cred, err := acl.Credential(ctx, agentName)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.tunSrv, err = tunnel.NewServer(tunnel.ServerConfig{
+		Addr:            r.addrs.Tunnel,
+		KeyFile:         filepath.Join(tdir, tunnel.KeyFileName),
+		FingerprintFile: filepath.Join(tdir, tunnel.FingerprintFileName),
+		ACLFile:         acl.Path(),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := r.tunSrv.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cancel(); _ = r.tunSrv.Wait() })
+
+	// nginx: shared pieces, the tunnel vhost and the app vhosts.
+	rd, err := nginx.NewRenderer(r.layout, r.addrs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.inst, err = nginx.NewInstance(nginx.InstanceConfig{Binary: nginxBin, Prefix: filepath.Join(root, "run"), NginxDir: r.layout.NginxDir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+	defer scancel()
+	if err := r.inst.Start(sctx); err != nil {
+		b.Fatalf("start nginx: %v", err)
+	}
+	b.Cleanup(func() { _ = r.inst.Stop(context.Background()) })
+	mgr := nginx.NewManager(r.layout, r.inst, nil)
+	sh, err := rd.Shared(nginx.SharedParams{ProxySecret: randomHex(b, 32)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := mgr.WriteShared(sctx, sh); err != nil {
+		b.Fatalf("nginx shared config: %v", err)
+	}
+	var vhosts []nginx.Vhost
+	for _, a := range []nginx.AppParams{
+		{Subdomain: subDirect, RelayPort: r.appPort, Public: true},
+		{Subdomain: subTunnel, RelayPort: r.relayPort, Public: true},
+		{Subdomain: subWSS, RelayPort: r.wssPort, Public: true},
+		{Subdomain: subSecure, RelayPort: r.relayPort, Public: false},
+	} {
+		a.Domain, a.TLS = domain, tlsFiles
+		v, err := rd.App(a)
+		if err != nil {
+			b.Fatal(err)
+		}
+		vhosts = append(vhosts, v)
+	}
+	tv, err := rd.Tunnel(domain, tlsFiles)
+	if err != nil {
+		b.Fatal(err)
+	}
+	vhosts = append(vhosts, tunnelVhost(b, tv), r.sniVhost(tlsFiles))
+	if err := mgr.Apply(sctx, vhosts...); err != nil {
+		b.Fatalf("nginx vhosts: %v", err)
+	}
+
+	// Tunnel clients: one straight to the tunnel server (ws://), one the
+	// production way through nginx (wss://tunnel.<d>, client certificate).
+	remote := func(relay int) []string {
+		return []string{fmt.Sprintf("R:127.0.0.1:%d:127.0.0.1:%d", relay, r.appPort)}
+	}
+	r.startClient(b, ctx, tunnel.ClientConfig{
+		ServerURL: "http://" + r.addrs.Tunnel, Auth: cred, Fingerprint: r.tunSrv.Fingerprint(), Remotes: remote(r.relayPort),
+	})
+	pool := x509.NewCertPool()
+	pool.AddCert(p.CACert())
+	r.startClient(b, ctx, tunnel.ClientConfig{
+		ServerURL:   "https://localhost:" + strconv.Itoa(r.addrs.HTTPSPort),
+		Auth:        cred,
+		Fingerprint: r.tunSrv.Fingerprint(),
+		Remotes:     remote(r.wssPort),
+		TLS: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{{
+			Certificate: [][]byte{agentCred.Cert.Raw}, PrivateKey: agentCred.Key}}},
+	})
+
+	// Every path answers with the sample app's page; the protected one
+	// only with the session.
+	hc := r.httpClient()
+	for _, sub := range []string{subDirect, subTunnel, subWSS} {
+		r.expect(b, hc, sub, "", 200, "bench app")
+	}
+	r.expect(b, hc, subSecure, "", 302, "")
+	r.expect(b, hc, subSecure, r.cookie, 200, "Hello, "+benchUser)
+	return r
+}
+
+// tunnelVhost adds "localhost" to the names of the rendered tunnel vhost:
+// *.localhost names do not resolve here, so the client dials
+// https://localhost:<port> (certificate valid for localhost, SNI and Host
+// both "localhost", as nginx requires on an mTLS vhost). Nothing else in the
+// vhost changes.
+func tunnelVhost(b *testing.B, v nginx.Vhost) nginx.Vhost {
+	old := "server_name tunnel." + domain + ";"
+	if !bytes.Contains(v.Content, []byte(old)) {
+		b.Fatalf("tunnel vhost has no %q:\n%s", old, v.Content)
+	}
+	v.Content = bytes.Replace(v.Content, []byte(old), []byte("server_name tunnel."+domain+" localhost;"), 1)
+	return v
+}
+
+// sniVhost accepts the TLS handshake for SNI "127.0.0.1": wrk sends the
+// URL host as SNI and cannot resolve the app names, so it connects to
+// https://127.0.0.1:<port> with a Host header, which selects the app vhost
+// for every request (no client certificate involved, so nginx allows it).
+func (r *relay) sniVhost(tf nginx.TLSFiles) nginx.Vhost {
+	c := fmt.Sprintf(`# Benchmark harness: TLS handshakes of wrk (SNI 127.0.0.1).
+server {
+    listen 127.0.0.1:%d ssl;
+    server_name 127.0.0.1;
+    ssl_certificate %s;
+    ssl_certificate_key %s;
+    include %s/portlama-tls.conf;
+    return 421;
+}
+`, r.addrs.HTTPSPort, tf.Cert, tf.Key, r.layout.NginxSnippets())
+	return nginx.Vhost{Name: "portlama-bench-sni", FQDN: "127.0.0.1", Content: []byte(c)}
+}
+
+func (r *relay) startClient(b *testing.B, ctx context.Context, cfg tunnel.ClientConfig) {
+	b.Helper()
+	c, err := tunnel.NewClient(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.Run(ctx) }()
+	b.Cleanup(func() { <-done })
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := c.Ready(rctx); err != nil {
+		b.Fatalf("tunnel client %s: %v", cfg.ServerURL, err)
+	}
+}
+
+// startAuth creates the user with a TOTP secret, starts the auth server on
+// ln and logs in through its JSON API.
+func (r *relay) startAuth(b *testing.B, ctx context.Context, ln net.Listener) {
+	b.Helper()
+	dir := r.layout.AuthDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := auth.NewUserStore(auth.UsersFilePath(dir), bcrypt.MinCost).Create(auth.NewUser{
+		Username: benchUser, DisplayName: "Bench", Email: "bench@example.com", Password: benchPass, Groups: []string{"users"},
+	}); err != nil {
+		b.Fatalf("create user: %v", err)
+	}
+	portal := "https://auth." + domain + ":" + "443"
+	srv, err := auth.NewServer(auth.Config{Dir: dir, Domain: domain, PortalURL: portal, Addr: ln.Addr().String(), BcryptCost: bcrypt.MinCost})
+	if err != nil {
+		b.Fatal(err)
+	}
+	mln, err := auth.ListenManageSocket(auth.ManageSocketPath(dir))
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ctx, ln, mln) }()
+	b.Cleanup(func() { <-done })
+	enr, err := srv.ResetTOTP(benchUser)
+	if err != nil {
+		b.Fatalf("reset TOTP: %v", err)
+	}
+
+	base := "http://" + ln.Addr().String()
+	target := "https://" + fqdn(subSecure) + "/"
+	ck := authPost(b, base+"/api/firstfactor", "", map[string]any{
+		"username": benchUser, "password": benchPass, "keepMeLoggedIn": false, "targetURL": target,
+	})
+	code, err := totp.GenerateCode(enr.Secret, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.cookie = authPost(b, base+"/api/secondfactor/totp", ck, map[string]any{"token": code, "targetURL": target})
+}
+
+// authPost posts JSON and returns the session cookie the answer sets.
+func authPost(b *testing.B, url, cookie string, body any) string {
+	b.Helper()
+	data, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(data))
+	req.Header.Set("Content-Type", "application/json")
+	if cookie != "" {
+		req.Header.Set("Cookie", auth.SessionCookieName+"="+cookie)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		b.Fatalf("POST %s: %d %s", url, resp.StatusCode, msg)
+	}
+	for _, c := range resp.Cookies() {
+		if c.Name == auth.SessionCookieName && c.Value != "" {
+			return c.Value
+		}
+	}
+	b.Fatalf("POST %s: no session cookie in the answer (%s)", url, msg)
+	return ""
+}
+
+// httpClient talks HTTPS to nginx for any name under the domain.
+func (r *relay) httpClient() *http.Client {
+	pool := x509.NewCertPool()
+	pem, _ := os.ReadFile(r.caFile)
+	pool.AppendCertsFromPEM(pem)
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	port := strconv.Itoa(r.addrs.HTTPSPort)
+	return &http.Client{
+		Timeout: 15 * time.Second,
+		Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: pool},
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return d.DialContext(ctx, network, "127.0.0.1:"+port)
+			},
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+func (r *relay) url(sub, path string) string {
+	return "https://" + fqdn(sub) + ":" + strconv.Itoa(r.addrs.HTTPSPort) + path
+}
+
+// expect fetches / of sub until it answers status with body containing
+// want (the tunnel may need a moment), or fails the benchmark.
+func (r *relay) expect(b *testing.B, hc *http.Client, sub, cookie string, status int, want string) {
+	b.Helper()
+	var last string
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		req, _ := http.NewRequest(http.MethodGet, r.url(sub, "/"), nil)
+		if cookie != "" {
+			req.Header.Set("Cookie", auth.SessionCookieName+"="+cookie)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == status && strings.Contains(string(body), want) {
+			return
+		}
+		last = fmt.Sprintf("%d %.200s", resp.StatusCode, body)
+	}
+	b.Fatalf("%s: want %d %q, last answer: %s", fqdn(sub), status, want, last)
+}
+
+func writeFile(b *testing.B, path string, data []byte, mode os.FileMode) {
+	b.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, mode); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func randomHex(b *testing.B, n int) string {
+	buf := make([]byte, n)
+	if _, err := rand.Read(buf); err != nil {
+		b.Fatal(err)
+	}
+	return hex.EncodeToString(buf)
+}
