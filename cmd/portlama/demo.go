@@ -36,6 +36,7 @@ stops everything it started.`,
 			}
 		}
 		o.Logger = newLogger()
+		o.Version = version
 		out := cmd.OutOrStdout()
 		fmt.Fprintf(out, "Starting the Portlama demo in %s ...\n", o.Dir)
 		st, err := demo.Start(cmd.Context(), o)

@@ -140,8 +140,16 @@ func ValidatePassword(pw string) error {
 	if n < MinPasswordLen || n > MaxPasswordLen {
 		return fmt.Errorf("password must be %d–%d characters", MinPasswordLen, MaxPasswordLen)
 	}
+	// bcrypt reads at most 72 bytes; refusing longer passwords is better
+	// than silently ignoring their tail (and keeps Authelia's hash format).
+	if len(pw) > MaxPasswordBytes {
+		return fmt.Errorf("password must be at most %d bytes (%d characters of plain ASCII)", MaxPasswordBytes, MaxPasswordBytes)
+	}
 	return nil
 }
+
+// MaxPasswordBytes is bcrypt's input limit.
+const MaxPasswordBytes = 72
 
 func isBcryptHash(h string) bool {
 	if len(h) != 60 {

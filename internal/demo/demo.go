@@ -33,6 +33,7 @@ import (
 
 	"github.com/portlama/portlama/internal/acme"
 	"github.com/portlama/portlama/internal/config"
+	"github.com/portlama/portlama/internal/invitepage"
 	"github.com/portlama/portlama/internal/nginx"
 	"github.com/portlama/portlama/internal/panel"
 	"github.com/portlama/portlama/internal/pki"
@@ -63,6 +64,8 @@ type Options struct {
 	HTTPSPort, PanelPort, HTTPPort int
 	// RelayPortMin/Max bound the tunnels' relay ports (default 20000–29999).
 	RelayPortMin, RelayPortMax int
+	// Version is what the panel reports in /api/health.
+	Version string
 	// Logger receives progress; nil discards it.
 	Logger *slog.Logger
 }
@@ -354,6 +357,9 @@ func (s *Stack) startNginx(ctx context.Context) error {
 	if err := svc.Nginx.WriteShared(ctx, shared); err != nil {
 		return err
 	}
+	if err := invitepage.Write(s.Relay.Layout.WWWDir); err != nil {
+		return err
+	}
 	tlsFiles := nginx.CertFiles(s.Relay.Layout, Domain)
 	var vhosts []nginx.Vhost
 	for _, render := range []func(string, nginx.TLSFiles) (nginx.Vhost, error){svc.Render.PanelDomain, svc.Render.Auth, svc.Render.Tunnel} {
@@ -409,7 +415,7 @@ func (s *Stack) RestartAuthServer(ctx context.Context) error {
 }
 
 func (s *Stack) startPanel(ctx context.Context) error {
-	srv, err := relay.NewPanel(s.Services, "demo", s.log)
+	srv, err := relay.NewPanel(s.Services, s.opts.Version, s.log)
 	if err != nil {
 		return err
 	}

@@ -367,6 +367,10 @@ server {
 {{- template "blankClientCert"}}
 {{- template "blankSecret"}}
         proxy_set_header Cookie $portlama_backend_cookie;
+        # Pass responses and uploads through as they arrive (server-sent
+        # events, long polls, large files) instead of spooling them to disk.
+        proxy_buffering off;
+        proxy_request_buffering off;
         proxy_read_timeout 86400s;
         proxy_send_timeout 86400s;
     }
@@ -398,6 +402,10 @@ server {
 {{- template "blankRemote"}}
 {{- template "standardHeaders"}}
         proxy_set_header Cookie $portlama_backend_cookie;
+        # Pass responses and uploads through as they arrive (server-sent
+        # events, long polls, large files) instead of spooling them to disk.
+        proxy_buffering off;
+        proxy_request_buffering off;
         proxy_read_timeout 86400s;
         proxy_send_timeout 86400s;
     }

@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
+	"github.com/portlama/portlama/internal/agents"
 	"net/http"
 	"os"
 	"slices"
@@ -21,25 +22,23 @@ const (
 	RoleAgent Role = "agent"
 )
 
-// Capabilities an agent can hold (contract §3.5). The set is fixed.
+// Capabilities an agent can hold (contract §3.5); the set is defined once,
+// in internal/agents.
 const (
-	CapTunnelsRead   = "tunnels:read"
-	CapTunnelsWrite  = "tunnels:write"
-	CapServicesRead  = "services:read"
-	CapServicesWrite = "services:write"
-	CapSystemRead    = "system:read"
-	CapSitesRead     = "sites:read"
-	CapSitesWrite    = "sites:write"
-	CapPanelExpose   = "panel:expose"
-	CapIdentityRead  = "identity:read"
-	CapIdentityQuery = "identity:query"
+	CapTunnelsRead   = agents.CapTunnelsRead
+	CapTunnelsWrite  = agents.CapTunnelsWrite
+	CapServicesRead  = agents.CapServicesRead
+	CapServicesWrite = agents.CapServicesWrite
+	CapSystemRead    = agents.CapSystemRead
+	CapSitesRead     = agents.CapSitesRead
+	CapSitesWrite    = agents.CapSitesWrite
+	CapPanelExpose   = agents.CapPanelExpose
+	CapIdentityRead  = agents.CapIdentityRead
+	CapIdentityQuery = agents.CapIdentityQuery
 )
 
 // KnownCapabilities is the fixed capability set, in contract order.
-var KnownCapabilities = []string{
-	CapTunnelsRead, CapTunnelsWrite, CapServicesRead, CapServicesWrite, CapSystemRead,
-	CapSitesRead, CapSitesWrite, CapPanelExpose, CapIdentityRead, CapIdentityQuery,
-}
+var KnownCapabilities = agents.AllCapabilities()
 
 // Identity is the authenticated caller of a request.
 type Identity struct {

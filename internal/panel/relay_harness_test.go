@@ -122,6 +122,24 @@ type relayEnv struct {
 	certs   *acme.Store
 	vhosts  *recordingVhosts
 	ctx     context.Context
+
+	mu    sync.Mutex
+	fpErr error // returned by the Fingerprint dependency when set
+}
+
+func (e *relayEnv) fingerprint() (string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.fpErr != nil {
+		return "", e.fpErr
+	}
+	return testFingerprint, nil
+}
+
+func (e *relayEnv) setFingerprintErr(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.fpErr = err
 }
 
 // credentials gives agents their tunnel credentials, as relay.Open does.
@@ -223,7 +241,7 @@ func (e *relayEnv) setup(t *testing.T, cfg *Config) error {
 		PKI:         p,
 		Certs:       e.certs,
 		Credential:  e.acl.Credential,
-		Fingerprint: func() (string, error) { return testFingerprint, nil },
+		Fingerprint: e.fingerprint,
 		ServerURL:   func(d string) string { return "https://tunnel." + d + ":443" },
 	}
 	return nil

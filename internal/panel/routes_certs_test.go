@@ -78,6 +78,9 @@ func TestCertsList(t *testing.T) {
 	// Routes that come with ACME issuance do not exist yet.
 	e.do("GET", "/api/certs/auto-renew-status", "", adminHeaders()).expect(t, 404, `{"error":"Not found"}`)
 	e.do("POST", "/api/certs/example.com/renew", "", adminHeaders()).expect(t, 404, `{"error":"Not found"}`)
+	// Out of scope (contract §16).
+	e.do("POST", "/api/certs/agent/enroll-delegated", `{"label":"x"}`, adminHeaders()).expect(t, 404, `{"error":"Not found"}`)
+	e.do("POST", "/api/certs/admin/upgrade-to-hardware-bound", "", adminHeaders()).expect(t, 404, `{"error":"Not found"}`)
 }
 
 func TestAdminRotation(t *testing.T) {

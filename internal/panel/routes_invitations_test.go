@@ -3,11 +3,13 @@ package panel
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -376,4 +378,44 @@ func TestInvitationPage(t *testing.T) {
 	if err := f.login(t, "bob", authTestPass, d.Key); err != nil {
 		t.Fatalf("login with the key shown by the page: %v", err)
 	}
+}
+
+func TestInvitationAcceptConcurrent(t *testing.T) {
+	f := newAuthFixture(t, config.StatusCompleted)
+	tok := tokenOf(t, f.invite(t, `{"username":"bob","email":"bob@example.com"}`))
+	const n = 6
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", f.http.URL+"/api/invite/"+tok+"/accept",
+				strings.NewReader(fmt.Sprintf(`{"password":"password number %d"}`, i)))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := f.http.Client().Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	ok := 0
+	for st := range statuses {
+		switch st {
+		case 200:
+			ok++
+		case 409, 410:
+		default:
+			t.Errorf("status %d", st)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d concurrent acceptances succeeded, want exactly 1", ok)
+	}
+	f.do("GET", "/api/invite/"+tok, "", nil).expect(t, 410, `{"error":"This invitation has already been used"}`)
 }

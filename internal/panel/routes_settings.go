@@ -1,6 +1,7 @@
 package panel
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -419,3 +420,27 @@ func (s *Server) registerSettings() {
 		},
 	})
 }
+
+// PanelIPVhostName is the nginx vhost that serves the panel by IP
+// (https://<ip>:9292); panel 2FA turns it off.
+const PanelIPVhostName = "portlama-panel-ip"
+
+// VhostSwitch links and unlinks nginx vhosts (with nginx -t and a reload);
+// *nginx.Manager is one.
+type VhostSwitch interface {
+	EnableVhost(ctx context.Context, name string) error
+	DisableVhost(ctx context.Context, name string) error
+}
+
+// NamedVhost is an IPVhost for one vhost of a VhostSwitch, e.g.
+// NamedVhost{Nginx: mgr, Name: PanelIPVhostName}.
+type NamedVhost struct {
+	Nginx VhostSwitch
+	Name  string
+}
+
+// Enable links the vhost.
+func (v NamedVhost) Enable(ctx context.Context) error { return v.Nginx.EnableVhost(ctx, v.Name) }
+
+// Disable unlinks the vhost.
+func (v NamedVhost) Disable(ctx context.Context) error { return v.Nginx.DisableVhost(ctx, v.Name) }

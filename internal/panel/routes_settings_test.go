@@ -1,6 +1,7 @@
 package panel
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/portlama/portlama/internal/config"
+	"github.com/portlama/portlama/internal/nginx"
 )
 
 func sessionCookieOf(r result) *http.Cookie {
@@ -339,4 +341,32 @@ func FuzzPanelCode(f *testing.F) {
 			t.Fatalf("panelCode(%q) = %q %v, want %q %v", data, code, ok, want, wantOK)
 		}
 	})
+}
+
+type recordingSwitch struct{ calls []string }
+
+func (r *recordingSwitch) EnableVhost(_ context.Context, name string) error {
+	r.calls = append(r.calls, "enable "+name)
+	return nil
+}
+
+func (r *recordingSwitch) DisableVhost(_ context.Context, name string) error {
+	r.calls = append(r.calls, "disable "+name)
+	return errors.New("nginx -t failed")
+}
+
+var _ VhostSwitch = (*nginx.Manager)(nil)
+
+func TestNamedVhost(t *testing.T) {
+	sw := &recordingSwitch{}
+	var v IPVhost = NamedVhost{Nginx: sw, Name: PanelIPVhostName}
+	if err := v.Enable(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Disable(context.Background()); err == nil {
+		t.Fatal("Disable hid the switch's error")
+	}
+	if strings.Join(sw.calls, ",") != "enable portlama-panel-ip,disable portlama-panel-ip" {
+		t.Fatalf("calls %v", sw.calls)
+	}
 }

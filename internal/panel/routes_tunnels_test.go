@@ -324,12 +324,12 @@ func mustSerial(t *testing.T, e *relayEnv, label string) string {
 func TestAgentConfigFailures(t *testing.T) {
 	e := newRelayEnv(t)
 	home := e.newAgent(t, "home")
-	e.srv.cfg.Relay.Fingerprint = func() (string, error) { return "", errBoom }
+	e.setFingerprintErr(errBoom)
 	e.do("GET", "/api/tunnels/agent-config", "", home.headers()).
 		expect(t, 500, `{"error":"Failed to generate agent config","details":"boom"}`)
 	e.do("GET", "/api/tunnels/mac-plist", "", home.headers()).
 		expect(t, 500, `{"error":"Failed to generate Mac plist","details":"boom"}`)
-	e.srv.cfg.Relay.Fingerprint = func() (string, error) { return testFingerprint, nil }
+	e.setFingerprintErr(nil)
 	// No tunnel credentials (e.g. acl.json lost): 500, no secret in the body.
 	if err := e.acl.RemoveAgent(e.ctx, "home"); err != nil {
 		t.Fatal(err)

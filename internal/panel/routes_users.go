@@ -91,7 +91,7 @@ var (
 
 // passwordSchema is a user password (contract §9: 8–128 characters).
 func passwordSchema() *StringSchema {
-	return String().Min(auth.MinPasswordLen).Max(auth.MaxPasswordLen)
+	return String().Min(auth.MinPasswordLen).Max(auth.MaxPasswordLen).Check(auth.ValidatePassword)
 }
 
 func groupsSchema() *ArraySchema { return Array(String().Check(validate.GroupName)) }

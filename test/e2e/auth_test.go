@@ -157,7 +157,7 @@ func TestRestrictedTunnel(t *testing.T) {
 	a := admin(t, st)
 	panelURL := st.Info.PanelURL
 	mustCall(t, a, "POST", panelURL+"/api/tunnels", map[string]any{
-		"subdomain": "family", "port": st.Info.AppPort, "agentLabel": st.Info.AgentLabel,
+		"subdomain": "family", "port": extraApp(t, "family app"), "agentLabel": st.Info.AgentLabel,
 		"accessMode": "restricted", "allowedUsers": []string{"frank"}, "allowedGroups": []string{"relatives"},
 	}, 201)
 	frank := newUser(t, st, "frank")

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -21,6 +22,7 @@ import (
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
 	"github.com/portlama/portlama/internal/demo"
+	"github.com/portlama/portlama/internal/sampleapp"
 )
 
 var (
@@ -124,6 +126,9 @@ func clientWith(st *demo.Stack, cert *tls.Certificate) *http.Client {
 func newAgentCert(t *testing.T, st *demo.Stack, label string, caps ...string) tls.Certificate {
 	t.Helper()
 	a := admin(t, st)
+	if caps == nil {
+		caps = []string{"tunnels:read"}
+	}
 	out := mustCall(t, a, "POST", st.Info.PanelURL+"/api/certs/agent", map[string]any{"label": label, "capabilities": caps}, 200)
 	var res struct {
 		P12Password string `json:"p12Password"`
@@ -263,4 +268,19 @@ func getWith(t *testing.T, c *http.Client, url string, cookie *http.Cookie, head
 
 func hostURL(st *demo.Stack, sub, path string) string {
 	return fmt.Sprintf("https://%s.%s:%d%s", sub, demo.Domain, st.Info.HTTPSPort, path)
+}
+
+// extraApp runs another sample app for the test, for a tunnel of its own
+// (a tunnel's local port is unique per agent), and returns its port.
+func extraApp(t *testing.T, name string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sampleapp.Serve(ctx, ln, name); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return ln.Addr().(*net.TCPAddr).Port
 }

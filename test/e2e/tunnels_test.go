@@ -161,7 +161,7 @@ func TestNewTunnelDoesNotInterruptDownload(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustCall(t, admin(t, st), "POST", st.Info.PanelURL+"/api/tunnels", map[string]any{
-		"subdomain": "second", "port": st.Info.AppPort + 1, "agentLabel": "demo-home", "accessMode": "public",
+		"subdomain": "second", "port": extraApp(t, "second app"), "agentLabel": st.Info.AgentLabel, "accessMode": "public",
 	}, 201)
 	time.Sleep(3 * time.Second) // the agent polls every 2 s and reconnects with the new remote
 	n, err := io.Copy(io.Discard, resp.Body)
