@@ -4,12 +4,12 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
-	"github.com/portlama/portlama/internal/agents"
 	"net/http"
 	"os"
 	"slices"
 	"strings"
 
+	"github.com/portlama/portlama/internal/agents"
 	"github.com/portlama/portlama/internal/validate"
 )
 
