@@ -10,8 +10,11 @@ want_test=0
 
 pkgs=(nginx)
 if [ "$want_test" = 1 ]; then
-  # systemd: systemd-analyze verifies generated units.
-  pkgs+=(systemd curl ca-certificates)
+  # systemd: systemd-analyze verifies generated units; node runs the
+  # invitation page's script against the real panel; wrk and curl drive
+  # the benchmarks.
+  pkgs+=(systemd curl ca-certificates wrk)
+  command -v node >/dev/null || pkgs+=(nodejs)
 fi
 
 missing=()

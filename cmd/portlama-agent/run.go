@@ -22,8 +22,9 @@ func newRunCmd(g *globals) *cobra.Command {
 		Use:   "run",
 		Short: "Keep this agent's tunnels connected (foreground)",
 		Long: `Fetch this agent's tunnel configuration from the relay, connect its
-tunnels, and keep them connected: reconnects with backoff after network loss
-or relay restarts, and picks up tunnel changes without a restart.
+tunnels (one connection each), and keep them connected: reconnects with
+backoff after network loss or relay restarts, and picks up added or removed
+tunnels without a restart and without interrupting the other tunnels.
 Stop with Ctrl-C.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -86,13 +86,34 @@
 //
 // # Runner
 //
-// Runner fetches GET /api/tunnels/agent-config with the client certificate,
-// turns the enabled tunnels into chisel remotes
-// "R:127.0.0.1:<relayPort>:<targetHost>:<port>" (IPv6 hosts in brackets),
-// and runs one tunnel session. It polls agent-config (PollInterval) and
-// restarts the session only when the server, credentials or remote set
-// changed. When a session ends or is refused it waits (exponential backoff
-// from MinBackoff doubling to MaxBackoff, reset after a session that stayed up
-// for HealthyAfter), refetches agent-config and reconnects. With no enabled
-// tunnels it does not connect but keeps polling.
+// Runner fetches GET /api/tunnels/agent-config with the client certificate
+// and runs one tunnel session per enabled tunnel, each carrying the single
+// chisel remote "R:127.0.0.1:<relayPort>:<targetHost>:<port>" (IPv6 hosts
+// in brackets), so tunnels come and go without touching each other: a
+// download through one tunnel keeps running while another is created.
+//
+// It polls agent-config every PollInterval and compares the tunnels with the
+// running sessions: a new tunnel gets a new session, the session of a
+// tunnel that disappeared is stopped, every other session is left alone.
+// When the server URL, the credentials or the fingerprint change, all
+// sessions are stopped (and waited for) and started again. A failed poll
+// keeps the running sessions; before the first successful fetch, fetching is
+// retried with backoff. With no enabled tunnels it connects nothing and
+// keeps polling.
+//
+// Each session keeps itself up: when it ends or is refused it waits
+// (exponential backoff from MinBackoff doubling to MaxBackoff, its own per
+// tunnel, reset after a session that stayed up for HealthyAfter since it
+// reported Connected), asks the poll loop for an immediate agent-config
+// refetch and waits for it, and reconnects only if its tunnel is still in
+// the configuration; a refused tunnel that the relay dropped is therefore
+// removed, not retried. The relay's tunnel server closes all of an agent's
+// sessions when the agent loses a port; the sessions still configured
+// simply reconnect.
+//
+// Logs: "tunnel up" (fqdn, local target), "tunnel down" (fqdn, reason,
+// retry delay), "tunnel configuration changed" (added and removed fqdns)
+// and "tunnel server settings changed" (which of server, credentials,
+// fingerprint; never their values). Run returns nil when its context ends,
+// after every session has stopped.
 package agent

@@ -357,9 +357,9 @@ func (s *supervisor) start(t AgentTunnel) {
 	s.workers[remote] = w
 	s.r.workers.Add(1)
 	go func() {
-		defer s.r.workers.Add(-1)
-		defer close(w.done)
 		s.keepUp(ctx, w)
+		s.r.workers.Add(-1)
+		close(w.done)
 	}()
 }
 
@@ -370,7 +370,7 @@ func (s *supervisor) keepUp(ctx context.Context, w *worker) {
 	r := s.r
 	bo := &backoff{min: r.cfg.MinBackoff, max: r.cfg.MaxBackoff}
 	bo.reset()
-	for {
+	for ctx.Err() == nil {
 		uptime, err := s.attempt(ctx, w)
 		if ctx.Err() != nil {
 			r.log.Debug("tunnel stopped", "fqdn", w.name)
@@ -414,15 +414,15 @@ func (s *supervisor) attempt(ctx context.Context, w *worker) (time.Duration, err
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
-	r.log.Debug("connecting tunnel", "fqdn", w.name, "server", w.sess.ServerURL)
-	go func() { done <- ts.Run(sctx) }()
-
 	up := r.cfg.Now()
 	var connected <-chan struct{}
 	if n, ok := ts.(interface{ Connected() <-chan struct{} }); ok {
 		connected = n.Connected()
 		up = time.Time{}
-	} else {
+	}
+	r.log.Debug("connecting tunnel", "fqdn", w.name, "server", w.sess.ServerURL)
+	go func() { done <- ts.Run(sctx) }()
+	if connected == nil {
 		r.log.Info("tunnel up", "fqdn", w.name, "to", w.local)
 	}
 	since := func() time.Duration {

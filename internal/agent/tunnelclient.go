@@ -21,12 +21,17 @@ func NewFetcher(c *Client) ConfigFetcher {
 
 // TunnelClientFactory builds real tunnel sessions (internal/tunnel) for id:
 // the client certificate is presented to tunnel.<d>, whose certificate is
-// verified against the system roots plus the pinned relay CA.
+// verified against the system roots plus the pinned relay CA. The Runner
+// asks for one session per tunnel; its logs carry the tunnel's fqdn.
 func TunnelClientFactory(id *Identity, log *slog.Logger) TunnelFactory {
 	return func(s Session) (TunnelSession, error) {
 		tc, err := id.TunnelTLSConfig(s.ServerURL)
 		if err != nil {
 			return nil, err
+		}
+		l := log
+		if len(s.Tunnels) == 1 && l != nil {
+			l = l.With("fqdn", s.Tunnels[0].FQDN)
 		}
 		return tunnel.NewClient(tunnel.ClientConfig{
 			ServerURL:   s.ServerURL,
@@ -34,7 +39,7 @@ func TunnelClientFactory(id *Identity, log *slog.Logger) TunnelFactory {
 			Fingerprint: s.Fingerprint,
 			Remotes:     s.Remotes,
 			TLS:         tc,
-			Logger:      log,
+			Logger:      l,
 		})
 	}
 }

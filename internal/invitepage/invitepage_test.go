@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/portlama/portlama/internal/testutil"
 )
 
 func TestWrite(t *testing.T) {
@@ -109,10 +111,7 @@ func TestPageFitsCSP(t *testing.T) {
 
 // TestScriptSyntax runs node --check on invite.js when node is installed.
 func TestScriptSyntax(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node not installed")
-	}
+	node := testutil.NeedBinary(t, "node")
 	path := filepath.Join(t.TempDir(), "invite.js")
 	js, _ := fs.ReadFile(Files(), "invite.js")
 	if err := os.WriteFile(path, js, 0o644); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/portlama/portlama/internal/testutil"
 	"net/http"
 	"os"
 	"os/exec"
@@ -316,10 +317,7 @@ const visible = () => ['loading', 'error', 'form-section', 'done'].filter(s => !
 // TestInvitationPage runs the real page script against the real panel and
 // auth server, then logs in with the key the page displayed.
 func TestInvitationPage(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node not installed")
-	}
+	node := testutil.NeedBinary(t, "node")
 	f := newAuthFixture(t, config.StatusCompleted)
 	tok := tokenOf(t, f.invite(t, `{"username":"bob","email":"bob@example.com"}`))
 	www := t.TempDir()
