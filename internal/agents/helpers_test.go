@@ -16,6 +16,7 @@ import (
 
 	"github.com/portlama/portlama/internal/pki"
 	"github.com/portlama/portlama/internal/pki/pkitest"
+	"github.com/portlama/portlama/internal/testutil"
 )
 
 // memTunnels is an in-memory TunnelCredentials that records calls.
@@ -69,18 +70,6 @@ func (m *memTunnels) count(call string) int {
 	return n
 }
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type reloader struct {
 	mu    sync.Mutex
 	calls int
@@ -100,7 +89,7 @@ type env struct {
 	m        *Manager
 	pki      *pki.PKI
 	tunnels  *memTunnels
-	clock    *fakeClock
+	clock    *testutil.Clock
 	reloader *reloader
 	ctx      context.Context
 }
@@ -109,7 +98,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{
 		tunnels:  newMemTunnels(),
-		clock:    &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)},
+		clock:    testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)),
 		reloader: &reloader{},
 		ctx:      context.Background(),
 	}

@@ -8,13 +8,14 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/hotp"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/portlama/portlama/internal/testutil"
 )
 
 const (
@@ -24,26 +25,8 @@ const (
 	testPass   = "correct horse battery"
 )
 
-// fakeClock is an injectable clock.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+func newFakeClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC))
 }
 
 // env is one running auth server on real listeners with its files in a
@@ -51,7 +34,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 type env struct {
 	t      testing.TB
 	dir    string
-	clock  *fakeClock
+	clock  *testutil.Clock
 	srv    *Server
 	base   string
 	manage *ManageClient
@@ -205,7 +188,7 @@ func (e *env) firstFactor(user, pw string, hdr ...string) apiResp {
 // moves the clock to a fresh TOTP step first so codes are never replays.
 func (e *env) login(user string) string {
 	e.t.Helper()
-	e.clock.Advance(30 * time.Second)
+	e.clock.Add(30 * time.Second)
 	r := e.firstFactor(user, testPass)
 	if r.code != 200 || r.cookie == nil {
 		e.t.Fatalf("first factor for %s: %d %s", user, r.code, r.raw)

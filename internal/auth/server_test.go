@@ -35,7 +35,7 @@ func TestLoginFlowAndSession(t *testing.T) {
 	e := newEnv(t)
 	e.addUser("alice", "family")
 
-	e.clock.Advance(30 * time.Second)
+	e.clock.Add(30 * time.Second)
 	ff := e.firstFactor("alice", testPass)
 	if ff.code != 200 || ff.body.Status != "OK" || ff.cookie == nil {
 		t.Fatalf("first factor: %d %s", ff.code, ff.raw)
@@ -69,7 +69,7 @@ func TestLoginFlowAndSession(t *testing.T) {
 
 	sess := tf.cookie.Value
 	for i := 0; i < 3; i++ {
-		e.clock.Advance(time.Minute)
+		e.clock.Add(time.Minute)
 		r := e.authz(sess, testApp)
 		if r.code != 200 {
 			t.Fatalf("authz #%d = %d, want 200", i, r.code)
@@ -99,7 +99,7 @@ func TestSessionSurvivesRestart(t *testing.T) {
 	e := newEnv(t)
 	e.addUser("alice")
 	sess := e.login("alice")
-	e.clock.Advance(time.Minute)
+	e.clock.Add(time.Minute)
 	if r := e.authz(sess, testApp); r.code != 200 {
 		t.Fatalf("before restart: %d", r.code)
 	}
@@ -109,12 +109,12 @@ func TestSessionSurvivesRestart(t *testing.T) {
 	}
 	// The activity seen before the restart was saved: the idle timer counts
 	// from the last request, not from the login.
-	e.clock.Advance(SessionInactivity - 10*time.Minute)
+	e.clock.Add(SessionInactivity - 10*time.Minute)
 	if r := e.authz(sess, testApp); r.code != 200 {
 		t.Fatalf("before second restart: %d", r.code)
 	}
 	e.restart()
-	e.clock.Advance(time.Hour) // 2 h 50 min after login, 1 h after the last request
+	e.clock.Add(time.Hour) // 2 h 50 min after login, 1 h after the last request
 	if r := e.authz(sess, testApp); r.code != 200 {
 		t.Fatalf("activity not kept across restart: %d", r.code)
 	}
@@ -194,11 +194,11 @@ func TestSessionExpiry(t *testing.T) {
 
 	// Inactivity: 2 h without a request ends the session.
 	idle := e.login("alice")
-	e.clock.Advance(SessionInactivity - time.Minute)
+	e.clock.Add(SessionInactivity - time.Minute)
 	if r := e.authz(idle, testApp); r.code != 200 {
 		t.Fatalf("within inactivity limit: %d", r.code)
 	}
-	e.clock.Advance(SessionInactivity + time.Second)
+	e.clock.Add(SessionInactivity + time.Second)
 	if r := e.authz(idle, testApp); r.code != http.StatusUnauthorized {
 		t.Fatalf("after inactivity: %d, want 401", r.code)
 	}
@@ -206,20 +206,20 @@ func TestSessionExpiry(t *testing.T) {
 	// Absolute: 12 h even with steady activity.
 	busy := e.login("alice")
 	for elapsed := time.Duration(0); elapsed < SessionLifetime-time.Hour; elapsed += time.Hour {
-		e.clock.Advance(time.Hour)
+		e.clock.Add(time.Hour)
 		if r := e.authz(busy, testApp); r.code != 200 {
 			t.Fatalf("active session at %v: %d", elapsed+time.Hour, r.code)
 		}
 	}
-	e.clock.Advance(time.Hour + time.Second)
+	e.clock.Add(time.Hour + time.Second)
 	if r := e.authz(busy, testApp); r.code != http.StatusUnauthorized {
 		t.Fatalf("after 12 h: %d, want 401", r.code)
 	}
 
 	// A password-only session cannot be completed after its short lifetime.
-	e.clock.Advance(time.Minute)
+	e.clock.Add(time.Minute)
 	ff := e.firstFactor("alice", testPass)
-	e.clock.Advance(HalfSessionLifetime + time.Second)
+	e.clock.Add(HalfSessionLifetime + time.Second)
 	r := e.post("/api/secondfactor/totp", ff.cookie.Value, map[string]string{"token": e.code("alice")})
 	if r.code != http.StatusUnauthorized {
 		t.Fatalf("TOTP on an expired half session: %d, want 401", r.code)
@@ -229,7 +229,7 @@ func TestSessionExpiry(t *testing.T) {
 func TestFailedLogins(t *testing.T) {
 	e := newEnv(t)
 	e.addUser("alice")
-	e.clock.Advance(30 * time.Second)
+	e.clock.Add(30 * time.Second)
 
 	check := func(name string, r apiResp) {
 		t.Helper()
@@ -259,7 +259,7 @@ func TestFailedLogins(t *testing.T) {
 		t.Fatalf("good code: %d %s", ok.code, ok.raw)
 	}
 	// The same code again, within its window, on a new half session.
-	e.clock.Advance(5 * time.Second)
+	e.clock.Add(5 * time.Second)
 	ff2 := e.firstFactor("alice", testPass)
 	check("replayed code", e.post("/api/secondfactor/totp", ff2.cookie.Value, map[string]string{"token": good}))
 	// The previous step's code is older than the accepted one: refused too.
@@ -275,13 +275,13 @@ func TestRegulationBansAndLifts(t *testing.T) {
 
 	// Five failures for alice from different addresses within 2 minutes.
 	for i := 0; i < RegulationMaxRetries; i++ {
-		e.clock.Advance(10 * time.Second)
+		e.clock.Add(10 * time.Second)
 		if r := e.firstFactor("alice", "wrong password", ip("198.51.100."+string(rune('1'+i)))...); r.code != 401 {
 			t.Fatalf("failure %d: %d", i, r.code)
 		}
 	}
 	// The sixth attempt is refused even with the right password.
-	e.clock.Advance(10 * time.Second)
+	e.clock.Add(10 * time.Second)
 	if r := e.firstFactor("alice", testPass, ip("198.51.100.99")...); r.code != 401 || r.body.Message != msgAuthFailed {
 		t.Fatalf("banned user with right password: %d %s, want 401", r.code, r.raw)
 	}
@@ -290,18 +290,18 @@ func TestRegulationBansAndLifts(t *testing.T) {
 		t.Fatalf("bob during alice's ban: %d", r.code)
 	}
 	// The ban lifts after 5 minutes.
-	e.clock.Advance(RegulationBanTime)
+	e.clock.Add(RegulationBanTime)
 	if r := e.firstFactor("alice", testPass, ip("198.51.100.99")...); r.code != 200 {
 		t.Fatalf("after the ban: %d %s", r.code, r.raw)
 	}
 
 	// Failures spread over more than 2 minutes do not ban.
 	for i := 0; i < 2*RegulationMaxRetries; i++ {
-		e.clock.Advance(31 * time.Second)
+		e.clock.Add(31 * time.Second)
 		e.firstFactor("alice", "wrong password", ip("198.51.100.50")...)
 	}
 	// 31 s apart, at most 4 failures fall in any 2-minute window.
-	e.clock.Advance(31 * time.Second)
+	e.clock.Add(31 * time.Second)
 	if r := e.firstFactor("alice", testPass, ip("198.51.100.50")...); r.code != 200 {
 		t.Fatalf("slow failures banned the user: %d", r.code)
 	}
@@ -318,12 +318,12 @@ func TestRegulationBansAndLifts(t *testing.T) {
 	}
 
 	// Wrong TOTP codes count as failures too.
-	e.clock.Advance(RegulationBanTime)
+	e.clock.Add(RegulationBanTime)
 	ff := e.firstFactor("bob", testPass, ip("192.0.2.3")...)
 	for i := 0; i < RegulationMaxRetries; i++ {
 		e.post("/api/secondfactor/totp", ff.cookie.Value, map[string]string{"token": "12345" + string(rune('0'+i))}, ip("192.0.2.3")...)
 	}
-	e.clock.Advance(30 * time.Second)
+	e.clock.Add(30 * time.Second)
 	ff2 := e.firstFactor("bob", testPass, ip("192.0.2.4")...)
 	if ff2.code != 401 {
 		t.Fatalf("bob after 5 wrong codes: %d, want 401 (banned)", ff2.code)
@@ -424,7 +424,7 @@ func TestRedirectTargets(t *testing.T) {
 	e.addUser("alice")
 	for _, target := range []string{"https://evil.example", "https://evil.example/?x=demo.localhost", "http://app.demo.localhost/",
 		"//evil.example", "https://app.demo.localhost@evil.example/", "javascript:alert(1)"} {
-		e.clock.Advance(30 * time.Second)
+		e.clock.Add(30 * time.Second)
 		ff := e.firstFactor("alice", testPass)
 		r := e.post("/api/secondfactor/totp", ff.cookie.Value, map[string]string{"token": e.code("alice"), "targetURL": target})
 		if r.code != 200 {
@@ -514,7 +514,7 @@ func TestUsersFileReload(t *testing.T) {
 	if r := e.authz(sess, testApp); r.code != 401 {
 		t.Fatalf("disabled user: %d, want 401", r.code)
 	}
-	e.clock.Advance(30 * time.Second)
+	e.clock.Add(30 * time.Second)
 	if r := e.firstFactor("dave", testPass); r.code != 401 {
 		t.Fatalf("disabled user login: %d, want 401", r.code)
 	}
@@ -617,7 +617,7 @@ func TestManagementInterface(t *testing.T) {
 		t.Fatalf("session after TOTP reset: %d, want 401", r.code)
 	}
 	// The old secret no longer works, the new one does.
-	e.clock.Advance(30 * time.Second)
+	e.clock.Add(30 * time.Second)
 	ff := e.firstFactor("alice", testPass)
 	oldCode, _ := codeAt(old, e.clock.Now())
 	newCode, _ := codeAt(enr.Secret, e.clock.Now())
@@ -655,7 +655,7 @@ func TestManagementInterface(t *testing.T) {
 	if has, _ := e.manage.HasTOTP(ctx, "bob"); has {
 		t.Fatal("bob still has TOTP")
 	}
-	e.clock.Advance(30 * time.Second)
+	e.clock.Add(30 * time.Second)
 	ff = e.firstFactor("bob", testPass)
 	if r := e.post("/api/secondfactor/totp", ff.cookie.Value, map[string]string{"token": e.code("bob")}); r.code != 401 {
 		t.Fatalf("TOTP without secret: %d, want 401", r.code)

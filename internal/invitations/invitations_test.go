@@ -9,30 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portlama/portlama/internal/testutil"
 	"github.com/portlama/portlama/internal/validate"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newStore(t *testing.T) (*Store, *clock) {
+func newStore(t *testing.T) (*Store, *testutil.Clock) {
 	t.Helper()
-	c := &clock{t: time.Date(2026, 1, 31, 9, 15, 0, 0, time.UTC)}
-	return New(filepath.Join(t.TempDir(), "invitations.json"), c.now), c
+	c := testutil.NewClock(time.Date(2026, 1, 31, 9, 15, 0, 0, time.UTC))
+	return New(filepath.Join(t.TempDir(), "invitations.json"), c.Now), c
 }
 
 const day = 24 * time.Hour
@@ -106,7 +90,7 @@ func TestPendingConflict(t *testing.T) {
 		t.Fatalf("second pending invitation: %v, want ErrPending", err)
 	}
 	mustCreate(t, s, "alice") // other users are unaffected
-	c.advance(7*day + time.Millisecond)
+	c.Add(7*day + time.Millisecond)
 	// expired: a new invitation for bob is allowed
 	mustCreate(t, s, "bob")
 }
@@ -151,11 +135,11 @@ func TestLookup(t *testing.T) {
 	if err := s.MarkUsed(bob.ID); !errors.Is(err, ErrUsed) {
 		t.Fatalf("mark twice: %v", err)
 	}
-	c.advance(7 * day)
+	c.Add(7 * day)
 	if _, err := s.Lookup(alice.Token); err != nil {
 		t.Fatalf("at expiry instant: %v", err)
 	}
-	c.advance(time.Millisecond)
+	c.Add(time.Millisecond)
 	if _, err := s.Lookup(alice.Token); !errors.Is(err, ErrExpired) {
 		t.Fatalf("expired: %v", err)
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
+
+	"github.com/portlama/portlama/internal/testutil"
 )
 
 func TestSerials(t *testing.T) {
@@ -150,7 +152,7 @@ func TestRevoke(t *testing.T) {
 }
 
 func TestCRLRenewal(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testutil.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	cfg := testConfig(t)
 	cfg.Now = clock.Now
 	p, _, err := Init(cfg, testIP)
