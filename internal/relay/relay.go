@@ -1,8 +1,8 @@
 // Package relay assembles the panel's services from a relay configuration:
-// the PKI, the agents registry, tunnel definitions, nginx, the certificate
-// store and the auth server's management client. `portlama panel`, the
-// demo and the end-to-end tests build the panel through Open, so there is
-// one place where the parts are connected.
+// the PKI, the agents registry, tunnel definitions, nginx and the
+// certificate store. `portlama panel`, the demo and the end-to-end tests
+// build the panel through Open and NewPanel, so there is one place where the
+// parts are connected.
 package relay
 
 import (
