@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -75,23 +76,27 @@ func printDemo(w io.Writer, i demo.Info) {
 		p("")
 		p("Login portal: %s   (curl: --resolve %s)", i.AuthURL, i.AuthResolve)
 		p("  user %s, password %s, TOTP secret %s", i.User.Username, i.User.Password, i.User.TOTPSecret)
-		p("  a current code: oathtool --totp -b %s   (or add the secret to any authenticator app)", i.User.TOTPSecret)
+		p("  a current 6-digit code: oathtool --totp -b %s   (apt install oathtool; or add the secret to an authenticator app)", i.User.TOTPSecret)
+	}
+	for _, a := range i.Apps {
+		if a.Access == "public" || i.User == nil {
+			continue
+		}
+		curl := fmt.Sprintf("curl -s --cacert %s --resolve %s --resolve %s", i.CACert, i.AuthResolve, a.Resolve)
+		auth := strings.TrimSuffix(i.AuthURL, "/")
+		p("")
+		p("The app behind two-factor login (%s): %s", a.Access, a.URL)
+		p("  without a session it redirects to the portal:  %s -I %s", curl, a.URL)
+		p("  sign in (password, then code) and fetch it:")
+		p(`  %s -c jar -H 'Content-Type: application/json' -d '{"username":"%s","password":"%s"}' %s/api/firstfactor`, curl, i.User.Username, i.User.Password, auth)
+		p(`  %s -b jar -c jar -H 'Content-Type: application/json' -d "{\"token\":\"$(oathtool --totp -b %s)\"}" %s/api/secondfactor/totp`, curl, i.User.TOTPSecret, auth)
+		p("  %s -b jar %s", curl, a.URL)
 	}
 	p("")
-	for _, a := range i.Apps {
-		if a.Access != "public" {
-			p("App behind two-factor login (%s): %s", a.Access, a.URL)
-			p("  without a session it redirects to the login portal:")
-			p("  curl -sI --cacert %s --resolve %s %s", i.CACert, a.Resolve, a.URL)
-		}
-	}
+	p("Press Ctrl-C to stop everything. The sample app through nginx -> tunnel -> agent:")
 	for _, a := range i.Apps {
 		if a.Access == "public" {
-			p("")
-			p("The sample app through nginx -> tunnel -> agent:")
 			p("  curl --cacert %s --resolve %s %s", i.CACert, a.Resolve, a.URL)
 		}
 	}
-	p("")
-	p("Press Ctrl-C to stop.")
 }
