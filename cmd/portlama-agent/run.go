@@ -5,12 +5,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	rtdebug "runtime/debug"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/portlama/portlama/internal/agent"
+	"github.com/portlama/portlama/internal/tunnel"
 )
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -33,6 +35,14 @@ Stop with Ctrl-C.`,
 				level = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			// The tunnel client's GC settings (see tunnel.GCPercent), unless
+			// the user set GOGC or GOMEMLIMIT.
+			if os.Getenv("GOGC") == "" {
+				rtdebug.SetGCPercent(tunnel.GCPercent)
+			}
+			if os.Getenv("GOMEMLIMIT") == "" {
+				rtdebug.SetMemoryLimit(tunnel.MemoryLimit)
+			}
 			label, err := g.resolveLabel()
 			if err != nil {
 				return err

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"runtime/debug"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -37,6 +39,7 @@ func newTunnelServerCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
+		tuneGC()
 		cfg := tunnelServerConfig(r)
 		cfg.Logger = newLogger()
 		return tunnel.RunServer(cmd.Context(), cfg)
@@ -88,4 +91,15 @@ func newAuthServerCmd() *cobra.Command {
 		return srv.Run(cmd.Context())
 	}
 	return cmd
+}
+
+// tuneGC applies the tunnel processes' GC settings unless the operator set
+// GOGC or GOMEMLIMIT.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(tunnel.GCPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(tunnel.MemoryLimit)
+	}
 }

@@ -14,6 +14,10 @@ package tunnel
 // without TLS; the SSH layer inside still verifies the server key against
 // Fingerprint, which is required.
 //
+// Performance: the dialed connection is wrapped in a frameConn (frameconn.go),
+// which writes all WebSocket frames of one SSH packet with a single write
+// instead of one write per 4 KiB frame.
+//
 // Run connects once (chisel's own retry loop is disabled) and returns when
 // the context is done (nil) or the session ends or fails (an error wrapping
 // ErrRefused, ErrUnverified or ErrConnection). Reconnecting, with backoff and
@@ -368,11 +372,12 @@ func (c *Client) dial(ctx context.Context, network, addr string) (net.Conn, erro
 	if err != nil {
 		return nil, err
 	}
-	return &sniffConn{Conn: conn, note: func(line string) {
+	sc := &sniffConn{Conn: conn, note: func(line string) {
 		c.mu.Lock()
 		c.httpReply = line
 		c.mu.Unlock()
-	}}, nil
+	}}
+	return newFrameConn(sc), nil
 }
 
 // sniffConn records the first line the server sends (the HTTP status line

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -53,8 +55,8 @@ func parseWrk(out string) (wrkResult, error) {
 		switch {
 		case len(f) == 2 && f[0] == "Requests/sec:":
 			v, err := strconv.ParseFloat(f[1], 64)
-			if err != nil {
-				return r, fmt.Errorf("requests/sec %q: %w", f[1], err)
+			if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+				return r, fmt.Errorf("requests/sec %q is not a rate", f[1])
 			}
 			r.RPS, gotRPS = v, true
 		case len(f) >= 3 && f[1] == "requests" && f[2] == "in":
@@ -89,8 +91,8 @@ func parseWrkDuration(s string) (time.Duration, error) {
 	}{{"us", time.Microsecond}, {"ms", time.Millisecond}, {"s", time.Second}, {"m", time.Minute}} {
 		if v, ok := strings.CutSuffix(s, u.suffix); ok {
 			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				return 0, fmt.Errorf("wrk duration %q: %w", s, err)
+			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > 1e6 {
+				return 0, fmt.Errorf("wrk duration %q is not a duration", s)
 			}
 			return time.Duration(f * float64(u.unit)), nil
 		}
@@ -121,4 +123,56 @@ func (r *relay) download(b *testing.B, curlBin, sub string, size int64) float64 
 		b.Fatalf("curl %s: time %q", url, f[2])
 	}
 	return float64(size) / (1 << 20) / secs
+}
+
+// cpuSelf is the CPU time (user + system) this process has used.
+func cpuSelf() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times (100 on
+// every Linux this runs on).
+const clockTicks = 100
+
+// cpuNginx is the CPU time of the nginx master pid and its workers.
+func cpuNginx(master int) time.Duration {
+	if master == 0 {
+		return 0
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	var ticks int64
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ... utime(14) stime(15); comm may hold spaces.
+		i := strings.LastIndexByte(string(data), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(data[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		if pid != master && ppid != master {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += ut + st
+	}
+	return time.Duration(ticks) * time.Second / clockTicks
 }

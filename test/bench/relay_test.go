@@ -55,17 +55,45 @@ type relay struct {
 	appPort   int // the sample app
 	relayPort int // bound by the tunnel server for the ws:// client
 	wssPort   int // bound by the tunnel server for the wss:// client
+	variants  []*variant
 	authAddr  string
 	cookie    string // a valid two-factor session for benchUser
 	inst      *nginx.Instance
 	tunSrv    *tunnel.Server
 }
 
+// variant is an extra path for an A/B comparison in the same run: its own
+// app vhost (sub), reaching the app directly or through its own tunnel
+// client and relay port, with optional edits of the rendered vhosts.
+type variant struct {
+	name       string
+	sub        string
+	direct     bool // nginx → app, no tunnel
+	wss        bool // client through nginx's tunnel vhost
+	appEdit    func(*testing.B, []byte) []byte
+	tunnelEdit func(*testing.B, []byte) []byte // wss only: a copy of the tunnel vhost on its own port
+	beforeDial func()
+	afterDial  func()
+
+	relayPort  int
+	tunnelPort int
+}
+
+// replaceOnce is an edit that replaces old with new exactly once.
+func replaceOnce(old, new string) func(*testing.B, []byte) []byte {
+	return func(b *testing.B, c []byte) []byte {
+		if bytes.Count(c, []byte(old)) != 1 {
+			b.Fatalf("vhost edit: %q not found exactly once in:\n%s", old, c)
+		}
+		return bytes.Replace(c, []byte(old), []byte(new), 1)
+	}
+}
+
 func fqdn(sub string) string { return sub + "." + domain }
 
 // startRelay builds the whole relay under a temporary directory. Every
 // process and goroutine it starts is stopped by b.Cleanup.
-func startRelay(b *testing.B) *relay {
+func startRelay(b *testing.B, variants ...*variant) *relay {
 	b.Helper()
 	nginxBin := testutil.NeedBinary(b, "nginx")
 	root, err := os.MkdirTemp("", "portlama-bench-") // plain characters: nginx paths
@@ -114,27 +142,43 @@ func startRelay(b *testing.B) *relay {
 	}
 	r.authAddr = authLn.Addr().String()
 
+	ports := &portSet{}
 	r.addrs = config.Addrs{
-		Panel:           testutil.FreeAddr(b), // nothing listens: not benchmarked
-		Tunnel:          testutil.FreeAddr(b),
+		Panel:           "127.0.0.1:" + strconv.Itoa(ports.next(b)), // nothing listens: not benchmarked
+		Tunnel:          "127.0.0.1:" + strconv.Itoa(ports.next(b)),
 		Auth:            r.authAddr,
 		NginxListenHost: "127.0.0.1",
-		HTTPPort:        testutil.FreePort(b),
-		HTTPSPort:       testutil.FreePort(b),
-		PanelIPPort:     testutil.FreePort(b),
+		HTTPPort:        ports.next(b),
+		HTTPSPort:       ports.next(b),
+		PanelIPPort:     ports.next(b),
 	}
-	r.relayPort = testutil.FreePort(b)
-	r.wssPort = testutil.FreePort(b)
+	r.relayPort = ports.next(b)
+	r.wssPort = ports.next(b)
+	relayPorts := []int{r.relayPort, r.wssPort}
+	for _, v := range variants {
+		if !v.direct {
+			v.relayPort = ports.next(b)
+			relayPorts = append(relayPorts, v.relayPort)
+		}
+		if v.wss && v.tunnelEdit != nil {
+			v.tunnelPort = ports.next(b)
+		}
+	}
+	r.variants = variants
+	ports.release() // all distinct; now free for the servers
 
-	r.startAuth(b, ctx, authLn)
+	r.startAuth(b, ctx, cancel, authLn)
 
 	// Tunnel server with one agent allowed both relay ports.
 	tdir := r.layout.TunnelDir()
+	if err := os.MkdirAll(tdir, 0o700); err != nil {
+		b.Fatal(err)
+	}
 	acl := tunnel.NewACL(filepath.Join(tdir, tunnel.ACLFileName))
 	if err := acl.AddAgent(ctx, agentName); err != nil {
 		b.Fatal(err)
 	}
-	if err := acl.SetPorts(ctx, agentName, []int{r.relayPort, r.wssPort}); err != nil {
+	if err := acl.SetPorts(ctx, agentName, relayPorts); err != nil {
 		b.Fatal(err)
 	}
 	cred, err := acl.Credential(ctx, agentName)
@@ -197,6 +241,32 @@ func startRelay(b *testing.B) *relay {
 		b.Fatal(err)
 	}
 	vhosts = append(vhosts, tunnelVhost(b, tv), r.sniVhost(tlsFiles))
+	for _, v := range variants {
+		port := v.relayPort
+		if v.direct {
+			port = r.appPort
+		}
+		av, err := rd.App(nginx.AppParams{Domain: domain, Subdomain: v.sub, RelayPort: port, Public: true, TLS: tlsFiles})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if v.appEdit != nil {
+			av.Content = v.appEdit(b, av.Content)
+		}
+		vhosts = append(vhosts, av)
+		if v.tunnelPort != 0 {
+			// A copy of the tunnel vhost on its own port, edited.
+			c := tunnelVhost(b, tv)
+			old := fmt.Sprintf("listen 127.0.0.1:%d ssl;", r.addrs.HTTPSPort)
+			if !bytes.Contains(c.Content, []byte(old)) {
+				b.Fatalf("tunnel vhost has no %q", old)
+			}
+			c.Content = bytes.Replace(c.Content, []byte(old), []byte(fmt.Sprintf("listen 127.0.0.1:%d ssl;", v.tunnelPort)), 1)
+			c.Content = v.tunnelEdit(b, c.Content)
+			c.Name = "portlama-bench-tunnel-" + v.sub
+			vhosts = append(vhosts, c)
+		}
+	}
 	if err := mgr.Apply(sctx, vhosts...); err != nil {
 		b.Fatalf("nginx vhosts: %v", err)
 	}
@@ -206,25 +276,51 @@ func startRelay(b *testing.B) *relay {
 	remote := func(relay int) []string {
 		return []string{fmt.Sprintf("R:127.0.0.1:%d:127.0.0.1:%d", relay, r.appPort)}
 	}
-	r.startClient(b, ctx, tunnel.ClientConfig{
+	r.startClient(b, ctx, cancel, tunnel.ClientConfig{
 		ServerURL: "http://" + r.addrs.Tunnel, Auth: cred, Fingerprint: r.tunSrv.Fingerprint(), Remotes: remote(r.relayPort),
 	})
 	pool := x509.NewCertPool()
 	pool.AddCert(p.CACert())
-	r.startClient(b, ctx, tunnel.ClientConfig{
-		ServerURL:   "https://localhost:" + strconv.Itoa(r.addrs.HTTPSPort),
-		Auth:        cred,
-		Fingerprint: r.tunSrv.Fingerprint(),
-		Remotes:     remote(r.wssPort),
-		TLS: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{{
-			Certificate: [][]byte{agentCred.Cert.Raw}, PrivateKey: agentCred.Key}}},
-	})
+	wssConfig := func(port, relay int) tunnel.ClientConfig {
+		return tunnel.ClientConfig{
+			ServerURL:   "https://localhost:" + strconv.Itoa(port),
+			Auth:        cred,
+			Fingerprint: r.tunSrv.Fingerprint(),
+			Remotes:     remote(relay),
+			TLS: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{{
+				Certificate: [][]byte{agentCred.Cert.Raw}, PrivateKey: agentCred.Key}}},
+		}
+	}
+	r.startClient(b, ctx, cancel, wssConfig(r.addrs.HTTPSPort, r.wssPort))
+	for _, v := range variants {
+		if v.direct {
+			continue
+		}
+		cfg := tunnel.ClientConfig{ServerURL: "http://" + r.addrs.Tunnel, Auth: cred, Fingerprint: r.tunSrv.Fingerprint(), Remotes: remote(v.relayPort)}
+		if v.wss {
+			port := r.addrs.HTTPSPort
+			if v.tunnelPort != 0 {
+				port = v.tunnelPort
+			}
+			cfg = wssConfig(port, v.relayPort)
+		}
+		if v.beforeDial != nil {
+			v.beforeDial()
+		}
+		r.startClient(b, ctx, cancel, cfg)
+		if v.afterDial != nil {
+			v.afterDial()
+		}
+	}
 
 	// Every path answers with the sample app's page; the protected one
 	// only with the session.
 	hc := r.httpClient()
 	for _, sub := range []string{subDirect, subTunnel, subWSS} {
 		r.expect(b, hc, sub, "", 200, "bench app")
+	}
+	for _, v := range variants {
+		r.expect(b, hc, v.sub, "", 200, "bench app")
 	}
 	r.expect(b, hc, subSecure, "", 302, "")
 	r.expect(b, hc, subSecure, r.cookie, 200, "Hello, "+benchUser)
@@ -263,7 +359,7 @@ server {
 	return nginx.Vhost{Name: "portlama-bench-sni", FQDN: "127.0.0.1", Content: []byte(c)}
 }
 
-func (r *relay) startClient(b *testing.B, ctx context.Context, cfg tunnel.ClientConfig) {
+func (r *relay) startClient(b *testing.B, ctx context.Context, cancel context.CancelFunc, cfg tunnel.ClientConfig) {
 	b.Helper()
 	c, err := tunnel.NewClient(cfg)
 	if err != nil {
@@ -271,9 +367,9 @@ func (r *relay) startClient(b *testing.B, ctx context.Context, cfg tunnel.Client
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = c.Run(ctx) }()
-	b.Cleanup(func() { <-done })
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
+	b.Cleanup(func() { cancel(); <-done })
+	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer rcancel()
 	if err := c.Ready(rctx); err != nil {
 		b.Fatalf("tunnel client %s: %v", cfg.ServerURL, err)
 	}
@@ -281,7 +377,7 @@ func (r *relay) startClient(b *testing.B, ctx context.Context, cfg tunnel.Client
 
 // startAuth creates the user with a TOTP secret, starts the auth server on
 // ln and logs in through its JSON API.
-func (r *relay) startAuth(b *testing.B, ctx context.Context, ln net.Listener) {
+func (r *relay) startAuth(b *testing.B, ctx context.Context, cancel context.CancelFunc, ln net.Listener) {
 	b.Helper()
 	dir := r.layout.AuthDir()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -303,7 +399,7 @@ func (r *relay) startAuth(b *testing.B, ctx context.Context, ln net.Listener) {
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ctx, ln, mln) }()
-	b.Cleanup(func() { <-done })
+	b.Cleanup(func() { cancel(); <-done })
 	enr, err := srv.ResetTOTP(benchUser)
 	if err != nil {
 		b.Fatalf("reset TOTP: %v", err)
@@ -394,6 +490,27 @@ func (r *relay) expect(b *testing.B, hc *http.Client, sub, cookie string, status
 		last = fmt.Sprintf("%d %.200s", resp.StatusCode, body)
 	}
 	b.Fatalf("%s: want %d %q, last answer: %s", fqdn(sub), status, want, last)
+}
+
+// portSet hands out distinct free loopback ports: it keeps every port it
+// found bound until release, so no two calls return the same one.
+type portSet struct{ ls []net.Listener }
+
+func (s *portSet) next(b *testing.B) int {
+	b.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatalf("free port: %v", err)
+	}
+	s.ls = append(s.ls, l)
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func (s *portSet) release() {
+	for _, l := range s.ls {
+		l.Close()
+	}
+	s.ls = nil
 }
 
 func writeFile(b *testing.B, path string, data []byte, mode os.FileMode) {
