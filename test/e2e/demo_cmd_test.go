@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ import (
 func TestDemoCommand(t *testing.T) {
 	testutil.NeedBinary(t, "nginx")
 	dir := t.TempDir()
-	var out bytes.Buffer
+	var out syncBuffer
 	cmd := exec.Command(filepath.Join(binDir, "portlama"), "demo", "--dir", dir,
 		"--https-port", strconv.Itoa(testutil.FreePort(t)),
 		"--panel-port", strconv.Itoa(testutil.FreePort(t)),
@@ -101,3 +102,21 @@ func TestDemoCommand(t *testing.T) {
 type leftover struct{ cmd string }
 
 func (l *leftover) Error() string { return "still running: " + l.cmd }
+
+// syncBuffer collects a child's output while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
