@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // MainConf describes the top-level nginx.conf of a self-run instance
@@ -23,7 +24,18 @@ type MainConf struct {
 	// User is written as "user <User>;" when set. When nginx runs as root
 	// set it to "root" so workers can read 0600 files and the temp dirs.
 	User string
+	// ShutdownTimeout is worker_shutdown_timeout; 0 means
+	// DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
 }
+
+// DefaultShutdownTimeout bounds how long the workers of a previous
+// configuration keep running after a reload. They keep the connections they
+// hold — agents' tunnel WebSockets, downloads in flight — until those close
+// or this passes, then nginx cuts them and agents reconnect. Reloads follow
+// tunnel changes, so a long timeout keeps a change from cutting running
+// transfers, while a bound keeps old workers from piling up.
+const DefaultShutdownTimeout = 10 * time.Minute
 
 // Paths inside an instance prefix.
 func confPath(prefix string) string     { return filepath.Join(prefix, "nginx.conf") }
@@ -58,7 +70,11 @@ func RenderMainConf(c MainConf) ([]byte, error) {
 	fmt.Fprintf(&b, "worker_processes %s;\n", workers)
 	fmt.Fprintf(&b, "pid %s;\n", pidPath(prefix))
 	fmt.Fprintf(&b, "error_log %s warn;\n", errorLogPath(prefix))
-	b.WriteString("worker_shutdown_timeout 10s;\n\n")
+	shutdown := c.ShutdownTimeout
+	if shutdown <= 0 {
+		shutdown = DefaultShutdownTimeout
+	}
+	fmt.Fprintf(&b, "worker_shutdown_timeout %ds;\n\n", int(shutdown/time.Second))
 	b.WriteString("events {\n    worker_connections 4096;\n}\n\n")
 	b.WriteString("http {\n")
 	b.WriteString("    types {\n")
