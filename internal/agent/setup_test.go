@@ -318,3 +318,20 @@ func TestAPIErrorMessages(t *testing.T) {
 		t.Fatalf("got %q", err)
 	}
 }
+
+// A fingerprint given on the command line is a pin: a panel certificate
+// that does not match it is refused even when it chains to a trusted root.
+func TestSetupEnforcesGivenPinOverChain(t *testing.T) {
+	p := agenttest.NewPanel(t)
+	_, err := Setup(context.Background(), Home{Dir: t.TempDir()}, SetupOptions{
+		Token: p.Token, PanelURL: p.URL(), CACertPEM: p.CertPEM,
+		PanelFingerprint: strings.Repeat("00:", 31) + "00",
+	})
+	var ue *UntrustedPanelError
+	if !errors.As(err, &ue) || ue.Fingerprint != p.Fingerprint() {
+		t.Fatalf("err = %v, want UntrustedPanelError naming the presented fingerprint", err)
+	}
+	if n := p.EnrollCalls.Load(); n != 0 {
+		t.Fatalf("token sent %d times to a panel that did not match the pin", n)
+	}
+}

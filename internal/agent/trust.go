@@ -117,6 +117,11 @@ func (v *panelVerifier) check(cs tls.ConnectionState) (viaPin bool, err error) {
 		return false, fmt.Errorf("%w (pinned %s, presented %s): if the relay's certificate was replaced on purpose, run setup again",
 			ErrFingerprintMismatch, v.pin, presented)
 	}
+	if v.pin != "" {
+		// A fingerprint the user gave is a pin: a certificate that does not
+		// match it is refused even if it chains to a trusted root.
+		return false, &UntrustedPanelError{Host: v.host, Fingerprint: presented, Reason: "fingerprint does not match " + v.pin}
+	}
 	var reason string
 	if v.roots == nil {
 		reason = "no trusted roots"
@@ -135,9 +140,6 @@ func (v *panelVerifier) check(cs tls.ConnectionState) (viaPin bool, err error) {
 			return false, nil
 		}
 		reason = err.Error()
-	}
-	if v.pin != "" {
-		reason = fmt.Sprintf("fingerprint does not match %s and %s", v.pin, reason)
 	}
 	return false, &UntrustedPanelError{Host: v.host, Fingerprint: presented, Reason: reason}
 }

@@ -364,8 +364,9 @@ func TestRekey(t *testing.T) {
 	if _, err := e.m.AgentP12("home"); !errors.Is(err, ErrNotFound) {
 		t.Error("stale P12 kept after re-key")
 	}
-	if !e.tunnels.has("home") || e.tunnels.count("remove home") != 0 {
-		t.Error("re-key touched tunnel credentials")
+	// New tunnel credentials: sessions opened with the old key end.
+	if !e.tunnels.has("home") || e.tunnels.count("remove home") != 1 || e.tunnels.count("add home") != 2 {
+		t.Errorf("re-key did not rotate the tunnel credentials: %v", e.tunnels.calls)
 	}
 }
 

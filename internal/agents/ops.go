@@ -149,7 +149,7 @@ func (m *Manager) addAgent(ctx context.Context, entry Entry) error {
 func (m *Manager) removeTunnelCredentials(ctx context.Context, label string) {
 	// Rollback must run even when the request's context is gone.
 	if err := m.tunnels.RemoveAgent(context.WithoutCancel(ctx), label); err != nil {
-		m.log.Error("remove tunnel credentials during rollback", "label", label, "err", err)
+		m.log.Error("remove tunnel credentials", "label", label, "err", err)
 	}
 }
 
@@ -198,6 +198,11 @@ func (m *Manager) Enroll(ctx context.Context, token, csrPEM string) (*Enrollment
 	if err := m.markTokenUsed(token); err != nil {
 		m.removeEntry(entry.Label, entry.Serial)
 		m.removeTunnelCredentials(ctx, entry.Label)
+		// The certificate exists and chains to the CA: revoke it, or it
+		// would stay valid at nginx with no registry entry.
+		if rerr := m.pki.Revoke(iss.Serial, pki.AgentCN(entry.Label)+" (enrollment rolled back)"); rerr != nil {
+			m.log.Error("revoke certificate of a rolled-back enrollment", "label", entry.Label, "serial", iss.Serial, "err", rerr)
+		}
 		return nil, wrap("mark enrollment token used", err)
 	}
 	// An agent enrolled with a CSR has no P12 on disk; drop leftovers of an
@@ -336,6 +341,16 @@ func (m *Manager) Rekey(ctx context.Context, label, csrPEM string) (*Enrollment,
 		if err := os.RemoveAll(m.agentDir(label)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			m.log.Warn("remove agent P12 after re-key", "label", label, "err", err)
 		}
+	}
+	// A re-key usually means the old key may be compromised: new tunnel
+	// credentials end every session opened with the old ones (the tunnel
+	// server closes them) and leave the holder of the old key nothing to
+	// reconnect with. The agent fetches the new credential from
+	// agent-config. (The contract keeps the credentials; this is a
+	// deliberate hardening.)
+	m.removeTunnelCredentials(ctx, label)
+	if err := m.tunnels.AddAgent(ctx, label); err != nil {
+		m.log.Error("new tunnel credentials after re-key", "label", label, "err", err)
 	}
 	m.log.Info("agent re-keyed", "label", label, "serial", iss.Serial, "revoked", old.Serial)
 	return &Enrollment{
