@@ -176,7 +176,17 @@ func (s *Server) clearSessionCookie(w http.ResponseWriter) {
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteLaxMode, MaxAge: -1})
 }
 
+// dropStrays clears stray session cookies (see sessionCookie) that reached
+// this request; call it before writing the response.
+func (s *Server) dropStrays(w http.ResponseWriter, r *http.Request) {
+	if hasStrayCookies(r) {
+		s.log.Warn("request carried more than one session cookie; clearing the extra ones", "path", r.URL.Path, "ip", clientIP(r))
+		s.clearStrayCookies(w, r.URL.Path)
+	}
+}
+
 func (s *Server) handleFirstFactor(w http.ResponseWriter, r *http.Request) {
+	s.dropStrays(w, r)
 	data, ok := s.readLoginBody(w, r)
 	if !ok {
 		return
@@ -188,21 +198,28 @@ func (s *Server) handleFirstFactor(w http.ResponseWriter, r *http.Request) {
 	}
 	ip := clientIP(r)
 	keys := []string{"u:" + req.Username, "ip:" + ip}
-	if s.reg.banned(s.cfg.Clock(), keys...) {
-		s.log.Warn("login refused: banned", "user", req.Username, "ip", ip)
+	// Admission and counting are one step, before the slow bcrypt compare,
+	// so parallel guesses get no more tries than sequential ones.
+	if !s.reg.begin(s.cfg.Clock(), keys...) {
+		s.log.Warn("login refused: banned or too many attempts", "user", req.Username, "ip", ip)
 		writeKO(w, http.StatusUnauthorized, msgAuthFailed)
 		return
 	}
 	s.reload(false) // pick up a users file the panel just wrote
 	u, ok := s.checkPassword(r.Context(), req.Username, req.Password)
+	s.reg.end(s.cfg.Clock(), !ok, keys...)
 	if !ok {
-		s.reg.fail(s.cfg.Clock(), keys...)
 		s.log.Warn("first factor failed", "user", req.Username, "ip", ip)
 		writeKO(w, http.StatusUnauthorized, msgAuthFailed)
 		return
 	}
+	if s.reg.banned(s.cfg.Clock(), keys...) {
+		s.log.Warn("login refused: banned while checking", "user", req.Username, "ip", ip)
+		writeKO(w, http.StatusUnauthorized, msgAuthFailed)
+		return
+	}
 	// A new id at every login: no fixation, and any previous session ends.
-	if c, err := r.Cookie(SessionCookieName); err == nil {
+	for _, c := range r.CookiesNamed(SessionCookieName) {
 		s.sessions.remove(c.Value)
 	}
 	now := s.cfg.Clock().UnixMilli()
@@ -219,6 +236,7 @@ func (s *Server) handleFirstFactor(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleTOTP(w http.ResponseWriter, r *http.Request) {
+	s.dropStrays(w, r)
 	data, ok := s.readLoginBody(w, r)
 	if !ok {
 		return
@@ -235,20 +253,26 @@ func (s *Server) handleTOTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ip := clientIP(r)
 	keys := []string{"u:" + sess.User, "ip:" + ip}
-	if s.reg.banned(s.cfg.Clock(), keys...) {
-		s.log.Warn("second factor refused: banned", "user", sess.User, "ip", ip)
+	if !s.reg.begin(s.cfg.Clock(), keys...) {
+		s.log.Warn("second factor refused: banned or too many attempts", "user", sess.User, "ip", ip)
 		writeKO(w, http.StatusUnauthorized, msgAuthFailed)
 		return
 	}
+	s.attempted()
 	valid, err := s.totp.verify(sess.User, req.Token, s.cfg.Clock())
+	s.reg.end(s.cfg.Clock(), err == nil && !valid, keys...)
 	if err != nil {
 		s.log.Error("verify TOTP", "err", err)
 		writeKO(w, http.StatusInternalServerError, "Internal error.")
 		return
 	}
 	if !valid {
-		s.reg.fail(s.cfg.Clock(), keys...)
 		s.log.Warn("second factor failed", "user", sess.User, "ip", ip)
+		writeKO(w, http.StatusUnauthorized, msgAuthFailed)
+		return
+	}
+	if s.reg.banned(s.cfg.Clock(), keys...) {
+		s.log.Warn("second factor refused: banned while checking", "user", sess.User, "ip", ip)
 		writeKO(w, http.StatusUnauthorized, msgAuthFailed)
 		return
 	}
@@ -277,6 +301,7 @@ type stateData struct {
 }
 
 func (s *Server) handleState(w http.ResponseWriter, r *http.Request) {
+	s.dropStrays(w, r)
 	sess, _, _, ok := s.validSession(r, LevelOneFactor, false)
 	if !ok {
 		writeOK(w, stateData{})
@@ -290,11 +315,14 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		writeKO(w, http.StatusForbidden, "Cross-origin request refused")
 		return
 	}
-	if c, err := r.Cookie(SessionCookieName); err == nil {
+	// Every session cookie sent ends: with a planted extra one among them,
+	// the user's own session must still end.
+	for _, c := range r.CookiesNamed(SessionCookieName) {
 		if err := s.sessions.remove(c.Value); err != nil {
 			s.log.Error("end session", "err", err)
 		}
 	}
+	s.dropStrays(w, r)
 	s.clearSessionCookie(w)
 	writeOK(w, nil)
 }
@@ -316,7 +344,12 @@ func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
 	}
 	sess, user, _, ok := s.validSession(r, LevelTwoFactor, true)
 	if !ok {
-		w.Header().Set("Location", s.cfg.PortalURL+"/?rd="+url.QueryEscape(orig))
+		loc := s.cfg.PortalURL + "/?rd=" + url.QueryEscape(orig)
+		if hasStrayCookies(r) {
+			// The portal clears cookies planted on the target's paths.
+			loc += "&" + strayParam + "=1"
+		}
+		w.Header().Set("Location", loc)
 		http.Error(w, "Unauthorized", http.StatusUnauthorized)
 		return
 	}
@@ -325,6 +358,15 @@ func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
 		method = r.Method
 	}
 	if unsafeMethod(method) && r.Header.Get("Sec-Fetch-Site") == "same-site" && !originHostIs(r.Header.Get("Origin"), host) {
+		http.Error(w, "Forbidden", http.StatusForbidden)
+		return
+	}
+	// A WebSocket handshake is a GET that carries the SameSite=Lax cookie
+	// from sibling hosts and is not subject to CORS: it must come from the
+	// application's own origin. nginx passes the client's Upgrade header as
+	// X-Original-Upgrade (it does not pass Upgrade to subrequests).
+	if isWebSocket(r) && !sameOriginAs(r.Header.Get("Origin"), u) {
+		s.log.Warn("cross-origin WebSocket refused", "host", host, "origin", r.Header.Get("Origin"), "user", sess.User)
 		http.Error(w, "Forbidden", http.StatusForbidden)
 		return
 	}
@@ -349,6 +391,50 @@ func unsafeMethod(m string) bool {
 		return true
 	}
 	return false
+}
+
+// isWebSocket reports whether the original request is a WebSocket
+// handshake, by nginx's X-Original-Upgrade or the browser's Sec-Fetch-Mode.
+func isWebSocket(r *http.Request) bool {
+	if strings.EqualFold(strings.TrimSpace(r.Header.Get("Sec-Fetch-Mode")), "websocket") {
+		return true
+	}
+	for _, v := range r.Header.Values("X-Original-Upgrade") {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "websocket") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sameOriginAs reports whether origin (an Origin header) is target's
+// origin: same scheme, host and port (default ports made explicit).
+func sameOriginAs(origin string, target *url.URL) bool {
+	if origin == "" || origin == "null" {
+		return false
+	}
+	o, err := url.Parse(origin)
+	if err != nil || o.User != nil || (o.Path != "" && o.Path != "/") || o.RawQuery != "" || o.Fragment != "" {
+		return false
+	}
+	return strings.EqualFold(o.Scheme, target.Scheme) &&
+		strings.EqualFold(o.Hostname(), target.Hostname()) &&
+		portOrDefault(o) == portOrDefault(target)
+}
+
+func portOrDefault(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+		return "443"
+	case "http":
+		return "80"
+	}
+	return ""
 }
 
 func originHostIs(origin, host string) bool {

@@ -154,3 +154,41 @@ func FuzzParseAccessRules(f *testing.F) {
 		}
 	})
 }
+
+func FuzzSameOriginAs(f *testing.F) {
+	for _, s := range []string{"https://app.demo.localhost:8443", "https://app.demo.localhost", "null", "",
+		"https://evil.demo.localhost", "https://app.demo.localhost:8443/", "https://u@app.demo.localhost:8443",
+		"http://app.demo.localhost:8443", "https://APP.demo.localhost:8443", "https://app.demo.localhost:08443"} {
+		f.Add(s)
+	}
+	target, _ := url.Parse("https://app.demo.localhost:8443/ws?x=1")
+	f.Fuzz(func(t *testing.T, origin string) {
+		if !sameOriginAs(origin, target) {
+			return
+		}
+		o, err := url.Parse(origin)
+		if err != nil || !strings.EqualFold(o.Hostname(), "app.demo.localhost") || o.Port() != "8443" || !strings.EqualFold(o.Scheme, "https") {
+			t.Fatalf("%q accepted as the origin of %s", origin, target)
+		}
+	})
+}
+
+func FuzzCookiePathPrefixes(f *testing.F) {
+	for _, s := range []string{"/", "", "/api/state", "/a//b", "/a/b/c/d/e/f/g/h", "x/y", "/a;b", "/%2F/.."} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		got := cookiePathPrefixes(path)
+		if len(got) == 0 || got[0] != "/" || len(got) > 1+2*maxStrayPathSegments {
+			t.Fatalf("%q: %q", path, got)
+		}
+		for _, p := range got {
+			if !strings.HasPrefix(path+"/", p) && p != "/" {
+				t.Fatalf("%q: %q is not a prefix", path, p)
+			}
+			if strings.ContainsAny(p, ";,") || !cookiePathSafe(strings.ReplaceAll(p, "/", "x")) {
+				t.Fatalf("%q: unsafe cookie path %q", path, p)
+			}
+		}
+	})
+}

@@ -43,6 +43,8 @@ http {
       proxy_set_header X-Original-Method $request_method;
       proxy_set_header X-Original-URL https://{{.Host}}$request_uri;
       proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Original-Upgrade $http_upgrade;
       proxy_http_version 1.1;
     }
     location = /internal/portlama/denied {
@@ -163,6 +165,29 @@ func TestForwardAuthThroughNginx(t *testing.T) {
 	if code, _, body := get("/", "bogus", "Remote-User", "root"); code != http.StatusFound || strings.Contains(body, "root") {
 		t.Fatalf("forged header: %d %q", code, body)
 	}
+	// WebSocket handshakes need the app's own origin (nginx passes Upgrade
+	// to the auth server as X-Original-Upgrade).
+	ws := func(origin string) []string {
+		h := []string{"Connection", "Upgrade", "Upgrade", "websocket", "Sec-WebSocket-Version", "13",
+			"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="}
+		if origin != "" {
+			h = append(h, "Origin", origin)
+		}
+		return h
+	}
+	if code, _, body := get("/ws", alice, ws("https://evil.demo.localhost")...); code != http.StatusForbidden || strings.Contains(body, "user=") {
+		t.Fatalf("websocket from a sibling host: %d %q, want 403", code, body)
+	}
+	if code, _, body := get("/ws", alice, ws("")...); code != http.StatusForbidden || strings.Contains(body, "user=") {
+		t.Fatalf("websocket without Origin: %d %q, want 403", code, body)
+	}
+	if code, _, body := get("/ws", alice, ws("https://app.demo.localhost")...); code != 200 || !strings.Contains(body, "user=alice") {
+		t.Fatalf("websocket from the app: %d %q, want 200", code, body)
+	}
+	if code, _, _ := get("/ws", alice, "Origin", "https://evil.demo.localhost", "X-Original-Upgrade", "websocket"); code != 200 {
+		t.Fatalf("plain GET from a sibling host: %d, want 200", code)
+	}
+
 	// Restricted: another user gets the access-denied page.
 	e.writeRules(AccessRule{Host: "app.demo.localhost", Users: []string{"alice"}})
 	bob := e.login("bob")

@@ -51,8 +51,13 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	index := serveAsset("index.html", "text/html; charset=utf-8", http.StatusOK)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		s.dropStrays(w, r)
+		rd, rdOK := SafeRedirect(r.URL.Query().Get("rd"), s.cfg.Domain)
+		if rdOK && r.URL.Query().Get(strayParam) == "1" {
+			s.clearStrayCookiesFor(w, rd)
+		}
 		// Already signed in with a valid target: go straight back.
-		if rd, ok := SafeRedirect(r.URL.Query().Get("rd"), s.cfg.Domain); ok {
+		if rdOK {
 			if _, _, _, ok := s.validSession(r, LevelTwoFactor, true); ok {
 				w.Header().Set("Cache-Control", "no-store")
 				http.Redirect(w, r, rd, http.StatusFound)

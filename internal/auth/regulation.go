@@ -14,21 +14,72 @@ const (
 	regulationMaxKeys    = 10000
 )
 
-// regulator counts failed logins per key ("u:<name>", "ip:<addr>").
+// regulator counts failed logins per key ("u:<name>", "ip:<addr>") and the
+// attempts being checked right now, so parallel attempts cannot get more
+// guesses than sequential ones.
 type regulator struct {
 	mu       sync.Mutex
 	failures map[string][]time.Time
 	bans     map[string]time.Time
+	inflight map[string]int
 }
 
 func newRegulator() *regulator {
-	return &regulator{failures: map[string][]time.Time{}, bans: map[string]time.Time{}}
+	return &regulator{failures: map[string][]time.Time{}, bans: map[string]time.Time{}, inflight: map[string]int{}}
+}
+
+// begin admits one attempt for keys, atomically: it refuses when a key is
+// banned or when the key's recent failures plus the attempts already being
+// checked reach the limit; otherwise it counts the attempt as in flight.
+// Every admitted attempt must be ended with end.
+func (r *regulator) begin(now time.Time, keys ...string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.bannedLocked(now, keys...) {
+		return false
+	}
+	for _, k := range keys {
+		recent := 0
+		for _, t := range r.failures[k] {
+			if now.Sub(t) < RegulationFindTime {
+				recent++
+			}
+		}
+		if recent+r.inflight[k] >= RegulationMaxRetries {
+			return false
+		}
+	}
+	for _, k := range keys {
+		r.inflight[k]++
+	}
+	return true
+}
+
+// end finishes an attempt admitted by begin: a failure is recorded (and may
+// ban), a success just drops the provisional count.
+func (r *regulator) end(now time.Time, failed bool, keys ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, k := range keys {
+		if r.inflight[k] <= 1 {
+			delete(r.inflight, k)
+		} else {
+			r.inflight[k]--
+		}
+	}
+	if failed {
+		r.failLocked(now, keys...)
+	}
 }
 
 // banned reports whether any key is banned at now.
 func (r *regulator) banned(now time.Time, keys ...string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.bannedLocked(now, keys...)
+}
+
+func (r *regulator) bannedLocked(now time.Time, keys ...string) bool {
 	out := false
 	for _, k := range keys {
 		if until, ok := r.bans[k]; ok {
@@ -42,11 +93,9 @@ func (r *regulator) banned(now time.Time, keys ...string) bool {
 	return out
 }
 
-// fail records a failure for each key; a key reaching the limit within the
+// failLocked records a failure for each key (r.mu held); a key reaching the limit within the
 // window is banned.
-func (r *regulator) fail(now time.Time, keys ...string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+func (r *regulator) failLocked(now time.Time, keys ...string) {
 	if len(r.failures) > regulationMaxKeys {
 		r.pruneLocked(now)
 	}

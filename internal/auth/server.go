@@ -12,10 +12,12 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,6 +27,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -139,6 +142,11 @@ type Server struct {
 	dummy    []byte        // bcrypt hash compared for unknown users
 	bcryptCh chan struct{} // bounds concurrent bcrypt work (CPU, memory)
 
+	// attempts counts credential checks (password or TOTP) actually made;
+	// attemptHook, when set (tests), runs at each one.
+	attempts    atomic.Int64
+	attemptHook atomic.Pointer[func()]
+
 	mu       sync.RWMutex
 	users    map[string]userRec
 	rules    ruleSet
@@ -149,8 +157,10 @@ type Server struct {
 
 // NewServer loads (or creates) the server's files in cfg.Dir and returns a
 // server ready to Run. It fails on unreadable state rather than serving
-// half-configured; a users or rules file that does not parse is logged and
-// treated as empty until it is fixed.
+// half-configured: in particular an access-rules file that exists but
+// cannot be read or parsed (a missing one means no rules). A users file
+// that does not parse is logged and treated as empty (nobody can sign in)
+// until it is fixed; later reloads keep the last good copy of either file.
 func NewServer(cfg Config) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -180,7 +190,11 @@ func NewServer(cfg Config) (*Server, error) {
 		dummy: dummy, bcryptCh: make(chan struct{}, max(1, runtime.NumCPU()/2)),
 		users: map[string]userRec{}, rules: ruleSet{},
 	}
-	s.reload(true)
+	if err := s.reload(true); err != nil {
+		// A missing rules file means "no rules" (a fresh relay); one that
+		// cannot be read or parsed must not mean "admit every user".
+		return nil, fmt.Errorf("access rules in %s cannot be used (fix or remove the file): %w", RulesFilePath(cfg.Dir), err)
+	}
 	return s, nil
 }
 
@@ -286,8 +300,9 @@ func stampOf(path string) fileStamp {
 }
 
 // reload re-reads users.yml and access-rules.json if they changed (or
-// always, with force). A file that does not parse keeps the last good copy.
-func (s *Server) reload(force bool) {
+// always, with force). A file that does not parse keeps the last good copy;
+// the access rules' error is returned (NewServer refuses to start on it).
+func (s *Server) reload(force bool) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	upath, rpath := UsersFilePath(s.cfg.Dir), RulesFilePath(s.cfg.Dir)
@@ -304,9 +319,11 @@ func (s *Server) reload(force bool) {
 		}
 		s.usersSt = st
 	}
+	var rulesErr error
 	if st := stampOf(rpath); force || st != s.rulesSt {
-		rules, err := loadRules(rpath, st.ok)
+		rules, err := loadRules(rpath)
 		if err != nil {
+			rulesErr = err
 			s.log.Error("access rules not reloaded; keeping the previous rules", "path", rpath, "err", err)
 		} else {
 			s.mu.Lock()
@@ -316,6 +333,7 @@ func (s *Server) reload(force bool) {
 		}
 		s.rulesSt = st
 	}
+	return rulesErr
 }
 
 func (s *Server) loadUsers(path string, exists bool) (map[string]userRec, error) {
@@ -344,13 +362,20 @@ func (s *Server) loadUsers(path string, exists bool) (map[string]userRec, error)
 	return out, nil
 }
 
-func loadRules(path string, exists bool) (ruleSet, error) {
-	if !exists {
+// loadRules reads access-rules.json; only a file that does not exist means
+// "no rules".
+func loadRules(path string) (ruleSet, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
 		return ruleSet{}, nil
 	}
-	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read access rules: %w", err)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		// WriteAccessRules always writes a JSON document: an empty file is
+		// a damaged one, not "no rules".
+		return nil, errors.New("access rules file is empty")
 	}
 	ar, err := ParseAccessRules(data)
 	if err != nil {
@@ -369,6 +394,7 @@ func (s *Server) user(name string) (userRec, bool) {
 // checkPassword compares pw with the user's bcrypt hash, or with a dummy
 // hash for unknown users so both take the same time.
 func (s *Server) checkPassword(ctx context.Context, name, pw string) (userRec, bool) {
+	s.attempted()
 	select {
 	case s.bcryptCh <- struct{}{}:
 	case <-ctx.Done():
@@ -384,14 +410,22 @@ func (s *Server) checkPassword(ctx context.Context, name, pw string) (userRec, b
 	return u, ok && err == nil
 }
 
+// attempted counts one credential check and runs the test hook.
+func (s *Server) attempted() {
+	s.attempts.Add(1)
+	if h := s.attemptHook.Load(); h != nil {
+		(*h)()
+	}
+}
+
 // validSession returns the two-factor (or, with minLevel 1, any) session
 // for the request's cookie, checked against the current users file.
 func (s *Server) validSession(r *http.Request, minLevel int, touch bool) (session, userRec, string, bool) {
-	c, err := r.Cookie(SessionCookieName)
-	if err != nil {
+	cookie, ok := sessionCookie(r)
+	if !ok {
 		return session{}, userRec{}, "", false
 	}
-	sess, ok := s.sessions.lookup(c.Value, s.cfg.Clock(), touch)
+	sess, ok := s.sessions.lookup(cookie, s.cfg.Clock(), touch)
 	if !ok || sess.Level < minLevel {
 		return session{}, userRec{}, "", false
 	}
@@ -399,5 +433,5 @@ func (s *Server) validSession(r *http.Request, minLevel int, touch bool) (sessio
 	if !ok || !hmacEqual(u.pwTag, sess.PwTag) {
 		return session{}, userRec{}, "", false
 	}
-	return sess, u, c.Value, true
+	return sess, u, cookie, true
 }

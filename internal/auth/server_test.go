@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 func TestAuthRequestWithoutSessionRedirectsToPortal(t *testing.T) {
@@ -712,6 +714,44 @@ func TestConfigRefusesBadValues(t *testing.T) {
 	} {
 		if _, err := NewServer(c); err == nil {
 			t.Errorf("NewServer(%+v) succeeded", c)
+		}
+	}
+}
+
+func TestUnusableAccessRulesRefuseStart(t *testing.T) {
+	cfg := func(dir string) Config {
+		return Config{Dir: dir, Domain: testDomain, PortalURL: testPortal, BcryptCost: bcrypt.MinCost}
+	}
+	// Missing file: a fresh relay, no rules.
+	if _, err := NewServer(cfg(t.TempDir())); err != nil {
+		t.Fatalf("without a rules file: %v", err)
+	}
+	// A valid file starts.
+	good := t.TempDir()
+	if err := WriteAccessRules(good, AccessRules{Rules: []AccessRule{{Host: "secret.demo.localhost", Users: []string{"alice"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewServer(cfg(good)); err != nil {
+		t.Fatalf("with valid rules: %v", err)
+	}
+	cases := map[string]func(path string) error{
+		"unparseable":       func(p string) error { return writeTestFile(p, []byte("{not json")) },
+		"rule without host": func(p string) error { return writeTestFile(p, []byte(`{"rules":[{"users":["a"]}]}`)) },
+		"empty":             func(p string) error { return writeTestFile(p, nil) },
+		"unreadable":        func(p string) error { return os.Mkdir(p, 0o700) }, // a directory: read fails even as root
+	}
+	for name, mk := range cases {
+		dir := t.TempDir()
+		if err := mk(RulesFilePath(dir)); err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewServer(cfg(dir))
+		if err == nil || s != nil {
+			t.Errorf("%s rules file: server started", name)
+			continue
+		}
+		if !strings.Contains(err.Error(), RulesFilePath(dir)) {
+			t.Errorf("%s rules file: error %q does not name the file", name, err)
 		}
 	}
 }

@@ -119,6 +119,9 @@ type fakeAuth struct {
 	mu          sync.Mutex
 	originalURL string
 	method      string
+	upgrade     string
+	realIP      string
+	calls       int
 }
 
 func (f *fakeAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -127,6 +130,9 @@ func (f *fakeAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		f.originalURL = r.Header.Get("X-Original-URL")
 		f.method = r.Header.Get("X-Original-Method")
+		f.upgrade = r.Header.Get("X-Original-Upgrade")
+		f.realIP = r.Header.Get("X-Real-IP")
+		f.calls++
 		f.mu.Unlock()
 		ck, _ := r.Cookie("portlama_session")
 		switch {
@@ -171,6 +177,37 @@ func TestProtectedAppForwardAuth(t *testing.T) {
 		defer fa.mu.Unlock()
 		if fa.originalURL != u || fa.method != "GET" {
 			t.Errorf("auth saw X-Original-URL %q method %q", fa.originalURL, fa.method)
+		}
+	})
+
+	t.Run("WebSocket handshake passes X-Original-Upgrade and the real address", func(t *testing.T) {
+		resp, _ := get(t, c, u, map[string]string{
+			"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+			"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Origin": "https://evil." + testDomain,
+			"X-Real-IP": "198.51.100.66", "X-Original-Upgrade": "none",
+		})
+		if resp.StatusCode != 302 {
+			t.Errorf("status %d, want 302", resp.StatusCode)
+		}
+		fa.mu.Lock()
+		defer fa.mu.Unlock()
+		if fa.upgrade != "websocket" {
+			t.Errorf("auth saw X-Original-Upgrade %q, want websocket", fa.upgrade)
+		}
+		if fa.realIP != "127.0.0.1" {
+			t.Errorf("auth saw X-Real-IP %q, want 127.0.0.1 (not the client's)", fa.realIP)
+		}
+	})
+
+	t.Run("plain request has no X-Original-Upgrade", func(t *testing.T) {
+		resp, _ := get(t, c, u, map[string]string{"X-Original-Upgrade": "websocket"})
+		if resp.StatusCode != 302 {
+			t.Errorf("status %d, want 302", resp.StatusCode)
+		}
+		fa.mu.Lock()
+		defer fa.mu.Unlock()
+		if fa.upgrade != "" {
+			t.Errorf("auth saw X-Original-Upgrade %q on a plain request", fa.upgrade)
 		}
 	})
 

@@ -168,6 +168,7 @@ func TestRenderContents(t *testing.T) {
 		"proxy_set_header Remote-User $portlama_user;",
 		"proxy_read_timeout 86400s;",
 		"proxy_set_header Cookie $portlama_backend_cookie;",
+		"proxy_set_header X-Original-Upgrade $http_upgrade;",
 	} {
 		if !strings.Contains(c, want) {
 			t.Errorf("protected app lacks %q", want)
@@ -312,6 +313,13 @@ func TestAuthVhost(t *testing.T) {
 	}
 	if resp.Header.Get("X-Seen-Remote-User") != "" || resp.Header.Get("X-Seen-Secret") != "" {
 		t.Errorf("auth server saw Remote-User %q secret %q", resp.Header.Get("X-Seen-Remote-User"), resp.Header.Get("X-Seen-Secret"))
+	}
+	// The auth-request endpoint is only an internal subrequest target.
+	for _, p := range []string{"/api/authz/auth-request", "/api//authz/auth-request", "/api/authz%2Fauth-request", "/x/../api/authz/auth-request"} {
+		resp, body = get(t, c, base+p, map[string]string{"X-Original-URL": "https://app." + testDomain + "/"})
+		if resp.StatusCode != 404 || strings.Contains(body, "AUTH PORTAL") {
+			t.Errorf("%s on the auth vhost: %d %q, want 404 without reaching the auth server", p, resp.StatusCode, body)
+		}
 	}
 	// /api/invitations (admin) is not the public invite API.
 	resp, body = get(t, c, base+"/api/invitations", nil)

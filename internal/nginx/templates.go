@@ -113,9 +113,13 @@ const tmplHelpers = `
         proxy_set_header X-Original-Method $request_method;
         proxy_set_header X-Original-URL "https://{{.FQDN}}{{.Env.HTTPSPortSuffix}}$request_uri";
         proxy_set_header X-Forwarded-For $remote_addr;
+        proxy_set_header X-Real-IP $remote_addr;
         proxy_set_header X-Forwarded-Proto https;
         proxy_set_header X-Forwarded-Host $host;
         proxy_set_header X-Portlama-Proxy-Secret "";
+        # nginx does not pass Upgrade to a subrequest: the auth server needs
+        # it to apply its Origin check to WebSocket handshakes.
+        proxy_set_header X-Original-Upgrade $http_upgrade;
     }
 
     location = /internal/portlama/denied {
@@ -292,6 +296,11 @@ server {
 
     location /api/invite/ {
 {{- template "panelNoCert" .}}
+    }
+
+    # The auth-request endpoint is only for nginx's internal subrequests.
+    location /api/authz/ {
+        return 404;
     }
 
     location / {
