@@ -201,14 +201,16 @@ func NewServer(cfg Config) (*Server, error) {
 // Run serves the portal, login API and auth-request endpoint on cfg.Addr and
 // the management interface on the Unix socket until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
-	}
+	// The management socket first: once the TCP port answers, the panel can
+	// rely on the socket too.
 	mln, err := ListenManageSocket(s.cfg.ManageSocket)
 	if err != nil {
-		ln.Close()
 		return err
+	}
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		mln.Close()
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
 	return s.Serve(ctx, ln, mln)
 }
