@@ -255,8 +255,11 @@ func (s *Stack) prepare(ctx context.Context) error {
 		}
 	}
 	s.Relay = config.Relay{Layout: config.DirLayout(o.Dir), Addrs: addrs}
-	data, _ := json.MarshalIndent(s.Relay, "", "  ")
-	if err := store.WriteFileAtomic(filepath.Join(o.Dir, "relay.json"), append(data, '\n'), 0o600); err != nil {
+	data, err := store.Marshal(s.Relay)
+	if err != nil {
+		return err
+	}
+	if err := store.WriteFileAtomic(filepath.Join(o.Dir, "relay.json"), data, 0o600); err != nil {
 		return err
 	}
 	l := s.Relay.Layout
@@ -265,7 +268,6 @@ func (s *Stack) prepare(ctx context.Context) error {
 			return err
 		}
 	}
-	// nginx workers read the web root; the demo runs them as this user.
 	p, _, err := pki.Init(pki.Config{Dir: l.PKIDir(), Logger: s.log}, "127.0.0.1")
 	if err != nil {
 		return err
