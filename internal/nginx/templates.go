@@ -346,6 +346,20 @@ server {
 }
 {{end}}
 
+{{- define "relayPortProxy"}}
+        proxy_set_header Cookie $portlama_backend_cookie;
+        # Pass responses and uploads through as they arrive (server-sent
+        # events, long polls, large files) instead of spooling them to disk.
+        proxy_buffering off;
+        proxy_request_buffering off;
+        # 16k per read instead of 4k: most of the throughput gain of larger
+        # buffers (test/bench) at a memory cost a 512 MB relay can carry.
+        proxy_buffer_size 16k;
+        proxy_buffers 4 16k;
+        proxy_read_timeout 86400s;
+        proxy_send_timeout 86400s;
+{{- end}}
+
 {{- define "vhost-app"}}{{template "header"}}# Reused connections to the relay port (keepalive; see the
 # $connection_upgrade map in conf.d/portlama.conf).
 upstream {{.Upstream}} {
@@ -380,17 +394,7 @@ server {
 {{- template "standardHeaders"}}
 {{- template "blankClientCert"}}
 {{- template "blankSecret"}}
-        proxy_set_header Cookie $portlama_backend_cookie;
-        # Pass responses and uploads through as they arrive (server-sent
-        # events, long polls, large files) instead of spooling them to disk.
-        proxy_buffering off;
-        proxy_request_buffering off;
-        # 16k per read instead of 4k: most of the throughput gain of larger
-        # buffers (test/bench) at a memory cost a 512 MB relay can carry.
-        proxy_buffer_size 16k;
-        proxy_buffers 4 16k;
-        proxy_read_timeout 86400s;
-        proxy_send_timeout 86400s;
+{{- template "relayPortProxy"}}
     }
 }
 {{end}}
@@ -419,17 +423,7 @@ server {
 {{- template "blankSecret"}}
 {{- template "blankRemote"}}
 {{- template "standardHeaders"}}
-        proxy_set_header Cookie $portlama_backend_cookie;
-        # Pass responses and uploads through as they arrive (server-sent
-        # events, long polls, large files) instead of spooling them to disk.
-        proxy_buffering off;
-        proxy_request_buffering off;
-        # 16k per read instead of 4k: most of the throughput gain of larger
-        # buffers (test/bench) at a memory cost a 512 MB relay can carry.
-        proxy_buffer_size 16k;
-        proxy_buffers 4 16k;
-        proxy_read_timeout 86400s;
-        proxy_send_timeout 86400s;
+{{- template "relayPortProxy"}}
     }
 }
 {{end}}
