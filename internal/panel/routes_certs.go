@@ -326,53 +326,36 @@ func (s *Server) registerAgentCerts() {
 		Handler: func(c *Ctx) error { return revokeAgent(c, c.Param("label")) },
 	})
 
-	s.Handle(Route{
-		Method: http.MethodPatch, Path: "/api/certs/agent/{label}/capabilities",
-		Access: AdminOnly, Gate: GateManagement,
-		Params: agentLabelParams,
-		Body:   Object(Required("capabilities", capabilitiesSchema)),
-		Handler: func(c *Ctx) error {
-			if d.Agents == nil {
-				return errNotWired
-			}
-			var b struct {
-				Capabilities []string `json:"capabilities"`
-			}
-			if err := c.Decode(&b); err != nil {
-				return err
-			}
-			label := c.Param("label")
-			caps, err := d.Agents.UpdateCapabilities(label, b.Capabilities)
-			if err != nil {
-				return agentError(err, "Failed to update capabilities")
-			}
-			return c.OK(map[string]any{"ok": true, "label": label, "capabilities": caps})
-		},
-	})
-
-	s.Handle(Route{
-		Method: http.MethodPatch, Path: "/api/certs/agent/{label}/allowed-sites",
-		Access: AdminOnly, Gate: GateManagement,
-		Params: agentLabelParams,
-		Body:   Object(Required("allowedSites", allowedSitesSchema)),
-		Handler: func(c *Ctx) error {
-			if d.Agents == nil {
-				return errNotWired
-			}
-			var b struct {
-				AllowedSites []string `json:"allowedSites"`
-			}
-			if err := c.Decode(&b); err != nil {
-				return err
-			}
-			label := c.Param("label")
-			sites, err := d.Agents.UpdateAllowedSites(label, b.AllowedSites)
-			if err != nil {
-				return agentError(err, "Failed to update allowed sites")
-			}
-			return c.OK(map[string]any{"ok": true, "label": label, "allowedSites": sites})
-		},
-	})
+	// PATCH …/capabilities and …/allowed-sites: one list field each,
+	// replaced as a whole; the answer echoes the stored list.
+	patchList := func(field, path string, schema *ArraySchema, failure string,
+		update func(m *agents.Manager, label string, list []string) ([]string, error)) {
+		s.Handle(Route{
+			Method: http.MethodPatch, Path: path,
+			Access: AdminOnly, Gate: GateManagement,
+			Params: agentLabelParams,
+			Body:   Object(Required(field, schema)),
+			Handler: func(c *Ctx) error {
+				if d.Agents == nil {
+					return errNotWired
+				}
+				var b map[string][]string
+				if err := c.Decode(&b); err != nil {
+					return err
+				}
+				label := c.Param("label")
+				list, err := update(d.Agents, label, b[field])
+				if err != nil {
+					return agentError(err, failure)
+				}
+				return c.OK(map[string]any{"ok": true, "label": label, field: list})
+			},
+		})
+	}
+	patchList("capabilities", "/api/certs/agent/{label}/capabilities", capabilitiesSchema, "Failed to update capabilities",
+		(*agents.Manager).UpdateCapabilities)
+	patchList("allowedSites", "/api/certs/agent/{label}/allowed-sites", allowedSitesSchema, "Failed to update allowed sites",
+		(*agents.Manager).UpdateAllowedSites)
 
 	s.Handle(Route{
 		Method: http.MethodPost, Path: "/api/certs/agent/upgrade-cert",
