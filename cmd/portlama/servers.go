@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"runtime/debug"
@@ -13,11 +14,20 @@ import (
 	"github.com/portlama/portlama/internal/tunnel"
 )
 
-// relayFlag adds --relay-config, which points a relay process at a
-// non-default installation (the demo's directory); without it the process
-// uses the installed relay's paths and addresses.
-func relayFlag(cmd *cobra.Command) *string {
-	return cmd.Flags().String("relay-config", "", "relay configuration file (written by `portlama demo`); default: the installed relay")
+// relayCommand builds a relay process's command. Its --relay-config flag
+// points the process at a non-default installation (the demo's directory);
+// without it the process uses the installed relay's paths and addresses.
+func relayCommand(use, short string, run func(ctx context.Context, r config.Relay) error) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs}
+	path := cmd.Flags().String("relay-config", "", "relay configuration `file` (portlama demo writes one); default: the installed relay")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		r, err := config.LoadRelay(*path)
+		if err != nil {
+			return err
+		}
+		return run(cmd.Context(), r)
+	}
+	return cmd
 }
 
 // tunnelServerConfig places the tunnel server on the relay's address and files.
@@ -28,23 +38,13 @@ func tunnelServerConfig(r config.Relay) tunnel.ServerConfig {
 }
 
 func newTunnelServerCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "tunnel-server",
-		Short: "Run the tunnel server (unit portlama-tunnel): agents' reverse tunnels, per-agent ACL",
-		Args:  cobra.NoArgs,
-	}
-	relayPath := relayFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		r, err := config.LoadRelay(*relayPath)
-		if err != nil {
-			return err
-		}
-		tuneGC()
-		cfg := tunnelServerConfig(r)
-		cfg.Logger = newLogger()
-		return tunnel.RunServer(cmd.Context(), cfg)
-	}
-	return cmd
+	return relayCommand("tunnel-server", "Run the tunnel server (unit portlama-tunnel): agents' reverse tunnels, per-agent ACL",
+		func(ctx context.Context, r config.Relay) error {
+			tuneGC()
+			cfg := tunnelServerConfig(r)
+			cfg.Logger = newLogger()
+			return tunnel.RunServer(ctx, cfg)
+		})
 }
 
 // authServerConfig derives the auth server's configuration from the relay's
@@ -63,34 +63,24 @@ func authServerConfig(r config.Relay, domain string) auth.Config {
 }
 
 func newAuthServerCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "auth-server",
-		Short: "Run the auth server (unit portlama-auth): login portal and forward auth for nginx",
-		Args:  cobra.NoArgs,
-	}
-	relayPath := relayFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		r, err := config.LoadRelay(*relayPath)
-		if err != nil {
-			return err
-		}
-		pc, err := config.NewPanelStore(r.Layout.PanelConfig()).Load()
-		if err != nil {
-			return err
-		}
-		domain := pc.DomainOrEmpty()
-		if domain == "" {
-			return fmt.Errorf("no domain is set yet: finish onboarding in the panel (domain and DNS) before starting the auth server")
-		}
-		cfg := authServerConfig(r, domain)
-		cfg.Logger = newLogger()
-		srv, err := auth.NewServer(cfg)
-		if err != nil {
-			return err
-		}
-		return srv.Run(cmd.Context())
-	}
-	return cmd
+	return relayCommand("auth-server", "Run the auth server (unit portlama-auth): login portal and forward auth for nginx",
+		func(ctx context.Context, r config.Relay) error {
+			pc, err := config.NewPanelStore(r.Layout.PanelConfig()).Load()
+			if err != nil {
+				return err
+			}
+			domain := pc.DomainOrEmpty()
+			if domain == "" {
+				return fmt.Errorf("no domain is set yet: finish onboarding in the panel (domain and DNS) before starting the auth server")
+			}
+			cfg := authServerConfig(r, domain)
+			cfg.Logger = newLogger()
+			srv, err := auth.NewServer(cfg)
+			if err != nil {
+				return err
+			}
+			return srv.Run(ctx)
+		})
 }
 
 // tuneGC applies the tunnel processes' GC settings unless the operator set
