@@ -74,19 +74,25 @@ func newServiceCmd(g *globals) *cobra.Command {
 	cmd.PersistentFlags().BoolVar(&sf.system, "system", false, "Linux: install a system unit (needs root) instead of a user unit")
 	cmd.PersistentFlags().StringVar(&sf.user, "user", "", "Linux system unit: account to run as (default: current user)")
 
-	install := &cobra.Command{
-		Use:   "install",
-		Short: "Install and start the background service for the label",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			label, err := g.resolveLabel()
-			if err != nil {
-				return err
-			}
-			m, err := serviceManager(g, label, sf)
-			if err != nil {
-				return err
-			}
+	// sub builds a subcommand that acts on the label's service manager.
+	sub := func(use, short string, run func(cmd *cobra.Command, label string, m agent.ServiceManager) error) *cobra.Command {
+		return &cobra.Command{
+			Use: use, Short: short, Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				label, err := g.resolveLabel()
+				if err != nil {
+					return err
+				}
+				m, err := serviceManager(g, label, sf)
+				if err != nil {
+					return err
+				}
+				return run(cmd, label, m)
+			},
+		}
+	}
+	install := sub("install", "Install and start the background service for the label",
+		func(cmd *cobra.Command, label string, m agent.ServiceManager) error {
 			path, err := m.Install(cmd.Context())
 			if err != nil {
 				return fmt.Errorf("install service: %w", err)
@@ -98,49 +104,24 @@ func newServiceCmd(g *globals) *cobra.Command {
 			}
 			fmt.Fprintln(out, "Logs: portlama-agent logs -f")
 			return nil
-		},
-	}
-	uninstall := &cobra.Command{
-		Use:   "uninstall",
-		Short: "Stop and remove the background service for the label",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			label, err := g.resolveLabel()
-			if err != nil {
-				return err
-			}
-			m, err := serviceManager(g, label, sf)
-			if err != nil {
-				return err
-			}
+		})
+	uninstall := sub("uninstall", "Stop and remove the background service for the label",
+		func(cmd *cobra.Command, label string, m agent.ServiceManager) error {
 			if err := m.Uninstall(cmd.Context()); err != nil {
 				return fmt.Errorf("uninstall service: %w", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Service for %q removed.\n", label)
 			return nil
-		},
-	}
-	status := &cobra.Command{
-		Use:   "status",
-		Short: "Show whether the background service is installed and running",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			label, err := g.resolveLabel()
-			if err != nil {
-				return err
-			}
-			m, err := serviceManager(g, label, sf)
-			if err != nil {
-				return err
-			}
+		})
+	status := sub("status", "Show whether the background service is installed and running",
+		func(cmd *cobra.Command, _ string, m agent.ServiceManager) error {
 			st, err := m.Status(cmd.Context())
 			if err != nil {
 				return err
 			}
 			printServiceStatus(cmd, st)
 			return nil
-		},
-	}
+		})
 	cmd.AddCommand(install, uninstall, status)
 	return cmd
 }
