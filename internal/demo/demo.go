@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/portlama/portlama/internal/acme"
@@ -120,7 +121,10 @@ type Stack struct {
 	agent  *child
 	cancel context.CancelFunc
 	bg     chan error // background goroutines (panel, app) report here
-	admin  *http.Client
+
+	adminOnce sync.Once
+	admin     *http.Client
+	adminErr  error
 }
 
 func (o *Options) defaults() error {
@@ -449,27 +453,28 @@ func (s *Stack) startApp(ctx context.Context) error {
 // AdminClient returns an HTTP client that presents the admin certificate
 // and trusts the panel's self-signed IP certificate and the relay CA.
 func (s *Stack) AdminClient() (*http.Client, error) {
-	if s.admin != nil {
-		return s.admin, nil
-	}
-	cert, err := tls.LoadX509KeyPair(s.Info.AdminCert, s.Info.AdminKey)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	for _, f := range []string{s.Info.IPCert, s.Info.CACert} {
-		pem, err := os.ReadFile(f)
+	s.adminOnce.Do(func() {
+		cert, err := tls.LoadX509KeyPair(s.Info.AdminCert, s.Info.AdminKey)
 		if err != nil {
-			return nil, err
+			s.adminErr = err
+			return
 		}
-		pool.AppendCertsFromPEM(pem)
-	}
-	s.admin = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool},
-		// Names under the demo domain resolve to nginx on loopback.
-		DialContext: s.DialContext,
-	}}
-	return s.admin, nil
+		pool := x509.NewCertPool()
+		for _, f := range []string{s.Info.IPCert, s.Info.CACert} {
+			pem, err := os.ReadFile(f)
+			if err != nil {
+				s.adminErr = err
+				return
+			}
+			pool.AppendCertsFromPEM(pem)
+		}
+		s.admin = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool},
+			// Names under the demo domain resolve to nginx on loopback.
+			DialContext: s.DialContext,
+		}}
+	})
+	return s.admin, s.adminErr
 }
 
 // DialContext dials nginx for any name under the demo domain (what curl's

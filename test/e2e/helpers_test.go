@@ -185,8 +185,8 @@ func newUser(t *testing.T, st *demo.Stack, name string, groups ...string) user {
 	return u
 }
 
-// code returns the TOTP code of the step after the last one used, so two
-// logins of one user in quick succession do not replay a code.
+// code returns the TOTP code for the time at (tests pick distinct steps
+// where one user signs in twice, so no code is a replay).
 func code(t *testing.T, secret string, at time.Time) string {
 	t.Helper()
 	c, err := totp.GenerateCode(secret, at)

@@ -12,7 +12,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -227,5 +226,4 @@ func TestRevokedAgentIsDisconnected(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	_ = http.StatusOK
 }
