@@ -320,11 +320,10 @@ func TestAccessModeChanges(t *testing.T) {
 	ctx := context.Background()
 	s, r := newService(t, "home")
 	a, _ := s.Create(ctx, admin, CreateRequest{Subdomain: "a", Port: 8080, AccessMode: AccessPublic})
-	if _, err := s.Update(ctx, agent("home", "tunnels:write"), a.ID, Patch{AccessMode: ptr(AccessPublic)}); err != nil {
-		// unchanged: allowed (nothing to do) is fine too, but public by an agent must be refused
-		if e, _ := IsError(err); e.Kind != Forbidden {
-			t.Fatalf("err = %v", err)
-		}
+	// Setting public is an admin's decision, even when nothing would change.
+	_, err := s.Update(ctx, agent("home", "tunnels:write"), a.ID, Patch{AccessMode: ptr(AccessPublic)})
+	if e, _ := IsError(err); e == nil || e.Kind != Forbidden {
+		t.Fatalf("agent setting public: err = %v, want Forbidden", err)
 	}
 	r.calls = nil
 	got, err := s.Update(ctx, admin, a.ID, Patch{AccessMode: ptr(AccessRestricted), AllowedGroups: ptr([]string{"family"})})
@@ -405,4 +404,25 @@ func FuzzRemote(f *testing.F) {
 			t.Fatalf("remote %q does not end in the local port", r)
 		}
 	})
+}
+
+// Rewriting the vhost of a disabled tunnel (access mode change) keeps it
+// disabled.
+func TestAccessModeChangeKeepsDisabledTunnelDisabled(t *testing.T) {
+	ctx := context.Background()
+	s, r := newService(t, "home")
+	a, _ := s.Create(ctx, admin, CreateRequest{Subdomain: "a", Port: 8080})
+	if _, err := s.Update(ctx, admin, a.ID, Patch{Enabled: ptr(false)}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Update(ctx, admin, a.ID, Patch{AccessMode: ptr(AccessPublic)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.IsEnabled() || r.enabled[a.VhostName()] || r.written[a.VhostName()].AccessMode != AccessPublic {
+		t.Fatalf("after access change: enabled=%v link=%v vhost=%+v", got.IsEnabled(), r.enabled[a.VhostName()], r.written[a.VhostName()])
+	}
+	if len(r.ports["home"]) != 0 {
+		t.Fatalf("disabled tunnel's port back in the ACL: %v", r.ports["home"])
+	}
 }
