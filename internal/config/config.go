@@ -4,7 +4,10 @@
 // reads process-wide configuration on its own.
 package config
 
-import "path/filepath"
+import (
+	"path/filepath"
+	"strconv"
+)
 
 // Layout says where the relay keeps its files. Production uses
 // ProductionLayout; the demo and the tests put everything under one
@@ -78,4 +81,18 @@ func DefaultAddrs() Addrs {
 		HTTPSPort:   443,
 		PanelIPPort: 9292,
 	}
+}
+
+// HostURL returns https://<sub>.<domain> (https://<domain> for an empty
+// sub) with ":<port>" when the relay's HTTPS port is not 443: the one place
+// where the relay's public URLs are built.
+func (a Addrs) HostURL(sub, domain string) string {
+	host := domain
+	if sub != "" {
+		host = sub + "." + domain
+	}
+	if a.HTTPSPort != 0 && a.HTTPSPort != 443 {
+		host += ":" + strconv.Itoa(a.HTTPSPort)
+	}
+	return "https://" + host
 }

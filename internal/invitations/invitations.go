@@ -26,6 +26,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/portlama/portlama/internal/errkind"
 	"github.com/portlama/portlama/internal/store"
 	"github.com/portlama/portlama/internal/validate"
 )
@@ -46,11 +47,11 @@ const (
 
 // Errors of the store.
 var (
-	ErrNotFound = errors.New("invitation not found")
-	ErrUsed     = errors.New("invitation has already been used")
-	ErrExpired  = errors.New("invitation has expired")
+	ErrNotFound = errkind.Sentinel(errkind.NotFound, "Invitation not found")
+	ErrUsed     = errkind.Sentinel(errkind.Gone, "This invitation has already been used")
+	ErrExpired  = errkind.Sentinel(errkind.Gone, "This invitation has expired")
 	// ErrPending: an unused, unexpired invitation exists for the username.
-	ErrPending = errors.New("a pending invitation already exists for this username")
+	ErrPending = errkind.Sentinel(errkind.Conflict, "A pending invitation already exists for this username")
 )
 
 // Invitation is one entry of invitations.json.

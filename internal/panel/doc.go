@@ -63,7 +63,7 @@
 //		s.Handle(Route{
 //			Method: http.MethodPatch, Path: "/api/tunnels/{id}",
 //			Access:     AdminOrAgent,              // AdminOnly | AdminOrAgent | AgentOnly | Public
-//			Capability: CapTunnelsWrite,           // checked for agents; admins pass every guard
+//			Capability: api.CapTunnelsWrite,           // checked for agents; admins pass every guard
 //			Gate:       GateManagement,            // 503 until onboarding is COMPLETED
 //			Params:     map[string]func(string) error{"id": validate.UUID},
 //			Body: Object(
