@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 
 	"github.com/portlama/portlama/internal/store"
+	"github.com/portlama/portlama/internal/validate"
 )
 
 // Home is the agent's base directory (by default ~/.portlama). The command
@@ -61,13 +61,12 @@ const (
 	TrustChain = "chain"
 )
 
-var labelRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
-
-// ValidateLabel checks a local label: 1–50 characters of [a-z0-9-], starting
-// with a letter or digit (the relay's agent label rule). Labels name
-// directories, systemd units and launchd jobs, so nothing else is allowed.
+// ValidateLabel checks a local label with the relay's agent label rule
+// (validate.AgentLabel: 1–50 characters of [a-z0-9-], starting with a
+// letter or digit). Labels name directories, systemd units and launchd
+// jobs, so nothing else is allowed.
 func ValidateLabel(label string) error {
-	if len(label) == 0 || len(label) > 50 || !labelRE.MatchString(label) {
+	if validate.AgentLabel(label) != nil {
 		return fmt.Errorf("invalid label %q: use 1-50 lower-case letters, digits and hyphens, starting with a letter or digit", label)
 	}
 	return nil

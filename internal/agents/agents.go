@@ -37,13 +37,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/portlama/portlama/internal/pki"
 	"github.com/portlama/portlama/internal/store"
+	"github.com/portlama/portlama/internal/validate"
 )
 
 // Enrollment methods stored in the registry.
@@ -150,13 +150,9 @@ func New(cfg Config) (*Manager, error) {
 	return m, nil
 }
 
-var labelRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
-
-// ValidLabel reports whether label may name a new agent: 1–50 characters,
-// `^[a-z0-9][a-z0-9-]*$` (contract §2.6).
-func ValidLabel(label string) bool {
-	return len(label) >= 1 && len(label) <= 50 && labelRE.MatchString(label)
-}
+// ValidLabel reports whether label may name a new agent (the agent label
+// rule, validate.AgentLabel).
+func ValidLabel(label string) bool { return validate.AgentLabel(label) == nil }
 
 func (m *Manager) timestamp() string { return pki.Timestamp(m.now()) }
 

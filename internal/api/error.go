@@ -135,7 +135,9 @@ var (
 	ErrNotFound            = &Error{Status: http.StatusNotFound, Message: MsgNotFound}
 	ErrTwoFARequired       = &Error{Status: http.StatusUnauthorized, Message: MsgTwoFARequired}
 	ErrRevoked             = &Error{Status: http.StatusForbidden, Message: MsgRevoked}
-	ErrCertificateRequired = &Error{Status: http.StatusForbidden, Message: MsgCertificateRequired}
+	// ErrCertificateRequired matches the panel's 403 and nginx's answer (400 or 496)
+	// to a request without a valid client certificate.
+	ErrCertificateRequired = &Error{Message: MsgCertificateRequired}
 	ErrOnboardingPending   = &Error{Status: http.StatusServiceUnavailable, Message: MsgOnboardingPending}
 	ErrValidation          = &Error{Status: http.StatusBadRequest, Message: MsgValidation}
 	ErrScope               = &Error{Status: http.StatusForbidden, Message: MsgScope}

@@ -24,3 +24,7 @@ type PortalStatus struct {
 	Status  string `json:"status"`
 	Message string `json:"message,omitempty"`
 }
+
+// PortalCookieName is the auth server's login session cookie
+// (Domain=<d>).
+const PortalCookieName = "portlama_session"

@@ -173,3 +173,7 @@ type TwoFAEnabled struct {
 type TwoFAVerified struct {
 	Verified bool `json:"verified"`
 }
+
+// TwoFACookieName is the panel 2FA session cookie, set by
+// POST /api/settings/2fa/verify and confirm.
+const TwoFACookieName = "portlama_2fa_session"

@@ -3,6 +3,7 @@ package panel
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/portlama/portlama/internal/api"
@@ -103,14 +104,14 @@ func (s *Server) registerInvitations() {
 		Access: AdminOnly, Gate: GateManagement,
 		Params: map[string]func(string) error{"id": validate.UUID},
 		Handler: func(c *Ctx) error {
-			err := d.Invitations.Revoke(c.Param("id"))
+			err := d.Invitations.Revoke(strings.ToLower(c.Param("id")))
 			switch {
 			case errors.Is(err, invitations.ErrNotFound):
 				return err // 404 Invitation not found
 			case err != nil:
 				return Failed("Failed to revoke invitation", err)
 			}
-			c.Log.Info("invitation revoked", "id", c.Param("id"))
+			c.Log.Info("invitation revoked", "id", strings.ToLower(c.Param("id")))
 			return c.OK(api.OK{OK: true})
 		},
 	})

@@ -131,8 +131,10 @@ func TestInvitationsRevoke(t *testing.T) {
 	tok := tokenOf(t, r)
 	id := r.body["invitation"].(map[string]any)["id"].(string)
 	f.do("DELETE", "/api/invitations/not-a-uuid", "", adminHeaders()).expect(t, 400, "")
-	f.do("DELETE", "/api/invitations/1b4e28ba-2fa1-4d2e-883f-0016d3cca427", "", adminHeaders()).
-		expect(t, 404, `{"error":"Invitation not found"}`)
+	for _, unknown := range []string{"1b4e28ba-2fa1-4d2e-883f-0016d3cca427", "00000000-0000-0000-0000-000000000000", "1B4E28BA-2FA1-4D2E-883F-0016D3CCA427"} {
+		f.do("DELETE", "/api/invitations/"+unknown, "", adminHeaders()).
+			expect(t, 404, `{"error":"Invitation not found"}`)
+	}
 	f.do("DELETE", "/api/invitations/"+id, "", adminHeaders()).expect(t, 200, `{"ok":true}`)
 	f.do("DELETE", "/api/invitations/"+id, "", adminHeaders()).expect(t, 404, `{"error":"Invitation not found"}`)
 	f.do("POST", "/api/invite/lookup", lookupBody(tok), nil).expect(t, 404, `{"error":"Invitation not found"}`)

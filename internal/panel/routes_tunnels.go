@@ -187,7 +187,7 @@ func (s *Server) registerTunnels() {
 			if b.Enabled == nil && b.AccessMode == nil && b.AllowedUsers == nil && b.AllowedGroups == nil {
 				return ValidationError(Issue{Path: []any{}, Message: "Provide at least one of enabled, accessMode, allowedUsers, allowedGroups"})
 			}
-			t, err := d.Tunnels.Update(c.R.Context(), tunnelCaller(c.Identity), c.Param("id"), b)
+			t, err := d.Tunnels.Update(c.R.Context(), tunnelCaller(c.Identity), strings.ToLower(c.Param("id")), b)
 			if err != nil {
 				return err
 			}
@@ -203,7 +203,7 @@ func (s *Server) registerTunnels() {
 			if d.Tunnels == nil {
 				return errNotWired
 			}
-			if err := d.Tunnels.Delete(c.R.Context(), tunnelCaller(c.Identity), c.Param("id")); err != nil {
+			if err := d.Tunnels.Delete(c.R.Context(), tunnelCaller(c.Identity), strings.ToLower(c.Param("id"))); err != nil {
 				return err
 			}
 			return c.OK(api.OK{OK: true})

@@ -488,7 +488,7 @@ func TestTunnelSchema(t *testing.T) {
 		})
 	}
 	e.do("PATCH", "/api/tunnels/"+tun.ID, "", admin).expect(t, 400, "")
-	for _, id := range []string{"not-a-uuid", strings.ToUpper(tun.ID), "00000000-0000-1000-8000-000000000000"} {
+	for _, id := range []string{"not-a-uuid", tun.ID + "0", "{" + tun.ID[1:] + "}"} {
 		r := e.do("PATCH", "/api/tunnels/"+id, `{"enabled":false}`, admin)
 		r.expect(t, 400, "")
 		if !slices.Contains(r.issuePaths(), `["id"]`) {
@@ -496,6 +496,14 @@ func TestTunnelSchema(t *testing.T) {
 		}
 		e.do("DELETE", "/api/tunnels/"+id, "", admin).expect(t, 400, "")
 	}
+	// Any 8-4-4-4-12 hex id is well formed: an unknown one is not found
+	// (the nil UUID, another version, upper case).
+	for _, id := range []string{"00000000-0000-0000-0000-000000000000", "00000000-0000-1000-8000-000000000000", strings.ToUpper("1b4e28ba-2fa1-4d2e-883f-0016d3cca427")} {
+		e.do("PATCH", "/api/tunnels/"+id, `{"enabled":false}`, admin).expect(t, 404, `{"error":"Tunnel not found"}`)
+		e.do("DELETE", "/api/tunnels/"+id, "", admin).expect(t, 404, `{"error":"Tunnel not found"}`)
+	}
+	// Ids compare case-insensitively.
+	e.do("PATCH", "/api/tunnels/"+strings.ToUpper(tun.ID), `{"enabled":true}`, admin).expect(t, 200, "")
 	// An unchanged body answers 200 and touches nothing.
 	before := e.vhosts.callCount()
 	e.do("PATCH", "/api/tunnels/"+tun.ID, `{"enabled":true}`, admin).expect(t, 200, "")

@@ -17,7 +17,7 @@ import (
 
 // Panel 2FA session cookie (contract §3.7).
 const (
-	SessionCookieName  = "portlama_2fa_session"
+	SessionCookieName  = api.TwoFACookieName
 	SessionLifetime    = 12 * time.Hour
 	SessionIdleTimeout = 2 * time.Hour
 	sessionRefreshAge  = 60 // seconds of lastActivity age before a sliding refresh
