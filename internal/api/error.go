@@ -132,9 +132,9 @@ const (
 
 // Targets for errors.Is.
 var (
-	ErrNotFound            = &Error{Status: http.StatusNotFound, Message: MsgNotFound}
-	ErrTwoFARequired       = &Error{Status: http.StatusUnauthorized, Message: MsgTwoFARequired}
-	ErrRevoked             = &Error{Status: http.StatusForbidden, Message: MsgRevoked}
+	ErrNotFound      = &Error{Status: http.StatusNotFound, Message: MsgNotFound}
+	ErrTwoFARequired = &Error{Status: http.StatusUnauthorized, Message: MsgTwoFARequired}
+	ErrRevoked       = &Error{Status: http.StatusForbidden, Message: MsgRevoked}
 	// ErrCertificateRequired matches the panel's 403 and nginx's answer (400 or 496)
 	// to a request without a valid client certificate.
 	ErrCertificateRequired = &Error{Message: MsgCertificateRequired}
