@@ -43,6 +43,7 @@ func DirLayout(root string) Layout {
 }
 
 func (l Layout) PanelConfig() string     { return filepath.Join(l.DataDir, "panel.json") }
+func (l Layout) PanelSecrets() string    { return filepath.Join(l.DataDir, PanelSecretsName) }
 func (l Layout) TunnelsFile() string     { return filepath.Join(l.DataDir, "tunnels.json") }
 func (l Layout) SitesFile() string       { return filepath.Join(l.DataDir, "sites.json") }
 func (l Layout) InvitationsFile() string { return filepath.Join(l.DataDir, "invitations.json") }
