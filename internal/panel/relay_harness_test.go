@@ -32,7 +32,7 @@ import (
 // end-to-end tests run the real nginx and tunnel server.
 
 const (
-	testFingerprint = "SHA256:dGVzdC1maW5nZXJwcmludA"
+	testFingerprint = "O6ssY+Ss0zrUaXnR0QSxtvlDW9pPHZTU2RqkG5xV3Eg=" // chisel's SHA-256 form
 	testDomain      = "example.com"
 )
 
