@@ -189,31 +189,6 @@ func (h Home) Register(e RegistryEntry) error {
 	return nil
 }
 
-// Unregister removes a label from the registry (its files stay). When it
-// was current and exactly one other label remains, that one becomes current.
-func (h Home) Unregister(label string) error {
-	_, err := h.registryDoc().Update(func(r *Registry) error {
-		kept := r.Agents[:0]
-		for _, a := range r.Agents {
-			if a.Label != label {
-				kept = append(kept, a)
-			}
-		}
-		r.Agents = kept
-		if r.Current == label {
-			r.Current = ""
-			if len(kept) == 1 {
-				r.Current = kept[0].Label
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("update agent registry: %w", err)
-	}
-	return nil
-}
-
 // LoadProfile reads a label's config.json.
 func (h Home) LoadProfile(label string) (Profile, error) {
 	if err := ValidateLabel(label); err != nil {

@@ -41,6 +41,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/pki"
 	"github.com/portlama/portlama/internal/store"
 	"github.com/portlama/portlama/internal/validate"
@@ -106,7 +107,7 @@ func (e Entry) ExpiringSoon(now time.Time) bool {
 	if e.Revoked {
 		return false
 	}
-	exp, err := time.Parse(timeLayout, e.ExpiresAt)
+	exp, err := api.ParseTime(e.ExpiresAt)
 	return err == nil && exp.Sub(now) <= expiringSoon
 }
 
@@ -125,8 +126,6 @@ type Manager struct {
 	tokens   *store.Doc[TokenList]
 	mu       sync.Mutex
 }
-
-const timeLayout = "2006-01-02T15:04:05.000Z"
 
 // New returns a Manager for the agents of the PKI in cfg. It creates the
 // pki/agents directory when missing.

@@ -615,9 +615,6 @@ func (s *Stack) startAgent(ctx context.Context) error {
 	return s.agent.start()
 }
 
-// KillAgent stops the agent process.
-func (s *Stack) KillAgent() { s.agent.kill() }
-
 func (s *Stack) waitForApps(ctx context.Context) error {
 	c, err := s.AdminClient()
 	if err != nil {

@@ -71,9 +71,6 @@ func New(baseURL string, hc *http.Client) *Client {
 	return &Client{base: strings.TrimRight(baseURL, "/"), http: hc}
 }
 
-// URL returns the panel's base URL.
-func (c *Client) URL() string { return c.base }
-
 // CloseIdle closes idle connections (the next call re-handshakes).
 func (c *Client) CloseIdle() { c.http.CloseIdleConnections() }
 
