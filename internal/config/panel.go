@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/store"
 	"github.com/portlama/portlama/internal/validate"
 )
@@ -22,11 +23,11 @@ const PanelConfigMode = 0o640
 
 // Onboarding states (contract §4), in order.
 const (
-	StatusFresh        = "FRESH"
-	StatusDomainSet    = "DOMAIN_SET"
-	StatusDNSReady     = "DNS_READY"
-	StatusProvisioning = "PROVISIONING"
-	StatusCompleted    = "COMPLETED"
+	StatusFresh        = api.StatusFresh
+	StatusDomainSet    = api.StatusDomainSet
+	StatusDNSReady     = api.StatusDNSReady
+	StatusProvisioning = api.StatusProvisioning
+	StatusCompleted    = api.StatusCompleted
 )
 
 // Defaults of panel.json (contract §17.2).

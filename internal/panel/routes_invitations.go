@@ -12,14 +12,6 @@ import (
 	"github.com/portlama/portlama/internal/validate"
 )
 
-// invitationView is an invitation as GET /api/invitations lists it.
-func invitationView(l invitations.Listed) api.Invitation {
-	return api.Invitation{
-		ID: l.ID, Username: l.Username, Email: l.Email, Groups: l.Groups, CreatedAt: l.CreatedAt,
-		ExpiresAt: l.ExpiresAt, Used: l.Used, AcceptedAt: l.AcceptedAt, Status: l.Status,
-	}
-}
-
 // authURL returns https://auth.<d>[:port]<path>, or nil without a domain.
 func (s *Server) authURL(c *Ctx, path string) *string {
 	d := c.Panel.DomainOrEmpty()
@@ -43,11 +35,7 @@ func (s *Server) registerInvitations() {
 			if err != nil {
 				return Failed("Failed to read invitations", err)
 			}
-			out := make([]api.Invitation, 0, len(list))
-			for _, l := range list {
-				out = append(out, invitationView(l))
-			}
-			return c.OK(api.InvitationList{Invitations: out})
+			return c.OK(api.InvitationList{Invitations: list})
 		},
 	})
 
