@@ -28,8 +28,9 @@ demo: deps build
 test: test-deps check unit cross
 
 check:
-	@out=$$(gofmt -l cmd internal test 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l cmd internal test tools 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	GO=$(GO) scripts/deadcode.sh
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m ./...

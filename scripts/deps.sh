@@ -47,3 +47,11 @@ if ! command -v go >/dev/null && [ ! -x /usr/local/go/bin/go ]; then
   echo "error: Go is not installed; install Go 1.26 from go.dev/dl into /usr/local/go" >&2
   exit 1
 fi
+
+# The test suite's static checks build deadcode from the pinned tools module
+# (make check runs it).
+if [ "$want_test" = 1 ]; then
+  go_bin=go
+  command -v go >/dev/null || go_bin=/usr/local/go/bin/go
+  (cd "$(dirname "$0")/.." && "$go_bin" build -C tools -o ../bin/deadcode golang.org/x/tools/cmd/deadcode)
+fi

@@ -75,7 +75,19 @@ func newRootCmd() *cobra.Command {
 		newListCmd(g),
 		newUseCmd(g),
 	)
+	explainErrors(root)
 	return root
+}
+
+// explainErrors makes every command add advice to the panel errors the
+// user can act on (agent.Explain).
+func explainErrors(cmd *cobra.Command) {
+	if run := cmd.RunE; run != nil {
+		cmd.RunE = func(c *cobra.Command, args []string) error { return agent.Explain(run(c, args)) }
+	}
+	for _, sub := range cmd.Commands() {
+		explainErrors(sub)
+	}
 }
 
 func main() {

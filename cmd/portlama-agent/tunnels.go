@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"runtime"
 	"strconv"
 	"time"
@@ -12,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/portlama/portlama/internal/agent"
+	"github.com/portlama/portlama/internal/api"
+	"github.com/portlama/portlama/internal/validate"
 )
 
 // apiClient returns the label's identity and a panel client.
@@ -31,11 +32,9 @@ func apiClient(g *globals) (*agent.Identity, *agent.Client, error) {
 	return id, agent.NewClient(id.Profile.PanelURL, tc), nil
 }
 
-var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-
 // resolveTunnel maps a UUID, subdomain or fqdn to a tunnel ID.
 func resolveTunnel(ctx context.Context, c *agent.Client, ref string) (string, error) {
-	if uuidRE.MatchString(ref) {
+	if validate.UUID(ref) == nil {
 		return ref, nil
 	}
 	ts, err := c.ListTunnels(ctx)
@@ -81,18 +80,19 @@ func newTunnelsCmd(g *globals) *cobra.Command {
 			tw := newTable(cmd.OutOrStdout(), "ID", "FQDN", "LOCAL", "RELAY PORT", "ACCESS", "ENABLED")
 			for _, t := range ts {
 				access := t.AccessMode
-				if t.Type == "panel" {
+				if t.Type == api.TypePanel {
 					access = "panel (mTLS)"
 				}
-				tw.row(t.ID, t.FQDN, agent.AgentTunnel{TargetHost: t.TargetHost, Port: t.Port}.Local(),
-					strconv.Itoa(t.RelayPort), access, yesNo(t.IsEnabled()))
+				tw.row(t.ID, t.FQDN, api.AgentTunnel{TargetHost: t.TargetHost, Port: t.Port}.Local(),
+					strconv.Itoa(t.RelayPort), string(access), yesNo(t.IsEnabled()))
 			}
 			return tw.flush()
 		},
 	}
 	list.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
 
-	var nt agent.NewTunnel
+	var nt api.CreateTunnelRequest
+	var accessMode string
 	create := &cobra.Command{
 		Use:   "create --subdomain SUB --port PORT [--target-host HOST] [--access-mode MODE]",
 		Short: "Create a tunnel from SUB.<domain> to a local port",
@@ -110,12 +110,13 @@ func newTunnelsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			nt.AccessMode = api.AccessMode(accessMode)
 			t, err := c.CreateTunnel(cmd.Context(), nt)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Created https://%s → %s (id %s).\nA running agent picks it up within its poll interval.\n",
-				t.FQDN, agent.AgentTunnel{TargetHost: t.TargetHost, Port: t.Port}.Local(), t.ID)
+				t.FQDN, api.AgentTunnel{TargetHost: t.TargetHost, Port: t.Port}.Local(), t.ID)
 			return nil
 		},
 	}
@@ -124,7 +125,7 @@ func newTunnelsCmd(g *globals) *cobra.Command {
 	cf.IntVar(&nt.Port, "port", 0, "local port (1024-65535)")
 	cf.StringVar(&nt.TargetHost, "target-host", "", "host the agent connects to (default 127.0.0.1)")
 	cf.StringVar(&nt.Description, "description", "", "description")
-	cf.StringVar(&nt.AccessMode, "access-mode", "", "authenticated (default), restricted or public (admins only)")
+	cf.StringVar(&accessMode, "access-mode", "", "authenticated (default), restricted or public (admins only)")
 	cf.StringSliceVar(&nt.AllowedUsers, "allow-user", nil, "restricted mode: allowed user (repeatable)")
 	cf.StringSliceVar(&nt.AllowedGroups, "allow-group", nil, "restricted mode: allowed group (repeatable)")
 

@@ -1,6 +1,16 @@
 // Package acme keeps the relay's TLS certificates for its domain vhosts: the
 // certificate store (<certs>/<name>/fullchain.pem, privkey.pem, meta.json,
-// contract §17.10) and the choice of certificate for a host (§11.1).
+// contract §17.10), its path layout (Files, FilesIn: nginx renders vhosts
+// from them, tunnels and sites use them) and the choice of certificate for
+// a host (§11.1).
+//
+// A certificate and its key always change together: each installation
+// writes a new version directory (<certs>/.<name>.<n>/) and then swaps the
+// symlink <certs>/<name> to it with one rename, so a reader that resolves
+// <certs>/<name> once (nginx at a reload, os.OpenRoot) sees a matching pair,
+// never a new certificate with an old key. The previous version is kept
+// for readers that resolved it just before the swap; older ones are
+// removed.
 //
 // Issuance through an ACME client plugs in as an Issuer; without one, a host
 // that has no usable certificate in the store is refused with a plain error.
@@ -18,8 +28,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/store"
-	"github.com/portlama/portlama/internal/tunnels"
 	"github.com/portlama/portlama/internal/validate"
 )
 
@@ -53,11 +63,29 @@ func (s *Store) now() time.Time {
 	return time.Now()
 }
 
-// Paths returns the file paths of the certificate called name.
-func (s *Store) Paths(name string) tunnels.CertPaths {
-	dir := filepath.Join(s.Dir, name)
-	return tunnels.CertPaths{Name: name, Cert: filepath.Join(dir, "fullchain.pem"), Key: filepath.Join(dir, "privkey.pem")}
+// File names inside a certificate's directory.
+const (
+	CertFile = "fullchain.pem"
+	KeyFile  = "privkey.pem"
+	MetaFile = "meta.json"
+)
+
+// Files locate a certificate and its key for a vhost.
+type Files struct {
+	Name     string // certificate name in the store (<certs>/<name>/)
+	Cert     string // <certs>/<name>/fullchain.pem
+	Key      string // <certs>/<name>/privkey.pem
+	Wildcard bool   // the base domain's certificate, used for a host one label below it
 }
+
+// FilesIn returns the files of certificate name in the store at dir.
+func FilesIn(dir, name string) Files {
+	d := filepath.Join(dir, name)
+	return Files{Name: name, Cert: filepath.Join(d, CertFile), Key: filepath.Join(d, KeyFile)}
+}
+
+// Paths returns the file paths of the certificate called name.
+func (s *Store) Paths(name string) Files { return FilesIn(s.Dir, name) }
 
 // NotAfter returns the expiry of the certificate called name.
 func (s *Store) NotAfter(name string) (time.Time, error) {
@@ -85,14 +113,11 @@ func (s *Store) usable(name string) bool {
 }
 
 // Install writes a certificate into the store (fullchain 0644, key 0600,
-// meta.json).
+// meta.json) as a new version and makes it current with one rename (see
+// the package documentation).
 func (s *Store) Install(name string, certPEM, keyPEM []byte, domains []string, challenge string) error {
 	if err := validate.CertName(name); err != nil {
 		return fmt.Errorf("certificate name %q: %w", name, err)
-	}
-	p := s.Paths(name)
-	if err := os.MkdirAll(filepath.Dir(p.Cert), 0o700); err != nil {
-		return fmt.Errorf("create certificate directory: %w", err)
 	}
 	block, _ := pem.Decode(certPEM)
 	if block == nil {
@@ -102,23 +127,112 @@ func (s *Store) Install(name string, certPEM, keyPEM []byte, domains []string, c
 	if err != nil {
 		return fmt.Errorf("parse certificate: %w", err)
 	}
-	if err := store.WriteFileAtomic(p.Key, keyPEM, 0o600); err != nil {
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return fmt.Errorf("create certificate store: %w", err)
+	}
+	meta, err := store.Marshal(Meta{Domains: domains, NotAfter: api.FormatTime(c.NotAfter), Challenge: challenge})
+	if err != nil {
 		return err
 	}
-	if err := store.WriteFileAtomic(p.Cert, certPEM, 0o644); err != nil {
+	version, err := os.MkdirTemp(s.Dir, "."+name+".")
+	if err != nil {
+		return fmt.Errorf("create certificate version directory: %w", err)
+	}
+	if err := os.Chmod(version, 0o700); err != nil {
+		os.RemoveAll(version)
 		return err
 	}
-	meta, _ := store.Marshal(Meta{Domains: domains, NotAfter: c.NotAfter.UTC().Format("2006-01-02T15:04:05.000Z"), Challenge: challenge})
-	return store.WriteFileAtomic(filepath.Join(filepath.Dir(p.Cert), "meta.json"), meta, 0o644)
+	for _, f := range []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{{KeyFile, keyPEM, 0o600}, {CertFile, certPEM, 0o644}, {MetaFile, meta, 0o644}} {
+		if err := store.WriteFileAtomic(filepath.Join(version, f.name), f.data, f.mode); err != nil {
+			os.RemoveAll(version)
+			return err
+		}
+	}
+	if err := s.swap(name, version); err != nil {
+		os.RemoveAll(version)
+		return err
+	}
+	return nil
+}
+
+// swap points <dir>/<name> at version with one rename and removes versions
+// older than the previous one. A plain directory left by an older relay
+// is moved aside first (a one-time migration).
+func (s *Store) swap(name, version string) error {
+	link := filepath.Join(s.Dir, name)
+	previous := ""
+	if fi, err := os.Lstat(link); err == nil {
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			previous, _ = os.Readlink(link)
+		case fi.IsDir():
+			legacy, err := os.MkdirTemp(s.Dir, "."+name+".")
+			if err != nil {
+				return err
+			}
+			os.Remove(legacy)
+			if err := os.Rename(link, legacy); err != nil {
+				return fmt.Errorf("move %s aside: %w", link, err)
+			}
+			previous = filepath.Base(legacy)
+		}
+	}
+	tmp := filepath.Join(s.Dir, "."+name+".link-"+filepath.Base(version))
+	if err := os.Symlink(filepath.Base(version), tmp); err != nil {
+		return fmt.Errorf("link certificate %s: %w", name, err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("switch certificate %s: %w", name, err)
+	}
+	if err := syncDir(s.Dir); err != nil {
+		return err
+	}
+	keep := map[string]bool{filepath.Base(version): true, filepath.Base(previous): true}
+	for _, v := range s.versions(name) {
+		if !keep[v] {
+			os.RemoveAll(filepath.Join(s.Dir, v))
+		}
+	}
+	return nil
+}
+
+// versions lists the version directories of name (".<name>.<n>").
+func (s *Store) versions(name string) []string {
+	entries, err := os.ReadDir(s.Dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	prefix := "." + name + "."
+	for _, e := range entries {
+		if rest, ok := strings.CutPrefix(e.Name(), prefix); ok && e.IsDir() && !strings.Contains(rest, ".") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // ForHost returns the certificate to use for fqdn (contract §11.1): a
 // wildcard for *.<d> valid for more than 24 h when fqdn is one label below
 // <d>; else fqdn's own certificate when valid for more than 24 h; else a new
 // one from the Issuer.
-func (s *Store) ForHost(ctx context.Context, fqdn string) (tunnels.CertPaths, error) {
+func (s *Store) ForHost(ctx context.Context, fqdn string) (Files, error) {
 	if err := validate.FQDN(fqdn); err != nil {
-		return tunnels.CertPaths{}, fmt.Errorf("host %q: %w", fqdn, err)
+		return Files{}, fmt.Errorf("host %q: %w", fqdn, err)
 	}
 	if d := s.Domain(); d != "" && strings.HasSuffix(fqdn, "."+d) && !strings.Contains(strings.TrimSuffix(fqdn, "."+d), ".") && s.usable(d) {
 		p := s.Paths(d)
@@ -129,14 +243,14 @@ func (s *Store) ForHost(ctx context.Context, fqdn string) (tunnels.CertPaths, er
 		return s.Paths(fqdn), nil
 	}
 	if s.Issuer == nil {
-		return tunnels.CertPaths{}, fmt.Errorf("no valid certificate for %s and automatic issuance is not configured", fqdn)
+		return Files{}, fmt.Errorf("no valid certificate for %s and automatic issuance is not configured", fqdn)
 	}
 	certPEM, keyPEM, challenge, err := s.Issuer.Obtain(ctx, []string{fqdn})
 	if err != nil {
-		return tunnels.CertPaths{}, err
+		return Files{}, err
 	}
 	if err := s.Install(fqdn, certPEM, keyPEM, []string{fqdn}, challenge); err != nil {
-		return tunnels.CertPaths{}, err
+		return Files{}, err
 	}
 	return s.Paths(fqdn), nil
 }
@@ -152,7 +266,12 @@ func (s *Store) DeleteIndividual(_ context.Context, fqdn string) error {
 	}
 	err := os.RemoveAll(filepath.Join(s.Dir, fqdn))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		err = nil
+	}
+	for _, v := range s.versions(fqdn) {
+		if rerr := os.RemoveAll(filepath.Join(s.Dir, v)); rerr != nil && err == nil {
+			err = rerr
+		}
 	}
 	return err
 }
@@ -168,7 +287,9 @@ func (s *Store) Names() ([]string, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if e.IsDir() && validate.CertName(e.Name()) == nil {
+		// Certificates are symlinks to their current version (plain
+		// directories before the first reinstall by this release).
+		if (e.IsDir() || e.Type()&fs.ModeSymlink != 0) && validate.CertName(e.Name()) == nil {
 			names = append(names, e.Name())
 		}
 	}

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 
 	"github.com/portlama/portlama/internal/store"
+	"github.com/portlama/portlama/internal/validate"
 )
 
 // Home is the agent's base directory (by default ~/.portlama). The command
@@ -61,13 +61,12 @@ const (
 	TrustChain = "chain"
 )
 
-var labelRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
-
-// ValidateLabel checks a local label: 1–50 characters of [a-z0-9-], starting
-// with a letter or digit (the relay's agent label rule). Labels name
-// directories, systemd units and launchd jobs, so nothing else is allowed.
+// ValidateLabel checks a local label with the relay's agent label rule
+// (validate.AgentLabel: 1–50 characters of [a-z0-9-], starting with a
+// letter or digit). Labels name directories, systemd units and launchd
+// jobs, so nothing else is allowed.
 func ValidateLabel(label string) error {
-	if len(label) == 0 || len(label) > 50 || !labelRE.MatchString(label) {
+	if validate.AgentLabel(label) != nil {
 		return fmt.Errorf("invalid label %q: use 1-50 lower-case letters, digits and hyphens, starting with a letter or digit", label)
 	}
 	return nil
@@ -182,31 +181,6 @@ func (h Home) Register(e RegistryEntry) error {
 		r.Agents = append(kept, e)
 		sort.Slice(r.Agents, func(i, j int) bool { return r.Agents[i].Label < r.Agents[j].Label })
 		r.Current = e.Label
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("update agent registry: %w", err)
-	}
-	return nil
-}
-
-// Unregister removes a label from the registry (its files stay). When it
-// was current and exactly one other label remains, that one becomes current.
-func (h Home) Unregister(label string) error {
-	_, err := h.registryDoc().Update(func(r *Registry) error {
-		kept := r.Agents[:0]
-		for _, a := range r.Agents {
-			if a.Label != label {
-				kept = append(kept, a)
-			}
-		}
-		r.Agents = kept
-		if r.Current == label {
-			r.Current = ""
-			if len(kept) == 1 {
-				r.Current = kept[0].Label
-			}
-		}
 		return nil
 	})
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/portlama/portlama/internal/agent/agenttest"
+	"github.com/portlama/portlama/internal/api"
+	"github.com/portlama/portlama/internal/panelclient"
 )
 
 func setupOpts(p *agenttest.Panel) SetupOptions {
@@ -142,7 +144,7 @@ func TestSetupAPIErrorVerbatimAndNoFilesKept(t *testing.T) {
 	o := setupOpts(p)
 	o.Token = strings.Repeat("cd", 32)
 	_, err := Setup(context.Background(), h, o)
-	var ae *APIError
+	var ae *api.Error
 	if !errors.As(err, &ae) || ae.Status != 401 || ae.Message != "Invalid enrollment token" {
 		t.Fatalf("err = %v, want 401 Invalid enrollment token", err)
 	}
@@ -305,17 +307,26 @@ func TestSetupForceReplacesLabelKeepingOldFiles(t *testing.T) {
 }
 
 func TestAPIErrorMessages(t *testing.T) {
-	err := parseAPIError(403, []byte(`{"error":"Insufficient certificate capability","details":{"required":"tunnels:write","granted":["tunnels:read"]}}`))
+	err := Explain(panelclient.ParseError(403, "application/json", []byte(`{"error":"Insufficient certificate capability","details":{"required":"tunnels:write","granted":["tunnels:read"]}}`)))
 	if got := err.Error(); !strings.HasPrefix(got, "Insufficient certificate capability (HTTP 403)") || !strings.Contains(got, `"tunnels:write" capability`) {
 		t.Fatalf("got %q", got)
 	}
-	err = parseAPIError(400, []byte("<html><head><title>400 No required SSL certificate was sent</title></head></html>"))
-	if !strings.Contains(err.Error(), "refused this agent's client certificate") {
-		t.Fatalf("got %q", err)
+	// nginx's HTML page and its JSON answer for a missing certificate.
+	for _, e := range []error{
+		panelclient.ParseError(400, "text/html", []byte("<html><head><title>400 No required SSL certificate was sent</title></head></html>")),
+		panelclient.ParseError(400, "application/json", []byte(`{"error":"mTLS certificate required"}`)),
+	} {
+		err = Explain(e)
+		if !errors.Is(err, api.ErrCertificateRequired) || !strings.Contains(err.Error(), "refused this agent's client certificate") {
+			t.Fatalf("got %q", err)
+		}
 	}
-	err = parseAPIError(502, []byte("bad gateway"))
+	err = Explain(panelclient.ParseError(502, "text/plain", []byte("bad gateway")))
 	if !strings.Contains(err.Error(), "Bad Gateway (HTTP 502)") {
 		t.Fatalf("got %q", err)
+	}
+	if Explain(nil) != nil {
+		t.Fatal("Explain(nil) is not nil")
 	}
 }
 

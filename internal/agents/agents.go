@@ -37,13 +37,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/pki"
 	"github.com/portlama/portlama/internal/store"
+	"github.com/portlama/portlama/internal/validate"
 )
 
 // Enrollment methods stored in the registry.
@@ -106,7 +107,7 @@ func (e Entry) ExpiringSoon(now time.Time) bool {
 	if e.Revoked {
 		return false
 	}
-	exp, err := time.Parse(timeLayout, e.ExpiresAt)
+	exp, err := api.ParseTime(e.ExpiresAt)
 	return err == nil && exp.Sub(now) <= expiringSoon
 }
 
@@ -125,8 +126,6 @@ type Manager struct {
 	tokens   *store.Doc[TokenList]
 	mu       sync.Mutex
 }
-
-const timeLayout = "2006-01-02T15:04:05.000Z"
 
 // New returns a Manager for the agents of the PKI in cfg. It creates the
 // pki/agents directory when missing.
@@ -150,13 +149,9 @@ func New(cfg Config) (*Manager, error) {
 	return m, nil
 }
 
-var labelRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
-
-// ValidLabel reports whether label may name a new agent: 1–50 characters,
-// `^[a-z0-9][a-z0-9-]*$` (contract §2.6).
-func ValidLabel(label string) bool {
-	return len(label) >= 1 && len(label) <= 50 && labelRE.MatchString(label)
-}
+// ValidLabel reports whether label may name a new agent (the agent label
+// rule, validate.AgentLabel).
+func ValidLabel(label string) bool { return validate.AgentLabel(label) == nil }
 
 func (m *Manager) timestamp() string { return pki.Timestamp(m.now()) }
 

@@ -13,6 +13,7 @@ import (
 
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/pki"
 )
 
@@ -27,7 +28,7 @@ func TestNormalizeCapabilities(t *testing.T) {
 		{[]string{"tunnels:write"}, []string{"tunnels:read", "tunnels:write"}, ""},
 		{[]string{"sites:read", "tunnels:read"}, []string{"sites:read", "tunnels:read"}, ""},
 		{[]string{"system:read", "system:read"}, []string{"tunnels:read", "system:read"}, ""},
-		{AllCapabilities(), AllCapabilities(), ""},
+		{api.Capabilities(), api.Capabilities(), ""},
 		{[]string{"tunnels:read", "admin"}, nil, "admin"},
 		{[]string{"Tunnels:read"}, nil, "Tunnels:read"},
 		{[]string{""}, nil, ""},
@@ -46,8 +47,8 @@ func TestNormalizeCapabilities(t *testing.T) {
 			t.Errorf("NormalizeCapabilities(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
 	}
-	if len(AllCapabilities()) != 10 {
-		t.Errorf("capability set has %d entries, want 10", len(AllCapabilities()))
+	if len(api.Capabilities()) != 10 {
+		t.Errorf("capability set has %d entries, want 10", len(api.Capabilities()))
 	}
 }
 
@@ -61,17 +62,17 @@ func FuzzNormalizeCapabilities(f *testing.F) {
 		got, err := NormalizeCapabilities(in)
 		if err != nil {
 			var ce *CapabilityError
-			if !errors.As(err, &ce) || IsCapability(ce.Capability) || !slices.Contains(in, ce.Capability) {
+			if !errors.As(err, &ce) || api.IsCapability(ce.Capability) || !slices.Contains(in, ce.Capability) {
 				t.Fatalf("bad error %v for %q", err, in)
 			}
 			return
 		}
-		if !slices.Contains(got, CapTunnelsRead) {
+		if !slices.Contains(got, api.CapTunnelsRead) {
 			t.Fatal("tunnels:read missing")
 		}
 		seen := map[string]bool{}
 		for _, c := range got {
-			if !IsCapability(c) || seen[c] {
+			if !api.IsCapability(c) || seen[c] {
 				t.Fatalf("result %q has an unknown or duplicate capability", got)
 			}
 			seen[c] = true

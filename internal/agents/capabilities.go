@@ -1,32 +1,11 @@
 package agents
 
-import "slices"
+import (
+	"slices"
 
-// Capabilities an agent certificate can hold (contract §3.5). The set is
-// fixed.
-const (
-	CapTunnelsRead   = "tunnels:read"
-	CapTunnelsWrite  = "tunnels:write"
-	CapServicesRead  = "services:read"
-	CapServicesWrite = "services:write"
-	CapSystemRead    = "system:read"
-	CapSitesRead     = "sites:read"
-	CapSitesWrite    = "sites:write"
-	CapPanelExpose   = "panel:expose"
-	CapIdentityRead  = "identity:read"
-	CapIdentityQuery = "identity:query"
+	"github.com/portlama/portlama/internal/api"
+	"github.com/portlama/portlama/internal/errkind"
 )
-
-var allCapabilities = []string{
-	CapTunnelsRead, CapTunnelsWrite, CapServicesRead, CapServicesWrite, CapSystemRead,
-	CapSitesRead, CapSitesWrite, CapPanelExpose, CapIdentityRead, CapIdentityQuery,
-}
-
-// AllCapabilities returns the fixed capability set in contract order.
-func AllCapabilities() []string { return slices.Clone(allCapabilities) }
-
-// IsCapability reports whether c is one of the fixed capabilities.
-func IsCapability(c string) bool { return slices.Contains(allCapabilities, c) }
 
 // CapabilityError names a capability outside the fixed set. Its message,
 // `Invalid capability: <c>`, is part of the contract (§2.3).
@@ -36,11 +15,17 @@ type CapabilityError struct {
 
 func (e *CapabilityError) Error() string { return "Invalid capability: " + e.Capability }
 
+// Unwrap gives the error its kind (errkind.Invalid).
+func (e *CapabilityError) Unwrap() error { return errkind.Invalid }
+
+// ErrorField names the request field.
+func (e *CapabilityError) ErrorField() string { return "capabilities" }
+
 // ValidateCapabilities returns a *CapabilityError for the first entry of caps
 // that is not a capability.
 func ValidateCapabilities(caps []string) error {
 	for _, c := range caps {
-		if !IsCapability(c) {
+		if !api.IsCapability(c) {
 			return &CapabilityError{Capability: c}
 		}
 	}
@@ -55,8 +40,8 @@ func NormalizeCapabilities(caps []string) ([]string, error) {
 		return nil, err
 	}
 	out := []string{}
-	if !slices.Contains(caps, CapTunnelsRead) {
-		out = append(out, CapTunnelsRead)
+	if !slices.Contains(caps, api.CapTunnelsRead) {
+		out = append(out, api.CapTunnelsRead)
 	}
 	for _, c := range caps {
 		if !slices.Contains(out, c) {
@@ -71,7 +56,7 @@ func NormalizeCapabilities(caps []string) ([]string, error) {
 func filterCapabilities(caps []string) []string {
 	known := []string{}
 	for _, c := range caps {
-		if IsCapability(c) {
+		if api.IsCapability(c) {
 			known = append(known, c)
 		}
 	}

@@ -4,25 +4,26 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/portlama/portlama/internal/errkind"
 	"github.com/portlama/portlama/internal/pki"
 )
 
 // Errors of token enrollment. Their messages are the contract's 401 error
 // strings (§11.4) and are returned to clients verbatim.
 var (
-	ErrInvalidToken = errors.New("Invalid enrollment token")
-	ErrTokenUsed    = errors.New("Enrollment token has already been used")
-	ErrTokenExpired = errors.New("Enrollment token has expired")
+	ErrInvalidToken = errkind.Sentinel(errkind.Unauthorized, "Invalid enrollment token")
+	ErrTokenUsed    = errkind.Sentinel(errkind.Unauthorized, "Enrollment token has already been used")
+	ErrTokenExpired = errkind.Sentinel(errkind.Unauthorized, "Enrollment token has expired")
 )
 
 // Kinds of *LabelError, for errors.Is.
 var (
 	// ErrExists: a non-revoked agent with the label exists (409).
-	ErrExists = errors.New("agent certificate already exists")
+	ErrExists = errkind.Sentinel(errkind.Conflict, "agent certificate already exists")
 	// ErrNotFound: no non-revoked agent with the label (404).
-	ErrNotFound = errors.New("agent certificate not found")
+	ErrNotFound = errkind.Sentinel(errkind.NotFound, "agent certificate not found")
 	// ErrInvalidLabel: the label breaks the agent label rule (400).
-	ErrInvalidLabel = errors.New("invalid agent label")
+	ErrInvalidLabel = errkind.Sentinel(errkind.Invalid, "invalid agent label")
 )
 
 // LabelError is an error about one agent label. errors.Is(err, ErrExists /
@@ -47,6 +48,14 @@ func (e *LabelError) Error() string {
 }
 
 func (e *LabelError) Unwrap() error { return e.Err }
+
+// ErrorField names the request field of an invalid label.
+func (e *LabelError) ErrorField() string {
+	if e.Err == ErrInvalidLabel {
+		return "label"
+	}
+	return ""
+}
 
 func labelErr(label string, kind error) error { return &LabelError{Label: label, Err: kind} }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/pki"
 )
 
@@ -28,7 +29,7 @@ type TokenList struct {
 }
 
 func parseTime(s string) (time.Time, bool) {
-	t, err := time.Parse(timeLayout, s)
+	t, err := api.ParseTime(s)
 	return t, err == nil
 }
 

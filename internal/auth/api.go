@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/portlama/portlama/internal/api"
 )
 
 // Authelia's response envelope.
@@ -46,20 +48,12 @@ func writeKO(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, envelope{Status: statusKO, Message: msg})
 }
 
-// FirstFactorRequest is the body of POST /api/firstfactor (Authelia's).
-type FirstFactorRequest struct {
-	Username       string `json:"username"`
-	Password       string `json:"password"`
-	KeepMeLoggedIn bool   `json:"keepMeLoggedIn"`
-	TargetURL      string `json:"targetURL"`
-	RequestMethod  string `json:"requestMethod"`
-}
+// FirstFactorRequest is the body of POST /api/firstfactor (Authelia's);
+// the type is the API's (internal/api), shared with its client.
+type FirstFactorRequest = api.FirstFactorRequest
 
 // TOTPRequest is the body of POST /api/secondfactor/totp (Authelia's).
-type TOTPRequest struct {
-	Token     string `json:"token"`
-	TargetURL string `json:"targetURL"`
-}
+type TOTPRequest = api.TOTPRequest
 
 // DecodeFirstFactor parses and checks a first-factor body: a single JSON
 // object, username and password present and of sane length.

@@ -143,8 +143,8 @@ func TestRegulatorInFlight(t *testing.T) {
 	for i := 0; i < RegulationMaxRetries; i++ {
 		r.end(now, false, "u:a", "ip:1")
 	}
-	if r.banned(now, "u:a") || len(r.inflight) != 0 {
-		t.Fatalf("banned %v in flight %v after successes", r.banned(now, "u:a"), r.inflight)
+	if r.banned(now, "u:a") || r.InFlight() != 0 {
+		t.Fatalf("banned %v in flight %v after successes", r.banned(now, "u:a"), r.InFlight())
 	}
 	// Four failures leave room for exactly one more attempt at a time.
 	for i := 0; i < RegulationMaxRetries-1; i++ {

@@ -42,6 +42,8 @@ var (
 	ErrUserExists   = errors.New("username already exists")
 	ErrUserNotFound = errors.New("user not found")
 	ErrLastUser     = errors.New("cannot delete the last user")
+	// ErrPasswordHash wraps a failure to hash a password (HashPassword).
+	ErrPasswordHash = errors.New("hash password")
 )
 
 // User is one entry of the users file, in Authelia's file-backend format.
@@ -169,7 +171,7 @@ func HashPassword(pw string, cost int) (string, error) {
 	}
 	h, err := bcrypt.GenerateFromPassword([]byte(pw), cost)
 	if err != nil {
-		return "", fmt.Errorf("hash password: %w", err)
+		return "", fmt.Errorf("%w: %w", ErrPasswordHash, err)
 	}
 	return string(h), nil
 }

@@ -4,7 +4,10 @@
 // reads process-wide configuration on its own.
 package config
 
-import "path/filepath"
+import (
+	"path/filepath"
+	"strconv"
+)
 
 // Layout says where the relay keeps its files. Production uses
 // ProductionLayout; the demo and the tests put everything under one
@@ -40,6 +43,7 @@ func DirLayout(root string) Layout {
 }
 
 func (l Layout) PanelConfig() string     { return filepath.Join(l.DataDir, "panel.json") }
+func (l Layout) PanelSecrets() string    { return filepath.Join(l.DataDir, PanelSecretsName) }
 func (l Layout) TunnelsFile() string     { return filepath.Join(l.DataDir, "tunnels.json") }
 func (l Layout) SitesFile() string       { return filepath.Join(l.DataDir, "sites.json") }
 func (l Layout) InvitationsFile() string { return filepath.Join(l.DataDir, "invitations.json") }
@@ -78,4 +82,18 @@ func DefaultAddrs() Addrs {
 		HTTPSPort:   443,
 		PanelIPPort: 9292,
 	}
+}
+
+// HostURL returns https://<sub>.<domain> (https://<domain> for an empty
+// sub) with ":<port>" when the relay's HTTPS port is not 443: the one place
+// where the relay's public URLs are built.
+func (a Addrs) HostURL(sub, domain string) string {
+	host := domain
+	if sub != "" {
+		host = sub + "." + domain
+	}
+	if a.HTTPSPort != 0 && a.HTTPSPort != 443 {
+		host += ":" + strconv.Itoa(a.HTTPSPort)
+	}
+	return "https://" + host
 }

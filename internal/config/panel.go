@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/store"
 	"github.com/portlama/portlama/internal/validate"
 )
@@ -21,11 +23,11 @@ const PanelConfigMode = 0o640
 
 // Onboarding states (contract §4), in order.
 const (
-	StatusFresh        = "FRESH"
-	StatusDomainSet    = "DOMAIN_SET"
-	StatusDNSReady     = "DNS_READY"
-	StatusProvisioning = "PROVISIONING"
-	StatusCompleted    = "COMPLETED"
+	StatusFresh        = api.StatusFresh
+	StatusDomainSet    = api.StatusDomainSet
+	StatusDNSReady     = api.StatusDNSReady
+	StatusProvisioning = api.StatusProvisioning
+	StatusCompleted    = api.StatusCompleted
 )
 
 // Defaults of panel.json (contract §17.2).
@@ -54,7 +56,7 @@ type PanelConfig struct {
 	MaxSiteSize    int64        `json:"maxSiteSize"`
 	AdminAuthMode  string       `json:"adminAuthMode"`
 	Panel2FA       Panel2FA     `json:"panel2fa"`
-	SessionSecret  *string      `json:"sessionSecret"`
+	SessionSecret  *string      `json:"sessionSecret,omitempty"` // kept in panel-secrets.json, never in panel.json
 	Onboarding     Onboarding   `json:"onboarding"`
 	RelayPortRange PortRange    `json:"relayPortRange"`
 	ACME           ACMESettings `json:"acme"`
@@ -64,7 +66,7 @@ type PanelConfig struct {
 // Panel2FA is the panel's TOTP setting (contract §14).
 type Panel2FA struct {
 	Enabled       bool    `json:"enabled"`
-	Secret        *string `json:"secret"`
+	Secret        *string `json:"secret,omitempty"` // kept in panel-secrets.json, never in panel.json
 	SetupComplete bool    `json:"setupComplete"`
 	extra         map[string]json.RawMessage
 }
@@ -360,27 +362,100 @@ func jsonKeys(t reflect.Type) map[string]bool {
 	return keys
 }
 
-// PanelStore reads and writes panel.json with defaults, validation, kept
-// unknown keys and mode 0640 on every rewrite.
-type PanelStore struct {
-	doc *store.Doc[PanelConfig]
+// PanelSecretsName is the file beside panel.json that holds its secrets
+// (mode 0600): panel.json is 0640, readable by more than the panel.
+const PanelSecretsName = "panel-secrets.json"
+
+// PanelSecretsMode is the file mode of panel-secrets.json.
+const PanelSecretsMode = 0o600
+
+// PanelSecrets is panel-secrets.json: the panel TOTP seed and the key of
+// the 2FA session cookie. PanelStore merges them into PanelConfig on load
+// and splits them off on write.
+type PanelSecrets struct {
+	Panel2FASecret *string `json:"panel2faSecret"`
+	SessionSecret  *string `json:"sessionSecret"`
 }
 
-// NewPanelStore returns the store for the panel.json at path.
+func secretsOf(c PanelConfig) PanelSecrets {
+	return PanelSecrets{Panel2FASecret: c.Panel2FA.Secret, SessionSecret: c.SessionSecret}
+}
+
+// withSecrets puts the stored secrets into c. A value still in c (a
+// panel.json written before the secrets moved out) is kept when the
+// secrets file has none, so the migration loses nothing.
+func withSecrets(c PanelConfig, s PanelSecrets) PanelConfig {
+	if s.Panel2FASecret != nil {
+		c.Panel2FA.Secret = s.Panel2FASecret
+	}
+	if s.SessionSecret != nil {
+		c.SessionSecret = s.SessionSecret
+	}
+	return c
+}
+
+func stripSecrets(c *PanelConfig) {
+	c.Panel2FA.Secret = nil
+	c.SessionSecret = nil
+}
+
+func eqPtr(a, b *string) bool { return (a == nil) == (b == nil) && (a == nil || *a == *b) }
+
+func (s PanelSecrets) equal(o PanelSecrets) bool {
+	return eqPtr(s.Panel2FASecret, o.Panel2FASecret) && eqPtr(s.SessionSecret, o.SessionSecret)
+}
+
+// union is s with o's values where o has one.
+func (s PanelSecrets) union(o PanelSecrets) PanelSecrets {
+	if o.Panel2FASecret != nil {
+		s.Panel2FASecret = o.Panel2FASecret
+	}
+	if o.SessionSecret != nil {
+		s.SessionSecret = o.SessionSecret
+	}
+	return s
+}
+
+// PanelStore reads and writes panel.json with defaults, validation, kept
+// unknown keys and mode 0640 on every rewrite, and its secrets in
+// panel-secrets.json (0600) beside it.
+//
+// An update that adds a secret writes the secrets file before panel.json;
+// one that removes a secret removes it only after panel.json is written. A
+// crash in between therefore never leaves panel.json relying on a secret
+// the secrets file lacks (2FA on without its seed would lock the admin out).
+type PanelStore struct {
+	doc     *store.Doc[PanelConfig]
+	secrets *store.Doc[PanelSecrets]
+}
+
+// NewPanelStore returns the store for the panel.json at path; its secrets
+// live in PanelSecretsName in the same directory.
 func NewPanelStore(path string) *PanelStore {
-	return &PanelStore{doc: store.NewDoc[PanelConfig](path, PanelConfigMode)}
+	return &PanelStore{
+		doc:     store.NewDoc[PanelConfig](path, PanelConfigMode),
+		secrets: store.NewDoc[PanelSecrets](filepath.Join(filepath.Dir(path), PanelSecretsName), PanelSecretsMode),
+	}
 }
 
 // Path returns the file path of panel.json.
 func (s *PanelStore) Path() string { return s.doc.Path() }
 
-// Load reads panel.json, applies defaults and validates it. A missing file
-// fails validation (ip and dataDir are required).
+// SecretsPath returns the file path of panel-secrets.json.
+func (s *PanelStore) SecretsPath() string { return s.secrets.Path() }
+
+// Load reads panel.json and its secrets, applies defaults and validates
+// the result. A missing file fails validation (ip and dataDir are required).
 func (s *PanelStore) Load() (PanelConfig, error) {
+	sec, err := s.secrets.Load()
+	if err != nil {
+		return PanelConfig{}, err
+	}
 	c, err := s.doc.Load()
 	if err != nil {
 		return PanelConfig{}, err
 	}
+	c = withSecrets(c, sec)
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
 		return PanelConfig{}, fmt.Errorf("load %s: %w", s.doc.Path(), err)
@@ -393,36 +468,69 @@ func (s *PanelStore) Load() (PanelConfig, error) {
 // fn has its defaults applied; an invalid stored document is an error and
 // is never overwritten.
 func (s *PanelStore) Update(fn func(*PanelConfig) error) (PanelConfig, error) {
-	return s.doc.Update(func(c *PanelConfig) error {
-		c.ApplyDefaults()
-		if err := c.Validate(); err != nil {
-			return fmt.Errorf("load %s: %w", s.doc.Path(), err)
-		}
-		if err := fn(c); err != nil {
-			return err
-		}
-		c.ApplyDefaults()
-		if err := c.Validate(); err != nil {
-			return fmt.Errorf("update %s: %w", s.doc.Path(), err)
-		}
-		return nil
-	})
+	return s.update(fn, true)
 }
 
 // Init creates or completes panel.json without validating the stored
 // document first: fn sets the required values (the installer sets ip and
 // dataDir). The result must be valid.
 func (s *PanelStore) Init(fn func(*PanelConfig) error) (PanelConfig, error) {
-	return s.doc.Update(func(c *PanelConfig) error {
-		if err := fn(c); err != nil {
+	return s.update(fn, false)
+}
+
+// update is a read-modify-write of both files under both locks (the
+// secrets file's first, then panel.json's).
+func (s *PanelStore) update(fn func(*PanelConfig) error, checkStored bool) (PanelConfig, error) {
+	var out PanelConfig
+	_, err := s.secrets.Update(func(sec *PanelSecrets) error {
+		old := *sec
+		var final PanelSecrets
+		c, err := s.doc.Update(func(c *PanelConfig) error {
+			legacy := c.Panel2FA.Secret != nil || c.SessionSecret != nil
+			*c = withSecrets(*c, old)
+			if checkStored {
+				c.ApplyDefaults()
+				if err := c.Validate(); err != nil {
+					return fmt.Errorf("load %s: %w", s.doc.Path(), err)
+				}
+			}
+			if err := fn(c); err != nil {
+				return err
+			}
+			c.ApplyDefaults()
+			if err := c.Validate(); err != nil {
+				verb := "update"
+				if !checkStored {
+					verb = "initialise"
+				}
+				return fmt.Errorf("%s %s: %w", verb, s.doc.Path(), err)
+			}
+			final = secretsOf(*c)
+			// Secrets first: every secret panel.json may rely on is on disk
+			// before panel.json is replaced.
+			if first := old.union(final); !first.equal(old) || legacy {
+				data, err := store.Marshal(first)
+				if err != nil {
+					return err
+				}
+				if err := store.WriteFileAtomic(s.secrets.Path(), data, PanelSecretsMode); err != nil {
+					return fmt.Errorf("write %s: %w", s.secrets.Path(), err)
+				}
+			}
+			stripSecrets(c)
+			return nil
+		})
+		if err != nil {
 			return err
 		}
-		c.ApplyDefaults()
-		if err := c.Validate(); err != nil {
-			return fmt.Errorf("initialise %s: %w", s.doc.Path(), err)
-		}
+		out = withSecrets(c, final)
+		*sec = final // removed secrets go only now, after panel.json
 		return nil
 	})
+	if err != nil {
+		return PanelConfig{}, err
+	}
+	return out, nil
 }
 
 // Merge applies a partial update (a JSON object): onboarding and panel2fa

@@ -11,13 +11,11 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,10 +31,12 @@ import (
 	"time"
 
 	"github.com/portlama/portlama/internal/acme"
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/invitepage"
 	"github.com/portlama/portlama/internal/nginx"
 	"github.com/portlama/portlama/internal/panel"
+	"github.com/portlama/portlama/internal/panelclient"
 	"github.com/portlama/portlama/internal/pki"
 	"github.com/portlama/portlama/internal/relay"
 	"github.com/portlama/portlama/internal/sampleapp"
@@ -488,48 +488,24 @@ func (s *Stack) DialContext(ctx context.Context, network, addr string) (net.Conn
 	return d.DialContext(ctx, network, addr)
 }
 
-// API calls the panel through nginx with the admin certificate and decodes
-// the JSON answer into out; a non-2xx answer is an error with the body.
-func (s *Stack) API(ctx context.Context, method, path string, in, out any) error {
+// Panel returns the typed panel client that calls the panel through nginx
+// with the admin certificate.
+func (s *Stack) Panel() (*panelclient.Client, error) {
 	c, err := s.AdminClient()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var body io.Reader
-	if in != nil {
-		b, _ := json.Marshal(in)
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, s.Info.PanelURL+path, body)
-	if err != nil {
-		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(data))
-	}
-	if out != nil {
-		return json.Unmarshal(data, out)
-	}
-	return nil
+	return panelclient.New(s.Info.PanelURL, c), nil
 }
 
 func (s *Stack) enrollAgent(ctx context.Context) error {
-	var tok struct {
-		Token string `json:"token"`
+	pc, err := s.Panel()
+	if err != nil {
+		return err
 	}
-	if err := s.API(ctx, http.MethodPost, "/api/certs/agent/enroll", map[string]any{
-		"label":        AgentLabel,
-		"capabilities": []string{"tunnels:read", "tunnels:write"},
-	}, &tok); err != nil {
+	caps := []api.Capability{api.CapTunnelsRead, api.CapTunnelsWrite}
+	tok, err := pc.CreateEnrollmentToken(ctx, api.NewAgentRequest{Label: AgentLabel, Capabilities: &caps})
+	if err != nil {
 		return err
 	}
 	argv := []string{s.opts.AgentBinary, "--home", s.agentHome(), "setup",
@@ -548,39 +524,39 @@ func (s *Stack) enrollAgent(ctx context.Context) error {
 func (s *Stack) agentHome() string { return filepath.Join(s.opts.Dir, "agent-home") }
 
 func (s *Stack) createTunnels(ctx context.Context) error {
-	var list struct {
-		Tunnels []struct {
-			Subdomain string `json:"subdomain"`
-			ID        string `json:"id"`
-		} `json:"tunnels"`
+	pc, err := s.Panel()
+	if err != nil {
+		return err
 	}
-	if err := s.API(ctx, http.MethodGet, "/api/tunnels", nil, &list); err != nil {
+	list, err := pc.ListTunnels(ctx)
+	if err != nil {
 		return err
 	}
 	// A restarted demo reuses its directory: point existing tunnels at the
 	// app's new port by recreating them.
-	for _, t := range list.Tunnels {
-		if err := s.API(ctx, http.MethodDelete, "/api/tunnels/"+t.ID, nil, nil); err != nil {
+	for _, t := range list {
+		if err := pc.DeleteTunnel(ctx, t.ID); err != nil {
 			return err
 		}
 	}
 	s.Info.Apps = nil
 	for _, t := range []struct {
-		sub, access string
-		port        int
-	}{{"app", "public", s.Info.AppPort}, {"secure", "authenticated", s.Info.ProtectedAppPort}} {
-		if err := s.API(ctx, http.MethodPost, "/api/tunnels", map[string]any{
-			"subdomain":   t.sub,
-			"port":        t.port,
-			"agentLabel":  AgentLabel,
-			"accessMode":  t.access,
-			"description": "Portlama demo app (" + t.access + ")",
-		}, nil); err != nil {
+		sub    string
+		access api.AccessMode
+		port   int
+	}{{"app", api.AccessPublic, s.Info.AppPort}, {"secure", api.AccessAuthenticated, s.Info.ProtectedAppPort}} {
+		if _, err := pc.CreateTunnel(ctx, api.CreateTunnelRequest{
+			Subdomain:   t.sub,
+			Port:        t.port,
+			AgentLabel:  AgentLabel,
+			AccessMode:  t.access,
+			Description: "Portlama demo app (" + string(t.access) + ")",
+		}); err != nil {
 			return err
 		}
 		s.Info.Apps = append(s.Info.Apps, App{
-			URL:     fmt.Sprintf("https://%s.%s:%d/", t.sub, Domain, s.Info.HTTPSPort),
-			Access:  t.access,
+			URL:     s.Relay.Addrs.HostURL(t.sub, Domain) + "/",
+			Access:  string(t.access),
 			Resolve: fmt.Sprintf("%s.%s:%d:127.0.0.1", t.sub, Domain, s.Info.HTTPSPort),
 		})
 	}
@@ -591,42 +567,38 @@ func (s *Stack) createTunnels(ctx context.Context) error {
 const DemoUser = "demo"
 
 func (s *Stack) createUser(ctx context.Context) error {
-	var users struct {
-		Users []struct {
-			Username string `json:"username"`
-		} `json:"users"`
+	pc, err := s.Panel()
+	if err != nil {
+		return err
 	}
-	if err := s.API(ctx, http.MethodGet, "/api/users", nil, &users); err != nil {
+	users, err := pc.ListUsers(ctx)
+	if err != nil {
 		return err
 	}
 	password := randomHex(8)
-	body := map[string]any{"displayname": "Demo User", "email": "demo@" + Domain, "password": password, "groups": []string{"family"}}
 	exists := false
-	for _, u := range users.Users {
+	for _, u := range users {
 		exists = exists || u.Username == DemoUser
 	}
+	name, email, groups := "Demo User", "demo@"+Domain, []string{"family"}
 	if exists {
-		if err := s.API(ctx, http.MethodPut, "/api/users/"+DemoUser, body, nil); err != nil {
-			return err
-		}
+		_, err = pc.UpdateUser(ctx, DemoUser, api.UpdateUserRequest{DisplayName: &name, Email: &email, Password: &password, Groups: &groups})
 	} else {
-		body["username"] = DemoUser
-		if err := s.API(ctx, http.MethodPost, "/api/users", body, nil); err != nil {
-			return err
-		}
+		_, err = pc.CreateUser(ctx, api.CreateUserRequest{Username: DemoUser, DisplayName: name, Email: email, Password: password, Groups: groups})
 	}
-	var totp struct {
-		URI string `json:"totpUri"`
-	}
-	if err := s.API(ctx, http.MethodPost, "/api/users/"+DemoUser+"/reset-totp", nil, &totp); err != nil {
+	if err != nil {
 		return err
 	}
-	u, err := url.Parse(totp.URI)
+	totp, err := pc.ResetTOTP(ctx, DemoUser)
+	if err != nil {
+		return err
+	}
+	u, err := url.Parse(totp.TOTPURI)
 	if err != nil || u.Query().Get("secret") == "" {
-		return fmt.Errorf("reset-totp returned no secret in %q", totp.URI)
+		return fmt.Errorf("reset-totp returned no secret in %q", totp.TOTPURI)
 	}
 	s.Info.User = &User{Username: DemoUser, Password: password, TOTPSecret: u.Query().Get("secret")}
-	s.Info.AuthURL = fmt.Sprintf("https://auth.%s:%d/", Domain, s.Info.HTTPSPort)
+	s.Info.AuthURL = s.Relay.Addrs.HostURL("auth", Domain) + "/"
 	s.Info.AuthResolve = fmt.Sprintf("auth.%s:%d:127.0.0.1", Domain, s.Info.HTTPSPort)
 	return nil
 }
@@ -642,9 +614,6 @@ func (s *Stack) startAgent(ctx context.Context) error {
 		log: s.logPath("agent")}
 	return s.agent.start()
 }
-
-// KillAgent stops the agent process.
-func (s *Stack) KillAgent() { s.agent.kill() }
 
 func (s *Stack) waitForApps(ctx context.Context) error {
 	c, err := s.AdminClient()

@@ -26,6 +26,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/portlama/portlama/internal/api"
+	"github.com/portlama/portlama/internal/errkind"
 	"github.com/portlama/portlama/internal/store"
 	"github.com/portlama/portlama/internal/validate"
 )
@@ -46,11 +48,11 @@ const (
 
 // Errors of the store.
 var (
-	ErrNotFound = errors.New("invitation not found")
-	ErrUsed     = errors.New("invitation has already been used")
-	ErrExpired  = errors.New("invitation has expired")
+	ErrNotFound = errkind.Sentinel(errkind.NotFound, "Invitation not found")
+	ErrUsed     = errkind.Sentinel(errkind.Gone, "This invitation has already been used")
+	ErrExpired  = errkind.Sentinel(errkind.Gone, "This invitation has expired")
 	// ErrPending: an unused, unexpired invitation exists for the username.
-	ErrPending = errors.New("a pending invitation already exists for this username")
+	ErrPending = errkind.Sentinel(errkind.Conflict, "A pending invitation already exists for this username")
 )
 
 // Invitation is one entry of invitations.json.
@@ -85,17 +87,7 @@ func (inv Invitation) expired(now time.Time) bool {
 
 // Listed is an invitation as the admin list shows it: without the token,
 // with its status.
-type Listed struct {
-	ID         string   `json:"id"`
-	Username   string   `json:"username"`
-	Email      string   `json:"email"`
-	Groups     []string `json:"groups"`
-	CreatedAt  string   `json:"createdAt"`
-	ExpiresAt  string   `json:"expiresAt"`
-	Used       bool     `json:"used"`
-	AcceptedAt *string  `json:"acceptedAt"`
-	Status     string   `json:"status"`
-}
+type Listed = api.Invitation
 
 // Store reads and writes invitations.json. It is safe for concurrent use;
 // every change is a locked read-modify-write of the file.

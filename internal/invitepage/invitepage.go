@@ -1,9 +1,10 @@
 // Package invitepage holds the invitation page that nginx serves at
-// https://auth.<d>/invite/<token> from <WWWDir>/invite/ (contract §10.3,
-// §19.3). The page is static: its script reads the token from the path,
-// calls GET /api/invite/<token>, asks for a password, posts it to
-// /api/invite/<token>/accept and shows the TOTP QR code and manual key the
-// panel returns.
+// https://auth.<d>/invite/#<token> from <WWWDir>/invite/ (docs/api.md,
+// "Invitations"). The page is static: its script reads the token from the
+// URL's fragment (never sent to a server, so never logged), calls
+// POST /api/invite/lookup {token}, asks for a password, posts
+// {token, password} to /api/invite/accept and shows the TOTP QR code and
+// manual key the panel returns.
 //
 // It loads only same-origin resources and has no inline script or style,
 // so it works under the page's Content-Security-Policy (CSP below), which

@@ -12,7 +12,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/config"
+	"github.com/portlama/portlama/internal/errkind"
 	"github.com/portlama/portlama/internal/validate"
 )
 
@@ -31,6 +33,15 @@ func (e *StateError) Error() string {
 // (the panel answers 410 then, 409 otherwise).
 func (e *StateError) Completed() bool { return e.Status == config.StatusCompleted }
 
+// Unwrap gives the error its kind: Gone once onboarding is completed,
+// Conflict otherwise.
+func (e *StateError) Unwrap() error {
+	if e.Completed() {
+		return errkind.Gone
+	}
+	return errkind.Conflict
+}
+
 // FieldError is a value that fails validation (a 400 in the panel).
 type FieldError struct {
 	Field   string
@@ -38,6 +49,12 @@ type FieldError struct {
 }
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Message }
+
+// Unwrap gives the error its kind (errkind.Invalid).
+func (e *FieldError) Unwrap() error { return errkind.Invalid }
+
+// ErrorField names the request field.
+func (e *FieldError) ErrorField() string { return e.Field }
 
 // Error strings of contract §6.
 const (
@@ -52,38 +69,24 @@ type Service struct {
 	Resolver Resolver
 }
 
-// Status is the body of GET /api/onboarding/status.
-type Status struct {
-	Status string  `json:"status"`
-	Domain *string `json:"domain"`
-	IP     string  `json:"ip"`
-}
-
 // Status returns the current onboarding state.
-func (s *Service) Status() (Status, error) {
+func (s *Service) Status() (api.OnboardingStatus, error) {
 	c, err := s.Store.Load()
 	if err != nil {
-		return Status{}, err
+		return api.OnboardingStatus{}, err
 	}
-	return Status{Status: c.Onboarding.Status, Domain: c.Domain, IP: c.IP}, nil
-}
-
-// DomainResult is the body of a successful POST /api/onboarding/domain.
-type DomainResult struct {
-	OK     bool   `json:"ok"`
-	Domain string `json:"domain"`
-	Email  string `json:"email"`
+	return api.OnboardingStatus{Status: c.Onboarding.Status, Domain: c.Domain, IP: c.IP}, nil
 }
 
 // SetDomain validates domain and email, stores the domain lower-cased and
 // moves FRESH or DOMAIN_SET to DOMAIN_SET. In any other state it returns a
 // *StateError and changes nothing.
-func (s *Service) SetDomain(domain, email string) (DomainResult, error) {
+func (s *Service) SetDomain(domain, email string) (api.SetDomainResponse, error) {
 	if err := validate.Domain(domain); err != nil {
-		return DomainResult{}, &FieldError{Field: "domain", Message: err.Error()}
+		return api.SetDomainResponse{}, &FieldError{Field: "domain", Message: err.Error()}
 	}
 	if err := validate.Email(email); err != nil {
-		return DomainResult{}, &FieldError{Field: "email", Message: err.Error()}
+		return api.SetDomainResponse{}, &FieldError{Field: "email", Message: err.Error()}
 	}
 	d := strings.ToLower(domain)
 	_, err := s.Store.Update(func(c *config.PanelConfig) error {
@@ -101,21 +104,9 @@ func (s *Service) SetDomain(domain, email string) (DomainResult, error) {
 		return nil
 	})
 	if err != nil {
-		return DomainResult{}, err
+		return api.SetDomainResponse{}, err
 	}
-	return DomainResult{OK: true, Domain: d, Email: email}, nil
-}
-
-// DNSResult is the body of POST /api/onboarding/verify-dns (contract §6.1).
-type DNSResult struct {
-	OK                  bool     `json:"ok"`
-	Domain              string   `json:"domain"`
-	ResolvedIPs         []string `json:"resolvedIps"`
-	ExpectedIP          string   `json:"expectedIp"`
-	WildcardOK          bool     `json:"wildcardOk"`
-	WildcardResolvedIPs []string `json:"wildcardResolvedIps"`
-	MissingNames        []string `json:"missingNames"`
-	Message             string   `json:"message"`
+	return api.SetDomainResponse{OK: true, Domain: d, Email: email}, nil
 }
 
 // WildcardProbe is the label resolved to test for a wildcard record.
@@ -132,13 +123,13 @@ func RequiredNames(domain string) []string {
 // failed check changes nothing. It needs state DOMAIN_SET or DNS_READY,
 // else it returns a *StateError. DNS failures other than an empty answer
 // are returned as errors.
-func (s *Service) VerifyDNS(ctx context.Context) (DNSResult, error) {
+func (s *Service) VerifyDNS(ctx context.Context) (api.DNSCheck, error) {
 	c, err := s.Store.Load()
 	if err != nil {
-		return DNSResult{}, err
+		return api.DNSCheck{}, err
 	}
 	if err := dnsAllowed(c); err != nil {
-		return DNSResult{}, err
+		return api.DNSCheck{}, err
 	}
 	domain, ip := c.DomainOrEmpty(), c.IP
 	names := append(RequiredNames(domain), WildcardProbe+"."+domain)
@@ -150,14 +141,14 @@ func (s *Service) VerifyDNS(ctx context.Context) (DNSResult, error) {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return DNSResult{}, fmt.Errorf("verify DNS for %s: %w", domain, err)
+		return api.DNSCheck{}, fmt.Errorf("verify DNS for %s: %w", domain, err)
 	}
 	for i := range answers {
 		if answers[i] == nil {
 			answers[i] = []string{}
 		}
 	}
-	res := DNSResult{
+	res := api.DNSCheck{
 		Domain:              domain,
 		ResolvedIPs:         answers[0],
 		ExpectedIP:          ip,
@@ -193,7 +184,7 @@ func (s *Service) VerifyDNS(ctx context.Context) (DNSResult, error) {
 		return nil
 	})
 	if err != nil {
-		return DNSResult{}, err
+		return api.DNSCheck{}, err
 	}
 	return res, nil
 }
@@ -213,7 +204,7 @@ func dnsAllowed(c config.PanelConfig) error {
 }
 
 // dnsMessage tells the four outcomes of §6.1 apart.
-func dnsMessage(r DNSResult, elsewhere, unresolved []string) string {
+func dnsMessage(r api.DNSCheck, elsewhere, unresolved []string) string {
 	switch {
 	case r.OK && r.WildcardOK:
 		return fmt.Sprintf("DNS is configured: %s, its service names and the wildcard *.%s all point to %s.", r.Domain, r.Domain, r.ExpectedIP)

@@ -63,7 +63,7 @@
 //		s.Handle(Route{
 //			Method: http.MethodPatch, Path: "/api/tunnels/{id}",
 //			Access:     AdminOrAgent,              // AdminOnly | AdminOrAgent | AgentOnly | Public
-//			Capability: CapTunnelsWrite,           // checked for agents; admins pass every guard
+//			Capability: api.CapTunnelsWrite,           // checked for agents; admins pass every guard
 //			Gate:       GateManagement,            // 503 until onboarding is COMPLETED
 //			Params:     map[string]func(string) error{"id": validate.UUID},
 //			Body: Object(
@@ -84,23 +84,22 @@
 //				id := c.Param("id")                  // already validated
 //				if !c.Identity.IsAdmin() && owner != c.Identity.Label { ... }
 //				t, err := s.tunnels.Update(c.R.Context(), id, ...)
-//				switch {
-//				case errors.Is(err, tunnels.ErrNotFound):
-//					return NewError(http.StatusNotFound, "Tunnel not found")
-//				case err != nil:
-//					return Failed("Failed to update tunnel", err) // 500 {"error","details":"<text>"}
+//				if err != nil {
+//					return err // a domain error's kind picks the status (statusOf)
 //				}
-//				return c.OK(map[string]any{"ok": true, "tunnel": t})
+//				return c.OK(api.TunnelResponse{OK: true, Tunnel: t}) // always an internal/api type
 //			},
 //		})
 //	}
 //
 // Handler rules:
-//   - Return c.OK(v) / c.JSON(status, v) for success, a *Error for an
-//     anticipated failure (NewError(status, msg), .WithDetails(d),
-//     .With("onboardingStatus", st) for extra top-level keys, Failed(msg,
-//     err) for "Failed to …" 500s). Any other error becomes 500 Internal
-//     server error and is logged; never put secrets into error text.
+//   - Return c.OK(v) / c.JSON(status, v) with a type of internal/api for
+//     success; for a failure return the domain package's error (its
+//     errkind kind picks the status, in errors.go's one table) or an
+//     *api.Error (NewError(status, msg), .WithDetails(d), the typed extra
+//     keys such as OnboardingStatus, Failed(msg, err) for "Failed to …"
+//     500s). Any other error becomes 500 Internal server error and is
+//     logged; never put secrets into error text.
 //   - c.Identity is the caller (Role, Label, Serial, Capabilities,
 //     AllowedSites); nil only on Public routes. c.Panel is panel.json as
 //     loaded for this request; change it through s.panel.Update or Merge

@@ -2,104 +2,115 @@ package panel
 
 import (
 	"encoding/json"
-	"fmt"
+	"errors"
 	"net/http"
+
+	"github.com/portlama/portlama/internal/api"
+	"github.com/portlama/portlama/internal/errkind"
 )
 
-// Error is an API error answered with the envelope of contract §2.2:
-// {"error": Message, "details"?: Details, <Extra keys>...}. Handlers return
-// it (as an error) to answer with Status.
-type Error struct {
-	Status  int
-	Message string
-	Details any            // omitted when nil
-	Extra   map[string]any // extra top-level keys a route names, e.g. onboardingStatus
-}
-
-// Error returns the message and status.
-func (e *Error) Error() string { return fmt.Sprintf("%d %s", e.Status, e.Message) }
-
-// NewError returns an error answered with status and {"error": msg}.
-func NewError(status int, msg string) *Error { return &Error{Status: status, Message: msg} }
-
-// WithDetails returns a copy of e with details set.
-func (e *Error) WithDetails(details any) *Error {
-	c := *e
-	c.Details = details
-	return &c
-}
-
-// With returns a copy of e with an extra top-level key.
-func (e *Error) With(key string, value any) *Error {
-	c := *e
-	c.Extra = make(map[string]any, len(e.Extra)+1)
-	for k, v := range e.Extra {
-		c.Extra[k] = v
-	}
-	c.Extra[key] = value
-	return &c
-}
+// NewError returns an API error answered with status and {"error": msg}.
+// Handlers return *api.Error values (as errors) to answer with their
+// status; see statusOf for domain errors.
+func NewError(status int, msg string) *api.Error { return api.NewError(status, msg) }
 
 // Failed is the 500 a route anticipates: {"error": msg, "details": "<err>"}
 // with details a plain string (contract §2.2). msg reads "Failed to …".
 // Never pass an error whose text may hold a secret.
-func Failed(msg string, err error) *Error {
-	e := &Error{Status: http.StatusInternalServerError, Message: msg}
+func Failed(msg string, err error) *api.Error {
+	e := api.NewError(http.StatusInternalServerError, msg)
 	if err != nil {
-		e.Details = err.Error()
+		e = e.WithDetails(err.Error())
 	}
 	return e
 }
 
-// MarshalJSON encodes the envelope.
-func (e *Error) MarshalJSON() ([]byte, error) {
-	m := make(map[string]any, len(e.Extra)+2)
-	for k, v := range e.Extra {
-		m[k] = v
-	}
-	m["error"] = e.Message
-	if e.Details != nil {
-		m["details"] = e.Details
-	}
-	return json.Marshal(m)
-}
-
-// Issue is one schema validation failure: the path of object keys and
-// array indices, and a human-readable message.
-type Issue struct {
-	Path    []any  `json:"path"`
-	Message string `json:"message"`
-}
+// Issue is the API's validation issue (api.Issue), the schema's failure
+// record.
+type Issue = api.Issue
 
 // The fixed errors of the contract.
 var (
-	errNotFound          = NewError(http.StatusNotFound, "Not found")
-	errInternal          = NewError(http.StatusInternalServerError, "Internal server error")
-	errInvalidJSON       = NewError(http.StatusBadRequest, "Invalid JSON body")
-	errUnsupportedMedia  = NewError(http.StatusUnsupportedMediaType, "Unsupported Media Type")
-	errTooLarge          = NewError(http.StatusRequestEntityTooLarge, "Request body is too large")
-	errRateLimited       = NewError(http.StatusTooManyRequests, "Rate limit exceeded, retry in 1 minute")
-	errCrossOrigin       = NewError(http.StatusForbidden, "Cross-origin request refused")
-	errTwoFARequired     = NewError(http.StatusUnauthorized, "2fa_required")
-	errRevoked           = NewError(http.StatusForbidden, "Certificate has been revoked")
-	errOnboardingDone    = NewError(http.StatusGone, "Onboarding already completed")
-	errCertificateNeeded = NewError(http.StatusForbidden, "mTLS certificate required").WithDetails(map[string]string{
-		"hint": "Access to the Portlama panel requires a valid client certificate.",
+	errNotFound          = api.ErrNotFound
+	errInternal          = api.NewError(http.StatusInternalServerError, api.MsgInternal)
+	errInvalidJSON       = api.NewError(http.StatusBadRequest, api.MsgInvalidJSON)
+	errUnsupportedMedia  = api.NewError(http.StatusUnsupportedMediaType, api.MsgUnsupportedMedia)
+	errTooLarge          = api.NewError(http.StatusRequestEntityTooLarge, api.MsgTooLarge)
+	errRateLimited       = api.NewError(http.StatusTooManyRequests, api.MsgRateLimited)
+	errCrossOrigin       = api.NewError(http.StatusForbidden, api.MsgCrossOrigin)
+	errTwoFARequired     = api.ErrTwoFARequired
+	errRevoked           = api.ErrRevoked
+	errOnboardingDone    = api.NewError(http.StatusGone, api.MsgOnboardingDone)
+	errCertificateNeeded = api.NewError(http.StatusForbidden, api.MsgCertificateRequired).WithDetails(api.HintDetails{
+		Hint: "Access to the Portlama panel requires a valid client certificate.",
 	})
 )
 
 // ValidationError is the 400 of contract §2.2 with the given issues.
-func ValidationError(issues ...Issue) *Error {
+func ValidationError(issues ...api.Issue) *api.Error {
 	for i := range issues {
 		if issues[i].Path == nil {
 			issues[i].Path = []any{}
 		}
 	}
-	return NewError(http.StatusBadRequest, "Validation failed").WithDetails(map[string]any{"issues": issues})
+	return api.NewError(http.StatusBadRequest, api.MsgValidation).WithDetails(api.ValidationDetails{Issues: issues})
 }
 
-func onboardingIncomplete(status string) *Error {
-	return NewError(http.StatusServiceUnavailable, "Onboarding not complete").With("onboardingStatus", status)
+func onboardingIncomplete(status string) *api.Error {
+	e := api.NewError(http.StatusServiceUnavailable, api.MsgOnboardingPending)
+	e.OnboardingStatus = status
+	return e
+}
+
+// statuses maps the kinds of domain errors (internal/errkind) to HTTP
+// statuses: the one place where a domain error becomes a status code.
+var statuses = map[*errkind.Kind]int{
+	errkind.Invalid:      http.StatusBadRequest,
+	errkind.Unauthorized: http.StatusUnauthorized,
+	errkind.Forbidden:    http.StatusForbidden,
+	errkind.NotFound:     http.StatusNotFound,
+	errkind.Conflict:     http.StatusConflict,
+	errkind.Gone:         http.StatusGone,
+	errkind.Failed:       http.StatusInternalServerError,
+}
+
+// statusOf returns the status of a domain error's kind, 0 for an error
+// without one.
+func statusOf(err error) int {
+	if k := errkind.KindOf(err); k != nil {
+		return statuses[k]
+	}
+	return 0
+}
+
+// apiError turns a handler's error into the answer: an *api.Error as it
+// is; a domain error with a kind into its status and message (a field
+// error becomes a validation issue on that field; a Failed error carries
+// its cause as details); anything else is nil (500 Internal server error,
+// logged by the caller).
+func apiError(err error) *api.Error {
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		return ae
+	}
+	status := statusOf(err)
+	if status == 0 {
+		return nil
+	}
+	msg := errkind.Message(err)
+	if field := errkind.FieldOf(err); field != "" && status == http.StatusBadRequest {
+		return ValidationError(api.Issue{Path: []any{field}, Message: msg})
+	}
+	e := api.NewError(status, msg)
+	if ke, ok := errkind.As(err); ok {
+		switch {
+		case ke.Detail != "":
+			e = e.WithDetails(ke.Detail)
+		case ke.Kind == errkind.Failed && ke.Cause != nil:
+			e = e.WithDetails(ke.Cause.Error())
+		}
+	}
+	return e
 }
 
 // writeJSON answers with status and v encoded as JSON.
@@ -114,4 +125,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(append(data, '\n'))
 }
 
-func writeError(w http.ResponseWriter, e *Error) { writeJSON(w, e.Status, e) }
+func writeError(w http.ResponseWriter, e *api.Error) { writeJSON(w, e.Status, e) }

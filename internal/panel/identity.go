@@ -9,7 +9,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/portlama/portlama/internal/agents"
+	"github.com/portlama/portlama/internal/api"
+	"github.com/portlama/portlama/internal/pki"
 	"github.com/portlama/portlama/internal/validate"
 )
 
@@ -22,30 +23,12 @@ const (
 	RoleAgent Role = "agent"
 )
 
-// Capabilities an agent can hold (contract §3.5); the set is defined once,
-// in internal/agents.
-const (
-	CapTunnelsRead   = agents.CapTunnelsRead
-	CapTunnelsWrite  = agents.CapTunnelsWrite
-	CapServicesRead  = agents.CapServicesRead
-	CapServicesWrite = agents.CapServicesWrite
-	CapSystemRead    = agents.CapSystemRead
-	CapSitesRead     = agents.CapSitesRead
-	CapSitesWrite    = agents.CapSitesWrite
-	CapPanelExpose   = agents.CapPanelExpose
-	CapIdentityRead  = agents.CapIdentityRead
-	CapIdentityQuery = agents.CapIdentityQuery
-)
-
-// KnownCapabilities is the fixed capability set, in contract order.
-var KnownCapabilities = agents.AllCapabilities()
-
 // Identity is the authenticated caller of a request.
 type Identity struct {
 	Role         Role
 	Label        string   // agent label; "" for admin
 	Serial       string   // certificate serial, normalised (upper-case hex, no leading zeros)
-	Capabilities []string // agents: filtered against KnownCapabilities, always with tunnels:read
+	Capabilities []string // agents: filtered against api.Capabilities(), always with tunnels:read
 	AllowedSites []string // agents: sites the sites:* capabilities cover
 }
 
@@ -127,26 +110,6 @@ func proven(r *http.Request, secret string) bool {
 	}
 	got := r.Header.Get(HeaderProxySecret)
 	return subtle.ConstantTimeCompare([]byte(got), []byte(secret)) == 1
-}
-
-// NormalizeSerial upper-cases a hex serial and removes leading zeros (and
-// colons nginx may print between bytes). ok is false when s is not hex.
-func NormalizeSerial(s string) (string, bool) {
-	s = strings.ToUpper(strings.ReplaceAll(s, ":", ""))
-	if s == "" || len(s) > 128 {
-		return "", false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'F') {
-			return "", false
-		}
-	}
-	s = strings.TrimLeft(s, "0")
-	if s == "" {
-		s = "0"
-	}
-	return s, true
 }
 
 // ParseClientDN reads the role and agent label from an RFC 2253 subject DN
@@ -251,11 +214,11 @@ func isHexDigit(c byte) bool {
 // identify resolves the caller of a proven or unproven request (contract
 // §3.3). It returns the identity or the 403 to answer; err is an internal
 // failure (500).
-func (s *Server) identify(r *http.Request, isProven bool) (*Identity, *Error, error) {
+func (s *Server) identify(r *http.Request, isProven bool) (*Identity, *api.Error, error) {
 	if !isProven || single(r.Header, HeaderClientVerify) != "SUCCESS" {
 		return nil, errCertificateNeeded, nil
 	}
-	serial, ok := NormalizeSerial(single(r.Header, HeaderClientSerial))
+	serial, ok := pki.ParseSerial(single(r.Header, HeaderClientSerial))
 	if !ok {
 		return nil, errCertificateNeeded, nil
 	}
@@ -280,7 +243,7 @@ func (s *Server) identify(r *http.Request, isProven bool) (*Identity, *Error, er
 	if !found || agent.Label != label {
 		return nil, errRevoked, nil
 	}
-	if regSerial, ok := NormalizeSerial(agent.Serial); !ok || regSerial != serial {
+	if !pki.SerialsEqual(agent.Serial, serial) {
 		return nil, errRevoked, nil
 	}
 	return &Identity{
@@ -295,8 +258,8 @@ func (s *Server) identify(r *http.Request, isProven bool) (*Identity, *Error, er
 // effectiveCapabilities keeps the known capabilities, always including
 // tunnels:read, in contract order.
 func effectiveCapabilities(granted []string) []string {
-	out := []string{CapTunnelsRead}
-	for _, c := range KnownCapabilities[1:] {
+	out := []string{api.CapTunnelsRead}
+	for _, c := range api.Capabilities()[1:] {
 		if slices.Contains(granted, c) {
 			out = append(out, c)
 		}

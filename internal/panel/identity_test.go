@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/config"
 )
 
@@ -78,8 +79,8 @@ func TestUnprovenRequestsLoseIdentityHeaders(t *testing.T) {
 
 func TestIdentityResolution(t *testing.T) {
 	h := newHarness(t, config.StatusCompleted)
-	h.addAgent("home", "ABC123", CapSystemRead)
-	h.addAgent("nosys", "DEF456", CapTunnelsWrite)
+	h.addAgent("home", "ABC123", api.CapSystemRead)
+	h.addAgent("nosys", "DEF456", api.CapTunnelsWrite)
 	const stats = "/api/system/stats"
 
 	cases := []struct {
@@ -131,7 +132,7 @@ func TestAgentsOnOnboardingRoutes(t *testing.T) {
 	for _, st := range []string{config.StatusFresh, config.StatusDomainSet, config.StatusDNSReady, config.StatusProvisioning} {
 		t.Run(st, func(t *testing.T) {
 			h := newHarness(t, st)
-			h.addAgent("home", "AB", CapTunnelsRead, CapTunnelsWrite, CapSystemRead, CapPanelExpose)
+			h.addAgent("home", "AB", api.CapTunnelsRead, api.CapTunnelsWrite, api.CapSystemRead, api.CapPanelExpose)
 			ag := agentHeaders("home", "AB")
 			h.do("GET", "/api/onboarding/status", "", ag).expect(t, 403, agentScope)
 			h.do("POST", "/api/onboarding/domain", `{"domain":"evil.com","email":"a@evil.com"}`, ag).expect(t, 403, agentScope)
@@ -146,7 +147,7 @@ func TestAgentsOnOnboardingRoutes(t *testing.T) {
 		})
 	}
 	h := newHarness(t, config.StatusCompleted)
-	h.addAgent("home", "AB", CapSystemRead)
+	h.addAgent("home", "AB", api.CapSystemRead)
 	ag := agentHeaders("home", "AB")
 	h.do("POST", "/api/onboarding/domain", `{"domain":"evil.com","email":"a@evil.com"}`, ag).expect(t, 410, `{"error":"Onboarding already completed"}`)
 	h.do("POST", "/api/onboarding/verify-dns", "", ag).expect(t, 410, `{"error":"Onboarding already completed"}`)
@@ -199,19 +200,6 @@ func TestParseClientDN(t *testing.T) {
 		role, label, ok := ParseClientDN(tc.dn)
 		if role != tc.role || label != tc.label || ok != tc.ok {
 			t.Errorf("ParseClientDN(%q) = %q %q %v, want %q %q %v", tc.dn, role, label, ok, tc.role, tc.label, tc.ok)
-		}
-	}
-}
-
-func TestNormalizeSerial(t *testing.T) {
-	for in, want := range map[string]string{"0a1b": "A1B", "A1B": "A1B", "00": "0", "0a:1b": "A1B"} {
-		if got, ok := NormalizeSerial(in); !ok || got != want {
-			t.Errorf("NormalizeSerial(%q) = %q %v", in, got, ok)
-		}
-	}
-	for _, bad := range []string{"", "xyz", "12 34", "-1"} {
-		if _, ok := NormalizeSerial(bad); ok {
-			t.Errorf("NormalizeSerial(%q) accepted", bad)
 		}
 	}
 }

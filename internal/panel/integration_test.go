@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/portlama/portlama/internal/agents"
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/pki"
 	"github.com/portlama/portlama/internal/pki/pkitest"
@@ -31,7 +32,7 @@ func TestRealPKIAndRegistry(t *testing.T) {
 		c.Agents = RegistryDirectory{Manager: m}
 	})
 	ctx := context.Background()
-	home, err := m.IssueP12(ctx, "home", []string{CapSystemRead}, nil)
+	home, err := m.IssueP12(ctx, "home", []string{api.CapSystemRead}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

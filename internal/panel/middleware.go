@@ -104,13 +104,9 @@ func AllowedOrigins(cfg config.PanelConfig, addrs config.Addrs, path string) []s
 	}
 	out := []string{"https://" + net.JoinHostPort(cfg.IP, strconv.Itoa(ipPort))}
 	if d := cfg.DomainOrEmpty(); d != "" {
-		suffix := ""
-		if addrs.HTTPSPort != 0 && addrs.HTTPSPort != 443 {
-			suffix = ":" + strconv.Itoa(addrs.HTTPSPort)
-		}
-		out = append(out, "https://panel."+d+suffix)
+		out = append(out, addrs.HostURL("panel", d))
 		if strings.HasPrefix(path, "/api/invite/") {
-			out = append(out, "https://auth."+d+suffix)
+			out = append(out, addrs.HostURL("auth", d))
 		}
 	}
 	return out

@@ -3,6 +3,7 @@ package panel
 import (
 	"testing"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/validate"
 )
@@ -11,7 +12,7 @@ func TestPathAndQueryValidation(t *testing.T) {
 	h := newHarness(t, config.StatusCompleted)
 	h.addAgent("home", "AB")
 	h.srv.Handle(Route{
-		Method: "DELETE", Path: "/api/test/items/{id}", Access: AdminOrAgent, Capability: CapTunnelsWrite, Gate: GateManagement,
+		Method: "DELETE", Path: "/api/test/items/{id}", Access: AdminOrAgent, Capability: api.CapTunnelsWrite, Gate: GateManagement,
 		Params: map[string]func(string) error{"id": validate.UUID},
 		Query:  Object(Optional("force", String().OneOf("true", "false"))),
 		Handler: func(c *Ctx) error {

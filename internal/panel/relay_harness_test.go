@@ -18,6 +18,7 @@ import (
 
 	"github.com/portlama/portlama/internal/acme"
 	"github.com/portlama/portlama/internal/agents"
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/pki"
 	"github.com/portlama/portlama/internal/pki/pkitest"
@@ -31,7 +32,7 @@ import (
 // end-to-end tests run the real nginx and tunnel server.
 
 const (
-	testFingerprint = "SHA256:dGVzdC1maW5nZXJwcmludA"
+	testFingerprint = "O6ssY+Ss0zrUaXnR0QSxtvlDW9pPHZTU2RqkG5xV3Eg=" // chisel's SHA-256 form
 	testDomain      = "example.com"
 )
 
@@ -44,10 +45,10 @@ type recordingVhosts struct {
 	fail    map[string]error // "write", "remove", "enable"
 }
 
-func (v *recordingVhosts) record(op string, t tunnels.Tunnel) error {
+func (v *recordingVhosts) record(op string, t api.Tunnel) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.calls = append(v.calls, op+" "+t.VhostName())
+	v.calls = append(v.calls, op+" "+tunnels.VhostName(t))
 	kind := op
 	if op == "disable" {
 		kind = "enable"
@@ -59,27 +60,27 @@ func (v *recordingVhosts) record(op string, t tunnels.Tunnel) error {
 	return nil
 }
 
-func (v *recordingVhosts) WriteTunnel(_ context.Context, t tunnels.Tunnel, _ tunnels.CertPaths) error {
+func (v *recordingVhosts) WriteTunnel(_ context.Context, t api.Tunnel, _ acme.Files) error {
 	if err := v.record("write", t); err != nil {
 		return err
 	}
 	v.mu.Lock()
-	v.enabled[t.VhostName()] = true
+	v.enabled[tunnels.VhostName(t)] = true
 	v.mu.Unlock()
 	return nil
 }
 
-func (v *recordingVhosts) RemoveTunnel(_ context.Context, t tunnels.Tunnel) error {
+func (v *recordingVhosts) RemoveTunnel(_ context.Context, t api.Tunnel) error {
 	if err := v.record("remove", t); err != nil {
 		return err
 	}
 	v.mu.Lock()
-	delete(v.enabled, t.VhostName())
+	delete(v.enabled, tunnels.VhostName(t))
 	v.mu.Unlock()
 	return nil
 }
 
-func (v *recordingVhosts) SetTunnelEnabled(_ context.Context, t tunnels.Tunnel, enabled bool) error {
+func (v *recordingVhosts) SetTunnelEnabled(_ context.Context, t api.Tunnel, enabled bool) error {
 	op := "disable"
 	if enabled {
 		op = "enable"
@@ -88,7 +89,7 @@ func (v *recordingVhosts) SetTunnelEnabled(_ context.Context, t tunnels.Tunnel, 
 		return err
 	}
 	v.mu.Lock()
-	v.enabled[t.VhostName()] = enabled
+	v.enabled[tunnels.VhostName(t)] = enabled
 	v.mu.Unlock()
 	return nil
 }
@@ -250,7 +251,7 @@ func (e *relayEnv) setup(t *testing.T, cfg *Config) error {
 // newAgent issues a P12 agent with caps and returns its request headers.
 func (e *relayEnv) newAgent(t *testing.T, label string, caps ...string) agentCert {
 	t.Helper()
-	iss, err := e.agents.IssueP12(e.ctx, label, append([]string{CapTunnelsRead}, caps...), nil)
+	iss, err := e.agents.IssueP12(e.ctx, label, append([]string{api.CapTunnelsRead}, caps...), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

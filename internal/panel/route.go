@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/config"
 )
 
@@ -172,7 +173,7 @@ func (s *Server) Handle(rt Route) {
 // serveRoute runs the pipeline of contract §2.4 for one route.
 func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *Route) {
 	c := &Ctx{W: w, R: r, Log: s.log}
-	fail := func(e *Error) { writeError(w, e) }
+	fail := func(e *api.Error) { writeError(w, e) }
 	internal := func(err error) {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		writeError(w, errInternal)
@@ -231,7 +232,7 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *Route) {
 	var body any
 	var hasBody bool
 	if !rt.RawBody {
-		var perr *Error
+		var perr *api.Error
 		body, hasBody, perr = readJSONBody(r)
 		if perr != nil {
 			fail(perr)
@@ -248,10 +249,10 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *Route) {
 	}
 
 	// 6. Schema validation of path parameters, query and body (400).
-	var issues []Issue
+	var issues []api.Issue
 	for _, name := range slices.Sorted(maps.Keys(rt.Params)) {
 		if err := rt.Params[name](r.PathValue(name)); err != nil {
-			issues = append(issues, Issue{Path: []any{name}, Message: err.Error()})
+			issues = append(issues, api.Issue{Path: []any{name}, Message: err.Error()})
 		}
 	}
 	if rt.Query != nil {
@@ -261,21 +262,21 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *Route) {
 				q[k] = v[0]
 			}
 		}
-		var qi []Issue
+		var qi []api.Issue
 		c.query, qi = Validate(rt.Query, q)
 		issues = append(issues, qi...)
 	}
 	if !rt.RawBody {
 		switch {
 		case rt.Body != nil && !hasBody:
-			issues = append(issues, Issue{Path: []any{}, Message: "Request body is required"})
+			issues = append(issues, api.Issue{Path: []any{}, Message: "Request body is required"})
 		case rt.Body != nil:
-			var bi []Issue
+			var bi []api.Issue
 			c.body, bi = Validate(rt.Body, body)
 			issues = append(issues, bi...)
 		case hasBody:
 			if _, ok := body.(map[string]any); !ok && body != nil {
-				issues = append(issues, Issue{Path: []any{}, Message: "This route takes no body; send none or {}"})
+				issues = append(issues, api.Issue{Path: []any{}, Message: "This route takes no body; send none or {}"})
 			}
 		}
 	}
@@ -286,20 +287,20 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *Route) {
 
 	// 7. Handler.
 	if err := rt.Handler(c); err != nil {
-		var apiErr *Error
-		if errors.As(err, &apiErr) {
-			if apiErr.Status >= 500 {
-				s.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "status", apiErr.Status, "error", apiErr.Message)
-			}
-			fail(apiErr)
+		apiErr := apiError(err)
+		if apiErr == nil {
+			internal(err)
 			return
 		}
-		internal(err)
+		if apiErr.Status >= 500 {
+			s.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "status", apiErr.Status, "error", apiErr.Message, "cause", err)
+		}
+		fail(apiErr)
 	}
 }
 
 // guard is the role and capability check of contract §3.4.
-func guard(rt *Route, id *Identity) *Error {
+func guard(rt *Route, id *Identity) *api.Error {
 	switch rt.Access {
 	case AdminOnly:
 		if id.Role != RoleAdmin {
@@ -320,21 +321,21 @@ func guard(rt *Route, id *Identity) *Error {
 		if granted == nil {
 			granted = []string{}
 		}
-		return NewError(http.StatusForbidden, "Insufficient certificate capability").
-			WithDetails(map[string]any{"required": rt.Capability, "granted": granted})
+		return NewError(http.StatusForbidden, api.MsgCapability).
+			WithDetails(api.CapabilityDetails{Required: rt.Capability, Granted: granted})
 	}
 	return nil
 }
 
-func scopeError(required []string, current Role) *Error {
-	return NewError(http.StatusForbidden, "Insufficient certificate scope").
-		WithDetails(map[string]any{"required": required, "current": string(current)})
+func scopeError(required []string, current Role) *api.Error {
+	return NewError(http.StatusForbidden, api.MsgScope).
+		WithDetails(api.ScopeDetails{Required: required, Current: string(current)})
 }
 
 // readJSONBody reads and parses a JSON body. present is false for an empty
 // body. Errors: 413 over BodyLimit, 415 for a non-JSON content type, 400
 // for malformed JSON.
-func readJSONBody(r *http.Request) (v any, present bool, e *Error) {
+func readJSONBody(r *http.Request) (v any, present bool, e *api.Error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, false, nil
 	}

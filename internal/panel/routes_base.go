@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/onboarding"
 	"github.com/portlama/portlama/internal/validate"
 )
@@ -14,7 +15,7 @@ func (s *Server) registerHealth() {
 		Method: http.MethodGet, Path: "/api/health",
 		Access: AdminOrAgent, healthExempt: true, TwoFAExempt: true, Gate: GateNone,
 		Handler: func(c *Ctx) error {
-			return c.OK(map[string]string{"status": "ok", "version": s.cfg.Version})
+			return c.OK(api.Health{Status: "ok", Version: s.cfg.Version})
 		},
 	})
 }
@@ -25,7 +26,7 @@ func (s *Server) registerOnboarding() {
 		Method: http.MethodGet, Path: "/api/onboarding/status",
 		Access: AdminOnly, Gate: GateNone,
 		Handler: func(c *Ctx) error {
-			return c.OK(onboarding.Status{Status: c.Panel.Onboarding.Status, Domain: c.Panel.Domain, IP: c.Panel.IP})
+			return c.OK(api.OnboardingStatus{Status: c.Panel.Onboarding.Status, Domain: c.Panel.Domain, IP: c.Panel.IP})
 		},
 	})
 
@@ -37,10 +38,7 @@ func (s *Server) registerOnboarding() {
 			Required("email", String().Check(validate.Email)),
 		),
 		Handler: func(c *Ctx) error {
-			var body struct {
-				Domain string `json:"domain"`
-				Email  string `json:"email"`
-			}
+			var body api.SetDomainRequest
 			if err := c.Decode(&body); err != nil {
 				return err
 			}
@@ -58,31 +56,28 @@ func (s *Server) registerOnboarding() {
 		Handler: func(c *Ctx) error {
 			res, err := s.onboarding.VerifyDNS(c.R.Context())
 			if err != nil {
-				var se *onboarding.StateError
-				if errors.As(err, &se) {
-					return onboardingError(err)
+				if statusOf(err) == 0 {
+					return Failed("Failed to verify DNS", err)
 				}
-				return Failed("Failed to verify DNS", err)
+				return onboardingError(err)
 			}
 			return c.OK(res)
 		},
 	})
 }
 
-// onboardingError maps onboarding errors to API errors: 410 once
-// completed, 409 with onboardingStatus for other state refusals, 400 for a
-// field error; anything else is returned unchanged (500).
+// onboardingError adds onboardingStatus to the 409 of an onboarding state
+// refusal (the status comes from the error's kind like everywhere: 410 once
+// completed, 409 otherwise, 400 for a field error).
 func onboardingError(err error) error {
 	var se *onboarding.StateError
-	if errors.As(err, &se) {
-		if se.Completed() {
-			return errOnboardingDone
-		}
-		return NewError(http.StatusConflict, se.Message).With("onboardingStatus", se.Status)
+	if errors.As(err, &se) && !se.Completed() {
+		e := NewError(http.StatusConflict, se.Message)
+		e.OnboardingStatus = se.Status
+		return e
 	}
-	var fe *onboarding.FieldError
-	if errors.As(err, &fe) {
-		return ValidationError(Issue{Path: []any{fe.Field}, Message: fe.Message})
+	if errors.As(err, &se) {
+		return errOnboardingDone
 	}
 	return err
 }
@@ -91,13 +86,18 @@ func onboardingError(err error) error {
 func (s *Server) registerSystem() {
 	s.Handle(Route{
 		Method: http.MethodGet, Path: "/api/system/stats",
-		Access: AdminOrAgent, Capability: CapSystemRead, Gate: GateManagement,
+		Access: AdminOrAgent, Capability: api.CapSystemRead, Gate: GateManagement,
 		Handler: func(c *Ctx) error {
 			st, err := s.stats.Stats(c.R.Context())
 			if err != nil {
 				return Failed("Failed to retrieve system stats", err)
 			}
-			return c.OK(st)
+			return c.OK(api.SystemStats{
+				CPU:    api.CPUStats{Usage: st.CPU.Usage, Cores: st.CPU.Cores},
+				Memory: api.Usage(st.Memory),
+				Disk:   api.Usage(st.Disk),
+				Uptime: st.Uptime,
+			})
 		},
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/portlama/portlama/internal/agents"
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/pki"
 	"github.com/portlama/portlama/internal/validate"
 )
@@ -26,7 +27,7 @@ const expiringSoonDays = 30
 // checkCapability is the schema check of one capability (contract §3.5); its
 // message `Invalid capability: <c>` is part of the contract (§2.3).
 func checkCapability(c string) error {
-	if !agents.IsCapability(c) {
+	if !api.IsCapability(c) {
 		return errors.New("Invalid capability: " + c)
 	}
 	return nil
@@ -46,25 +47,17 @@ var (
 	csrSchema = Object(Required("csr", String().Min(1)))
 )
 
-// newAgentBody is the body of POST /api/certs/agent and
-// POST /api/certs/agent/enroll.
-type newAgentBody struct {
-	Label        string    `json:"label"`
-	Capabilities *[]string `json:"capabilities"`
-	AllowedSites []string  `json:"allowedSites"`
-}
-
 // decodeNewAgent decodes and checks a new-agent body; capabilities default
 // to ["tunnels:read"] and must contain tunnels:read.
 func decodeNewAgent(c *Ctx) (label string, caps, sites []string, err error) {
-	var b newAgentBody
+	var b api.NewAgentRequest
 	if err := c.Decode(&b); err != nil {
 		return "", nil, nil, err
 	}
-	caps = []string{CapTunnelsRead}
+	caps = []string{api.CapTunnelsRead}
 	if b.Capabilities != nil {
 		caps = *b.Capabilities
-		if !slices.Contains(caps, CapTunnelsRead) {
+		if !slices.Contains(caps, api.CapTunnelsRead) {
 			return "", nil, nil, ValidationError(Issue{Path: []any{"capabilities"}, Message: "Must contain tunnels:read"})
 		}
 	}
@@ -75,57 +68,39 @@ func decodeNewAgent(c *Ctx) (label string, caps, sites []string, err error) {
 	return b.Label, caps, sites, nil
 }
 
-// agentError maps the errors of internal/agents (see its package doc);
-// failMsg is the route's anticipated 500, "" for 500 Internal server error.
+// agentError answers a refused CSR with 400 Invalid CSR and the reason as
+// details (contract §11.2, §11.4) and replaces the message of an
+// unanticipated failure with the route's failMsg ("" keeps 500 Internal
+// server error). The status of every other domain error comes from its
+// kind (statusOf).
 func agentError(err error, failMsg string) error {
-	var le *agents.LabelError
-	var ce *agents.CapabilityError
 	var csr *pki.CSRError
 	switch {
-	case errors.As(err, &le) && errors.Is(err, agents.ErrExists):
-		return NewError(http.StatusConflict, le.Error())
-	case errors.As(err, &le) && errors.Is(err, agents.ErrNotFound):
-		return NewError(http.StatusNotFound, le.Error())
-	case errors.As(err, &le) && errors.Is(err, agents.ErrInvalidLabel):
-		return ValidationError(Issue{Path: []any{"label"}, Message: le.Error()})
-	case errors.As(err, &ce):
-		return ValidationError(Issue{Path: []any{"capabilities"}, Message: ce.Error()})
 	case errors.As(err, &csr):
 		return NewError(http.StatusBadRequest, "Invalid CSR").WithDetails(csr.Reason)
-	case errors.Is(err, agents.ErrInvalidToken), errors.Is(err, agents.ErrTokenUsed), errors.Is(err, agents.ErrTokenExpired):
-		return NewError(http.StatusUnauthorized, err.Error())
-	}
-	if failMsg != "" {
+	case statusOf(err) != 0:
+		return err
+	case failMsg != "":
 		return Failed(failMsg, err)
 	}
 	return err
 }
 
-// certEntry is one entry of GET /api/certs.
-type certEntry struct {
-	Type            string  `json:"type"`
-	Domain          *string `json:"domain"`
-	ExpiresAt       string  `json:"expiresAt"`
-	DaysUntilExpiry int     `json:"daysUntilExpiry"`
-	Path            string  `json:"path"`
-	ExpiringSoon    bool    `json:"expiringSoon"`
-}
-
-func (s *Server) certEntry(typ string, domain *string, notAfter time.Time, path string) certEntry {
+func (s *Server) certEntry(typ string, domain *string, notAfter time.Time, path string) api.Cert {
 	days := int(math.Floor(notAfter.Sub(s.now()).Hours() / 24))
-	return certEntry{
-		Type: typ, Domain: domain, ExpiresAt: timestamp(notAfter), DaysUntilExpiry: days,
+	return api.Cert{
+		Type: typ, Domain: domain, ExpiresAt: api.FormatTime(notAfter), DaysUntilExpiry: days,
 		Path: path, ExpiringSoon: days <= expiringSoonDays,
 	}
 }
 
-// timestamp formats t as the contract's ISO 8601 UTC with milliseconds.
-func timestamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
-
 // agentView is an entry of GET /api/certs/agent.
-type agentView struct {
-	agents.Entry
-	ExpiringSoon bool `json:"expiringSoon"`
+func agentView(e agents.Entry, now time.Time) api.Agent {
+	return api.Agent{
+		Label: e.Label, Serial: e.Serial, Capabilities: e.Capabilities, AllowedSites: e.AllowedSites,
+		EnrollmentMethod: e.EnrollmentMethod, CreatedAt: e.CreatedAt, ExpiresAt: e.ExpiresAt,
+		Revoked: e.Revoked, RevokedAt: e.RevokedAt, ExpiringSoon: e.ExpiringSoon(now),
+	}
 }
 
 // registerCerts: the certificate and agent certificate routes of contract
@@ -137,7 +112,7 @@ func (s *Server) registerCerts() {
 		Method: http.MethodGet, Path: "/api/certs",
 		Access: AdminOnly, Gate: GateManagement,
 		Handler: func(c *Ctx) error {
-			certs := []certEntry{}
+			certs := []api.Cert{}
 			if d.Certs != nil {
 				names, err := d.Certs.Names()
 				if err != nil {
@@ -149,21 +124,21 @@ func (s *Server) registerCerts() {
 						c.Log.Warn("read certificate", "name", name, "err", err)
 						continue
 					}
-					certs = append(certs, s.certEntry("letsencrypt", &name, na, d.Certs.Paths(name).Cert))
+					certs = append(certs, s.certEntry(api.CertLetsEncrypt, &name, na, d.Certs.Paths(name).Cert))
 				}
 			}
 			if d.PKI != nil {
 				if ca := d.PKI.CACert(); ca != nil {
-					certs = append(certs, s.certEntry("mtls-ca", nil, ca.NotAfter, d.PKI.Path(pki.CACertFile)))
+					certs = append(certs, s.certEntry(api.CertMTLSCA, nil, ca.NotAfter, d.PKI.Path(pki.CACertFile)))
 				}
 				if admin, err := d.PKI.AdminCert(); err != nil {
 					c.Log.Warn("read admin certificate", "err", err)
 				} else {
-					certs = append(certs, s.certEntry("mtls-client", nil, admin.NotAfter, d.PKI.Path(pki.ClientCertFile)))
+					certs = append(certs, s.certEntry(api.CertMTLSClient, nil, admin.NotAfter, d.PKI.Path(pki.ClientCertFile)))
 				}
 			}
-			slices.SortStableFunc(certs, func(a, b certEntry) int { return a.DaysUntilExpiry - b.DaysUntilExpiry })
-			return c.OK(map[string]any{"certs": certs})
+			slices.SortStableFunc(certs, func(a, b api.Cert) int { return a.DaysUntilExpiry - b.DaysUntilExpiry })
+			return c.OK(api.CertList{Certs: certs})
 		},
 	})
 
@@ -183,12 +158,12 @@ func (s *Server) registerCerts() {
 				c.Log.Error("nginx reload after admin rotation", "err", rot.ReloadErr)
 				warning += " nginx could not be reloaded, so it may still accept the previous certificate until its next reload."
 			}
-			return c.OK(map[string]any{
-				"ok":          true,
-				"p12Password": rot.Password,
-				"p12":         base64.StdEncoding.EncodeToString(rot.P12),
-				"expiresAt":   timestamp(rot.ExpiresAt),
-				"warning":     warning,
+			return c.OK(api.AdminRotation{
+				OK:          true,
+				P12Password: rot.Password,
+				P12:         base64.StdEncoding.EncodeToString(rot.P12),
+				ExpiresAt:   api.FormatTime(rot.ExpiresAt),
+				Warning:     warning,
 			})
 		},
 	})
@@ -215,7 +190,7 @@ func (s *Server) registerCerts() {
 		Method: http.MethodGet, Path: "/api/certs/admin/auth-mode",
 		Access: AdminOnly, Gate: GateManagement,
 		Handler: func(c *Ctx) error {
-			return c.OK(map[string]string{"adminAuthMode": "p12"})
+			return c.OK(api.AdminAuthMode{AdminAuthMode: "p12"})
 		},
 	})
 
@@ -262,9 +237,9 @@ func (s *Server) registerAgentCerts() {
 			if err != nil {
 				return agentError(err, "Failed to create agent certificate")
 			}
-			return c.OK(map[string]any{
-				"ok": true, "label": iss.Label, "p12Password": iss.Password,
-				"serial": iss.Serial, "expiresAt": timestamp(iss.ExpiresAt),
+			return c.OK(api.AgentP12{
+				OK: true, Label: iss.Label, P12Password: iss.Password,
+				Serial: iss.Serial, ExpiresAt: api.FormatTime(iss.ExpiresAt),
 			})
 		},
 	})
@@ -281,11 +256,11 @@ func (s *Server) registerAgentCerts() {
 				return Failed("Failed to list agent certificates", err)
 			}
 			now := s.now()
-			out := make([]agentView, 0, len(entries))
+			out := make([]api.Agent, 0, len(entries))
 			for _, e := range entries {
-				out = append(out, agentView{Entry: e, ExpiringSoon: e.ExpiringSoon(now)})
+				out = append(out, agentView(e, now))
 			}
-			return c.OK(map[string]any{"agents": out})
+			return c.OK(api.AgentList{Agents: out})
 		},
 	})
 
@@ -317,7 +292,7 @@ func (s *Server) registerAgentCerts() {
 		if rev.ReloadErr != nil {
 			c.Log.Error("nginx reload after agent revocation", "label", label, "err", rev.ReloadErr)
 		}
-		return c.OK(map[string]any{"ok": true, "label": label})
+		return c.OK(api.AgentRevoked{OK: true, Label: label})
 	}
 	s.Handle(Route{
 		Method: http.MethodDelete, Path: "/api/certs/agent/{label}",
@@ -326,36 +301,50 @@ func (s *Server) registerAgentCerts() {
 		Handler: func(c *Ctx) error { return revokeAgent(c, c.Param("label")) },
 	})
 
-	// PATCH …/capabilities and …/allowed-sites: one list field each,
-	// replaced as a whole; the answer echoes the stored list.
-	patchList := func(field, path string, schema *ArraySchema, failure string,
-		update func(m *agents.Manager, label string, list []string) ([]string, error)) {
-		s.Handle(Route{
-			Method: http.MethodPatch, Path: path,
-			Access: AdminOnly, Gate: GateManagement,
-			Params: agentLabelParams,
-			Body:   Object(Required(field, schema)),
-			Handler: func(c *Ctx) error {
-				if d.Agents == nil {
-					return errNotWired
-				}
-				var b map[string][]string
-				if err := c.Decode(&b); err != nil {
-					return err
-				}
-				label := c.Param("label")
-				list, err := update(d.Agents, label, b[field])
-				if err != nil {
-					return agentError(err, failure)
-				}
-				return c.OK(map[string]any{"ok": true, "label": label, field: list})
-			},
-		})
-	}
-	patchList("capabilities", "/api/certs/agent/{label}/capabilities", capabilitiesSchema, "Failed to update capabilities",
-		(*agents.Manager).UpdateCapabilities)
-	patchList("allowedSites", "/api/certs/agent/{label}/allowed-sites", allowedSitesSchema, "Failed to update allowed sites",
-		(*agents.Manager).UpdateAllowedSites)
+	// PATCH …/capabilities and …/allowed-sites: one list replaced as a
+	// whole; the answer echoes the stored list.
+	s.Handle(Route{
+		Method: http.MethodPatch, Path: "/api/certs/agent/{label}/capabilities",
+		Access: AdminOnly, Gate: GateManagement,
+		Params: agentLabelParams,
+		Body:   Object(Required("capabilities", capabilitiesSchema)),
+		Handler: func(c *Ctx) error {
+			if d.Agents == nil {
+				return errNotWired
+			}
+			var b api.CapabilitiesRequest
+			if err := c.Decode(&b); err != nil {
+				return err
+			}
+			label := c.Param("label")
+			list, err := d.Agents.UpdateCapabilities(label, b.Capabilities)
+			if err != nil {
+				return agentError(err, "Failed to update capabilities")
+			}
+			return c.OK(api.CapabilitiesResponse{OK: true, Label: label, Capabilities: list})
+		},
+	})
+	s.Handle(Route{
+		Method: http.MethodPatch, Path: "/api/certs/agent/{label}/allowed-sites",
+		Access: AdminOnly, Gate: GateManagement,
+		Params: agentLabelParams,
+		Body:   Object(Required("allowedSites", allowedSitesSchema)),
+		Handler: func(c *Ctx) error {
+			if d.Agents == nil {
+				return errNotWired
+			}
+			var b api.AllowedSitesRequest
+			if err := c.Decode(&b); err != nil {
+				return err
+			}
+			label := c.Param("label")
+			list, err := d.Agents.UpdateAllowedSites(label, b.AllowedSites)
+			if err != nil {
+				return agentError(err, "Failed to update allowed sites")
+			}
+			return c.OK(api.AllowedSitesResponse{OK: true, Label: label, AllowedSites: list})
+		},
+	})
 
 	s.Handle(Route{
 		Method: http.MethodPost, Path: "/api/certs/agent/upgrade-cert",
@@ -368,9 +357,7 @@ func (s *Server) registerAgentCerts() {
 			if d.Agents == nil {
 				return errNotWired
 			}
-			var b struct {
-				CSR string `json:"csr"`
-			}
+			var b api.CSRRequest
 			if err := c.Decode(&b); err != nil {
 				return err
 			}
@@ -381,9 +368,9 @@ func (s *Server) registerAgentCerts() {
 			if enr.ReloadErr != nil {
 				c.Log.Error("nginx reload after agent re-key", "label", enr.Label, "err", enr.ReloadErr)
 			}
-			return c.OK(map[string]any{
-				"ok": true, "cert": string(enr.CertPEM), "caCert": string(enr.CACertPEM),
-				"serial": enr.Serial, "expiresAt": timestamp(enr.ExpiresAt),
+			return c.OK(api.Rekeyed{
+				OK: true, Cert: string(enr.CertPEM), CACert: string(enr.CACertPEM),
+				Serial: enr.Serial, ExpiresAt: api.FormatTime(enr.ExpiresAt),
 			})
 		},
 	})
@@ -404,7 +391,7 @@ func (s *Server) registerAgentCerts() {
 			if err != nil {
 				return agentError(err, "Failed to create enrollment token")
 			}
-			return c.OK(map[string]any{"ok": true, "token": tok.Token, "label": tok.Label, "expiresAt": tok.ExpiresAt})
+			return c.OK(api.EnrollmentToken{OK: true, Token: tok.Token, Label: tok.Label, ExpiresAt: tok.ExpiresAt})
 		},
 	})
 
@@ -423,7 +410,7 @@ func (s *Server) registerAgentCerts() {
 		if err != nil {
 			return Failed("Failed to revoke enrollment token", err)
 		}
-		return c.OK(map[string]any{"ok": true, "revoked": revoked})
+		return c.OK(api.TokenRevoked{OK: true, Revoked: revoked})
 	}
 	s.Handle(Route{
 		Method: http.MethodDelete, Path: "/api/certs/agent/{group}/{label}",

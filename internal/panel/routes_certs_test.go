@@ -15,6 +15,7 @@ import (
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
 	"github.com/portlama/portlama/internal/agents"
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/pki"
 	"github.com/portlama/portlama/internal/pki/pkitest"
 )
@@ -70,7 +71,7 @@ func TestCertsList(t *testing.T) {
 		t.Fatalf("ca expiresAt %v: %v", ca["expiresAt"], err)
 	}
 
-	a := e.newAgent(t, "home", CapTunnelsWrite)
+	a := e.newAgent(t, "home", api.CapTunnelsWrite)
 	e.do("GET", "/api/certs", "", a.headers()).
 		expect(t, 403, `{"error":"Insufficient certificate scope","details":{"required":["admin"],"current":"agent"}}`)
 	e.do("GET", "/api/certs/admin/auth-mode", "", adminHeaders()).expect(t, 200, `{"adminAuthMode":"p12"}`)
@@ -118,7 +119,7 @@ func TestAdminRotation(t *testing.T) {
 	if err != nil {
 		t.Fatalf("decode new P12: %v", err)
 	}
-	if cert.Subject.CommonName != "admin" || timestamp(cert.NotAfter) != r.body["expiresAt"] {
+	if cert.Subject.CommonName != "admin" || api.FormatTime(cert.NotAfter) != r.body["expiresAt"] {
 		t.Fatalf("new cert %v %v", cert.Subject, r.body["expiresAt"])
 	}
 	// The old admin certificate is refused from the next request on.
@@ -327,7 +328,7 @@ func TestEnrollmentTokens(t *testing.T) {
 
 func TestUpgradeCert(t *testing.T) {
 	e := newRelayEnv(t)
-	a := e.newAgent(t, "home", CapTunnelsWrite)
+	a := e.newAgent(t, "home", api.CapTunnelsWrite)
 	e.do("POST", "/api/tunnels", `{"subdomain":"app","port":8080}`, a.headers()).expect(t, 201, "")
 	pwBefore := e.password(t, "home")
 
@@ -349,7 +350,7 @@ func TestUpgradeCert(t *testing.T) {
 		t.Fatalf("subject %s", cert.Subject)
 	}
 	if r.body["caCert"] != string(e.pki.CACertPEM()) || r.body["serial"] != pki.FormatSerial(cert.SerialNumber) ||
-		r.body["expiresAt"] != timestamp(cert.NotAfter) {
+		r.body["expiresAt"] != api.FormatTime(cert.NotAfter) {
 		t.Fatalf("body %s", r.raw)
 	}
 	// The old certificate is revoked; the new one works and keeps the

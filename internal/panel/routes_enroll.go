@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/portlama/portlama/internal/agents"
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/pki"
 )
 
@@ -27,15 +27,12 @@ var enrollSchema = Object(
 // enrollError maps Manager.Enroll errors (contract §11.4): 4xx as listed,
 // any server-side failure (logged) 500 Enrollment failed without details.
 func enrollError(c *Ctx, err error) error {
-	var le *agents.LabelError
+	if status := statusOf(err); status != 0 && status < 500 {
+		return agentError(err, "")
+	}
 	var csr *pki.CSRError
-	switch {
-	case errors.Is(err, agents.ErrInvalidToken), errors.Is(err, agents.ErrTokenUsed), errors.Is(err, agents.ErrTokenExpired):
-		return NewError(http.StatusUnauthorized, err.Error())
-	case errors.As(err, &csr):
-		return NewError(http.StatusBadRequest, "Invalid CSR").WithDetails(csr.Reason)
-	case errors.As(err, &le) && errors.Is(err, agents.ErrExists):
-		return NewError(http.StatusConflict, le.Error())
+	if errors.As(err, &csr) {
+		return agentError(err, "")
 	}
 	c.Log.Error("enrollment failed", "err", err)
 	return NewError(http.StatusInternalServerError, "Enrollment failed")
@@ -50,10 +47,7 @@ func (s *Server) registerEnroll() {
 		Access: Public, Gate: GateNone,
 		Body: enrollSchema,
 		Handler: func(c *Ctx) error {
-			var b struct {
-				Token string `json:"token"`
-				CSR   string `json:"csr"`
-			}
+			var b api.EnrollRequest
 			if err := c.Decode(&b); err != nil {
 				return err
 			}
@@ -64,9 +58,9 @@ func (s *Server) registerEnroll() {
 			if err != nil {
 				return enrollError(c, err)
 			}
-			return c.OK(map[string]any{
-				"ok": true, "cert": string(enr.CertPEM), "caCert": string(enr.CACertPEM),
-				"label": enr.Label, "serial": enr.Serial, "expiresAt": timestamp(enr.ExpiresAt),
+			return c.OK(api.Enrolled{
+				OK: true, Cert: string(enr.CertPEM), CACert: string(enr.CACertPEM),
+				Label: enr.Label, Serial: enr.Serial, ExpiresAt: api.FormatTime(enr.ExpiresAt),
 			})
 		},
 	})

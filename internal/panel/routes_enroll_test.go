@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/portlama/portlama/internal/agents"
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/pki"
 	"github.com/portlama/portlama/internal/pki/pkitest"
@@ -43,7 +44,7 @@ func TestEnroll(t *testing.T) {
 	checkChain(t, e, cert)
 	serial := pki.FormatSerial(cert.SerialNumber)
 	if r.body["ok"] != true || r.body["label"] != "laptop" || r.body["serial"] != serial ||
-		r.body["caCert"] != string(e.pki.CACertPEM()) || r.body["expiresAt"] != timestamp(cert.NotAfter) {
+		r.body["caCert"] != string(e.pki.CACertPEM()) || r.body["expiresAt"] != api.FormatTime(cert.NotAfter) {
 		t.Fatalf("body %s", r.raw)
 	}
 	entry, err := e.agents.Lookup("laptop")

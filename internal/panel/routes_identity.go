@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/auth"
 )
 
@@ -55,30 +56,30 @@ func (s *Server) registerIdentity() {
 			if user == "" {
 				return NewError(http.StatusBadRequest, "Identity headers not present — this endpoint requires an Authelia-protected vhost")
 			}
-			return c.OK(map[string]any{
-				"username":    user,
-				"displayName": single(c.R.Header, "Remote-Name"),
-				"email":       single(c.R.Header, "Remote-Email"),
-				"groups":      splitGroups(single(c.R.Header, "Remote-Groups")),
+			return c.OK(api.Self{
+				Username:    user,
+				DisplayName: single(c.R.Header, "Remote-Name"),
+				Email:       single(c.R.Header, "Remote-Email"),
+				Groups:      splitGroups(single(c.R.Header, "Remote-Groups")),
 			})
 		},
 	})
 
 	s.Handle(Route{
 		Method: http.MethodGet, Path: "/api/identity/users",
-		Access: AdminOrAgent, Capability: CapIdentityQuery, Gate: GateManagement,
+		Access: AdminOrAgent, Capability: api.CapIdentityQuery, Gate: GateManagement,
 		Handler: func(c *Ctx) error {
 			users, err := d.Users.List()
 			if err != nil {
 				return Failed("Failed to read user database", err)
 			}
-			return c.OK(map[string]any{"users": users})
+			return c.OK(api.UserList{Users: apiUsers(users)})
 		},
 	})
 
 	s.Handle(Route{
 		Method: http.MethodGet, Path: "/api/identity/users/{username}",
-		Access: AdminOrAgent, Capability: CapIdentityQuery, Gate: GateManagement,
+		Access: AdminOrAgent, Capability: api.CapIdentityQuery, Gate: GateManagement,
 		Params: map[string]func(string) error{"username": identityUsername},
 		Handler: func(c *Ctx) error {
 			u, err := d.Users.Get(c.Param("username"))
@@ -88,13 +89,13 @@ func (s *Server) registerIdentity() {
 			case err != nil:
 				return Failed("Failed to read user database", err)
 			}
-			return c.OK(map[string]any{"user": u})
+			return c.OK(api.UserLookup{User: apiUser(u)})
 		},
 	})
 
 	s.Handle(Route{
 		Method: http.MethodGet, Path: "/api/identity/groups",
-		Access: AdminOrAgent, Capability: CapIdentityQuery, Gate: GateManagement,
+		Access: AdminOrAgent, Capability: api.CapIdentityQuery, Gate: GateManagement,
 		Handler: func(c *Ctx) error {
 			users, err := d.Users.List()
 			if err != nil {
@@ -105,7 +106,7 @@ func (s *Server) registerIdentity() {
 				groups = append(groups, u.Groups...)
 			}
 			slices.Sort(groups)
-			return c.OK(map[string]any{"groups": slices.Compact(groups)})
+			return c.OK(api.GroupList{Groups: slices.Compact(groups)})
 		},
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/auth"
 	"github.com/portlama/portlama/internal/config"
 )
@@ -38,7 +39,7 @@ func TestIdentitySelf(t *testing.T) {
 
 func TestIdentityUsers(t *testing.T) {
 	f := newAuthFixture(t, config.StatusCompleted)
-	f.addAgent("home", "BEEF", CapIdentityQuery)
+	f.addAgent("home", "BEEF", api.CapIdentityQuery)
 	for _, u := range []auth.NewUser{
 		{Username: "bob", DisplayName: "Bob", Email: "bob@example.com", Password: authTestPass, Groups: []string{"family", "media"}},
 		{Username: "carol", DisplayName: "Carol", Email: "carol@example.com", Password: authTestPass, Groups: []string{"family"}},

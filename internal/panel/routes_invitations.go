@@ -3,47 +3,22 @@ package panel
 import (
 	"errors"
 	"net/http"
-	"strconv"
+	"strings"
 	"time"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/auth"
 	"github.com/portlama/portlama/internal/invitations"
 	"github.com/portlama/portlama/internal/validate"
 )
 
-var (
-	errInvitationNotFound = NewError(http.StatusNotFound, "Invitation not found")
-	errInvitationUsed     = NewError(http.StatusGone, "This invitation has already been used")
-	errInvitationExpired  = NewError(http.StatusGone, "This invitation has expired")
-)
-
-// invitationError maps invitations.Lookup errors to the answers of
-// contract §10.2; other errors are returned unchanged (500).
-func invitationError(err error) error {
-	switch {
-	case errors.Is(err, invitations.ErrNotFound):
-		return errInvitationNotFound
-	case errors.Is(err, invitations.ErrUsed):
-		return errInvitationUsed
-	case errors.Is(err, invitations.ErrExpired):
-		return errInvitationExpired
-	}
-	return err
-}
-
-// authURL returns https://auth.<d><path>, with ":<port>" after the host
-// when the relay's HTTPS port is not 443 (the demo), or nil without a
-// domain.
+// authURL returns https://auth.<d>[:port]<path>, or nil without a domain.
 func (s *Server) authURL(c *Ctx, path string) *string {
 	d := c.Panel.DomainOrEmpty()
 	if d == "" {
 		return nil
 	}
-	host := "auth." + d
-	if p := s.cfg.Addrs.HTTPSPort; p != 0 && p != 443 {
-		host += ":" + strconv.Itoa(p)
-	}
-	u := "https://" + host + path
+	u := s.cfg.Addrs.HostURL("auth", d) + path
 	return &u
 }
 
@@ -51,7 +26,6 @@ func (s *Server) authURL(c *Ctx, path string) *string {
 // invitation routes of contract §10.
 func (s *Server) registerInvitations() {
 	d := s.authDeps()
-	tokenParam := map[string]func(string) error{"token": validate.Token}
 
 	s.Handle(Route{
 		Method: http.MethodGet, Path: "/api/invitations",
@@ -61,7 +35,7 @@ func (s *Server) registerInvitations() {
 			if err != nil {
 				return Failed("Failed to read invitations", err)
 			}
-			return c.OK(map[string]any{"invitations": list})
+			return c.OK(api.InvitationList{Invitations: list})
 		},
 	})
 
@@ -75,12 +49,7 @@ func (s *Server) registerInvitations() {
 			Optional("expiresInDays", Integer().Min(1).Max(30)),
 		),
 		Handler: func(c *Ctx) error {
-			var body struct {
-				Username      string   `json:"username"`
-				Email         string   `json:"email"`
-				Groups        []string `json:"groups"`
-				ExpiresInDays *int     `json:"expiresInDays"`
-			}
+			var body api.CreateInvitationRequest
 			if err := c.Decode(&body); err != nil {
 				return err
 			}
@@ -99,19 +68,21 @@ func (s *Server) registerInvitations() {
 			})
 			switch {
 			case errors.Is(err, invitations.ErrPending):
-				return NewError(http.StatusConflict, "A pending invitation already exists for this username")
+				return err // 409 with the contract's message
 			case err != nil:
 				return Failed("Failed to save invitation", err)
 			}
 			c.Log.Info("invitation created", "user", inv.Username, "id", inv.ID, "expiresAt", inv.ExpiresAt)
-			return c.JSON(http.StatusCreated, map[string]any{
-				"ok": true,
-				"invitation": map[string]any{
-					"id": inv.ID, "username": inv.Username, "email": inv.Email, "groups": inv.Groups,
-					"createdAt": inv.CreatedAt, "expiresAt": inv.ExpiresAt,
+			// The token travels in the URL's fragment, which browsers never
+			// send, so it stays out of request lines and logs (docs/api.md).
+			return c.JSON(http.StatusCreated, api.CreateInvitationResponse{
+				OK: true,
+				Invitation: api.NewInvitation{
+					ID: inv.ID, Username: inv.Username, Email: inv.Email, Groups: inv.Groups,
+					CreatedAt: inv.CreatedAt, ExpiresAt: inv.ExpiresAt,
 				},
-				"inviteUrl": s.authURL(c, "/invite/"+inv.Token),
-				"token":     inv.Token,
+				InviteURL: s.authURL(c, "/invite/#"+inv.Token),
+				Token:     inv.Token,
 			})
 		},
 	})
@@ -121,46 +92,51 @@ func (s *Server) registerInvitations() {
 		Access: AdminOnly, Gate: GateManagement,
 		Params: map[string]func(string) error{"id": validate.UUID},
 		Handler: func(c *Ctx) error {
-			err := d.Invitations.Revoke(c.Param("id"))
+			err := d.Invitations.Revoke(strings.ToLower(c.Param("id")))
 			switch {
 			case errors.Is(err, invitations.ErrNotFound):
-				return errInvitationNotFound
+				return err // 404 Invitation not found
 			case err != nil:
 				return Failed("Failed to revoke invitation", err)
 			}
-			c.Log.Info("invitation revoked", "id", c.Param("id"))
-			return c.OK(map[string]any{"ok": true})
+			c.Log.Info("invitation revoked", "id", strings.ToLower(c.Param("id")))
+			return c.OK(api.OK{OK: true})
 		},
 	})
 
-	s.Handle(Route{
-		Method: http.MethodGet, Path: "/api/invite/{token}",
-		Access: Public, Gate: GateNone,
-		Params: tokenParam,
-		Handler: func(c *Ctx) error {
-			inv, err := d.Invitations.Lookup(c.Param("token"))
-			if err != nil {
-				return invitationError(err)
-			}
-			return c.OK(map[string]any{"username": inv.Username, "email": inv.Email, "expiresAt": inv.ExpiresAt})
-		},
-	})
+	// The public routes take the token in the body, never in the path:
+	// paths end up in logs, and a token is valid for up to 30 days.
+	tokenSchema := String().Check(validate.Token)
 
 	s.Handle(Route{
-		Method: http.MethodPost, Path: "/api/invite/{token}/accept",
+		Method: http.MethodPost, Path: "/api/invite/lookup",
 		Access: Public, Gate: GateNone,
-		Params: tokenParam,
-		Body:   Object(Required("password", passwordSchema())),
+		Body: Object(Required("token", tokenSchema)),
 		Handler: func(c *Ctx) error {
-			var body struct {
-				Password string `json:"password"`
-			}
+			var body api.InviteLookupRequest
 			if err := c.Decode(&body); err != nil {
 				return err
 			}
-			inv, err := d.Invitations.Lookup(c.Param("token"))
+			inv, err := d.Invitations.Lookup(body.Token)
 			if err != nil {
-				return invitationError(err)
+				return err // 404 / 410 from the error's kind
+			}
+			return c.OK(api.InviteDetails{Username: inv.Username, Email: inv.Email, ExpiresAt: inv.ExpiresAt})
+		},
+	})
+
+	s.Handle(Route{
+		Method: http.MethodPost, Path: "/api/invite/accept",
+		Access: Public, Gate: GateNone,
+		Body: Object(Required("token", tokenSchema), Required("password", passwordSchema())),
+		Handler: func(c *Ctx) error {
+			var body api.InviteAcceptRequest
+			if err := c.Decode(&body); err != nil {
+				return err
+			}
+			inv, err := d.Invitations.Lookup(body.Token)
+			if err != nil {
+				return err
 			}
 			_, err = d.Users.Create(auth.NewUser{
 				Username: inv.Username, DisplayName: inv.Username, Email: inv.Email,
@@ -184,9 +160,9 @@ func (s *Server) registerInvitations() {
 				c.Log.Error("mark invitation used", "id", inv.ID, "err", err)
 			}
 			c.Log.Info("invitation accepted", "user", inv.Username, "id", inv.ID)
-			return c.OK(map[string]any{
-				"ok": true, "username": inv.Username, "loginUrl": s.authURL(c, "/"),
-				"totpUri": totpURI, "totpQr": totpQR,
+			return c.OK(api.InviteAcceptResponse{
+				OK: true, Username: inv.Username, LoginURL: s.authURL(c, "/"),
+				TOTPURI: totpURI, TOTPQR: totpQR,
 			})
 		},
 	})

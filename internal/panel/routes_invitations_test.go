@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/portlama/portlama/internal/testutil"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"github.com/portlama/portlama/internal/auth"
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/invitepage"
+	"github.com/portlama/portlama/internal/testutil"
 	"github.com/portlama/portlama/internal/validate"
 )
 
@@ -50,7 +50,7 @@ func TestInvitationsCreateAndList(t *testing.T) {
 	}
 	want := `{"ok":true,"invitation":{"id":"` + id + `","username":"bob","email":"bob@example.com","groups":["family"],` +
 		`"createdAt":"2027-01-15T08:00:00.000Z","expiresAt":"2027-01-18T08:00:00.000Z"},` +
-		`"inviteUrl":"https://auth.example.com/invite/` + tok + `","token":"` + tok + `"}`
+		`"inviteUrl":"https://auth.example.com/invite/#` + tok + `","token":"` + tok + `"}`
 	r.expect(t, 201, want)
 
 	// default expiry 7 days, default groups []
@@ -105,10 +105,10 @@ func TestInvitationURLs(t *testing.T) {
 	f := newAuthFixture(t, config.StatusCompleted, func(c *Config) { c.Addrs.HTTPSPort = 8443 })
 	r := f.invite(t, `{"username":"bob","email":"bob@example.com"}`)
 	tok := tokenOf(t, r)
-	if r.body["inviteUrl"] != "https://auth.example.com:8443/invite/"+tok {
+	if r.body["inviteUrl"] != "https://auth.example.com:8443/invite/#"+tok {
 		t.Fatalf("inviteUrl %v", r.body["inviteUrl"])
 	}
-	a := f.do("POST", "/api/invite/"+tok+"/accept", `{"password":"`+authTestPass+`"}`, nil)
+	a := f.do("POST", "/api/invite/accept", acceptBody(tok, `{"password":"`+authTestPass+`"}`), nil)
 	a.expect(t, 200, "")
 	if a.body["loginUrl"] != "https://auth.example.com:8443/" {
 		t.Fatalf("loginUrl %v", a.body["loginUrl"])
@@ -131,11 +131,13 @@ func TestInvitationsRevoke(t *testing.T) {
 	tok := tokenOf(t, r)
 	id := r.body["invitation"].(map[string]any)["id"].(string)
 	f.do("DELETE", "/api/invitations/not-a-uuid", "", adminHeaders()).expect(t, 400, "")
-	f.do("DELETE", "/api/invitations/1b4e28ba-2fa1-4d2e-883f-0016d3cca427", "", adminHeaders()).
-		expect(t, 404, `{"error":"Invitation not found"}`)
+	for _, unknown := range []string{"1b4e28ba-2fa1-4d2e-883f-0016d3cca427", "00000000-0000-0000-0000-000000000000", "1B4E28BA-2FA1-4D2E-883F-0016D3CCA427"} {
+		f.do("DELETE", "/api/invitations/"+unknown, "", adminHeaders()).
+			expect(t, 404, `{"error":"Invitation not found"}`)
+	}
 	f.do("DELETE", "/api/invitations/"+id, "", adminHeaders()).expect(t, 200, `{"ok":true}`)
 	f.do("DELETE", "/api/invitations/"+id, "", adminHeaders()).expect(t, 404, `{"error":"Invitation not found"}`)
-	f.do("GET", "/api/invite/"+tok, "", nil).expect(t, 404, `{"error":"Invitation not found"}`)
+	f.do("POST", "/api/invite/lookup", lookupBody(tok), nil).expect(t, 404, `{"error":"Invitation not found"}`)
 	f.do("GET", "/api/invitations", "", adminHeaders()).expect(t, 200, `{"invitations":[]}`)
 	// A revoked invitation no longer blocks a new one.
 	f.invite(t, `{"username":"bob","email":"bob@example.com"}`)
@@ -162,6 +164,34 @@ func TestInvitationsBrokenFile(t *testing.T) {
 	}
 }
 
+// lookupBody is the body of POST /api/invite/lookup.
+func lookupBody(tok string) string { return `{"token":"` + tok + `"}` }
+
+// acceptBody adds the token to an accept body ("" stands for a body
+// without a password).
+func acceptBody(tok, body string) string {
+	if body == "" || body == "{}" {
+		return lookupBody(tok)
+	}
+	return `{"token":"` + tok + `",` + strings.TrimPrefix(body, "{")
+}
+
+// Tokens never travel in paths (they would be logged): the old path routes
+// do not exist, and the public routes need a well-formed token in the body.
+func TestInvitationTokenNotInPath(t *testing.T) {
+	f := newAuthFixture(t, config.StatusCompleted)
+	tok := tokenOf(t, f.invite(t, `{"username":"bob","email":"bob@example.com"}`))
+	f.do("GET", "/api/invite/"+tok, "", nil).expect(t, 404, `{"error":"Not found"}`)
+	f.do("POST", "/api/invite/"+tok+"/accept", `{"password":"`+authTestPass+`"}`, nil).expect(t, 404, `{"error":"Not found"}`)
+	f.do("POST", "/api/invite/lookup", "", nil).expect(t, 400, "")
+	f.do("POST", "/api/invite/lookup", `{"token":12}`, nil).expect(t, 400, "")
+	f.do("POST", "/api/invite/accept", `{"password":"`+authTestPass+`"}`, nil).expect(t, 400, "")
+	if _, err := f.users.Get("bob"); err == nil {
+		t.Fatal("user created by a refused request")
+	}
+	f.do("POST", "/api/invite/lookup", lookupBody(tok), nil).expect(t, 200, "")
+}
+
 // TestInvitationAccept is the whole flow: invite, open, accept, log in to
 // the real auth server with password and TOTP, and no reuse.
 func TestInvitationAccept(t *testing.T) {
@@ -172,25 +202,25 @@ func TestInvitationAccept(t *testing.T) {
 	f.setStatus(config.StatusProvisioning)
 
 	// No certificate, no proof of origin needed.
-	f.do("GET", "/api/invite/"+tok, "", nil).expect(t, 200,
+	f.do("POST", "/api/invite/lookup", lookupBody(tok), nil).expect(t, 200,
 		`{"username":"bob","email":"bob@example.com","expiresAt":"2027-01-16T08:00:00.000Z"}`)
-	f.do("GET", "/api/invite/"+strings.ToUpper(tok), "", nil).expect(t, 400, "")
-	f.do("GET", "/api/invite/"+tok[:63], "", nil).expect(t, 400, "")
-	f.do("GET", "/api/invite/"+strings.Repeat("0", 64), "", nil).expect(t, 404, `{"error":"Invitation not found"}`)
+	f.do("POST", "/api/invite/lookup", lookupBody(strings.ToUpper(tok)), nil).expect(t, 400, "")
+	f.do("POST", "/api/invite/lookup", lookupBody(tok[:63]), nil).expect(t, 400, "")
+	f.do("POST", "/api/invite/lookup", lookupBody(strings.Repeat("0", 64)), nil).expect(t, 404, `{"error":"Invitation not found"}`)
 
 	for _, body := range []string{``, `{}`, `{"password":"short"}`, `{"password":12345678}`, `{"password":"` + strings.Repeat("p", 129) + `"}`} {
-		f.do("POST", "/api/invite/"+tok+"/accept", body, nil).expect(t, 400, "")
+		f.do("POST", "/api/invite/accept", acceptBody(tok, body), nil).expect(t, 400, "")
 	}
-	f.do("POST", "/api/invite/"+strings.Repeat("0", 64)+"/accept", `{"password":"`+authTestPass+`"}`, nil).
+	f.do("POST", "/api/invite/accept", acceptBody(strings.Repeat("0", 64), `{"password":"`+authTestPass+`"}`), nil).
 		expect(t, 404, `{"error":"Invitation not found"}`)
 	// Cross-origin browsers are refused; the auth origin is allowed.
-	f.do("POST", "/api/invite/"+tok+"/accept", `{"password":"`+authTestPass+`"}`, http.Header{"Origin": {"https://evil.example"}}).
+	f.do("POST", "/api/invite/accept", acceptBody(tok, `{"password":"`+authTestPass+`"}`), http.Header{"Origin": {"https://evil.example"}}).
 		expect(t, 403, `{"error":"Cross-origin request refused"}`)
 	if _, err := f.users.Get("bob"); err == nil {
 		t.Fatal("user created by a refused request")
 	}
 
-	r := f.do("POST", "/api/invite/"+tok+"/accept", `{"password":"`+authTestPass+`"}`,
+	r := f.do("POST", "/api/invite/accept", acceptBody(tok, `{"password":"`+authTestPass+`"}`),
 		http.Header{"Origin": {"https://auth.example.com"}})
 	r.expect(t, 200, "")
 	uri, _ := r.body["totpUri"].(string)
@@ -211,8 +241,8 @@ func TestInvitationAccept(t *testing.T) {
 	}
 
 	used := `{"error":"This invitation has already been used"}`
-	f.do("GET", "/api/invite/"+tok, "", nil).expect(t, 410, used)
-	f.do("POST", "/api/invite/"+tok+"/accept", `{"password":"another password"}`, nil).expect(t, 410, used)
+	f.do("POST", "/api/invite/lookup", lookupBody(tok), nil).expect(t, 410, used)
+	f.do("POST", "/api/invite/accept", acceptBody(tok, `{"password":"another password"}`), nil).expect(t, 410, used)
 	if err := f.login(t, "bob", "another password", secretOf(t, uri)); err == nil {
 		t.Fatal("reusing the invitation changed the password")
 	}
@@ -229,11 +259,11 @@ func TestInvitationExpired(t *testing.T) {
 	f := newAuthFixture(t, config.StatusCompleted)
 	tok := tokenOf(t, f.invite(t, `{"username":"bob","email":"bob@example.com","expiresInDays":1}`))
 	f.clock.advance(24 * time.Hour)
-	f.do("GET", "/api/invite/"+tok, "", nil).expect(t, 200, "")
+	f.do("POST", "/api/invite/lookup", lookupBody(tok), nil).expect(t, 200, "")
 	f.clock.advance(time.Second)
 	expired := `{"error":"This invitation has expired"}`
-	f.do("GET", "/api/invite/"+tok, "", nil).expect(t, 410, expired)
-	f.do("POST", "/api/invite/"+tok+"/accept", `{"password":"`+authTestPass+`"}`, nil).expect(t, 410, expired)
+	f.do("POST", "/api/invite/lookup", lookupBody(tok), nil).expect(t, 410, expired)
+	f.do("POST", "/api/invite/accept", acceptBody(tok, `{"password":"`+authTestPass+`"}`), nil).expect(t, 410, expired)
 	if _, err := f.users.Get("bob"); err == nil {
 		t.Fatal("expired invitation created a user")
 	}
@@ -250,7 +280,7 @@ func TestInvitationAcceptExistingUser(t *testing.T) {
 	tok := tokenOf(t, f.invite(t, `{"username":"bob","email":"bob@example.com"}`))
 	// The admin creates bob directly before the invitee accepts.
 	f.do("POST", "/api/users", `{"username":"bob","displayname":"Bob","email":"b@example.com","password":"12345678"}`, adminHeaders()).expect(t, 201, "")
-	f.do("POST", "/api/invite/"+tok+"/accept", `{"password":"`+authTestPass+`"}`, nil).
+	f.do("POST", "/api/invite/accept", acceptBody(tok, `{"password":"`+authTestPass+`"}`), nil).
 		expect(t, 409, `{"error":"This username already exists"}`)
 	if u, _ := f.users.Get("bob"); u.DisplayName != "Bob" {
 		t.Fatalf("existing user changed: %+v", u)
@@ -262,12 +292,12 @@ func TestInvitationAcceptWithoutAuthServer(t *testing.T) {
 		c.Auth.TOTP = auth.NewManageClient("/nonexistent/portlama/manage.sock")
 	})
 	tok := tokenOf(t, f.invite(t, `{"username":"bob","email":"bob@example.com"}`))
-	f.do("POST", "/api/invite/"+tok+"/accept", `{"password":"`+authTestPass+`"}`, nil).expect(t, 200,
+	f.do("POST", "/api/invite/accept", acceptBody(tok, `{"password":"`+authTestPass+`"}`), nil).expect(t, 200,
 		`{"ok":true,"username":"bob","loginUrl":"https://auth.example.com/","totpUri":null,"totpQr":null}`)
 	if _, err := f.users.Get("bob"); err != nil {
 		t.Fatalf("account not created: %v", err)
 	}
-	f.do("GET", "/api/invite/"+tok, "", nil).expect(t, 410, `{"error":"This invitation has already been used"}`)
+	f.do("POST", "/api/invite/lookup", lookupBody(tok), nil).expect(t, 410, `{"error":"This invitation has already been used"}`)
 }
 
 // pageDriver runs the invitation page's script in node against a minimal
@@ -285,15 +315,17 @@ for (const m of html.matchAll(/<([a-z0-9]+)[^>]*\sid="([^"]+)"([^>]*)>/g)) {
   els[m[2]] = { id: m[2], hidden: /\shidden[\s>]/.test(attrs), textContent: '', value: '', src: '', href: '',
     disabled: false, listeners: {}, focus() {}, addEventListener(t, fn) { (this.listeners[t] ||= []).push(fn); } };
 }
-const requests = [];
+const requests = [], replaced = [];
 const document = {
   readyState: 'complete',
   getElementById(id) { if (!els[id]) throw new Error('no element #' + id); return els[id]; },
   addEventListener() {},
 };
 const sandbox = {
-  document, window: { location: { pathname: '/invite/' + token } }, URLSearchParams, Date, JSON, isNaN,
-  fetch: (path, opts) => { requests.push({ path, method: opts.method, headers: opts.headers }); return fetch(base + path, opts); },
+  document, window: { location: { pathname: '/invite/', hash: '#' + token },
+    history: { replaceState(s, t, url) { sandbox.window.location.hash = ''; replaced.push(url); } } },
+  URLSearchParams, Date, JSON, isNaN,
+  fetch: (path, opts) => { requests.push({ path, method: opts.method, headers: opts.headers, body: opts.body }); return fetch(base + path, opts); },
 };
 vm.runInNewContext(js, sandbox);
 const settle = () => new Promise(r => setTimeout(r, 300));
@@ -310,6 +342,8 @@ const visible = () => ['loading', 'error', 'form-section', 'done'].filter(s => !
   out.done = { shown: visible(), user: els['done-username'].textContent, qr: els.qr.src.slice(0, 22), key: els['manual-key'].textContent,
     totpShown: !els.totp.hidden, login: els['login-link'].href, passwordCleared: els.password.value === '' };
   out.requests = requests.map(r => r.method + ' ' + r.path);
+  out.tokenInBodies = requests.every(r => JSON.parse(r.body).token === token);
+  out.fragmentCleared = replaced.length === 1 && sandbox.window.location.hash === '';
   console.log(JSON.stringify(out));
 })().catch(e => { console.error(e); process.exit(1); });
 `
@@ -352,7 +386,9 @@ func TestInvitationPage(t *testing.T) {
 			Login           string   `json:"login"`
 			PasswordCleared bool     `json:"passwordCleared"`
 		} `json:"done"`
-		Requests []string `json:"requests"`
+		Requests        []string `json:"requests"`
+		TokenInBodies   bool     `json:"tokenInBodies"`
+		FragmentCleared bool     `json:"fragmentCleared"`
 	}
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("driver output %s: %v", out, err)
@@ -368,9 +404,11 @@ func TestInvitationPage(t *testing.T) {
 		d.Login != "https://auth.example.com/" || !d.PasswordCleared || len(d.Key) != 32 {
 		t.Fatalf("after accept: %s", out)
 	}
-	want := "GET /api/invite/" + tok + ",POST /api/invite/" + tok + "/accept"
-	if strings.Join(got.Requests, ",") != want {
-		t.Fatalf("requests %v, want %s", got.Requests, want)
+	// The token never appears in a path: it is read from the fragment
+	// (which the page then drops from the address bar) and sent in bodies.
+	want := "POST /api/invite/lookup,POST /api/invite/accept"
+	if strings.Join(got.Requests, ",") != want || !got.TokenInBodies || !got.FragmentCleared {
+		t.Fatalf("requests %v (token in bodies %v, fragment cleared %v), want %s", got.Requests, got.TokenInBodies, got.FragmentCleared, want)
 	}
 	// The key the page showed is the one the auth server checks.
 	if err := f.login(t, "bob", authTestPass, d.Key); err != nil {
@@ -388,8 +426,8 @@ func TestInvitationAcceptConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, _ := http.NewRequest("POST", f.http.URL+"/api/invite/"+tok+"/accept",
-				strings.NewReader(fmt.Sprintf(`{"password":"password number %d"}`, i)))
+			req, _ := http.NewRequest("POST", f.http.URL+"/api/invite/accept",
+				strings.NewReader(acceptBody(tok, fmt.Sprintf(`{"password":"password number %d"}`, i))))
 			req.Header.Set("Content-Type", "application/json")
 			resp, err := f.http.Client().Do(req)
 			if err != nil {
@@ -415,5 +453,5 @@ func TestInvitationAcceptConcurrent(t *testing.T) {
 	if ok != 1 {
 		t.Fatalf("%d concurrent acceptances succeeded, want exactly 1", ok)
 	}
-	f.do("GET", "/api/invite/"+tok, "", nil).expect(t, 410, `{"error":"This invitation has already been used"}`)
+	f.do("POST", "/api/invite/lookup", lookupBody(tok), nil).expect(t, 410, `{"error":"This invitation has already been used"}`)
 }

@@ -10,9 +10,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/auth"
 	"github.com/portlama/portlama/internal/auth/qr"
 	"github.com/portlama/portlama/internal/config"
+	"github.com/portlama/portlama/internal/regulation"
 )
 
 // Panel 2FA parameters (contract §14).
@@ -33,8 +35,8 @@ var (
 	errTwoFAEnabled    = NewError(http.StatusConflict, "2FA is already enabled")
 	errTwoFANotEnabled = NewError(http.StatusBadRequest, "2FA is not enabled")
 	errNoSetup         = NewError(http.StatusBadRequest, "No 2FA setup in progress. Call POST /settings/2fa/setup first.")
-	errDomainFor2FA    = NewError(http.StatusBadRequest, "Domain must be configured before enabling 2FA").WithDetails(map[string]string{
-		"hint": "Enabling 2FA turns off access to the panel by IP address, so https://panel.<domain> must work first. Complete onboarding with a domain, then try again.",
+	errDomainFor2FA    = NewError(http.StatusBadRequest, "Domain must be configured before enabling 2FA").WithDetails(api.HintDetails{
+		Hint: "Enabling 2FA turns off access to the panel by IP address, so https://panel.<domain> must work first. Complete onboarding with a domain, then try again.",
 	})
 )
 
@@ -63,98 +65,23 @@ func panelCode(body any) (code string, ok bool) {
 	return code, true
 }
 
-// codeLimiter counts wrong 2FA codes per client address: once an address
-// has totpMaxFailures failures within totpFailureWindow, its next attempt
-// starts a ban of totpBanDuration. A correct code does not reset the count.
-type codeLimiter struct {
-	mu      sync.Mutex
-	clients map[string]*codeAttempts
+// newCodeLimiter returns the panel 2FA limiter (contract §14): failures are
+// counted per client address (at most totpMaxTracked addresses); once an
+// address has totpMaxFailures failures within totpFailureWindow, its next
+// attempt starts a ban of totpBanDuration. A correct code does not reset
+// the count. It is the auth server's regulator (internal/regulation), so
+// parallel attempts are counted while in flight.
+func newCodeLimiter() *regulation.Regulator {
+	return regulation.New(regulation.Config{
+		MaxFailures:      totpMaxFailures,
+		FindTime:         totpFailureWindow,
+		BanTime:          totpBanDuration,
+		MaxKeys:          totpMaxTracked,
+		BanOnNextAttempt: true,
+	})
 }
 
-type codeAttempts struct {
-	failures    []time.Time
-	bannedUntil time.Time
-	last        time.Time
-}
-
-func newCodeLimiter() *codeLimiter { return &codeLimiter{clients: map[string]*codeAttempts{}} }
-
-// allow reports whether addr may try a code at now; when not, retryAfter
-// is the number of seconds until the ban ends.
-func (l *codeLimiter) allow(addr string, now time.Time) (retryAfter int, ok bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	a := l.clients[addr]
-	if a == nil {
-		return 0, true
-	}
-	if now.Before(a.bannedUntil) {
-		return secondsUntil(now, a.bannedUntil), false
-	}
-	a.failures = recent(a.failures, now)
-	if len(a.failures) >= totpMaxFailures {
-		a.failures = nil
-		a.bannedUntil = now.Add(totpBanDuration)
-		a.last = now
-		return secondsUntil(now, a.bannedUntil), false
-	}
-	return 0, true
-}
-
-// fail records a wrong code from addr at now.
-func (l *codeLimiter) fail(addr string, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	a := l.clients[addr]
-	if a == nil {
-		if len(l.clients) >= totpMaxTracked {
-			l.evict(now)
-		}
-		a = &codeAttempts{}
-		l.clients[addr] = a
-	}
-	a.failures = append(recent(a.failures, now), now)
-	a.last = now
-}
-
-// evict makes room: it drops every entry with neither a ban nor recent
-// failures, and if none is stale, the least recently active entry.
-func (l *codeLimiter) evict(now time.Time) {
-	var oldest string
-	for addr, a := range l.clients {
-		if !now.Before(a.bannedUntil) && len(recent(a.failures, now)) == 0 {
-			delete(l.clients, addr)
-			continue
-		}
-		if oldest == "" || a.last.Before(l.clients[oldest].last) {
-			oldest = addr
-		}
-	}
-	if len(l.clients) >= totpMaxTracked && oldest != "" {
-		delete(l.clients, oldest)
-	}
-}
-
-func (l *codeLimiter) tracked() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.clients)
-}
-
-func recent(ts []time.Time, now time.Time) []time.Time {
-	out := ts[:0]
-	for _, t := range ts {
-		if now.Sub(t) < totpFailureWindow {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-func secondsUntil(now, t time.Time) int {
-	d := t.Sub(now)
-	return int((d + time.Second - 1) / time.Second)
-}
+func ceilSeconds(d time.Duration) int { return int((d + time.Second - 1) / time.Second) }
 
 // replayGuard remembers accepted (secret, step) pairs for totpReplayWindow
 // so a code is never accepted twice.
@@ -192,7 +119,7 @@ func (g *replayGuard) accept(secret string, step int64, now time.Time) bool {
 // panel2FA is the state shared by the 2FA routes.
 type panel2FA struct {
 	s       *Server
-	limiter *codeLimiter
+	limiter *regulation.Regulator
 	replay  replayGuard
 }
 
@@ -201,21 +128,27 @@ type panel2FA struct {
 func (p *panel2FA) checkCode(c *Ctx, secret *string) error {
 	now := p.s.now()
 	addr := clientAddr(c.R, isProven(c.R))
-	if retry, ok := p.limiter.allow(addr, now); !ok {
+	wait, ok := p.limiter.Begin(now, addr)
+	if !ok {
+		retry := ceilSeconds(wait)
 		c.Log.Warn("panel 2FA attempts refused", "addr", addr, "retryAfter", retry)
-		return NewError(http.StatusTooManyRequests, "Too many attempts. Try again later.").With("retryAfter", retry)
+		e := NewError(http.StatusTooManyRequests, "Too many attempts. Try again later.")
+		e.RetryAfter = retry
+		return e
 	}
+	failed := false
+	defer func() { p.limiter.End(now, failed, addr) }()
 	code, ok := panelCode(c.body)
 	if !ok {
 		return errCodeFormat
 	}
 	if secret == nil || *secret == "" {
-		p.limiter.fail(addr, now)
+		failed = true
 		return errInvalidCode
 	}
 	step, ok := auth.CheckTOTP(*secret, code, now)
 	if !ok || !p.replay.accept(*secret, step, now) {
-		p.limiter.fail(addr, now)
+		failed = true
 		c.Log.Warn("wrong panel 2FA code", "addr", addr)
 		return errInvalidCode
 	}
@@ -258,7 +191,7 @@ func (s *Server) registerSettings() {
 		Method: http.MethodGet, Path: "/api/settings/2fa",
 		Access: AdminOnly, Gate: GateManagement, TwoFAExempt: true,
 		Handler: func(c *Ctx) error {
-			return c.OK(map[string]bool{"enabled": c.Panel.Panel2FA.Enabled, "setupComplete": c.Panel.Panel2FA.SetupComplete})
+			return c.OK(api.TwoFAStatus{Enabled: c.Panel.Panel2FA.Enabled, SetupComplete: c.Panel.Panel2FA.SetupComplete})
 		},
 	})
 
@@ -294,7 +227,7 @@ func (s *Server) registerSettings() {
 				return err
 			}
 			c.Log.Info("panel 2FA setup started")
-			return c.OK(map[string]string{"uri": uri, "manualKey": secret, "totpQr": png})
+			return c.OK(api.TwoFASetup{URI: uri, ManualKey: secret, TOTPQR: png})
 		},
 	})
 
@@ -346,7 +279,7 @@ func (s *Server) registerSettings() {
 				return err
 			}
 			c.Log.Info("panel 2FA enabled; IP vhost disabled")
-			return c.OK(map[string]bool{"enabled": true})
+			return c.OK(api.TwoFAEnabled{Enabled: true})
 		},
 	})
 
@@ -373,7 +306,7 @@ func (s *Server) registerSettings() {
 			if err := p.setCookie(c, secret); err != nil {
 				return err
 			}
-			return c.OK(map[string]bool{"verified": true})
+			return c.OK(api.TwoFAVerified{Verified: true})
 		},
 	})
 
@@ -416,7 +349,7 @@ func (s *Server) registerSettings() {
 			}
 			http.SetCookie(c.W, ClearSessionCookie())
 			c.Log.Info("panel 2FA disabled")
-			return c.OK(map[string]bool{"enabled": false})
+			return c.OK(api.TwoFAEnabled{Enabled: false})
 		},
 	})
 }

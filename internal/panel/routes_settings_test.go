@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/nginx"
+	"github.com/portlama/portlama/internal/pki"
 )
 
 func sessionCookieOf(r result) *http.Cookie {
@@ -69,7 +71,7 @@ func (f *authFixture) panelConfig(t *testing.T) config.PanelConfig {
 
 func TestPanel2FAFlow(t *testing.T) {
 	f := newAuthFixture(t, config.StatusCompleted)
-	f.addAgent("home", "BEEF", CapIdentityQuery)
+	f.addAgent("home", "BEEF", api.CapIdentityQuery)
 	f.do("GET", "/api/settings/2fa", "", adminHeaders()).expect(t, 200, `{"enabled":false,"setupComplete":false}`)
 	noSetup := `{"error":"No 2FA setup in progress. Call POST /settings/2fa/setup first."}`
 	notEnabled := `{"error":"2FA is not enabled"}`
@@ -111,7 +113,7 @@ func TestPanel2FAFlow(t *testing.T) {
 		t.Fatalf("panel.json after confirm: %+v session secret %q", c.Panel2FA, c.SessionSecretOrEmpty())
 	}
 	sess, err := DecodeSession(ck.Value, c.SessionSecretOrEmpty())
-	if want, _ := NormalizeSerial(adminSerial); err != nil || sess.CertSerial != want {
+	if want, _ := pki.ParseSerial(adminSerial); err != nil || sess.CertSerial != want {
 		t.Fatalf("cookie payload %+v %v", sess, err)
 	}
 
@@ -281,32 +283,60 @@ func TestPanel2FAVerifyCreatesMissingSessionSecret(t *testing.T) {
 
 func TestCodeLimiterBounded(t *testing.T) {
 	l := newCodeLimiter()
+	fail := func(addr string, at time.Time) {
+		if _, ok := l.Begin(at, addr); ok {
+			l.End(at, true, addr)
+		}
+	}
+	allow := func(addr string, at time.Time) (int, bool) {
+		d, ok := l.Begin(at, addr)
+		if ok {
+			l.End(at, false, addr)
+		}
+		return ceilSeconds(d), ok
+	}
 	now := time.Unix(1_800_000_000, 0)
 	for i := range totpMaxTracked {
-		l.fail(fmt.Sprintf("10.0.%d.%d", i/256, i%256), now)
+		fail(fmt.Sprintf("10.0.%d.%d", i/256, i%256), now)
 	}
 	// a banned address survives eviction
 	banned := "192.0.2.1"
 	for range totpMaxFailures {
-		l.fail(banned, now)
+		fail(banned, now)
 	}
-	if _, ok := l.allow(banned, now); ok {
+	if _, ok := allow(banned, now); ok {
 		t.Fatal("6th attempt allowed")
 	}
 	for i := range 50 {
-		l.fail(fmt.Sprintf("172.16.0.%d", i), now.Add(time.Duration(i+1)*time.Second))
-		if n := l.tracked(); n > totpMaxTracked {
+		fail(fmt.Sprintf("172.16.0.%d", i), now.Add(time.Duration(i+1)*time.Second))
+		if n := l.Tracked(); n > totpMaxTracked {
 			t.Fatalf("%d addresses tracked, limit %d", n, totpMaxTracked)
 		}
 	}
-	if retry, ok := l.allow(banned, now.Add(time.Minute)); ok || retry != 240 {
+	if retry, ok := allow(banned, now.Add(time.Minute)); ok || retry != 240 {
 		t.Fatalf("banned address evicted: retry %d ok %v", retry, ok)
 	}
 	// stale entries are dropped first
 	later := now.Add(time.Hour)
-	l.fail("203.0.113.99", later)
-	if n := l.tracked(); n != 1 {
+	fail("203.0.113.99", later)
+	if n := l.Tracked(); n != 1 {
 		t.Fatalf("%d addresses tracked after all others went stale, want 1", n)
+	}
+}
+
+// Parallel wrong codes from one address get no more guesses than
+// sequential ones (the regulator counts attempts in flight).
+func TestCodeLimiterCountsParallelAttempts(t *testing.T) {
+	l := newCodeLimiter()
+	now := time.Unix(1_800_000_000, 0)
+	admitted := 0
+	for range 20 {
+		if _, ok := l.Begin(now, "198.51.100.7"); ok {
+			admitted++
+		}
+	}
+	if admitted != totpMaxFailures {
+		t.Fatalf("%d parallel attempts admitted, want %d", admitted, totpMaxFailures)
 	}
 }
 

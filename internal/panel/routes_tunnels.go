@@ -8,6 +8,8 @@ import (
 
 	"github.com/portlama/portlama/internal/acme"
 	"github.com/portlama/portlama/internal/agents"
+	"github.com/portlama/portlama/internal/api"
+	"github.com/portlama/portlama/internal/errkind"
 	"github.com/portlama/portlama/internal/pki"
 	"github.com/portlama/portlama/internal/tunnels"
 	"github.com/portlama/portlama/internal/validate"
@@ -37,7 +39,7 @@ type RelayDeps struct {
 var errNotWired = errors.New("panel: relay service not configured")
 
 // errAgentLabelRequired answers admin callers of agent-only tunnel routes.
-func errAgentLabelRequired(status int) *Error {
+func errAgentLabelRequired(status int) *api.Error {
 	return NewError(status, "Agent label is required (must use agent certificate)")
 }
 
@@ -49,38 +51,19 @@ func tunnelCaller(id *Identity) tunnels.Caller {
 	return tunnels.Caller{Label: id.Label, Capabilities: id.Capabilities}
 }
 
-// tunnelError maps a *tunnels.Error to the API error of its kind; failMsg,
-// when set, replaces the message of a Failed error (expose / retract panel).
-func tunnelError(err error, failMsg string) error {
-	te, ok := tunnels.IsError(err)
-	if !ok {
-		return err
+// failedAs replaces the message of an anticipated failure (expose /
+// retract panel); other errors are returned unchanged.
+func failedAs(err error, msg string) error {
+	if ke, ok := errkind.As(err); ok && ke.Kind == errkind.Failed {
+		return Failed(msg, ke.Cause)
 	}
-	switch te.Kind {
-	case tunnels.Invalid:
-		return NewError(http.StatusBadRequest, te.Message)
-	case tunnels.Forbidden:
-		return NewError(http.StatusForbidden, te.Message)
-	case tunnels.NotFound:
-		return NewError(http.StatusNotFound, te.Message)
-	case tunnels.Conflict:
-		return NewError(http.StatusConflict, te.Message)
-	}
-	msg := te.Message
-	if failMsg != "" {
-		msg = failMsg
-	}
-	e := NewError(http.StatusInternalServerError, msg)
-	if te.Details != "" {
-		e = e.WithDetails(te.Details)
-	}
-	return e
+	return err
 }
 
 // Body schemas of the tunnel routes (contract §7.3, §7.4, §7.8).
 var (
 	tunnelPortSchema    = Integer().Min(validate.MinPort).Max(validate.MaxPort)
-	accessModeSchema    = String().OneOf(tunnels.AccessAuthenticated, tunnels.AccessRestricted, tunnels.AccessPublic)
+	accessModeSchema    = String().OneOf(string(api.AccessAuthenticated), string(api.AccessRestricted), string(api.AccessPublic))
 	allowedUsersSchema  = Array(String().Check(validate.Username)).Max(100).Unique()
 	allowedGroupsSchema = Array(String().Check(validate.GroupName)).Max(100).Unique()
 
@@ -89,7 +72,7 @@ var (
 		Required("port", tunnelPortSchema),
 		Optional("targetHost", String().Check(validate.TargetHost)),
 		Optional("description", String().Max(200)),
-		Optional("type", String().OneOf(tunnels.TypeApp, tunnels.TypePanel)),
+		Optional("type", String().OneOf(string(api.TypeApp), string(api.TypePanel))),
 		Optional("agentLabel", String().Check(validate.TunnelAgentLabel)),
 		Optional("accessMode", accessModeSchema),
 		Optional("allowedUsers", allowedUsersSchema),
@@ -104,25 +87,6 @@ var (
 	exposePanelSchema = Object(Required("port", tunnelPortSchema))
 )
 
-type createTunnelBody struct {
-	Subdomain     string   `json:"subdomain"`
-	Port          int      `json:"port"`
-	TargetHost    string   `json:"targetHost"`
-	Description   string   `json:"description"`
-	Type          string   `json:"type"`
-	AgentLabel    string   `json:"agentLabel"`
-	AccessMode    string   `json:"accessMode"`
-	AllowedUsers  []string `json:"allowedUsers"`
-	AllowedGroups []string `json:"allowedGroups"`
-}
-
-type patchTunnelBody struct {
-	Enabled       *bool     `json:"enabled"`
-	AccessMode    *string   `json:"accessMode"`
-	AllowedUsers  *[]string `json:"allowedUsers"`
-	AllowedGroups *[]string `json:"allowedGroups"`
-}
-
 // registerTunnels: the tunnel routes of contract §7.2. The fixed paths are
 // literal patterns, so they win over /api/tunnels/{id}.
 func (s *Server) registerTunnels() {
@@ -130,7 +94,7 @@ func (s *Server) registerTunnels() {
 
 	s.Handle(Route{
 		Method: http.MethodGet, Path: "/api/tunnels/agent-config",
-		Access: AdminOrAgent, Capability: CapTunnelsRead, Gate: GateManagement,
+		Access: AdminOrAgent, Capability: api.CapTunnelsRead, Gate: GateManagement,
 		Handler: func(c *Ctx) error {
 			cfg, err := s.agentConfig(c, "Failed to generate agent config")
 			if err != nil {
@@ -143,7 +107,7 @@ func (s *Server) registerTunnels() {
 
 	s.Handle(Route{
 		Method: http.MethodGet, Path: "/api/tunnels/mac-plist",
-		Access: AdminOrAgent, Capability: CapTunnelsRead, Gate: GateManagement,
+		Access: AdminOrAgent, Capability: api.CapTunnelsRead, Gate: GateManagement,
 		Query: Object(Optional("format", String())),
 		Handler: func(c *Ctx) error {
 			var q struct {
@@ -159,7 +123,7 @@ func (s *Server) registerTunnels() {
 			plist := tunnels.MacPlist(cfg.ChiselArgs)
 			c.W.Header().Set("Cache-Control", "no-store")
 			if q.Format == "json" {
-				return c.OK(map[string]any{"plist": plist, "instructions": tunnels.MacPlistInstructions()})
+				return c.OK(api.MacPlist{Plist: plist, Instructions: tunnels.MacPlistInstructions()})
 			}
 			c.W.Header().Set("Content-Type", "application/x-plist")
 			c.W.Header().Set("Content-Disposition", `attachment; filename="com.portlama.chisel.plist"`)
@@ -174,7 +138,7 @@ func (s *Server) registerTunnels() {
 
 	s.Handle(Route{
 		Method: http.MethodGet, Path: "/api/tunnels",
-		Access: AdminOrAgent, Capability: CapTunnelsRead, Gate: GateManagement,
+		Access: AdminOrAgent, Capability: api.CapTunnelsRead, Gate: GateManagement,
 		Handler: func(c *Ctx) error {
 			if d.Tunnels == nil {
 				return errNotWired
@@ -183,72 +147,66 @@ func (s *Server) registerTunnels() {
 			if err != nil {
 				return Failed("Failed to list tunnels", err)
 			}
-			return c.OK(map[string]any{"tunnels": list})
+			return c.OK(api.TunnelList{Tunnels: list})
 		},
 	})
 
 	s.Handle(Route{
 		Method: http.MethodPost, Path: "/api/tunnels",
-		Access: AdminOrAgent, Capability: CapTunnelsWrite, Gate: GateManagement,
+		Access: AdminOrAgent, Capability: api.CapTunnelsWrite, Gate: GateManagement,
 		Body: createTunnelSchema,
 		Handler: func(c *Ctx) error {
 			if d.Tunnels == nil {
 				return errNotWired
 			}
-			var b createTunnelBody
+			var b api.CreateTunnelRequest
 			if err := c.Decode(&b); err != nil {
 				return err
 			}
-			t, err := d.Tunnels.Create(c.R.Context(), tunnelCaller(c.Identity), tunnels.CreateRequest{
-				Subdomain: b.Subdomain, Port: b.Port, TargetHost: b.TargetHost,
-				Description: b.Description, Type: b.Type, AgentLabel: b.AgentLabel,
-				AccessMode: b.AccessMode, AllowedUsers: b.AllowedUsers, AllowedGroups: b.AllowedGroups,
-			})
+			t, err := d.Tunnels.Create(c.R.Context(), tunnelCaller(c.Identity), b)
 			if err != nil {
-				return tunnelError(err, "")
+				return err
 			}
-			return c.JSON(http.StatusCreated, map[string]any{"ok": true, "tunnel": t})
+			return c.JSON(http.StatusCreated, api.TunnelResponse{OK: true, Tunnel: t})
 		},
 	})
 
 	s.Handle(Route{
 		Method: http.MethodPatch, Path: "/api/tunnels/{id}",
-		Access: AdminOrAgent, Capability: CapTunnelsWrite, Gate: GateManagement,
+		Access: AdminOrAgent, Capability: api.CapTunnelsWrite, Gate: GateManagement,
 		Params: map[string]func(string) error{"id": validate.UUID},
 		Body:   patchTunnelSchema,
 		Handler: func(c *Ctx) error {
 			if d.Tunnels == nil {
 				return errNotWired
 			}
-			var b patchTunnelBody
+			var b api.UpdateTunnelRequest
 			if err := c.Decode(&b); err != nil {
 				return err
 			}
 			if b.Enabled == nil && b.AccessMode == nil && b.AllowedUsers == nil && b.AllowedGroups == nil {
 				return ValidationError(Issue{Path: []any{}, Message: "Provide at least one of enabled, accessMode, allowedUsers, allowedGroups"})
 			}
-			t, err := d.Tunnels.Update(c.R.Context(), tunnelCaller(c.Identity), c.Param("id"), tunnels.Patch{
-				Enabled: b.Enabled, AccessMode: b.AccessMode, AllowedUsers: b.AllowedUsers, AllowedGroups: b.AllowedGroups,
-			})
+			t, err := d.Tunnels.Update(c.R.Context(), tunnelCaller(c.Identity), strings.ToLower(c.Param("id")), b)
 			if err != nil {
-				return tunnelError(err, "")
+				return err
 			}
-			return c.OK(map[string]any{"ok": true, "tunnel": t})
+			return c.OK(api.TunnelResponse{OK: true, Tunnel: t})
 		},
 	})
 
 	s.Handle(Route{
 		Method: http.MethodDelete, Path: "/api/tunnels/{id}",
-		Access: AdminOrAgent, Capability: CapTunnelsWrite, Gate: GateManagement,
+		Access: AdminOrAgent, Capability: api.CapTunnelsWrite, Gate: GateManagement,
 		Params: map[string]func(string) error{"id": validate.UUID},
 		Handler: func(c *Ctx) error {
 			if d.Tunnels == nil {
 				return errNotWired
 			}
-			if err := d.Tunnels.Delete(c.R.Context(), tunnelCaller(c.Identity), c.Param("id")); err != nil {
-				return tunnelError(err, "")
+			if err := d.Tunnels.Delete(c.R.Context(), tunnelCaller(c.Identity), strings.ToLower(c.Param("id"))); err != nil {
+				return err
 			}
-			return c.OK(map[string]any{"ok": true})
+			return c.OK(api.OK{OK: true})
 		},
 	})
 
@@ -261,9 +219,9 @@ func (s *Server) registerAgentPanel() {
 
 	s.Handle(Route{
 		Method: http.MethodGet, Path: "/api/tunnels/agent-panel-status",
-		Access: AdminOrAgent, Capability: CapPanelExpose, Gate: GateManagement,
+		Access: AdminOrAgent, Capability: api.CapPanelExpose, Gate: GateManagement,
 		Handler: func(c *Ctx) error {
-			status := map[string]any{"enabled": false, "fqdn": nil, "port": nil}
+			var status api.AgentPanelStatus
 			if c.Identity.IsAdmin() {
 				return c.OK(status)
 			}
@@ -272,7 +230,7 @@ func (s *Server) registerAgentPanel() {
 				return err
 			}
 			if found {
-				status = map[string]any{"enabled": t.IsEnabled(), "fqdn": t.FQDN, "port": t.Port}
+				status = api.AgentPanelStatus{Enabled: t.IsEnabled(), FQDN: &t.FQDN, Port: &t.Port}
 			}
 			return c.OK(status)
 		},
@@ -280,15 +238,13 @@ func (s *Server) registerAgentPanel() {
 
 	s.Handle(Route{
 		Method: http.MethodPost, Path: "/api/tunnels/expose-panel",
-		Access: AdminOrAgent, Capability: CapPanelExpose, Gate: GateManagement,
+		Access: AdminOrAgent, Capability: api.CapPanelExpose, Gate: GateManagement,
 		Body: exposePanelSchema,
 		Handler: func(c *Ctx) error {
 			if c.Identity.IsAdmin() {
 				return errAgentLabelRequired(http.StatusBadRequest)
 			}
-			var b struct {
-				Port int `json:"port"`
-			}
+			var b api.ExposePanelRequest
 			if err := c.Decode(&b); err != nil {
 				return err
 			}
@@ -298,26 +254,28 @@ func (s *Server) registerAgentPanel() {
 				return err
 			}
 			if found {
-				return NewError(http.StatusConflict, "Agent panel tunnel already exists").With("tunnel", existing)
+				e := NewError(http.StatusConflict, "Agent panel tunnel already exists")
+				e.Tunnel = &existing
+				return e
 			}
 			t, err := d.Tunnels.Create(c.R.Context(), tunnelCaller(c.Identity), tunnels.CreateRequest{
 				Subdomain:   "agent-" + label,
 				Port:        b.Port,
 				TargetHost:  "127.0.0.1",
 				Description: "Agent management panel for " + label,
-				Type:        tunnels.TypePanel,
+				Type:        api.TypePanel,
 				AgentLabel:  label,
 			})
 			if err != nil {
-				return tunnelError(err, "Failed to expose agent panel")
+				return failedAs(err, "Failed to expose agent panel")
 			}
-			return c.JSON(http.StatusCreated, map[string]any{"ok": true, "tunnel": t})
+			return c.JSON(http.StatusCreated, api.TunnelResponse{OK: true, Tunnel: t})
 		},
 	})
 
 	s.Handle(Route{
 		Method: http.MethodDelete, Path: "/api/tunnels/retract-panel",
-		Access: AdminOrAgent, Capability: CapPanelExpose, Gate: GateManagement,
+		Access: AdminOrAgent, Capability: api.CapPanelExpose, Gate: GateManagement,
 		Handler: func(c *Ctx) error {
 			if c.Identity.IsAdmin() {
 				return errAgentLabelRequired(http.StatusBadRequest)
@@ -330,63 +288,63 @@ func (s *Server) registerAgentPanel() {
 				return NewError(http.StatusNotFound, "No panel tunnel found for this agent")
 			}
 			if err := d.Tunnels.Delete(c.R.Context(), tunnelCaller(c.Identity), t.ID); err != nil {
-				if te, ok := tunnels.IsError(err); ok && te.Kind == tunnels.NotFound {
+				if errors.Is(err, errkind.NotFound) {
 					return NewError(http.StatusNotFound, "No panel tunnel found for this agent")
 				}
-				return tunnelError(err, "Failed to retract agent panel")
+				return failedAs(err, "Failed to retract agent panel")
 			}
-			return c.OK(map[string]any{"ok": true})
+			return c.OK(api.OK{OK: true})
 		},
 	})
 }
 
 // panelTunnel finds the agent's own panel tunnel (agent-<label>).
-func (s *Server) panelTunnel(label string) (tunnels.Tunnel, bool, error) {
+func (s *Server) panelTunnel(label string) (api.Tunnel, bool, error) {
 	if s.cfg.Relay.Tunnels == nil {
-		return tunnels.Tunnel{}, false, errNotWired
+		return api.Tunnel{}, false, errNotWired
 	}
 	list, err := s.cfg.Relay.Tunnels.List(tunnels.Caller{Label: label})
 	if err != nil {
-		return tunnels.Tunnel{}, false, err
+		return api.Tunnel{}, false, err
 	}
 	for _, t := range list {
-		if t.Type == tunnels.TypePanel && t.Subdomain == "agent-"+label {
+		if t.Type == api.TypePanel && t.Subdomain == "agent-"+label {
 			return t, true, nil
 		}
 	}
-	return tunnels.Tunnel{}, false, nil
+	return api.Tunnel{}, false, nil
 }
 
 // agentConfig builds the calling agent's configuration (contract §7.6);
 // failMsg is the route's 500 message.
-func (s *Server) agentConfig(c *Ctx, failMsg string) (tunnels.AgentConfig, error) {
+func (s *Server) agentConfig(c *Ctx, failMsg string) (api.AgentConfig, error) {
 	d := &s.cfg.Relay
 	if c.Identity.IsAdmin() {
-		return tunnels.AgentConfig{}, errAgentLabelRequired(http.StatusBadRequest)
+		return api.AgentConfig{}, errAgentLabelRequired(http.StatusBadRequest)
 	}
 	domain := c.Panel.DomainOrEmpty()
 	if domain == "" {
-		return tunnels.AgentConfig{}, NewError(http.StatusBadRequest, "Domain not configured")
+		return api.AgentConfig{}, NewError(http.StatusBadRequest, "Domain not configured")
 	}
 	if d.Tunnels == nil || d.Credential == nil || d.Fingerprint == nil || d.ServerURL == nil {
-		return tunnels.AgentConfig{}, errNotWired
+		return api.AgentConfig{}, errNotWired
 	}
 	label := c.Identity.Label
 	enabled, err := d.Tunnels.EnabledFor(label)
 	if err != nil {
-		return tunnels.AgentConfig{}, Failed(failMsg, err)
+		return api.AgentConfig{}, Failed(failMsg, err)
 	}
 	cred, err := d.Credential(c.R.Context(), label)
 	if err != nil {
-		return tunnels.AgentConfig{}, Failed(failMsg, err)
+		return api.AgentConfig{}, Failed(failMsg, err)
 	}
 	password, ok := strings.CutPrefix(cred, label+":")
 	if !ok || password == "" {
-		return tunnels.AgentConfig{}, Failed(failMsg, errors.New("tunnel credential has an unexpected form"))
+		return api.AgentConfig{}, Failed(failMsg, errors.New("tunnel credential has an unexpected form"))
 	}
 	fp, err := d.Fingerprint()
 	if err != nil {
-		return tunnels.AgentConfig{}, Failed(failMsg, err)
+		return api.AgentConfig{}, Failed(failMsg, err)
 	}
 	return tunnels.BuildAgentConfig(domain, d.ServerURL(domain), label, password, fp, enabled), nil
 }

@@ -9,15 +9,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/tunnels"
 )
 
 // tunnelOf decodes the "tunnel" of a response.
-func tunnelOf(t *testing.T, r result) tunnels.Tunnel {
+func tunnelOf(t *testing.T, r result) api.Tunnel {
 	t.Helper()
 	var body struct {
-		Tunnel tunnels.Tunnel `json:"tunnel"`
+		Tunnel api.Tunnel `json:"tunnel"`
 	}
 	if err := json.Unmarshal([]byte(r.raw), &body); err != nil {
 		t.Fatalf("decode tunnel: %v (%s)", err, r.raw)
@@ -25,12 +26,12 @@ func tunnelOf(t *testing.T, r result) tunnels.Tunnel {
 	return body.Tunnel
 }
 
-func listTunnels(t *testing.T, e *relayEnv, hdr http.Header) []tunnels.Tunnel {
+func listTunnels(t *testing.T, e *relayEnv, hdr http.Header) []api.Tunnel {
 	t.Helper()
 	r := e.do("GET", "/api/tunnels", "", hdr)
 	r.expect(t, 200, "")
 	var body struct {
-		Tunnels []tunnels.Tunnel `json:"tunnels"`
+		Tunnels []api.Tunnel `json:"tunnels"`
 	}
 	if err := json.Unmarshal([]byte(r.raw), &body); err != nil {
 		t.Fatal(err)
@@ -114,7 +115,7 @@ func TestTunnelCreateRules(t *testing.T) {
 	e.do("POST", "/api/tunnels", `{"subdomain":"app","port":8080}`, admin).
 		expect(t, 400, `{"error":"agentLabel is required unless exactly one active agent exists"}`)
 	e.newAgent(t, "home")
-	writer := e.newAgent(t, "writer", CapTunnelsWrite)
+	writer := e.newAgent(t, "writer", api.CapTunnelsWrite)
 	e.do("POST", "/api/tunnels", `{"subdomain":"app","port":8080}`, admin).
 		expect(t, 400, `{"error":"agentLabel is required unless exactly one active agent exists"}`)
 	e.do("POST", "/api/tunnels", `{"subdomain":"app","port":8080,"agentLabel":"ghost"}`, admin).
@@ -179,7 +180,7 @@ func TestTunnelNoFreeRelayPort(t *testing.T) {
 func TestTunnelCapabilities(t *testing.T) {
 	e := newRelayEnv(t)
 	reader := e.newAgent(t, "reader")
-	writer := e.newAgent(t, "writer", CapTunnelsWrite)
+	writer := e.newAgent(t, "writer", api.CapTunnelsWrite)
 	r := e.do("POST", "/api/tunnels", `{"subdomain":"own","port":8080}`, writer.headers())
 	r.expect(t, 201, "")
 	id := tunnelOf(t, r).ID
@@ -209,8 +210,8 @@ func TestTunnelCapabilities(t *testing.T) {
 
 func TestTunnelAgentIsolation(t *testing.T) {
 	e := newRelayEnv(t)
-	a := e.newAgent(t, "alpha", CapTunnelsWrite, CapPanelExpose)
-	b := e.newAgent(t, "beta", CapTunnelsWrite, CapPanelExpose)
+	a := e.newAgent(t, "alpha", api.CapTunnelsWrite, api.CapPanelExpose)
+	b := e.newAgent(t, "beta", api.CapTunnelsWrite, api.CapPanelExpose)
 	r := e.do("POST", "/api/tunnels", `{"subdomain":"alpha-app","port":8080}`, a.headers())
 	r.expect(t, 201, "")
 	ta := tunnelOf(t, r)
@@ -242,10 +243,10 @@ func TestTunnelAgentIsolation(t *testing.T) {
 
 func TestAgentConfig(t *testing.T) {
 	e := newRelayEnv(t)
-	home := e.newAgent(t, "home", CapTunnelsWrite)
-	e.newAgent(t, "other", CapTunnelsWrite)
+	home := e.newAgent(t, "home", api.CapTunnelsWrite)
+	e.newAgent(t, "other", api.CapTunnelsWrite)
 	admin := adminHeaders()
-	mk := func(body string) tunnels.Tunnel {
+	mk := func(body string) api.Tunnel {
 		e.advance(time.Second)
 		r := e.do("POST", "/api/tunnels", body, admin)
 		r.expect(t, 201, "")
@@ -384,11 +385,11 @@ func TestMacPlist(t *testing.T) {
 	}
 }
 
-func mustAgentConfig(t *testing.T, e *relayEnv, a agentCert) tunnels.AgentConfig {
+func mustAgentConfig(t *testing.T, e *relayEnv, a agentCert) api.AgentConfig {
 	t.Helper()
 	r := e.do("GET", "/api/tunnels/agent-config", "", a.headers())
 	r.expect(t, 200, "")
-	var cfg tunnels.AgentConfig
+	var cfg api.AgentConfig
 	if err := json.Unmarshal([]byte(r.raw), &cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -450,11 +451,19 @@ func TestTunnelSchema(t *testing.T) {
 	e.do("POST", "/api/tunnels", `{"subdomain":`, admin).expect(t, 400, `{"error":"Invalid JSON body"}`)
 	e.do("POST", "/api/tunnels", `subdomain=x`, withContentType(admin, "application/x-www-form-urlencoded")).
 		expect(t, 415, `{"error":"Unsupported Media Type"}`)
-	// 8080.0 and 8.08e3 are integers; nothing was created by the refusals.
+	// 8080.0 and 1e4 are not JSON integers (no coercion); nothing was
+	// created by the refusals.
+	for _, port := range []string{"8080.0", "8.08e3", "1e4"} {
+		r := e.do("POST", "/api/tunnels", `{"subdomain":"ok","port":`+port+`}`, admin)
+		r.expect(t, 400, "")
+		if !slices.Contains(r.issuePaths(), `["port"]`) {
+			t.Fatalf("port %s: %s", port, r.raw)
+		}
+	}
 	if n := len(listTunnels(t, e, admin)); n != 0 {
 		t.Fatalf("%d tunnels created by invalid bodies", n)
 	}
-	r := e.do("POST", "/api/tunnels", `{"subdomain":"ok","port":8.08e3,"description":""}`, admin)
+	r := e.do("POST", "/api/tunnels", `{"subdomain":"ok","port":8080,"description":""}`, admin)
 	r.expect(t, 201, "")
 	tun := tunnelOf(t, r)
 	if tun.Port != 8080 || tun.Description != nil {
@@ -479,7 +488,7 @@ func TestTunnelSchema(t *testing.T) {
 		})
 	}
 	e.do("PATCH", "/api/tunnels/"+tun.ID, "", admin).expect(t, 400, "")
-	for _, id := range []string{"not-a-uuid", strings.ToUpper(tun.ID), "00000000-0000-1000-8000-000000000000"} {
+	for _, id := range []string{"not-a-uuid", tun.ID + "0", "{" + tun.ID[1:] + "}"} {
 		r := e.do("PATCH", "/api/tunnels/"+id, `{"enabled":false}`, admin)
 		r.expect(t, 400, "")
 		if !slices.Contains(r.issuePaths(), `["id"]`) {
@@ -487,6 +496,14 @@ func TestTunnelSchema(t *testing.T) {
 		}
 		e.do("DELETE", "/api/tunnels/"+id, "", admin).expect(t, 400, "")
 	}
+	// Any 8-4-4-4-12 hex id is well formed: an unknown one is not found
+	// (the nil UUID, another version, upper case).
+	for _, id := range []string{"00000000-0000-0000-0000-000000000000", "00000000-0000-1000-8000-000000000000", strings.ToUpper("1b4e28ba-2fa1-4d2e-883f-0016d3cca427")} {
+		e.do("PATCH", "/api/tunnels/"+id, `{"enabled":false}`, admin).expect(t, 404, `{"error":"Tunnel not found"}`)
+		e.do("DELETE", "/api/tunnels/"+id, "", admin).expect(t, 404, `{"error":"Tunnel not found"}`)
+	}
+	// Ids compare case-insensitively.
+	e.do("PATCH", "/api/tunnels/"+strings.ToUpper(tun.ID), `{"enabled":true}`, admin).expect(t, 200, "")
 	// An unchanged body answers 200 and touches nothing.
 	before := e.vhosts.callCount()
 	e.do("PATCH", "/api/tunnels/"+tun.ID, `{"enabled":true}`, admin).expect(t, 200, "")
@@ -506,7 +523,7 @@ func withContentType(h http.Header, ct string) http.Header {
 
 func TestTunnelPatchRules(t *testing.T) {
 	e := newRelayEnv(t)
-	a := e.newAgent(t, "home", CapTunnelsWrite)
+	a := e.newAgent(t, "home", api.CapTunnelsWrite)
 	r := e.do("POST", "/api/tunnels", `{"subdomain":"app","port":8080}`, a.headers())
 	r.expect(t, 201, "")
 	id := tunnelOf(t, r).ID
@@ -529,8 +546,8 @@ func TestTunnelPatchRules(t *testing.T) {
 
 func TestAgentPanelTunnel(t *testing.T) {
 	e := newRelayEnv(t)
-	a := e.newAgent(t, "home", CapPanelExpose)
-	plain := e.newAgent(t, "plain", CapTunnelsWrite)
+	a := e.newAgent(t, "home", api.CapPanelExpose)
+	plain := e.newAgent(t, "plain", api.CapTunnelsWrite)
 	admin := adminHeaders()
 	off := `{"enabled":false,"fqdn":null,"port":null}`
 	adminOnly := `{"error":"Agent label is required (must use agent certificate)"}`
@@ -597,7 +614,7 @@ func TestAdminPanelTunnelRules(t *testing.T) {
 	}
 	// An agent without panel:expose cannot delete or toggle it.
 	home, _ := e.agents.Lookup("home")
-	if _, err := e.agents.UpdateCapabilities("home", []string{CapTunnelsWrite}); err != nil {
+	if _, err := e.agents.UpdateCapabilities("home", []string{api.CapTunnelsWrite}); err != nil {
 		t.Fatal(err)
 	}
 	hdr := agentHeaders("home", home.Serial)
@@ -622,7 +639,7 @@ func TestTunnelRoutesGated(t *testing.T) {
 
 func TestTunnelRoutesNotWired(t *testing.T) {
 	h := newHarness(t, config.StatusCompleted)
-	h.addAgent("home", "AB", CapTunnelsWrite, CapPanelExpose)
+	h.addAgent("home", "AB", api.CapTunnelsWrite, api.CapPanelExpose)
 	for _, rt := range []struct{ method, path, body string }{
 		{"GET", "/api/tunnels", ""},
 		{"POST", "/api/tunnels", `{"subdomain":"x","port":8080}`},
@@ -673,7 +690,7 @@ func FuzzTunnelBody(f *testing.F) {
 					t.Fatalf("accepted non-number port %#v", raw)
 				}
 				p, ok := integral(num)
-				if !ok || p < 1024 || p > 65535 {
+				if !ok || p < 1024 || p > 65535 || strings.ContainsAny(string(num), ".eE") {
 					t.Fatalf("accepted port %s", num)
 				}
 				if clean.(map[string]any)["port"] != p {
@@ -685,8 +702,8 @@ func FuzzTunnelBody(f *testing.F) {
 					t.Fatalf("cleaned body invented key %q", k)
 				}
 			}
-			var cb createTunnelBody
-			var pb patchTunnelBody
+			var cb api.CreateTunnelRequest
+			var pb api.UpdateTunnelRequest
 			if err := remarshal(clean, &cb); schema == createTunnelSchema && err != nil {
 				t.Fatalf("decode accepted create body: %v", err)
 			}

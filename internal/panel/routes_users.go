@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/auth"
 	"github.com/portlama/portlama/internal/invitations"
 	"github.com/portlama/portlama/internal/validate"
@@ -96,11 +96,26 @@ func passwordSchema() *StringSchema {
 
 func groupsSchema() *ArraySchema { return Array(String().Check(validate.GroupName)) }
 
-// isHashError reports whether err comes from hashing a password
-// (auth.HashPassword wraps its errors as "hash password: ..."; bcrypt
-// refuses passwords longer than 72 bytes).
+// isHashError reports whether err comes from hashing a password.
 func isHashError(err error) bool {
-	return errors.Is(err, bcrypt.ErrPasswordTooLong) || strings.HasPrefix(err.Error(), "hash password:")
+	return errors.Is(err, auth.ErrPasswordHash) || errors.Is(err, bcrypt.ErrPasswordTooLong)
+}
+
+// apiUser is a user of the users file as the API shows it.
+func apiUser(u auth.UserInfo) api.User {
+	groups := u.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	return api.User{Username: u.Username, DisplayName: u.DisplayName, Email: u.Email, Groups: groups}
+}
+
+func apiUsers(us []auth.UserInfo) []api.User {
+	out := make([]api.User, 0, len(us))
+	for _, u := range us {
+		out = append(out, apiUser(u))
+	}
+	return out
 }
 
 // registerUsers: the users routes of contract §9.
@@ -116,7 +131,7 @@ func (s *Server) registerUsers() {
 				c.Log.Error("read users file", "err", err)
 				users = []auth.UserInfo{}
 			}
-			return c.OK(map[string]any{"users": users})
+			return c.OK(api.UserList{Users: apiUsers(users)})
 		},
 	})
 
@@ -131,13 +146,7 @@ func (s *Server) registerUsers() {
 			Optional("groups", groupsSchema()),
 		),
 		Handler: func(c *Ctx) error {
-			var body struct {
-				Username    string   `json:"username"`
-				DisplayName string   `json:"displayname"`
-				Email       string   `json:"email"`
-				Password    string   `json:"password"`
-				Groups      []string `json:"groups"`
-			}
+			var body api.CreateUserRequest
 			if err := c.Decode(&body); err != nil {
 				return err
 			}
@@ -162,7 +171,7 @@ func (s *Server) registerUsers() {
 				return Failed("Failed to update user database", err)
 			}
 			c.Log.Info("user created", "user", u.Username)
-			return c.JSON(http.StatusCreated, map[string]any{"ok": true, "user": u})
+			return c.JSON(http.StatusCreated, api.UserResponse{OK: true, User: apiUser(u)})
 		},
 	})
 
@@ -179,12 +188,7 @@ func (s *Server) registerUsers() {
 			Optional("groups", groupsSchema()),
 		),
 		Handler: func(c *Ctx) error {
-			var body struct {
-				DisplayName *string   `json:"displayname"`
-				Email       *string   `json:"email"`
-				Password    *string   `json:"password"`
-				Groups      *[]string `json:"groups"`
-			}
+			var body api.UpdateUserRequest
 			if err := c.Decode(&body); err != nil {
 				return err
 			}
@@ -213,7 +217,7 @@ func (s *Server) registerUsers() {
 					c.Log.Info("password changed, sessions ended", "user", name, "sessions", n)
 				}
 			}
-			return c.OK(map[string]any{"ok": true, "user": u})
+			return c.OK(api.UserResponse{OK: true, User: apiUser(u)})
 		},
 	})
 
@@ -237,7 +241,7 @@ func (s *Server) registerUsers() {
 			} else {
 				c.Log.Info("user deleted", "user", name, "sessions", n)
 			}
-			return c.OK(map[string]any{"ok": true})
+			return c.OK(api.OK{OK: true})
 		},
 	})
 
@@ -260,7 +264,7 @@ func (s *Server) registerUsers() {
 				return Failed("Failed to write TOTP configuration", err)
 			}
 			c.Log.Info("TOTP reset", "user", name)
-			return c.OK(map[string]any{"ok": true, "totpUri": enr.URI, "totpQr": enr.QR})
+			return c.OK(api.TOTPReset{OK: true, TOTPURI: enr.URI, TOTPQR: enr.QR})
 		},
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/pquerna/otp/hotp"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/auth"
 	"github.com/portlama/portlama/internal/config"
 )
@@ -437,14 +438,14 @@ var authAgentRoutes = []struct{ method, path string }{
 
 func TestAuthRoutesRefuseAgents(t *testing.T) {
 	f := newAuthFixture(t, config.StatusCompleted)
-	f.addAgent("home", "BEEF", CapIdentityQuery, CapTunnelsWrite, CapSystemRead)
+	f.addAgent("home", "BEEF", api.CapIdentityQuery, api.CapTunnelsWrite, api.CapSystemRead)
 	for _, rt := range authAdminRoutes {
 		t.Run(rt.method+" "+rt.path, func(t *testing.T) {
 			f.do(rt.method, rt.path, rt.body, agentHeaders("home", "BEEF")).expect(t, 403,
 				`{"error":"Insufficient certificate scope","details":{"required":["admin"],"current":"agent"}}`)
 		})
 	}
-	f.addAgent("nocap", "CAFE", CapTunnelsWrite)
+	f.addAgent("nocap", "CAFE", api.CapTunnelsWrite)
 	for _, rt := range authAgentRoutes {
 		t.Run("no capability "+rt.path, func(t *testing.T) {
 			f.do(rt.method, rt.path, "", agentHeaders("nocap", "CAFE")).expect(t, 403,
@@ -475,7 +476,7 @@ func TestAuthRoutesWithoutCertificate(t *testing.T) {
 
 func TestAuthRoutesBeforeOnboarding(t *testing.T) {
 	f := newAuthFixture(t, config.StatusDNSReady)
-	f.addAgent("home", "BEEF", CapIdentityQuery)
+	f.addAgent("home", "BEEF", api.CapIdentityQuery)
 	want := `{"error":"Onboarding not complete","onboardingStatus":"DNS_READY"}`
 	for _, rt := range authAdminRoutes {
 		t.Run(rt.method+" "+rt.path, func(t *testing.T) {

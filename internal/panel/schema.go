@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"math/big"
 	"regexp"
 	"strconv"
 	"strings"
@@ -188,7 +187,7 @@ func (s *IntegerSchema) check(v any, path []any, issues *[]Issue) any {
 	}
 	i, ok := integral(num)
 	if !ok {
-		addIssue(issues, path, "Expected integer, received a fraction or out-of-range number")
+		addIssue(issues, path, "Expected integer, received a fraction, an exponent or an out-of-range number")
 		return nil
 	}
 	if i < s.min || i > s.max {
@@ -197,17 +196,17 @@ func (s *IntegerSchema) check(v any, path []any, issues *[]Issue) any {
 	return i
 }
 
-// integral returns the value of n when it is a whole number in int64 range
-// (8080 and 8080.0 and 8.08e3 are; 8080.5 is not).
+// integral returns the value of n when it is written as a JSON integer (an
+// optional minus and digits: no fraction, no exponent) in int64 range. The
+// API promises no coercion, so 8080.0 and 1e4 are not integers even though
+// their values are whole.
 func integral(n json.Number) (int64, bool) {
-	if i, err := strconv.ParseInt(string(n), 10, 64); err == nil {
-		return i, true
-	}
-	r, ok := new(big.Rat).SetString(string(n))
-	if !ok || !r.IsInt() || !r.Num().IsInt64() {
+	s := string(n)
+	if strings.ContainsAny(s, ".eE+") {
 		return 0, false
 	}
-	return r.Num().Int64(), true
+	i, err := strconv.ParseInt(s, 10, 64)
+	return i, err == nil
 }
 
 // NumberSchema is any JSON number; the cleaned value is a float64.

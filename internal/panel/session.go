@@ -10,11 +10,14 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/portlama/portlama/internal/api"
+	"github.com/portlama/portlama/internal/pki"
 )
 
 // Panel 2FA session cookie (contract §3.7).
 const (
-	SessionCookieName  = "portlama_2fa_session"
+	SessionCookieName  = api.TwoFACookieName
 	SessionLifetime    = 12 * time.Hour
 	SessionIdleTimeout = 2 * time.Hour
 	sessionRefreshAge  = 60 // seconds of lastActivity age before a sliding refresh
@@ -116,9 +119,7 @@ func (s Session) Check(serial string, now time.Time) error {
 	if t-s.LastActivity > int64(SessionIdleTimeout/time.Second) {
 		return ErrSessionIdle
 	}
-	a, okA := NormalizeSerial(s.CertSerial)
-	b, okB := NormalizeSerial(serial)
-	if !okA || !okB || a != b {
+	if !pki.SerialsEqual(s.CertSerial, serial) {
 		return ErrSessionSerial
 	}
 	return nil
@@ -145,7 +146,7 @@ func ClearSessionCookie() *http.Cookie {
 // checkTwoFA enforces the panel 2FA session for an admin request. It
 // returns the 401 to answer or nil, and sets a refreshed cookie on w when
 // lastActivity is at least 60 s old.
-func checkTwoFA(w http.ResponseWriter, r *http.Request, secretHex, serial string, now time.Time) *Error {
+func checkTwoFA(w http.ResponseWriter, r *http.Request, secretHex, serial string, now time.Time) *api.Error {
 	if secretHex == "" {
 		return errTwoFARequired
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/config"
 )
 
@@ -45,7 +46,7 @@ func cookieFor(t *testing.T, s Session) string {
 
 func TestTwoFASession(t *testing.T) {
 	h := newHarness(t, config.StatusCompleted)
-	h.addAgent("home", "AB", CapSystemRead)
+	h.addAgent("home", "AB", api.CapSystemRead)
 	secret := sessionSecret
 	enable2FA(t, h, &secret)
 	const path = "/api/system/stats"

@@ -78,8 +78,37 @@ func NormalizeSerial(s string) string {
 	return s
 }
 
-// SerialsEqual reports whether two hex serials are the same number.
-func SerialsEqual(a, b string) bool { return NormalizeSerial(a) == NormalizeSerial(b) }
+// ParseSerial checks a serial taken from a request (nginx's
+// X-SSL-Client-Serial, a session cookie): hex digits, optionally with
+// colons between bytes, at most 128 digits, no white space. It returns the
+// serial normalised as NormalizeSerial does; ok is false otherwise.
+func ParseSerial(s string) (serial string, ok bool) {
+	if strings.IndexFunc(s, unicode.IsSpace) >= 0 {
+		return "", false
+	}
+	n := NormalizeSerial(s)
+	if len(n) > 128 {
+		return "", false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'F') {
+			return "", false
+		}
+	}
+	if strings.TrimSpace(s) == "" {
+		return "", false
+	}
+	return n, true
+}
+
+// SerialsEqual reports whether two hex serials are the same number; a
+// serial that is not hex equals nothing.
+func SerialsEqual(a, b string) bool {
+	na, okA := ParseSerial(a)
+	nb, okB := ParseSerial(b)
+	return okA && okB && na == nb
+}
 
 // NewInstallerPassword returns the installer's P12 password: 24 random
 // bytes, base64url (32 characters).

@@ -9,6 +9,8 @@ import (
 	"encoding/pem"
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/portlama/portlama/internal/errkind"
 )
 
 // MaxCSRLength is the longest CSR text accepted, in characters.
@@ -21,6 +23,9 @@ type CSRError struct {
 }
 
 func (e *CSRError) Error() string { return e.Reason }
+
+// Unwrap gives the error its kind (errkind.Invalid).
+func (e *CSRError) Unwrap() error { return errkind.Invalid }
 
 func csrErr(format string, args ...any) error {
 	return &CSRError{Reason: fmt.Sprintf(format, args...)}

@@ -62,9 +62,8 @@ func (p *PKI) IsRevoked(serial string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	n := NormalizeSerial(serial)
 	for _, e := range list {
-		if NormalizeSerial(e.Serial) == n {
+		if SerialsEqual(e.Serial, serial) {
 			return true, nil
 		}
 	}
@@ -77,14 +76,13 @@ func (p *PKI) IsRevoked(serial string) (bool, error) {
 // written the list is left unchanged. Revoke does not reload nginx: call
 // Reload afterwards.
 func (p *PKI) Revoke(serial, label string) error {
-	if _, ok := new(big.Int).SetString(NormalizeSerial(serial), 16); !ok {
+	if _, ok := ParseSerial(serial); !ok {
 		return fmt.Errorf("revoke: %q is not a hex serial", serial)
 	}
 	_, err := p.revoked.Update(func(l *RevocationList) error {
-		n := NormalizeSerial(serial)
 		listed := false
 		for _, e := range l.Revoked {
-			if NormalizeSerial(e.Serial) == n {
+			if SerialsEqual(e.Serial, serial) {
 				listed = true
 			}
 		}

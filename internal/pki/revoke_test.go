@@ -49,6 +49,40 @@ func TestSerials(t *testing.T) {
 	}
 }
 
+func TestParseSerial(t *testing.T) {
+	for in, want := range map[string]string{"0a1b": "A1B", "A1B": "A1B", "00": "0", "0a:1b": "A1B"} {
+		if got, ok := ParseSerial(in); !ok || got != want {
+			t.Errorf("ParseSerial(%q) = %q %v", in, got, ok)
+		}
+	}
+	for _, bad := range []string{"", "xyz", "12 34", "-1", " 0a", strings.Repeat("A", 129)} {
+		if _, ok := ParseSerial(bad); ok {
+			t.Errorf("ParseSerial(%q) accepted", bad)
+		}
+	}
+	if SerialsEqual("zz", "zz") || SerialsEqual("", "0") {
+		t.Error("a serial that is not hex equals something")
+	}
+}
+
+// FuzzParseSerial: an accepted serial is normalised upper-case hex, and
+// SerialsEqual agrees with comparing the parsed values.
+func FuzzParseSerial(f *testing.F) {
+	for _, s := range []string{"", "0", "0a1B", "0a:1b", "zz", " 01", "12 34"} {
+		f.Add(s, "A1B")
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		na, okA := ParseSerial(a)
+		nb, okB := ParseSerial(b)
+		if okA && (na != NormalizeSerial(na) || strings.Trim(na, "0123456789ABCDEF") != "") {
+			t.Fatalf("ParseSerial(%q) = %q", a, na)
+		}
+		if SerialsEqual(a, b) != (okA && okB && na == nb) {
+			t.Fatalf("SerialsEqual(%q, %q) disagrees with ParseSerial", a, b)
+		}
+	})
+}
+
 func FuzzNormalizeSerial(f *testing.F) {
 	for _, s := range []string{"", "0", "00", "0a1B", "DEADBEEF", "zz", " 01 "} {
 		f.Add(s)

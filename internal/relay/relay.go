@@ -10,11 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 
 	"github.com/portlama/portlama/internal/acme"
 	"github.com/portlama/portlama/internal/agents"
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/auth"
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/nginx"
@@ -101,13 +101,14 @@ func (s *Services) tunnelSettings() (tunnels.Settings, error) {
 	}, nil
 }
 
-// TunnelServerURL is the URL agents connect their tunnels to.
+// TunnelServerURL is the URL agents connect their tunnels to. It always
+// names the port (https://tunnel.<d>:443, as agent-config has it).
 func (s *Services) TunnelServerURL(domain string) string {
-	port := s.Config.Addrs.HTTPSPort
-	if port == 0 {
-		port = 443
+	u := s.Config.Addrs.HostURL("tunnel", domain)
+	if !strings.Contains(strings.TrimPrefix(u, "https://"), ":") {
+		u += ":443"
 	}
-	return "https://tunnel." + domain + ":" + strconv.Itoa(port)
+	return u
 }
 
 // Fingerprint is the tunnel server's key fingerprint.
@@ -170,18 +171,18 @@ func (c credentials) RemoveAgent(ctx context.Context, label string) error {
 // tunnelVhosts writes tunnel vhosts with nginx's safe procedure.
 type tunnelVhosts struct{ s *Services }
 
-func (v tunnelVhosts) WriteTunnel(ctx context.Context, t tunnels.Tunnel, cert tunnels.CertPaths) error {
+func (v tunnelVhosts) WriteTunnel(ctx context.Context, t api.Tunnel, cert acme.Files) error {
 	domain := strings.TrimPrefix(t.FQDN, t.Subdomain+".")
 	p := nginx.AppParams{
 		Domain:    domain,
 		Subdomain: t.Subdomain,
 		RelayPort: t.RelayPort,
-		Public:    t.AccessMode == tunnels.AccessPublic,
+		Public:    t.AccessMode == api.AccessPublic,
 		TLS:       nginx.TLSFiles{Cert: cert.Cert, Key: cert.Key},
 	}
 	var vh nginx.Vhost
 	var err error
-	if t.Type == tunnels.TypePanel {
+	if t.Type == api.TypePanel {
 		vh, err = v.s.Render.AgentPanel(p)
 	} else {
 		vh, err = v.s.Render.App(p)
@@ -194,15 +195,15 @@ func (v tunnelVhosts) WriteTunnel(ctx context.Context, t tunnels.Tunnel, cert tu
 	return v.s.Nginx.Apply(ctx, vh)
 }
 
-func (v tunnelVhosts) RemoveTunnel(ctx context.Context, t tunnels.Tunnel) error {
-	return v.s.Nginx.RemoveVhost(ctx, t.VhostName())
+func (v tunnelVhosts) RemoveTunnel(ctx context.Context, t api.Tunnel) error {
+	return v.s.Nginx.RemoveVhost(ctx, tunnels.VhostName(t))
 }
 
-func (v tunnelVhosts) SetTunnelEnabled(ctx context.Context, t tunnels.Tunnel, enabled bool) error {
+func (v tunnelVhosts) SetTunnelEnabled(ctx context.Context, t api.Tunnel, enabled bool) error {
 	if enabled {
-		return v.s.Nginx.EnableVhost(ctx, t.VhostName())
+		return v.s.Nginx.EnableVhost(ctx, tunnels.VhostName(t))
 	}
-	return v.s.Nginx.DisableVhost(ctx, t.VhostName())
+	return v.s.Nginx.DisableVhost(ctx, tunnels.VhostName(t))
 }
 
 // NewPanel builds the panel's HTTP API on the services.
@@ -248,10 +249,10 @@ func (v ipVhost) Disable(ctx context.Context) error { return v.m.DisableVhost(ct
 // rule per restricted tunnel, read by portlama-auth without a restart.
 type accessRules struct{ s *Services }
 
-func (a accessRules) SyncTunnels(_ context.Context, ts []tunnels.Tunnel) error {
+func (a accessRules) SyncTunnels(_ context.Context, ts []api.Tunnel) error {
 	rules := auth.AccessRules{Rules: []auth.AccessRule{}}
 	for _, t := range ts {
-		if t.Type != tunnels.TypeApp || t.AccessMode != tunnels.AccessRestricted {
+		if t.Type != api.TypeApp || t.AccessMode != api.AccessRestricted {
 			continue
 		}
 		r := auth.AccessRule{Host: t.FQDN, Users: []string{}, Groups: []string{}}

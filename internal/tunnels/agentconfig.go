@@ -2,61 +2,31 @@ package tunnels
 
 import (
 	"encoding/xml"
-	"fmt"
-	"net/netip"
 	"strings"
+
+	"github.com/portlama/portlama/internal/api"
 )
 
-// AgentConfig is the GET /api/tunnels/agent-config body (contract §7.6).
-type AgentConfig struct {
-	Domain          string        `json:"domain"`
-	ChiselServerURL string        `json:"chiselServerUrl"`
-	Auth            string        `json:"auth"`
-	Fingerprint     string        `json:"fingerprint"`
-	ChiselArgs      []string      `json:"chiselArgs"`
-	Tunnels         []AgentTunnel `json:"tunnels"`
-}
-
-// AgentTunnel is one enabled tunnel as an agent sees it.
-type AgentTunnel struct {
-	ID         string `json:"id"`
-	Subdomain  string `json:"subdomain"`
-	FQDN       string `json:"fqdn"`
-	Port       int    `json:"port"`
-	TargetHost string `json:"targetHost"`
-	RelayPort  int    `json:"relayPort"`
-	Type       string `json:"type"`
-}
-
-// Remote is the chisel reverse remote for a tunnel:
-// R:127.0.0.1:<relayPort>:<targetHost>:<port>, an IPv6 target in brackets.
-func Remote(relayPort int, targetHost string, port int) string {
-	host := targetHost
-	if a, err := netip.ParseAddr(targetHost); err == nil && a.Is6() {
-		host = "[" + targetHost + "]"
-	}
-	return fmt.Sprintf("R:127.0.0.1:%d:%s:%d", relayPort, host, port)
-}
-
-// BuildAgentConfig assembles an agent's configuration from its enabled
-// tunnels (createdAt order), its tunnel credential and the server's
-// fingerprint.
-func BuildAgentConfig(domain, serverURL, label, password, fingerprint string, enabled []Tunnel) AgentConfig {
+// BuildAgentConfig assembles an agent's configuration (contract §7.6) from
+// its enabled tunnels (createdAt order), its tunnel credential and the
+// server's fingerprint.
+func BuildAgentConfig(domain, serverURL, label, password, fingerprint string, enabled []api.Tunnel) api.AgentConfig {
 	auth := label + ":" + password
-	cfg := AgentConfig{
+	cfg := api.AgentConfig{
 		Domain:          domain,
 		ChiselServerURL: serverURL,
 		Auth:            auth,
 		Fingerprint:     fingerprint,
 		ChiselArgs:      []string{"client", "--auth", auth, "--fingerprint", fingerprint, serverURL},
-		Tunnels:         []AgentTunnel{},
+		Tunnels:         []api.AgentTunnel{},
 	}
 	for _, t := range enabled {
-		cfg.ChiselArgs = append(cfg.ChiselArgs, Remote(t.RelayPort, t.TargetHost, t.Port))
-		cfg.Tunnels = append(cfg.Tunnels, AgentTunnel{
+		at := api.AgentTunnel{
 			ID: t.ID, Subdomain: t.Subdomain, FQDN: t.FQDN, Port: t.Port,
 			TargetHost: t.TargetHost, RelayPort: t.RelayPort, Type: t.Type,
-		})
+		}
+		cfg.ChiselArgs = append(cfg.ChiselArgs, at.Remote())
+		cfg.Tunnels = append(cfg.Tunnels, at)
 	}
 	return cfg
 }
@@ -110,14 +80,14 @@ func xmlEscape(s string) string {
 }
 
 // MacPlistInstructions are the `instructions` of ?format=json.
-func MacPlistInstructions() map[string]string {
-	return map[string]string{
-		"download":     "Save the plist to ~/Library/LaunchAgents/com.portlama.chisel.plist and run: chmod 600 ~/Library/LaunchAgents/com.portlama.chisel.plist (it holds your tunnel credential)",
-		"install":      "launchctl load ~/Library/LaunchAgents/com.portlama.chisel.plist",
-		"uninstall":    "launchctl unload ~/Library/LaunchAgents/com.portlama.chisel.plist",
-		"logs":         "tail -f /usr/local/var/log/chisel.log",
-		"status":       "launchctl list | grep chisel",
-		"prerequisite": "brew install chisel",
-		"certificate":  "Export this agent's certificate and key to /usr/local/etc/portlama/client.crt and /usr/local/etc/portlama/client.key (chmod 600 the key)",
+func MacPlistInstructions() api.MacPlistInstructions {
+	return api.MacPlistInstructions{
+		Download:     "Save the plist to ~/Library/LaunchAgents/com.portlama.chisel.plist and run: chmod 600 ~/Library/LaunchAgents/com.portlama.chisel.plist (it holds your tunnel credential)",
+		Install:      "launchctl load ~/Library/LaunchAgents/com.portlama.chisel.plist",
+		Uninstall:    "launchctl unload ~/Library/LaunchAgents/com.portlama.chisel.plist",
+		Logs:         "tail -f /usr/local/var/log/chisel.log",
+		Status:       "launchctl list | grep chisel",
+		Prerequisite: "brew install chisel",
+		Certificate:  "Export this agent's certificate and key to /usr/local/etc/portlama/client.crt and /usr/local/etc/portlama/client.key (chmod 600 the key)",
 	}
 }

@@ -1,18 +1,22 @@
 // Package tunnels manages the relay's tunnel definitions (tunnels.json): who
 // owns each tunnel, which relay port it holds, how it is exposed through
-// nginx, and what each agent may bind on the tunnel server.
+// nginx, and what each agent may bind on the tunnel server. A tunnel is an
+// api.Tunnel: tunnels.json stores exactly what the API returns.
 //
 // It is the logic behind the panel's /api/tunnels routes (contract §7). Every
 // change runs its side effects in a fixed order (certificate, vhost, access
 // rules, state, tunnel ACL) and undoes the earlier steps when a later one
 // fails, so a failed request leaves nothing half-applied. Changes are
-// serialised by one lock. The transport itself (chisel) lives in
+// serialised by one lock, which is never held while a certificate is
+// obtained (an ACME order takes minutes): Create reserves the subdomain and
+// the relay port under the lock, obtains the certificate without it, and
+// commits under the lock again. Refusals and failures are errkind errors
+// whose message is the contract's. The transport itself (chisel) lives in
 // internal/tunnel; this package only writes what it reads.
 package tunnels
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -23,49 +27,12 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/portlama/portlama/internal/acme"
+	"github.com/portlama/portlama/internal/api"
+	"github.com/portlama/portlama/internal/errkind"
 	"github.com/portlama/portlama/internal/store"
 	"github.com/portlama/portlama/internal/validate"
 )
-
-// Tunnel types and access modes (contract §7.1).
-const (
-	TypeApp   = "app"
-	TypePanel = "panel"
-
-	AccessAuthenticated = "authenticated"
-	AccessRestricted    = "restricted"
-	AccessPublic        = "public"
-)
-
-// Tunnel is one entry of tunnels.json (contract §7.1).
-type Tunnel struct {
-	ID            string    `json:"id"`
-	Subdomain     string    `json:"subdomain"`
-	FQDN          string    `json:"fqdn"`
-	AgentLabel    string    `json:"agentLabel"`
-	Port          int       `json:"port"`
-	TargetHost    string    `json:"targetHost"`
-	RelayPort     int       `json:"relayPort"`
-	Description   *string   `json:"description"`
-	Type          string    `json:"type"`
-	AccessMode    string    `json:"accessMode,omitempty"`
-	AllowedUsers  *[]string `json:"allowedUsers,omitempty"`
-	AllowedGroups *[]string `json:"allowedGroups,omitempty"`
-	Enabled       *bool     `json:"enabled,omitempty"`
-	CreatedAt     string    `json:"createdAt"`
-}
-
-// IsEnabled reports whether the tunnel is enabled; a missing value counts as
-// enabled (contract §7.1).
-func (t Tunnel) IsEnabled() bool { return t.Enabled == nil || *t.Enabled }
-
-// VhostName is the nginx vhost file name of the tunnel.
-func (t Tunnel) VhostName() string {
-	if t.Type == TypePanel {
-		return "portlama-agent-panel-" + t.Subdomain
-	}
-	return "portlama-app-" + t.Subdomain
-}
 
 // Caller is who asks for a change: an admin, or an agent with capabilities.
 type Caller struct {
@@ -76,56 +43,28 @@ type Caller struct {
 
 func (c Caller) has(cap string) bool { return c.Admin || slices.Contains(c.Capabilities, cap) }
 
-// Kind classifies an Error so the HTTP layer can pick the status.
-type Kind int
-
-const (
-	Invalid   Kind = iota + 1 // 400
-	Forbidden                 // 403
-	NotFound                  // 404
-	Conflict                  // 409
-	Failed                    // 500 with details
-)
-
-// Error is a refusal or failure with the contract's message.
-type Error struct {
-	Kind    Kind
-	Message string
-	Details string // for Failed: "<step>: <message>"
-}
-
-func (e *Error) Error() string {
-	if e.Details != "" {
-		return e.Message + ": " + e.Details
+// VhostName is the nginx vhost file name of a tunnel.
+func VhostName(t api.Tunnel) string {
+	if t.Type == api.TypePanel {
+		return "portlama-agent-panel-" + t.Subdomain
 	}
-	return e.Message
-}
-
-func errorf(kind Kind, format string, args ...any) *Error {
-	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
+	return "portlama-app-" + t.Subdomain
 }
 
 // Vhosts writes and toggles the nginx vhost of a tunnel, using nginx's safe
 // write / test / reload / rollback procedure. WriteTunnel links the vhost
 // into sites-enabled only when the tunnel is enabled.
 type Vhosts interface {
-	WriteTunnel(ctx context.Context, t Tunnel, cert CertPaths) error
-	RemoveTunnel(ctx context.Context, t Tunnel) error
-	SetTunnelEnabled(ctx context.Context, t Tunnel, enabled bool) error
-}
-
-// CertPaths locate the TLS certificate and key for a vhost.
-type CertPaths struct {
-	Name     string // certificate name in the store (<certs>/<name>/)
-	Cert     string
-	Key      string
-	Wildcard bool
+	WriteTunnel(ctx context.Context, t api.Tunnel, cert acme.Files) error
+	RemoveTunnel(ctx context.Context, t api.Tunnel) error
+	SetTunnelEnabled(ctx context.Context, t api.Tunnel, enabled bool) error
 }
 
 // Certificates finds (or obtains) the TLS certificate for an fqdn (contract
-// §11.1) and deletes individual ones when their tunnel goes away.
+// §11.1) and deletes individual ones when their tunnel goes away;
+// *acme.Store is one.
 type Certificates interface {
-	ForHost(ctx context.Context, fqdn string) (CertPaths, error)
+	ForHost(ctx context.Context, fqdn string) (acme.Files, error)
 	// DeleteIndividual removes the fqdn's own certificate, if any; wildcard
 	// certificates are never deleted.
 	DeleteIndividual(ctx context.Context, fqdn string) error
@@ -138,7 +77,7 @@ type ACL interface {
 
 // AccessRules receives the restricted tunnels' rules whenever they change.
 type AccessRules interface {
-	SyncTunnels(ctx context.Context, tunnels []Tunnel) error
+	SyncTunnels(ctx context.Context, tunnels []api.Tunnel) error
 }
 
 // AgentDirectory answers which agents exist.
@@ -173,8 +112,13 @@ type Config struct {
 // Service manages tunnels.json and its side effects.
 type Service struct {
 	cfg Config
-	doc *store.Doc[[]Tunnel]
-	mu  sync.Mutex
+	doc *store.Doc[[]api.Tunnel]
+
+	mu sync.Mutex
+	// reserved holds the tunnels being created (between the checks and the
+	// commit, while their certificate is obtained without the lock): their
+	// subdomain, local port and relay port count as taken.
+	reserved map[string]api.Tunnel // by id
 }
 
 // New returns a Service.
@@ -185,7 +129,7 @@ func New(cfg Config) *Service {
 	if cfg.PortFree == nil {
 		cfg.PortFree = portFree
 	}
-	return &Service{cfg: cfg, doc: store.NewDoc[[]Tunnel](cfg.File, 0o600)}
+	return &Service{cfg: cfg, doc: store.NewDoc[[]api.Tunnel](cfg.File, 0o600), reserved: map[string]api.Tunnel{}}
 }
 
 func portFree(port int) bool {
@@ -198,7 +142,7 @@ func portFree(port int) bool {
 }
 
 // All returns every tunnel in createdAt order.
-func (s *Service) All() ([]Tunnel, error) {
+func (s *Service) All() ([]api.Tunnel, error) {
 	ts, err := s.doc.Load()
 	if err != nil {
 		return nil, err
@@ -208,12 +152,12 @@ func (s *Service) All() ([]Tunnel, error) {
 }
 
 // List returns the tunnels the caller may see, newest first.
-func (s *Service) List(c Caller) ([]Tunnel, error) {
+func (s *Service) List(c Caller) ([]api.Tunnel, error) {
 	all, err := s.All()
 	if err != nil {
 		return nil, err
 	}
-	out := []Tunnel{}
+	out := []api.Tunnel{}
 	for i := len(all) - 1; i >= 0; i-- {
 		if c.Admin || all[i].AgentLabel == c.Label {
 			out = append(out, all[i])
@@ -223,12 +167,12 @@ func (s *Service) List(c Caller) ([]Tunnel, error) {
 }
 
 // EnabledFor returns the agent's enabled tunnels in createdAt order.
-func (s *Service) EnabledFor(label string) ([]Tunnel, error) {
+func (s *Service) EnabledFor(label string) ([]api.Tunnel, error) {
 	all, err := s.All()
 	if err != nil {
 		return nil, err
 	}
-	var out []Tunnel
+	var out []api.Tunnel
 	for _, t := range all {
 		if t.AgentLabel == label && t.IsEnabled() {
 			out = append(out, t)
@@ -238,7 +182,7 @@ func (s *Service) EnabledFor(label string) ([]Tunnel, error) {
 }
 
 // PortsFor returns the relay ports of the agent's enabled tunnels.
-func PortsFor(all []Tunnel, label string) []int {
+func PortsFor(all []api.Tunnel, label string) []int {
 	ports := []int{}
 	for _, t := range all {
 		if t.AgentLabel == label && t.IsEnabled() {
@@ -251,88 +195,108 @@ func PortsFor(all []Tunnel, label string) []int {
 
 // CreateRequest is a validated POST /api/tunnels body (schema checks are the
 // HTTP layer's; defaults not yet applied are empty).
-type CreateRequest struct {
-	Subdomain     string
-	Port          int
-	TargetHost    string
-	Description   string
-	Type          string
-	AgentLabel    string
-	AccessMode    string
-	AllowedUsers  []string
-	AllowedGroups []string
+type CreateRequest = api.CreateTunnelRequest
+
+func failed(msg, step string, err error) error {
+	return errkind.Wrap(errkind.Failed, fmt.Errorf("%s: %w", step, err), "%s", msg)
 }
 
 // Create adds a tunnel after the contract's checks (§7.3), in order, and
-// applies its side effects, undoing them all if one fails.
-func (s *Service) Create(ctx context.Context, c Caller, r CreateRequest) (Tunnel, error) {
+// applies its side effects, undoing them all if one fails. The certificate
+// is obtained without holding the service's lock, so a slow ACME order
+// delays only this request.
+func (s *Service) Create(ctx context.Context, c Caller, r CreateRequest) (api.Tunnel, error) {
+	t, err := s.reserve(c, r)
+	if err != nil {
+		return api.Tunnel{}, err
+	}
+	cert, err := s.cfg.Certs.ForHost(ctx, t.FQDN)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.reserved, t.ID)
+	if err != nil {
+		return api.Tunnel{}, failed("Failed to create tunnel", "certificate", err)
+	}
+	if err := s.commit(ctx, t, cert); err != nil {
+		return api.Tunnel{}, err
+	}
+	return t, nil
+}
+
+// reserve runs the checks of a create under the lock and reserves the new
+// tunnel's subdomain, local port and relay port.
+func (s *Service) reserve(c Caller, r CreateRequest) (api.Tunnel, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
 	if r.Type == "" {
-		r.Type = TypeApp
+		r.Type = api.TypeApp
 	}
 	if r.TargetHost == "" {
-		r.TargetHost = "127.0.0.1"
+		r.TargetHost = api.DefaultTargetHost
 	}
 	if r.AccessMode == "" {
-		r.AccessMode = AccessAuthenticated
+		r.AccessMode = api.AccessAuthenticated
 	}
 	if validate.IsReservedSubdomain(r.Subdomain) {
-		return Tunnel{}, errorf(Invalid, "Subdomain '%s' is reserved", r.Subdomain)
+		return api.Tunnel{}, errkind.New(errkind.Invalid, "Subdomain '%s' is reserved", r.Subdomain)
 	}
-	if validate.HasAgentPanelPrefix(r.Subdomain) && r.Type != TypePanel {
-		return Tunnel{}, errorf(Invalid, "Subdomain prefix 'agent-' is reserved for agent panel tunnels")
+	if validate.HasAgentPanelPrefix(r.Subdomain) && r.Type != api.TypePanel {
+		return api.Tunnel{}, errkind.New(errkind.Invalid, "Subdomain prefix 'agent-' is reserved for agent panel tunnels")
 	}
-	if r.Type == TypeApp && r.AccessMode == AccessPublic && !c.Admin {
-		return Tunnel{}, errorf(Forbidden, "Only administrators can set tunnel access mode to public")
+	if r.Type == api.TypeApp && r.AccessMode == api.AccessPublic && !c.Admin {
+		return api.Tunnel{}, errkind.New(errkind.Forbidden, "Only administrators can set tunnel access mode to public")
 	}
-	if r.Type == TypePanel && !c.Admin {
-		if !c.has("panel:expose") {
-			return Tunnel{}, errorf(Forbidden, "Cannot create panel tunnel without panel:expose capability")
+	if r.Type == api.TypePanel && !c.Admin {
+		if !c.has(api.CapPanelExpose) {
+			return api.Tunnel{}, errkind.New(errkind.Forbidden, "Cannot create panel tunnel without panel:expose capability")
 		}
 		if r.Subdomain != "agent-"+c.Label {
-			return Tunnel{}, errorf(Forbidden, "Agents can only create panel tunnels for their own label")
+			return api.Tunnel{}, errkind.New(errkind.Forbidden, "Agents can only create panel tunnels for their own label")
 		}
 	}
 
 	owner, err := s.owner(c, r.AgentLabel)
 	if err != nil {
-		return Tunnel{}, err
+		return api.Tunnel{}, err
 	}
-	if c.Admin && r.Type == TypePanel && r.Subdomain != "agent-"+owner {
-		return Tunnel{}, errorf(Invalid, "Panel tunnel subdomain must be 'agent-%s'", owner)
+	if c.Admin && r.Type == api.TypePanel && r.Subdomain != "agent-"+owner {
+		return api.Tunnel{}, errkind.New(errkind.Invalid, "Panel tunnel subdomain must be 'agent-%s'", owner)
 	}
 
-	all, err := s.All()
+	stored, err := s.All()
 	if err != nil {
-		return Tunnel{}, &Error{Kind: Failed, Message: "Failed to create tunnel", Details: "state: " + err.Error()}
+		return api.Tunnel{}, failed("Failed to create tunnel", "state", err)
 	}
 	set, err := s.cfg.Settings()
 	if err != nil {
-		return Tunnel{}, &Error{Kind: Failed, Message: "Failed to create tunnel", Details: "state: " + err.Error()}
+		return api.Tunnel{}, failed("Failed to create tunnel", "state", err)
+	}
+	all := stored
+	for _, t := range s.reserved {
+		all = append(all, t)
 	}
 	fqdn := r.Subdomain + "." + set.Domain
 	for _, t := range all {
 		if t.Subdomain == r.Subdomain || (set.Domain != "" && t.FQDN == fqdn) {
-			return Tunnel{}, errorf(Invalid, "Subdomain '%s' is already in use", r.Subdomain)
+			return api.Tunnel{}, errkind.New(errkind.Invalid, "Subdomain '%s' is already in use", r.Subdomain)
 		}
 	}
 	for _, t := range all {
 		if t.AgentLabel == owner && t.Port == r.Port {
-			return Tunnel{}, errorf(Invalid, "Port %d is already in use by another tunnel", r.Port)
+			return api.Tunnel{}, errkind.New(errkind.Invalid, "Port %d is already in use by another tunnel", r.Port)
 		}
 	}
 	if set.Domain == "" || set.Email == "" {
-		return Tunnel{}, errorf(Invalid, "Domain and email must be configured before creating tunnels")
+		return api.Tunnel{}, errkind.New(errkind.Invalid, "Domain and email must be configured before creating tunnels")
 	}
 	relayPort, ok := s.allocatePort(all, set)
 	if !ok {
-		return Tunnel{}, errorf(Conflict, "No free relay port in the configured range")
+		return api.Tunnel{}, errkind.New(errkind.Conflict, "No free relay port in the configured range")
 	}
 
 	enabled := true
-	t := Tunnel{
+	t := api.Tunnel{
 		ID:         uuid.NewString(),
 		Subdomain:  r.Subdomain,
 		FQDN:       fqdn,
@@ -342,26 +306,30 @@ func (s *Service) Create(ctx context.Context, c Caller, r CreateRequest) (Tunnel
 		RelayPort:  relayPort,
 		Type:       r.Type,
 		Enabled:    &enabled,
-		CreatedAt:  s.cfg.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
+		CreatedAt:  api.FormatTime(s.cfg.Now()),
 	}
 	if r.Description != "" {
 		d := r.Description
 		t.Description = &d
 	}
-	if r.Type == TypeApp {
+	if r.Type == api.TypeApp {
 		t.AccessMode = r.AccessMode
 		users, groups := nonNil(r.AllowedUsers), nonNil(r.AllowedGroups)
 		t.AllowedUsers, t.AllowedGroups = &users, &groups
 	}
+	s.reserved[t.ID] = t
+	return t, nil
+}
 
-	fail := func(step string, err error) (Tunnel, error) {
-		return Tunnel{}, &Error{Kind: Failed, Message: "Failed to create tunnel", Details: step + ": " + err.Error()}
-	}
-
-	// 1. certificate
-	cert, err := s.cfg.Certs.ForHost(ctx, fqdn)
+// commit applies a reserved tunnel's side effects after its certificate
+// (s.mu held): vhost, access rules and state, tunnel ACL; a failure undoes
+// the earlier steps.
+func (s *Service) commit(ctx context.Context, t api.Tunnel, cert acme.Files) error {
+	fail := func(step string, err error) error { return failed("Failed to create tunnel", step, err) }
+	all, err := s.All()
 	if err != nil {
-		return fail("certificate", err)
+		s.dropCert(ctx, cert)
+		return fail("state", err)
 	}
 	// 2. vhost
 	if err := s.cfg.Vhosts.WriteTunnel(ctx, t, cert); err != nil {
@@ -374,43 +342,43 @@ func (s *Service) Create(ctx context.Context, c Caller, r CreateRequest) (Tunnel
 	}
 	// 3. access rules and state
 	next := append(slices.Clone(all), t)
-	if t.AccessMode == AccessRestricted {
+	if t.AccessMode == api.AccessRestricted {
 		if err := s.syncRules(ctx, next); err != nil {
 			undoVhost()
 			return fail("state", err)
 		}
 	}
-	if _, err := s.doc.Update(func(ts *[]Tunnel) error { *ts = append(*ts, t); return nil }); err != nil {
-		if t.AccessMode == AccessRestricted {
+	if _, err := s.doc.Update(func(ts *[]api.Tunnel) error { *ts = append(*ts, t); return nil }); err != nil {
+		if t.AccessMode == api.AccessRestricted {
 			s.syncRules(context.WithoutCancel(ctx), all)
 		}
 		undoVhost()
 		return fail("state", err)
 	}
 	// 4. tunnel ACL
-	if err := s.cfg.ACL.SetPorts(ctx, owner, PortsFor(next, owner)); err != nil {
-		s.doc.Update(func(ts *[]Tunnel) error {
-			*ts = slices.DeleteFunc(*ts, func(x Tunnel) bool { return x.ID == t.ID })
+	if err := s.cfg.ACL.SetPorts(ctx, t.AgentLabel, PortsFor(next, t.AgentLabel)); err != nil {
+		s.doc.Update(func(ts *[]api.Tunnel) error {
+			*ts = slices.DeleteFunc(*ts, func(x api.Tunnel) bool { return x.ID == t.ID })
 			return nil
 		})
-		if t.AccessMode == AccessRestricted {
+		if t.AccessMode == api.AccessRestricted {
 			s.syncRules(context.WithoutCancel(ctx), all)
 		}
 		undoVhost()
 		return fail("tunnel-acl", err)
 	}
-	return t, nil
+	return nil
 }
 
 // dropCert deletes an individual certificate obtained for a tunnel that did
 // not come to be (or is gone); shared wildcard certificates stay.
-func (s *Service) dropCert(ctx context.Context, c CertPaths) {
+func (s *Service) dropCert(ctx context.Context, c acme.Files) {
 	if !c.Wildcard {
 		s.cfg.Certs.DeleteIndividual(context.WithoutCancel(ctx), c.Name)
 	}
 }
 
-func (s *Service) syncRules(ctx context.Context, ts []Tunnel) error {
+func (s *Service) syncRules(ctx context.Context, ts []api.Tunnel) error {
 	if s.cfg.Rules == nil {
 		return nil
 	}
@@ -428,29 +396,29 @@ func nonNil(v []string) []string {
 func (s *Service) owner(c Caller, requested string) (string, error) {
 	if !c.Admin {
 		if requested != "" && requested != c.Label {
-			return "", errorf(Forbidden, "Agents can only create tunnels for their own label")
+			return "", errkind.New(errkind.Forbidden, "Agents can only create tunnels for their own label")
 		}
 		return c.Label, nil
 	}
 	active, err := s.cfg.Agents.ActiveLabels()
 	if err != nil {
-		return "", &Error{Kind: Failed, Message: "Failed to create tunnel", Details: "state: " + err.Error()}
+		return "", failed("Failed to create tunnel", "state", err)
 	}
 	if requested != "" {
 		if !slices.Contains(active, requested) {
-			return "", errorf(Invalid, "Unknown agent '%s'", requested)
+			return "", errkind.New(errkind.Invalid, "Unknown agent '%s'", requested)
 		}
 		return requested, nil
 	}
 	if len(active) != 1 {
-		return "", errorf(Invalid, "agentLabel is required unless exactly one active agent exists")
+		return "", errkind.New(errkind.Invalid, "agentLabel is required unless exactly one active agent exists")
 	}
 	return active[0], nil
 }
 
 // allocatePort picks the lowest port in the range that no tunnel holds and
 // nothing listens on.
-func (s *Service) allocatePort(all []Tunnel, set Settings) (int, bool) {
+func (s *Service) allocatePort(all []api.Tunnel, set Settings) (int, bool) {
 	held := map[int]bool{}
 	for _, t := range all {
 		held[t.RelayPort] = true
@@ -464,49 +432,65 @@ func (s *Service) allocatePort(all []Tunnel, set Settings) (int, bool) {
 }
 
 // find returns the tunnel with id if the caller may see it.
-func find(all []Tunnel, c Caller, id string) (Tunnel, bool) {
+func find(all []api.Tunnel, c Caller, id string) (api.Tunnel, bool) {
 	for _, t := range all {
 		if t.ID == id && (c.Admin || t.AgentLabel == c.Label) {
 			return t, true
 		}
 	}
-	return Tunnel{}, false
+	return api.Tunnel{}, false
 }
 
 // Patch is a validated PATCH /api/tunnels/:id body; nil fields are absent.
-type Patch struct {
-	Enabled       *bool
-	AccessMode    *string
-	AllowedUsers  *[]string
-	AllowedGroups *[]string
-}
+type Patch = api.UpdateTunnelRequest
+
+var errTunnelNotFound = errkind.New(errkind.NotFound, "Tunnel not found")
 
 // Update applies a PATCH (contract §7.4). Only what changed is touched; state
-// is saved last.
-func (s *Service) Update(ctx context.Context, c Caller, id string, p Patch) (Tunnel, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-
+// is saved last. When the access mode may change the vhost, the certificate
+// is looked up before the lock is taken.
+func (s *Service) Update(ctx context.Context, c Caller, id string, p Patch) (api.Tunnel, error) {
 	failMsg := "Failed to update tunnel"
 	if p.Enabled != nil {
 		failMsg = "Failed to toggle tunnel"
 	}
+	fail := func(err error) (api.Tunnel, error) {
+		return api.Tunnel{}, errkind.Wrap(errkind.Failed, err, "%s", failMsg)
+	}
+
+	var cert acme.Files
+	var certErr error
+	certFor := ""
+	if p.AccessMode != nil {
+		all, err := s.All()
+		if err != nil {
+			return fail(err)
+		}
+		if t, ok := find(all, c, id); ok && t.Type == api.TypeApp && (t.AccessMode == api.AccessPublic) != (*p.AccessMode == api.AccessPublic) {
+			certFor = t.FQDN
+			cert, certErr = s.cfg.Certs.ForHost(ctx, t.FQDN)
+		}
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
 	all, err := s.All()
 	if err != nil {
-		return Tunnel{}, &Error{Kind: Failed, Message: failMsg, Details: err.Error()}
+		return fail(err)
 	}
 	old, ok := find(all, c, id)
 	if !ok {
-		return Tunnel{}, errorf(NotFound, "Tunnel not found")
+		return api.Tunnel{}, errTunnelNotFound
 	}
-	if old.Type == TypePanel && !c.has("panel:expose") {
-		return Tunnel{}, errorf(Forbidden, "Cannot toggle panel tunnel without panel:expose capability")
+	if old.Type == api.TypePanel && !c.has(api.CapPanelExpose) {
+		return api.Tunnel{}, errkind.New(errkind.Forbidden, "Cannot toggle panel tunnel without panel:expose capability")
 	}
-	if old.Type == TypePanel && (p.AccessMode != nil || p.AllowedUsers != nil || p.AllowedGroups != nil) {
-		return Tunnel{}, errorf(Invalid, "Panel tunnels have no access mode")
+	if old.Type == api.TypePanel && (p.AccessMode != nil || p.AllowedUsers != nil || p.AllowedGroups != nil) {
+		return api.Tunnel{}, errkind.New(errkind.Invalid, "Panel tunnels have no access mode")
 	}
-	if p.AccessMode != nil && *p.AccessMode == AccessPublic && !c.Admin {
-		return Tunnel{}, errorf(Forbidden, "Only administrators can set tunnel access mode to public")
+	if p.AccessMode != nil && *p.AccessMode == api.AccessPublic && !c.Admin {
+		return api.Tunnel{}, errkind.New(errkind.Forbidden, "Only administrators can set tunnel access mode to public")
 	}
 
 	t := old
@@ -527,18 +511,15 @@ func (s *Service) Update(ctx context.Context, c Caller, id string, p Patch) (Tun
 	}
 
 	enabledChanged := t.IsEnabled() != old.IsEnabled()
-	wasProtected, isProtected := old.AccessMode != AccessPublic, t.AccessMode != AccessPublic
-	vhostChanged := old.Type == TypeApp && wasProtected != isProtected
-	rulesChanged := old.AccessMode != t.AccessMode && (old.AccessMode == AccessRestricted || t.AccessMode == AccessRestricted) ||
+	wasProtected, isProtected := old.AccessMode != api.AccessPublic, t.AccessMode != api.AccessPublic
+	vhostChanged := old.Type == api.TypeApp && wasProtected != isProtected
+	rulesChanged := old.AccessMode != t.AccessMode && (old.AccessMode == api.AccessRestricted || t.AccessMode == api.AccessRestricted) ||
 		!slices.Equal(deref(old.AllowedUsers), deref(t.AllowedUsers)) ||
 		!slices.Equal(deref(old.AllowedGroups), deref(t.AllowedGroups))
 	if !enabledChanged && !vhostChanged && !rulesChanged {
 		return old, nil
 	}
 
-	fail := func(err error) (Tunnel, error) {
-		return Tunnel{}, &Error{Kind: Failed, Message: failMsg, Details: err.Error()}
-	}
 	next := replace(all, t)
 	var undo []func()
 	rollback := func() {
@@ -549,9 +530,13 @@ func (s *Service) Update(ctx context.Context, c Caller, id string, p Patch) (Tun
 	bg := context.WithoutCancel(ctx)
 
 	if vhostChanged {
-		cert, err := s.cfg.Certs.ForHost(ctx, t.FQDN)
-		if err != nil {
-			return fail(fmt.Errorf("certificate: %w", err))
+		if certFor != t.FQDN {
+			// The tunnel changed between the lookup and the lock (another
+			// request toggled its mode): look the certificate up now.
+			cert, certErr = s.cfg.Certs.ForHost(ctx, t.FQDN)
+		}
+		if certErr != nil {
+			return fail(fmt.Errorf("certificate: %w", certErr))
 		}
 		if err := s.cfg.Vhosts.WriteTunnel(ctx, t, cert); err != nil {
 			return fail(fmt.Errorf("nginx: %w", err))
@@ -577,7 +562,7 @@ func (s *Service) Update(ctx context.Context, c Caller, id string, p Patch) (Tun
 		}
 		undo = append(undo, func() { s.syncRules(bg, all) })
 	}
-	if _, err := s.doc.Update(func(ts *[]Tunnel) error { *ts = replace(*ts, t); return nil }); err != nil {
+	if _, err := s.doc.Update(func(ts *[]api.Tunnel) error { *ts = replace(*ts, t); return nil }); err != nil {
 		rollback()
 		return fail(fmt.Errorf("state: %w", err))
 	}
@@ -591,7 +576,7 @@ func deref(p *[]string) []string {
 	return *p
 }
 
-func replace(all []Tunnel, t Tunnel) []Tunnel {
+func replace(all []api.Tunnel, t api.Tunnel) []api.Tunnel {
 	out := slices.Clone(all)
 	for i := range out {
 		if out[i].ID == t.ID {
@@ -606,34 +591,35 @@ func (s *Service) Delete(ctx context.Context, c Caller, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
+	fail := func(err error) error { return errkind.Wrap(errkind.Failed, err, "Failed to delete tunnel") }
 	all, err := s.All()
 	if err != nil {
-		return &Error{Kind: Failed, Message: "Failed to delete tunnel", Details: err.Error()}
+		return fail(err)
 	}
 	t, ok := find(all, c, id)
 	if !ok {
-		return errorf(NotFound, "Tunnel not found")
+		return errTunnelNotFound
 	}
-	if t.Type == TypePanel && !c.has("panel:expose") {
-		return errorf(Forbidden, "Cannot delete panel tunnel without panel:expose capability")
+	if t.Type == api.TypePanel && !c.has(api.CapPanelExpose) {
+		return errkind.New(errkind.Forbidden, "Cannot delete panel tunnel without panel:expose capability")
 	}
 	if err := s.cfg.Vhosts.RemoveTunnel(ctx, t); err != nil {
-		return &Error{Kind: Failed, Message: "Failed to delete tunnel", Details: err.Error()}
+		return fail(err)
 	}
-	next := slices.DeleteFunc(slices.Clone(all), func(x Tunnel) bool { return x.ID == t.ID })
-	if t.AccessMode == AccessRestricted {
+	next := slices.DeleteFunc(slices.Clone(all), func(x api.Tunnel) bool { return x.ID == t.ID })
+	if t.AccessMode == api.AccessRestricted {
 		if err := s.syncRules(ctx, next); err != nil {
-			return &Error{Kind: Failed, Message: "Failed to delete tunnel", Details: "access rules: " + err.Error()}
+			return fail(fmt.Errorf("access rules: %w", err))
 		}
 	}
-	if _, err := s.doc.Update(func(ts *[]Tunnel) error {
-		*ts = slices.DeleteFunc(*ts, func(x Tunnel) bool { return x.ID == t.ID })
+	if _, err := s.doc.Update(func(ts *[]api.Tunnel) error {
+		*ts = slices.DeleteFunc(*ts, func(x api.Tunnel) bool { return x.ID == t.ID })
 		return nil
 	}); err != nil {
-		return &Error{Kind: Failed, Message: "Failed to delete tunnel", Details: "state: " + err.Error()}
+		return fail(fmt.Errorf("state: %w", err))
 	}
 	if err := s.cfg.ACL.SetPorts(ctx, t.AgentLabel, PortsFor(next, t.AgentLabel)); err != nil {
-		return &Error{Kind: Failed, Message: "Failed to delete tunnel", Details: "tunnel-acl: " + err.Error()}
+		return fail(fmt.Errorf("tunnel-acl: %w", err))
 	}
 	// Certificate deletion failures are not the caller's problem (§7.5).
 	s.cfg.Certs.DeleteIndividual(context.WithoutCancel(ctx), t.FQDN)
@@ -641,18 +627,15 @@ func (s *Service) Delete(ctx context.Context, c Caller, id string) error {
 }
 
 // SyncACL rewrites the agent's allowed relay ports from tunnels.json, e.g.
-// after the agent enrolls again under a label whose tunnels were kept.
+// after the agent enrolls again under a label whose tunnels were kept. It
+// holds the lock, so a concurrent create or toggle cannot have its port
+// overwritten by an older list.
 func (s *Service) SyncACL(ctx context.Context, label string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	all, err := s.All()
 	if err != nil {
 		return err
 	}
 	return s.cfg.ACL.SetPorts(ctx, label, PortsFor(all, label))
-}
-
-// IsError reports whether err is an *Error and returns it.
-func IsError(err error) (*Error, bool) {
-	var e *Error
-	ok := errors.As(err, &e)
-	return e, ok
 }

@@ -10,6 +10,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portlama/portlama/internal/acme"
+	"github.com/portlama/portlama/internal/api"
+	"github.com/portlama/portlama/internal/errkind"
 )
 
 // recorder is a collaborator double that records calls and fails on demand.
@@ -17,14 +21,14 @@ type recorder struct {
 	calls    []string
 	failOn   string
 	ports    map[string][]int
-	rules    []Tunnel
+	rules    []api.Tunnel
 	enabled  map[string]bool
-	written  map[string]Tunnel
+	written  map[string]api.Tunnel
 	wildcard bool
 }
 
 func newRecorder() *recorder {
-	return &recorder{ports: map[string][]int{}, enabled: map[string]bool{}, written: map[string]Tunnel{}, wildcard: true}
+	return &recorder{ports: map[string][]int{}, enabled: map[string]bool{}, written: map[string]api.Tunnel{}, wildcard: true}
 }
 
 func (r *recorder) step(name string) error {
@@ -35,34 +39,34 @@ func (r *recorder) step(name string) error {
 	return nil
 }
 
-func (r *recorder) WriteTunnel(_ context.Context, t Tunnel, _ CertPaths) error {
+func (r *recorder) WriteTunnel(_ context.Context, t api.Tunnel, _ acme.Files) error {
 	if err := r.step("vhost.write"); err != nil {
 		return err
 	}
-	r.written[t.VhostName()] = t
-	r.enabled[t.VhostName()] = t.IsEnabled()
+	r.written[VhostName(t)] = t
+	r.enabled[VhostName(t)] = t.IsEnabled()
 	return nil
 }
-func (r *recorder) RemoveTunnel(_ context.Context, t Tunnel) error {
+func (r *recorder) RemoveTunnel(_ context.Context, t api.Tunnel) error {
 	if err := r.step("vhost.remove"); err != nil {
 		return err
 	}
-	delete(r.written, t.VhostName())
-	delete(r.enabled, t.VhostName())
+	delete(r.written, VhostName(t))
+	delete(r.enabled, VhostName(t))
 	return nil
 }
-func (r *recorder) SetTunnelEnabled(_ context.Context, t Tunnel, on bool) error {
+func (r *recorder) SetTunnelEnabled(_ context.Context, t api.Tunnel, on bool) error {
 	if err := r.step("vhost.enable"); err != nil {
 		return err
 	}
-	r.enabled[t.VhostName()] = on
+	r.enabled[VhostName(t)] = on
 	return nil
 }
-func (r *recorder) ForHost(_ context.Context, fqdn string) (CertPaths, error) {
+func (r *recorder) ForHost(_ context.Context, fqdn string) (acme.Files, error) {
 	if err := r.step("cert.get"); err != nil {
-		return CertPaths{}, err
+		return acme.Files{}, err
 	}
-	return CertPaths{Name: fqdn, Wildcard: r.wildcard}, nil
+	return acme.Files{Name: fqdn, Wildcard: r.wildcard}, nil
 }
 func (r *recorder) DeleteIndividual(_ context.Context, fqdn string) error {
 	return r.step("cert.delete")
@@ -74,13 +78,13 @@ func (r *recorder) SetPorts(_ context.Context, label string, ports []int) error 
 	r.ports[label] = ports
 	return nil
 }
-func (r *recorder) SyncTunnels(_ context.Context, ts []Tunnel) error {
+func (r *recorder) SyncTunnels(_ context.Context, ts []api.Tunnel) error {
 	if err := r.step("rules"); err != nil {
 		return err
 	}
 	r.rules = nil
 	for _, t := range ts {
-		if t.AccessMode == AccessRestricted {
+		if t.AccessMode == api.AccessRestricted {
 			r.rules = append(r.rules, t)
 		}
 	}
@@ -120,7 +124,7 @@ func TestCreateDefaultsAndSideEffectOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	if tun.AgentLabel != "home" || tun.FQDN != "app.example.com" || tun.RelayPort != 20000 ||
-		tun.TargetHost != "127.0.0.1" || tun.AccessMode != AccessAuthenticated || tun.Type != TypeApp ||
+		tun.TargetHost != "127.0.0.1" || tun.AccessMode != api.AccessAuthenticated || tun.Type != api.TypeApp ||
 		!tun.IsEnabled() || tun.CreatedAt != "2026-01-31T09:15:00.000Z" || tun.Description != nil {
 		t.Fatalf("unexpected tunnel %+v", tun)
 	}
@@ -139,27 +143,27 @@ func TestCreateChecksInContractOrder(t *testing.T) {
 		agents []string
 		caller Caller
 		req    CreateRequest
-		kind   Kind
+		kind   *errkind.Kind
 		msg    string
 	}{
-		{"reserved", []string{"home"}, admin, CreateRequest{Subdomain: "panel", Port: 8080}, Invalid, "Subdomain 'panel' is reserved"},
-		{"agent prefix on app", []string{"home"}, admin, CreateRequest{Subdomain: "agent-x", Port: 8080}, Invalid, "Subdomain prefix 'agent-' is reserved for agent panel tunnels"},
-		{"public by agent", []string{"home"}, agent("home", "tunnels:write"), CreateRequest{Subdomain: "a", Port: 8080, AccessMode: AccessPublic}, Forbidden, "Only administrators can set tunnel access mode to public"},
-		{"panel without capability", []string{"home"}, agent("home", "tunnels:write"), CreateRequest{Subdomain: "agent-home", Port: 8080, Type: TypePanel}, Forbidden, "Cannot create panel tunnel without panel:expose capability"},
-		{"panel for another label", []string{"home"}, agent("home", "tunnels:write", "panel:expose"), CreateRequest{Subdomain: "agent-work", Port: 8080, Type: TypePanel}, Forbidden, "Agents can only create panel tunnels for their own label"},
-		{"agent names other owner", []string{"home", "work"}, agent("home", "tunnels:write"), CreateRequest{Subdomain: "a", Port: 8080, AgentLabel: "work"}, Forbidden, "Agents can only create tunnels for their own label"},
-		{"admin unknown agent", []string{"home"}, admin, CreateRequest{Subdomain: "a", Port: 8080, AgentLabel: "ghost"}, Invalid, "Unknown agent 'ghost'"},
-		{"admin ambiguous owner", []string{"home", "work"}, admin, CreateRequest{Subdomain: "a", Port: 8080}, Invalid, "agentLabel is required unless exactly one active agent exists"},
-		{"admin no agents", nil, admin, CreateRequest{Subdomain: "a", Port: 8080}, Invalid, "agentLabel is required unless exactly one active agent exists"},
-		{"admin panel wrong subdomain", []string{"home"}, admin, CreateRequest{Subdomain: "agent-work", Port: 8080, Type: TypePanel}, Invalid, "Panel tunnel subdomain must be 'agent-home'"},
+		{"reserved", []string{"home"}, admin, CreateRequest{Subdomain: "panel", Port: 8080}, errkind.Invalid, "Subdomain 'panel' is reserved"},
+		{"agent prefix on app", []string{"home"}, admin, CreateRequest{Subdomain: "agent-x", Port: 8080}, errkind.Invalid, "Subdomain prefix 'agent-' is reserved for agent panel tunnels"},
+		{"public by agent", []string{"home"}, agent("home", "tunnels:write"), CreateRequest{Subdomain: "a", Port: 8080, AccessMode: api.AccessPublic}, errkind.Forbidden, "Only administrators can set tunnel access mode to public"},
+		{"panel without capability", []string{"home"}, agent("home", "tunnels:write"), CreateRequest{Subdomain: "agent-home", Port: 8080, Type: api.TypePanel}, errkind.Forbidden, "Cannot create panel tunnel without panel:expose capability"},
+		{"panel for another label", []string{"home"}, agent("home", "tunnels:write", "panel:expose"), CreateRequest{Subdomain: "agent-work", Port: 8080, Type: api.TypePanel}, errkind.Forbidden, "Agents can only create panel tunnels for their own label"},
+		{"agent names other owner", []string{"home", "work"}, agent("home", "tunnels:write"), CreateRequest{Subdomain: "a", Port: 8080, AgentLabel: "work"}, errkind.Forbidden, "Agents can only create tunnels for their own label"},
+		{"admin unknown agent", []string{"home"}, admin, CreateRequest{Subdomain: "a", Port: 8080, AgentLabel: "ghost"}, errkind.Invalid, "Unknown agent 'ghost'"},
+		{"admin ambiguous owner", []string{"home", "work"}, admin, CreateRequest{Subdomain: "a", Port: 8080}, errkind.Invalid, "agentLabel is required unless exactly one active agent exists"},
+		{"admin no agents", nil, admin, CreateRequest{Subdomain: "a", Port: 8080}, errkind.Invalid, "agentLabel is required unless exactly one active agent exists"},
+		{"admin panel wrong subdomain", []string{"home"}, admin, CreateRequest{Subdomain: "agent-work", Port: 8080, Type: api.TypePanel}, errkind.Invalid, "Panel tunnel subdomain must be 'agent-home'"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s, r := newService(t, c.agents...)
 			_, err := s.Create(ctx, c.caller, c.req)
-			e, ok := IsError(err)
+			e, ok := errkind.As(err)
 			if !ok || e.Kind != c.kind || e.Message != c.msg {
-				t.Fatalf("err = %v, want kind %d %q", err, c.kind, c.msg)
+				t.Fatalf("err = %v, want kind %v %q", err, c.kind, c.msg)
 			}
 			if len(r.calls) != 0 {
 				t.Fatalf("refused request had side effects: %v", r.calls)
@@ -178,11 +182,11 @@ func TestCreateConflicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := s.Create(ctx, admin, CreateRequest{Subdomain: "app", Port: 9000, AgentLabel: "work"})
-	if e, _ := IsError(err); e == nil || e.Message != "Subdomain 'app' is already in use" {
+	if e, _ := errkind.As(err); e == nil || e.Message != "Subdomain 'app' is already in use" {
 		t.Fatalf("duplicate subdomain: %v", err)
 	}
 	_, err = s.Create(ctx, admin, CreateRequest{Subdomain: "app2", Port: 8080, AgentLabel: "home"})
-	if e, _ := IsError(err); e == nil || e.Message != "Port 8080 is already in use by another tunnel" {
+	if e, _ := errkind.As(err); e == nil || e.Message != "Port 8080 is already in use by another tunnel" {
 		t.Fatalf("duplicate port for one agent: %v", err)
 	}
 	// The same local port on another agent is fine (unique per agent).
@@ -194,7 +198,7 @@ func TestCreateConflicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = s.Create(ctx, admin, CreateRequest{Subdomain: "app5", Port: 8082, AgentLabel: "work"})
-	if e, _ := IsError(err); e == nil || e.Kind != Conflict || e.Message != "No free relay port in the configured range" {
+	if e, _ := errkind.As(err); e == nil || e.Kind != errkind.Conflict || e.Message != "No free relay port in the configured range" {
 		t.Fatalf("full range: %v", err)
 	}
 }
@@ -227,14 +231,14 @@ func TestCreateRollsBackOnFailure(t *testing.T) {
 			s, r := newService(t, "home")
 			r.wildcard = false
 			r.failOn = step
-			_, err := s.Create(context.Background(), admin, CreateRequest{Subdomain: "app", Port: 8080, AccessMode: AccessRestricted, AllowedUsers: []string{"bob"}})
-			e, ok := IsError(err)
-			if !ok || e.Kind != Failed || e.Message != "Failed to create tunnel" {
+			_, err := s.Create(context.Background(), admin, CreateRequest{Subdomain: "app", Port: 8080, AccessMode: api.AccessRestricted, AllowedUsers: []string{"bob"}})
+			e, ok := errkind.As(err)
+			if !ok || e.Kind != errkind.Failed || e.Message != "Failed to create tunnel" {
 				t.Fatalf("err = %v", err)
 			}
 			wantStep := map[string]string{"cert.get": "certificate", "vhost.write": "nginx", "rules": "state", "acl": "tunnel-acl"}[step]
-			if !strings.HasPrefix(e.Details, wantStep+": ") {
-				t.Fatalf("details = %q, want step %q", e.Details, wantStep)
+			if !strings.HasPrefix(e.Cause.Error(), wantStep+": ") {
+				t.Fatalf("details = %q, want step %q", e.Cause.Error(), wantStep)
 			}
 			if all, _ := s.All(); len(all) != 0 {
 				t.Fatalf("failed create left %d tunnels in state", len(all))
@@ -263,7 +267,7 @@ func TestAgentSeesOnlyOwnTunnels(t *testing.T) {
 	}
 	if _, err := s.Update(ctx, agent("work", "tunnels:write"), home.ID, Patch{Enabled: ptr(false)}); err == nil {
 		t.Fatal("agent toggled another agent's tunnel")
-	} else if e, _ := IsError(err); e.Kind != NotFound {
+	} else if e, _ := errkind.As(err); e.Kind != errkind.NotFound {
 		t.Fatalf("err = %v, want NotFound", err)
 	}
 	if err := s.Delete(ctx, agent("work", "tunnels:write"), home.ID); err == nil {
@@ -287,7 +291,7 @@ func TestToggleUpdatesVhostLinkAndACL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.IsEnabled() || r.enabled[a.VhostName()] || !r.enabled[b.VhostName()] {
+	if got.IsEnabled() || r.enabled[VhostName(a)] || !r.enabled[VhostName(b)] {
 		t.Fatalf("toggle: tunnel enabled=%v links=%v", got.IsEnabled(), r.enabled)
 	}
 	if !slices.Equal(r.ports["home"], []int{b.RelayPort}) {
@@ -305,10 +309,10 @@ func TestToggleUpdatesVhostLinkAndACL(t *testing.T) {
 	r.failOn = "acl"
 	if _, err := s.Update(ctx, admin, a.ID, Patch{Enabled: ptr(true)}); err == nil {
 		t.Fatal("update succeeded despite ACL failure")
-	} else if e, _ := IsError(err); e.Message != "Failed to toggle tunnel" {
+	} else if e, _ := errkind.As(err); e.Message != "Failed to toggle tunnel" {
 		t.Fatalf("err = %v", err)
 	}
-	if r.enabled[a.VhostName()] {
+	if r.enabled[VhostName(a)] {
 		t.Fatal("vhost link not reverted after failure")
 	}
 	if all, _ := s.All(); all[0].IsEnabled() {
@@ -319,18 +323,18 @@ func TestToggleUpdatesVhostLinkAndACL(t *testing.T) {
 func TestAccessModeChanges(t *testing.T) {
 	ctx := context.Background()
 	s, r := newService(t, "home")
-	a, _ := s.Create(ctx, admin, CreateRequest{Subdomain: "a", Port: 8080, AccessMode: AccessPublic})
+	a, _ := s.Create(ctx, admin, CreateRequest{Subdomain: "a", Port: 8080, AccessMode: api.AccessPublic})
 	// Setting public is an admin's decision, even when nothing would change.
-	_, err := s.Update(ctx, agent("home", "tunnels:write"), a.ID, Patch{AccessMode: ptr(AccessPublic)})
-	if e, _ := IsError(err); e == nil || e.Kind != Forbidden {
+	_, err := s.Update(ctx, agent("home", "tunnels:write"), a.ID, Patch{AccessMode: ptr(api.AccessPublic)})
+	if e, _ := errkind.As(err); e == nil || e.Kind != errkind.Forbidden {
 		t.Fatalf("agent setting public: err = %v, want Forbidden", err)
 	}
 	r.calls = nil
-	got, err := s.Update(ctx, admin, a.ID, Patch{AccessMode: ptr(AccessRestricted), AllowedGroups: ptr([]string{"family"})})
+	got, err := s.Update(ctx, admin, a.ID, Patch{AccessMode: ptr(api.AccessRestricted), AllowedGroups: ptr([]string{"family"})})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.AccessMode != AccessRestricted || !slices.Contains(r.calls, "vhost.write") || !slices.Contains(r.calls, "rules") {
+	if got.AccessMode != api.AccessRestricted || !slices.Contains(r.calls, "vhost.write") || !slices.Contains(r.calls, "rules") {
 		t.Fatalf("public→restricted: %+v calls %v", got, r.calls)
 	}
 	if len(r.rules) != 1 || r.rules[0].ID != a.ID {
@@ -347,19 +351,19 @@ func TestAccessModeChanges(t *testing.T) {
 func TestPanelTunnelRules(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newService(t, "home")
-	p, err := s.Create(ctx, agent("home", "tunnels:write", "panel:expose"), CreateRequest{Subdomain: "agent-home", Port: 9393, Type: TypePanel})
+	p, err := s.Create(ctx, agent("home", "tunnels:write", "panel:expose"), CreateRequest{Subdomain: "agent-home", Port: 9393, Type: api.TypePanel})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.AccessMode != "" || p.AllowedUsers != nil || p.VhostName() != "portlama-agent-panel-agent-home" {
+	if p.AccessMode != "" || p.AllowedUsers != nil || VhostName(p) != "portlama-agent-panel-agent-home" {
 		t.Fatalf("panel tunnel %+v", p)
 	}
-	_, err = s.Update(ctx, admin, p.ID, Patch{AccessMode: ptr(AccessPublic)})
-	if e, _ := IsError(err); e == nil || e.Message != "Panel tunnels have no access mode" {
+	_, err = s.Update(ctx, admin, p.ID, Patch{AccessMode: ptr(api.AccessPublic)})
+	if e, _ := errkind.As(err); e == nil || e.Message != "Panel tunnels have no access mode" {
 		t.Fatalf("access mode on panel tunnel: %v", err)
 	}
 	err = s.Delete(ctx, agent("home", "tunnels:write"), p.ID)
-	if e, _ := IsError(err); e == nil || e.Message != "Cannot delete panel tunnel without panel:expose capability" {
+	if e, _ := errkind.As(err); e == nil || e.Message != "Cannot delete panel tunnel without panel:expose capability" {
 		t.Fatalf("delete panel tunnel without capability: %v", err)
 	}
 }
@@ -391,21 +395,6 @@ func TestAgentConfigAndRemote(t *testing.T) {
 	}
 }
 
-func FuzzRemote(f *testing.F) {
-	f.Add(20000, "127.0.0.1", 8080)
-	f.Add(20001, "fd00::5", 65535)
-	f.Add(1, "example.com", 1024)
-	f.Fuzz(func(t *testing.T, relay int, host string, port int) {
-		r := Remote(relay, host, port)
-		if !strings.HasPrefix(r, "R:127.0.0.1:"+strconv.Itoa(relay)+":") {
-			t.Fatalf("remote %q does not bind the relay port on loopback", r)
-		}
-		if !strings.HasSuffix(r, ":"+strconv.Itoa(port)) {
-			t.Fatalf("remote %q does not end in the local port", r)
-		}
-	})
-}
-
 // Rewriting the vhost of a disabled tunnel (access mode change) keeps it
 // disabled.
 func TestAccessModeChangeKeepsDisabledTunnelDisabled(t *testing.T) {
@@ -415,12 +404,12 @@ func TestAccessModeChangeKeepsDisabledTunnelDisabled(t *testing.T) {
 	if _, err := s.Update(ctx, admin, a.ID, Patch{Enabled: ptr(false)}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Update(ctx, admin, a.ID, Patch{AccessMode: ptr(AccessPublic)})
+	got, err := s.Update(ctx, admin, a.ID, Patch{AccessMode: ptr(api.AccessPublic)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.IsEnabled() || r.enabled[a.VhostName()] || r.written[a.VhostName()].AccessMode != AccessPublic {
-		t.Fatalf("after access change: enabled=%v link=%v vhost=%+v", got.IsEnabled(), r.enabled[a.VhostName()], r.written[a.VhostName()])
+	if got.IsEnabled() || r.enabled[VhostName(a)] || r.written[VhostName(a)].AccessMode != api.AccessPublic {
+		t.Fatalf("after access change: enabled=%v link=%v vhost=%+v", got.IsEnabled(), r.enabled[VhostName(a)], r.written[VhostName(a)])
 	}
 	if len(r.ports["home"]) != 0 {
 		t.Fatalf("disabled tunnel's port back in the ACL: %v", r.ports["home"])

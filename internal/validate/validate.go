@@ -22,7 +22,7 @@
 //	Username, GroupName, DisplayName
 //	CertName         certificate name (:domain)
 //	Token            invitation / enrollment token (64 lower-case hex)
-//	UUID             lower-case UUID v4
+//	UUID             8-4-4-4-12 hex id (any case, any version)
 //	FQDN             host name placed into nginx server_name and vhosts
 //
 // IsReservedSubdomain reports the names §2.6 reserves.
@@ -188,9 +188,15 @@ func Email(s string) error {
 }
 
 // Subdomain checks a tunnel subdomain or managed-site name: at most 63
-// characters of ^[a-z0-9]([a-z0-9-]*[a-z0-9])?$. Reserved names are a
-// business rule (IsReservedSubdomain), not checked here.
+// characters of ^[a-z0-9]([a-z0-9-]*[a-z0-9])?$, and not "--" in the third
+// and fourth places: those labels are reserved for IDNA, and xn--… labels
+// are punycode, which a browser shows as other (look-alike) characters.
+// Reserved names are a business rule (IsReservedSubdomain), not checked
+// here.
 func Subdomain(s string) error {
+	if len(s) >= 4 && s[2:4] == "--" {
+		return errors.New("subdomain must not have \"--\" as its third and fourth characters (xn-- names are punycode, shown by browsers as other characters)")
+	}
 	if dnsLabel(s, false) {
 		return nil
 	}
@@ -300,9 +306,11 @@ func GroupName(s string) error {
 }
 
 // DisplayName checks a display name: valid UTF-8, 1–100 characters
-// (Unicode code points), no control characters.
+// (Unicode code points), no control characters and no format characters
+// (Unicode Cf: bidi overrides such as U+202E, zero-width characters), which
+// would let a name be shown as something else.
 func DisplayName(s string) error {
-	bad := errors.New("display name must be 1–100 characters without control characters")
+	bad := errors.New("display name must be 1–100 characters without control or invisible formatting characters")
 	if !utf8.ValidString(s) {
 		return bad
 	}
@@ -311,7 +319,7 @@ func DisplayName(s string) error {
 		return bad
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029' {
 			return bad
 		}
 	}
@@ -345,10 +353,12 @@ func Token(s string) error {
 	return errors.New("token must be 64 lower-case hexadecimal characters")
 }
 
-// UUID checks a lower-case UUID version 4 (variant 10xx), e.g.
-// 1b4e28ba-2fa1-4d2e-883f-0016d3cca427.
+// UUID checks the form of an id: 8-4-4-4-12 hexadecimal digits, in either
+// case, e.g. 1b4e28ba-2fa1-4d2e-883f-0016d3cca427. Any version is well
+// formed (the relay issues v4 ids in lower case), so an unknown but well
+// formed id is "not found", not "invalid". Compare ids lower-cased.
 func UUID(s string) error {
-	bad := errors.New("id must be a lower-case UUID v4")
+	bad := errors.New("id must be a UUID (8-4-4-4-12 hexadecimal digits)")
 	if len(s) != uuidLen {
 		return bad
 	}
@@ -359,16 +369,8 @@ func UUID(s string) error {
 			if c != '-' {
 				return bad
 			}
-		case 14:
-			if c != '4' {
-				return bad
-			}
-		case 19:
-			if c != '8' && c != '9' && c != 'a' && c != 'b' {
-				return bad
-			}
 		default:
-			if !isHex(c) {
+			if !isHex(c) && !(c >= 'A' && c <= 'F') {
 				return bad
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -119,6 +120,11 @@ func TestSubdomain(t *testing.T) {
 		{"..", false},
 		{"a/b", false},
 		{"a\x00", false},
+		{"xn--80ak6aa92e", false}, // punycode (a look-alike of "apple")
+		{"xn--app", false},
+		{"ab--cd", false},
+		{"a--b", true},
+		{"abc--d", true},
 	})
 }
 
@@ -264,6 +270,10 @@ func TestUsernameGroupDisplay(t *testing.T) {
 		{"a\u0085b", false},
 		{"a\u2028b", false},
 		{"\xff", false},
+		{"admin\u202egnp.exe", false}, // right-to-left override
+		{"a\u200bb", false},           // zero-width space
+		{"\ufeffBob", false},          // byte order mark
+		{"a\u2066b", false},           // bidi isolate
 	})
 }
 
@@ -295,9 +305,14 @@ func TestCertTokenUUIDFQDN(t *testing.T) {
 		{"1b4e28ba-2fa1-4d2e-883f-0016d3cca427", true},
 		{"00000000-0000-4000-8000-000000000000", true},
 		{"ffffffff-ffff-4fff-bfff-ffffffffffff", true},
-		{"1B4E28BA-2FA1-4D2E-883F-0016D3CCA427", false},
-		{"1b4e28ba-2fa1-1d2e-883f-0016d3cca427", false}, // v1
-		{"1b4e28ba-2fa1-4d2e-c83f-0016d3cca427", false}, // bad variant
+		{"1B4E28BA-2FA1-4D2E-883F-0016D3CCA427", true},  // upper case is well formed
+		{"00000000-0000-0000-0000-000000000000", true},  // the nil UUID
+		{"1b4e28ba-2fa1-1d2e-883f-0016d3cca427", true},  // v1
+		{"1b4e28ba-2fa1-4d2e-c83f-0016d3cca427", true},  // any variant
+		{"1b4e28ba-2fa1-4d2e-883f-0016d3cca42", false},  // short
+		{"1b4e28ba2fa1-4d2e-883f-0016d3cca4270", false}, // dash misplaced
+		{"1b4e28ba-2fa1-4d2e-883f-0016d3cca42g", false},
+		{"{1b4e28ba-2fa1-4d2e-883f-0016d3cca427}", false},
 		{"1b4e28ba2fa14d2e883f0016d3cca427", false},
 		{"1b4e28ba-2fa1-4d2e-883f-0016d3cca42", false},
 		{"{1b4e28ba-2fa1-4d2e-883f-0016d3cca427}", false},
@@ -371,7 +386,7 @@ func FuzzEmail(f *testing.F) {
 }
 
 func FuzzSubdomain(f *testing.F) {
-	for _, s := range []string{"app", "a-b", "-a", "a-", "A", "a.b", "..", "a/b", long63, long64} {
+	for _, s := range []string{"app", "a-b", "-a", "a-", "A", "a.b", "..", "a/b", long63, long64, "xn--80ak6aa92e", "ab--c"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -379,7 +394,7 @@ func FuzzSubdomain(f *testing.F) {
 			return
 		}
 		checkSafe(t, "Subdomain", s, MaxLabelLen)
-		if strings.ContainsAny(s, ".:_") || s != strings.ToLower(s) {
+		if strings.ContainsAny(s, ".:_") || s != strings.ToLower(s) || strings.HasPrefix(s, "xn--") {
 			t.Fatalf("Subdomain accepted %q", s)
 		}
 		if FQDN(s+".example.com") != nil {
@@ -469,7 +484,7 @@ func FuzzGroupName(f *testing.F) {
 }
 
 func FuzzDisplayName(f *testing.F) {
-	for _, s := range []string{"John", "a\nb", "\xff", "", "日本"} {
+	for _, s := range []string{"John", "a\nb", "\xff", "", "日本", "a\u202eb", "\u200b"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -478,6 +493,11 @@ func FuzzDisplayName(f *testing.F) {
 		}
 		if !utf8.ValidString(s) || strings.ContainsAny(s, "\x00\r\n\t\x7f") || utf8.RuneCountInString(s) > 100 {
 			t.Fatalf("DisplayName accepted %q", s)
+		}
+		for _, r := range s {
+			if unicode.Is(unicode.Cf, r) || unicode.IsControl(r) {
+				t.Fatalf("DisplayName accepted %q with %U", s, r)
+			}
 		}
 	})
 }
@@ -506,6 +526,7 @@ func FuzzTokenUUID(f *testing.F) {
 	f.Add(strings.Repeat("ab", 32))
 	f.Add("1b4e28ba-2fa1-4d2e-883f-0016d3cca427")
 	f.Add("1B4E28BA-2FA1-4D2E-883F-0016D3CCA427")
+	f.Add("00000000-0000-0000-0000-000000000000")
 	f.Fuzz(func(t *testing.T, s string) {
 		if Token(s) == nil {
 			checkSafe(t, "Token", s, 64)
@@ -515,7 +536,7 @@ func FuzzTokenUUID(f *testing.F) {
 		}
 		if UUID(s) == nil {
 			checkSafe(t, "UUID", s, 36)
-			if s[14] != '4' || strings.Trim(s, "0123456789abcdef-") != "" {
+			if strings.Trim(s, "0123456789abcdefABCDEF-") != "" || strings.Count(s, "-") != 4 || s[8] != '-' || s[23] != '-' {
 				t.Fatalf("UUID accepted %q", s)
 			}
 		}

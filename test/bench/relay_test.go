@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -25,6 +24,7 @@ import (
 	"github.com/portlama/portlama/internal/auth"
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/nginx"
+	"github.com/portlama/portlama/internal/panelclient"
 	"github.com/portlama/portlama/internal/pki"
 	"github.com/portlama/portlama/internal/pki/pkitest"
 	"github.com/portlama/portlama/internal/sampleapp"
@@ -405,43 +405,17 @@ func (r *relay) startAuth(b *testing.B, ctx context.Context, cancel context.Canc
 		b.Fatalf("reset TOTP: %v", err)
 	}
 
-	base := "http://" + ln.Addr().String()
+	signIn := panelclient.NewPortal("http://"+ln.Addr().String(), http.DefaultClient)
 	target := "https://" + fqdn(subSecure) + "/"
-	ck := authPost(b, base+"/api/firstfactor", "", map[string]any{
-		"username": benchUser, "password": benchPass, "keepMeLoggedIn": false, "targetURL": target,
-	})
 	code, err := totp.GenerateCode(enr.Secret, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}
-	r.cookie = authPost(b, base+"/api/secondfactor/totp", ck, map[string]any{"token": code, "targetURL": target})
-}
-
-// authPost posts JSON and returns the session cookie the answer sets.
-func authPost(b *testing.B, url, cookie string, body any) string {
-	b.Helper()
-	data, _ := json.Marshal(body)
-	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(data))
-	req.Header.Set("Content-Type", "application/json")
-	if cookie != "" {
-		req.Header.Set("Cookie", auth.SessionCookieName+"="+cookie)
-	}
-	resp, err := http.DefaultClient.Do(req)
+	ck, err := signIn.Login(context.Background(), benchUser, benchPass, code, target)
 	if err != nil {
-		b.Fatalf("POST %s: %v", url, err)
+		b.Fatalf("sign in: %v", err)
 	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		b.Fatalf("POST %s: %d %s", url, resp.StatusCode, msg)
-	}
-	for _, c := range resp.Cookies() {
-		if c.Name == auth.SessionCookieName && c.Value != "" {
-			return c.Value
-		}
-	}
-	b.Fatalf("POST %s: no session cookie in the answer (%s)", url, msg)
-	return ""
+	r.cookie = ck.Value
 }
 
 // httpClient talks HTTPS to nginx for any name under the domain.

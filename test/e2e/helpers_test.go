@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -21,7 +20,9 @@ import (
 	"github.com/pquerna/otp/totp"
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/demo"
+	"github.com/portlama/portlama/internal/panelclient"
 	"github.com/portlama/portlama/internal/sampleapp"
 )
 
@@ -93,6 +94,20 @@ func mustCall(t *testing.T, c *http.Client, method, url string, body any, want i
 	return out
 }
 
+// panelAs returns the typed panel client for base (the panel by IP, or
+// https://panel.<d>) with the HTTP client hc.
+func panelAs(base string, hc *http.Client) *panelclient.Client { return panelclient.New(base, hc) }
+
+// adminPanel returns the typed panel client with the admin certificate.
+func adminPanel(t *testing.T, st *demo.Stack) *panelclient.Client {
+	t.Helper()
+	pc, err := st.Panel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pc
+}
+
 func admin(t *testing.T, st *demo.Stack) *http.Client {
 	t.Helper()
 	c, err := st.AdminClient()
@@ -125,23 +140,18 @@ func clientWith(st *demo.Stack, cert *tls.Certificate) *http.Client {
 // certificate and key.
 func newAgentCert(t *testing.T, st *demo.Stack, label string, caps ...string) tls.Certificate {
 	t.Helper()
-	a := admin(t, st)
+	pc := adminPanel(t, st)
 	if caps == nil {
-		caps = []string{"tunnels:read"}
+		caps = []string{api.CapTunnelsRead}
 	}
-	out := mustCall(t, a, "POST", st.Info.PanelURL+"/api/certs/agent", map[string]any{"label": label, "capabilities": caps}, 200)
-	var res struct {
-		P12Password string `json:"p12Password"`
-	}
-	decode(t, out, &res)
-	resp, err := a.Get(st.Info.PanelURL + "/api/certs/agent/" + label + "/download")
+	ctx := context.Background()
+	res, err := pc.CreateAgentCert(ctx, api.NewAgentRequest{Label: label, Capabilities: &caps})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("create agent certificate: %v", err)
 	}
-	p12, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("download agent P12: %d %s", resp.StatusCode, p12)
+	p12, err := pc.AgentP12(ctx, label)
+	if err != nil {
+		t.Fatalf("download agent P12: %v", err)
 	}
 	key, cert, _, err := pkcs12.DecodeChain(p12, res.P12Password)
 	if err != nil {
@@ -157,29 +167,30 @@ type user struct {
 
 func newUser(t *testing.T, st *demo.Stack, name string, groups ...string) user {
 	t.Helper()
-	a := admin(t, st)
+	pc := adminPanel(t, st)
 	if groups == nil {
 		groups = []string{}
 	}
+	ctx := context.Background()
 	u := user{name: name, password: "pw-" + name + "-0123456789"}
-	mustCall(t, a, "POST", st.Info.PanelURL+"/api/users", map[string]any{
-		"username": name, "displayname": name, "email": name + "@example.com", "password": u.password, "groups": groups,
-	}, 201)
-	out := mustCall(t, a, "POST", st.Info.PanelURL+"/api/users/"+name+"/reset-totp", nil, 200)
-	var r struct {
-		URI string `json:"totpUri"`
-		QR  string `json:"totpQr"`
+	if _, err := pc.CreateUser(ctx, api.CreateUserRequest{
+		Username: name, DisplayName: name, Email: name + "@example.com", Password: u.password, Groups: groups,
+	}); err != nil {
+		t.Fatalf("create user %s: %v", name, err)
 	}
-	decode(t, out, &r)
-	parsed, err := url.Parse(r.URI)
+	r, err := pc.ResetTOTP(ctx, name)
+	if err != nil {
+		t.Fatalf("reset TOTP of %s: %v", name, err)
+	}
+	parsed, err := url.Parse(r.TOTPURI)
 	if err != nil {
 		t.Fatal(err)
 	}
 	u.secret = parsed.Query().Get("secret")
-	if u.secret == "" || !strings.HasPrefix(r.QR, "data:image/png;base64,") {
-		t.Fatalf("reset-totp gave %s", out)
+	if u.secret == "" || !strings.HasPrefix(r.TOTPQR, "data:image/png;base64,") {
+		t.Fatalf("reset-totp gave %+v", r)
 	}
-	if _, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(r.QR, "data:image/png;base64,")); err != nil {
+	if _, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(r.TOTPQR, "data:image/png;base64,")); err != nil {
 		t.Fatalf("totpQr is not base64: %v", err)
 	}
 	return u
@@ -200,25 +211,12 @@ func code(t *testing.T, secret string, at time.Time) string {
 // cookie.
 func login(t *testing.T, st *demo.Stack, u user, at time.Time) *http.Cookie {
 	t.Helper()
-	c := visitor(st)
-	authURL := strings.TrimSuffix(st.Info.AuthURL, "/")
-	resp := postJSON(t, c, authURL+"/api/firstfactor", map[string]any{"username": u.name, "password": u.password, "keepMeLoggedIn": false}, nil)
-	if resp.StatusCode != 200 {
-		t.Fatalf("first factor for %s: %d", u.name, resp.StatusCode)
+	portal := panelclient.NewPortal(strings.TrimSuffix(st.Info.AuthURL, "/"), visitor(st))
+	ck, err := portal.Login(context.Background(), u.name, u.password, code(t, u.secret, at), "")
+	if err != nil {
+		t.Fatalf("login of %s: %v", u.name, err)
 	}
-	half := sessionCookie(resp)
-	if half == nil {
-		t.Fatal("first factor set no session cookie")
-	}
-	resp = postJSON(t, c, authURL+"/api/secondfactor/totp", map[string]any{"token": code(t, u.secret, at)}, half)
-	if resp.StatusCode != 200 {
-		t.Fatalf("second factor for %s: %d", u.name, resp.StatusCode)
-	}
-	full := sessionCookie(resp)
-	if full == nil {
-		t.Fatal("second factor set no session cookie")
-	}
-	return full
+	return ck
 }
 
 func postJSON(t *testing.T, c *http.Client, url string, body any, cookie *http.Cookie) *http.Response {
@@ -267,7 +265,7 @@ func getWith(t *testing.T, c *http.Client, url string, cookie *http.Cookie, head
 }
 
 func hostURL(st *demo.Stack, sub, path string) string {
-	return fmt.Sprintf("https://%s.%s:%d%s", sub, demo.Domain, st.Info.HTTPSPort, path)
+	return st.Relay.Addrs.HostURL(sub, demo.Domain) + path
 }
 
 // extraApp runs another sample app for the test, for a tunnel of its own

@@ -1,5 +1,8 @@
-// Invitation page (contract §10.3). No inline code: the page runs under
-// script-src 'self'. Only same-origin requests are made.
+// Invitation page (docs/api.md, "Invitations"). No inline code: the page
+// runs under script-src 'self'. Only same-origin requests are made. The
+// token comes from the URL's fragment (#<token>), which browsers never send
+// to a server, and travels only in request bodies, so it stays out of
+// request lines and logs.
 (function () {
   'use strict';
 
@@ -18,11 +21,15 @@
     show('error');
   }
 
-  // The token is the last path segment: /invite/<token>.
-  function tokenFromPath() {
-    var parts = window.location.pathname.split('/').filter(function (p) { return p !== ''; });
-    var t = parts.length ? parts[parts.length - 1] : '';
-    return TOKEN_RE.test(t) ? t : '';
+  // The token is the fragment: /invite/#<token>. It is then removed from
+  // the address bar, so it does not stay in the browser's history.
+  function tokenFromFragment() {
+    var t = (window.location.hash || '').replace(/^#/, '');
+    if (!TOKEN_RE.test(t)) { return ''; }
+    if (window.history && window.history.replaceState) {
+      window.history.replaceState(null, '', window.location.pathname);
+    }
+    return t;
   }
 
   function request(method, path, body) {
@@ -86,14 +93,13 @@
   }
 
   function start() {
-    var token = tokenFromPath();
+    var token = tokenFromFragment();
     if (!token) {
-      fail('This invitation link is not valid. Check that you copied the whole link.');
+      fail('This invitation link is not valid. Check that you copied the whole link, including the part after #.');
       return;
     }
-    var base = '/api/invite/' + token;
 
-    request('GET', base).then(function (r) {
+    request('POST', '/api/invite/lookup', { token: token }).then(function (r) {
       if (r.status !== 200) {
         fail(errorText(r));
         return;
@@ -116,7 +122,7 @@
       if (pw !== confirm) { formError('The passwords do not match.'); return; }
       formError('');
       $('submit').disabled = true;
-      request('POST', base + '/accept', { password: pw }).then(function (r) {
+      request('POST', '/api/invite/accept', { token: token, password: pw }).then(function (r) {
         $('submit').disabled = false;
         if (r.status === 200 && r.data.ok) {
           $('password').value = '';
