@@ -117,9 +117,15 @@ func TestRenderContents(t *testing.T) {
 	confd := files["portlama.conf"]
 	for _, want := range []string{
 		"zone=portlama_enroll:1m rate=5r/m",
-		"map $http_upgrade $connection_upgrade",
-		"default upgrade;",
-		`""      "";`,
+		`map "$request_method:$http_upgrade" $portlama_upgrade`,
+		"map $portlama_upgrade $connection_upgrade",
+		"websocket upgrade;",
+		`default   "";`,
+		"limit_conn_zone $binary_remote_addr zone=portlama_addr:10m;",
+		"client_header_timeout 10s;",
+		"keepalive_timeout 30s;",
+		"large_client_header_buffers 4 16k;",
+		"js_import portlama from /srv/portlama/nginx/snippets/portlama.js;",
 		"map $http_cookie $portlama_backend_cookie",
 		"server 127.0.0.1:3100;",
 		"server 127.0.0.1:9091;",

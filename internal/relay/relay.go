@@ -177,6 +177,7 @@ func (v tunnelVhosts) WriteTunnel(ctx context.Context, t tunnels.Tunnel, cert tu
 		Subdomain: t.Subdomain,
 		RelayPort: t.RelayPort,
 		Public:    t.AccessMode == tunnels.AccessPublic,
+		Owner:     t.AgentLabel,
 		TLS:       nginx.TLSFiles{Cert: cert.Cert, Key: cert.Key},
 	}
 	var vh nginx.Vhost
