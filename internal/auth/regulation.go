@@ -29,14 +29,15 @@ func newRegulator() *regulator {
 }
 
 // begin admits one attempt for keys, atomically: it refuses when a key is
-// banned or when the key's recent failures plus the attempts already being
-// checked reach the limit; otherwise it counts the attempt as in flight.
-// Every admitted attempt must be ended with end.
-func (r *regulator) begin(now time.Time, keys ...string) bool {
+// banned (wait is the ban's remaining time) or when the key's recent
+// failures plus the attempts already being checked reach the limit (wait is
+// 0: try again once those are decided); otherwise it counts the attempt as
+// in flight. Every admitted attempt must be ended with end.
+func (r *regulator) begin(now time.Time, keys ...string) (ok bool, wait time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.bannedLocked(now, keys...) {
-		return false
+	if d := r.bannedLocked(now, keys...); d > 0 {
+		return false, d
 	}
 	for _, k := range keys {
 		recent := 0
@@ -46,13 +47,13 @@ func (r *regulator) begin(now time.Time, keys ...string) bool {
 			}
 		}
 		if recent+r.inflight[k] >= RegulationMaxRetries {
-			return false
+			return false, 0
 		}
 	}
 	for _, k := range keys {
 		r.inflight[k]++
 	}
-	return true
+	return true, 0
 }
 
 // end finishes an attempt admitted by begin: a failure is recorded (and may
@@ -72,19 +73,20 @@ func (r *regulator) end(now time.Time, failed bool, keys ...string) {
 	}
 }
 
-// banned reports whether any key is banned at now.
-func (r *regulator) banned(now time.Time, keys ...string) bool {
+// banned returns how long the longest ban of keys lasts from now; 0 when
+// none is banned.
+func (r *regulator) banned(now time.Time, keys ...string) time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.bannedLocked(now, keys...)
 }
 
-func (r *regulator) bannedLocked(now time.Time, keys ...string) bool {
-	out := false
+func (r *regulator) bannedLocked(now time.Time, keys ...string) time.Duration {
+	var out time.Duration
 	for _, k := range keys {
 		if until, ok := r.bans[k]; ok {
 			if now.Before(until) {
-				out = true
+				out = max(out, until.Sub(now))
 			} else {
 				delete(r.bans, k)
 			}

@@ -246,11 +246,16 @@ func (v ipVhost) Enable(ctx context.Context) error  { return v.m.EnableVhost(ctx
 func (v ipVhost) Disable(ctx context.Context) error { return v.m.DisableVhost(ctx, nginx.VhostPanelIP) }
 
 // accessRules writes the auth server's access rules (contract §17.9): one
-// rule per restricted tunnel, read by portlama-auth without a restart.
+// rule per restricted tunnel, and every tunnel's host as a post-login
+// redirect target (docs/security.md), read by portlama-auth without a
+// restart.
 type accessRules struct{ s *Services }
 
 func (a accessRules) SyncTunnels(_ context.Context, ts []tunnels.Tunnel) error {
-	rules := auth.AccessRules{Rules: []auth.AccessRule{}}
+	rules := auth.AccessRules{Rules: []auth.AccessRule{}, Hosts: []string{}}
+	for _, t := range ts {
+		rules.Hosts = append(rules.Hosts, t.FQDN)
+	}
 	for _, t := range ts {
 		if t.Type != tunnels.TypeApp || t.AccessMode != tunnels.AccessRestricted {
 			continue

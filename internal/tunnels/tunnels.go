@@ -136,7 +136,8 @@ type ACL interface {
 	SetPorts(ctx context.Context, label string, ports []int) error
 }
 
-// AccessRules receives the restricted tunnels' rules whenever they change.
+// AccessRules receives every tunnel whenever the restricted tunnels' rules
+// or the set of tunnel hosts change (create, delete, access changes).
 type AccessRules interface {
 	SyncTunnels(ctx context.Context, tunnels []Tunnel) error
 }
@@ -372,18 +373,14 @@ func (s *Service) Create(ctx context.Context, c Caller, r CreateRequest) (Tunnel
 		s.cfg.Vhosts.RemoveTunnel(context.WithoutCancel(ctx), t)
 		s.dropCert(ctx, cert)
 	}
-	// 3. access rules and state
+	// 3. access rules (they list every tunnel's host) and state
 	next := append(slices.Clone(all), t)
-	if t.AccessMode == AccessRestricted {
-		if err := s.syncRules(ctx, next); err != nil {
-			undoVhost()
-			return fail("state", err)
-		}
+	if err := s.syncRules(ctx, next); err != nil {
+		undoVhost()
+		return fail("state", err)
 	}
 	if _, err := s.doc.Update(func(ts *[]Tunnel) error { *ts = append(*ts, t); return nil }); err != nil {
-		if t.AccessMode == AccessRestricted {
-			s.syncRules(context.WithoutCancel(ctx), all)
-		}
+		s.syncRules(context.WithoutCancel(ctx), all)
 		undoVhost()
 		return fail("state", err)
 	}
@@ -393,9 +390,7 @@ func (s *Service) Create(ctx context.Context, c Caller, r CreateRequest) (Tunnel
 			*ts = slices.DeleteFunc(*ts, func(x Tunnel) bool { return x.ID == t.ID })
 			return nil
 		})
-		if t.AccessMode == AccessRestricted {
-			s.syncRules(context.WithoutCancel(ctx), all)
-		}
+		s.syncRules(context.WithoutCancel(ctx), all)
 		undoVhost()
 		return fail("tunnel-acl", err)
 	}
@@ -621,10 +616,8 @@ func (s *Service) Delete(ctx context.Context, c Caller, id string) error {
 		return &Error{Kind: Failed, Message: "Failed to delete tunnel", Details: err.Error()}
 	}
 	next := slices.DeleteFunc(slices.Clone(all), func(x Tunnel) bool { return x.ID == t.ID })
-	if t.AccessMode == AccessRestricted {
-		if err := s.syncRules(ctx, next); err != nil {
-			return &Error{Kind: Failed, Message: "Failed to delete tunnel", Details: "access rules: " + err.Error()}
-		}
+	if err := s.syncRules(ctx, next); err != nil {
+		return &Error{Kind: Failed, Message: "Failed to delete tunnel", Details: "access rules: " + err.Error()}
 	}
 	if _, err := s.doc.Update(func(ts *[]Tunnel) error {
 		*ts = slices.DeleteFunc(*ts, func(x Tunnel) bool { return x.ID == t.ID })
