@@ -72,10 +72,29 @@ const tmplHelpers = `
         }
 {{- end}}
 
-{{- /* The URI may carry an invitation or enrollment token: never logged. */}}
+{{- /* The URI may carry an invitation or enrollment token: never logged,
+       not even by the locations that answer its errors. */}}
 {{- define "noLog"}}
         access_log off;
         error_log /dev/null;
+        error_page 413 = @portlama_413_unlogged;
+        error_page 429 = @portlama_429_unlogged;
+{{- end}}
+
+{{- define "noLogErrorLocations"}}
+    location @portlama_413_unlogged {
+        access_log off;
+        error_log /dev/null;
+        default_type application/json;
+        return 413 '{"error":"Request body is too large"}\n';
+    }
+
+    location @portlama_429_unlogged {
+        access_log off;
+        error_log /dev/null;
+        default_type application/json;
+        return 429 '{"error":"Rate limit exceeded, retry in 1 minute"}\n';
+    }
 {{- end}}
 
 {{- /* What every public server has (docs/security.md): the per-address
@@ -105,7 +124,11 @@ const tmplHelpers = `
         return 429;
     }
 
+    # Not logged: the request line may be a token location's (they are
+    # chosen after the headers are read), and the auth server logs the
+    # clean-up.
     location @portlama_431 {
+        access_log off;
         default_type application/json;
         if ($portlama_json) {
             return 431 '{"error":"Request headers too large: the browser sent too many or too large cookies. Remove the cookies of this site and try again."}\n';
@@ -159,6 +182,8 @@ const tmplHelpers = `
 {{- end}}
 
 {{- define "panelLocations"}}
+{{- template "noLogErrorLocations"}}
+
     location = /api/enroll {
         limit_req zone=portlama_enroll burst=5 nodelay;
 {{- template "noLog"}}
@@ -415,6 +440,7 @@ server {
     # domain (about 180 of 4 KiB at most), so it can remove foreign ones.
     large_client_header_buffers {{portalHeaderBuffers}};
 {{template "serverBasics" .}}
+{{template "noLogErrorLocations"}}
 
     location /invite/ {
 {{- template "noLog"}}

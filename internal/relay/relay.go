@@ -251,7 +251,7 @@ func (v ipVhost) Disable(ctx context.Context) error { return v.m.DisableVhost(ct
 // restart.
 type accessRules struct{ s *Services }
 
-func (a accessRules) SyncTunnels(_ context.Context, ts []tunnels.Tunnel) error {
+func (a accessRules) SyncTunnels(ctx context.Context, ts []tunnels.Tunnel) error {
 	rules := auth.AccessRules{Rules: []auth.AccessRule{}, Hosts: []string{}}
 	for _, t := range ts {
 		rules.Hosts = append(rules.Hosts, t.FQDN)
@@ -269,5 +269,15 @@ func (a accessRules) SyncTunnels(_ context.Context, ts []tunnels.Tunnel) error {
 		}
 		rules.Rules = append(rules.Rules, r)
 	}
-	return auth.WriteAccessRules(a.s.Config.Layout.AuthDir(), rules)
+	dir := a.s.Config.Layout.AuthDir()
+	if err := auth.WriteAccessRules(dir, rules); err != nil {
+		return err
+	}
+	// In force before the API answers when the auth server runs; it also
+	// reads the file at start and every 30 s. (Reporting an unconfirmed
+	// change to the caller is issue 7's wiring.)
+	if err := auth.NewManageClient(auth.ManageSocketPath(dir)).Reload(ctx); err != nil {
+		a.s.Log.Warn("access rules saved but not confirmed by the auth server", "err", err)
+	}
+	return nil
 }
