@@ -77,14 +77,14 @@ func TestCookieHelpPageRemovesVisibleCookies(t *testing.T) {
 		{"elsewhere", "x", &d, "/z", false},      // not sent here, not this page's concern
 	}
 	jarJSON, _ := json.Marshal(jar)
-	run := func(lastRetry string) (out struct {
+	type result struct {
 		Left    []string
 		Reloads int
 		Portal  string
 		Retry   string
-	}) {
+	}
+	runAt := func(href, lastRetry string) (out result) {
 		t.Helper()
-		href := "https://app.demo.localhost:8443/a/b/c?x=1"
 		b, err := exec.Command(node, path, href, string(jarJSON), lastRetry).CombinedOutput()
 		if err != nil {
 			t.Fatalf("node: %v\n%s", err, b)
@@ -94,6 +94,7 @@ func TestCookieHelpPageRemovesVisibleCookies(t *testing.T) {
 		}
 		return out
 	}
+	run := func(lastRetry string) result { return runAt("https://app.demo.localhost:8443/a/b/c?x=1", lastRetry) }
 	out := run("0")
 	want := map[string]bool{"portlama_session@demo.localhost/": true, "elsewhere@demo.localhost/z": true}
 	if len(out.Left) != len(want) {
@@ -113,5 +114,9 @@ func TestCookieHelpPageRemovesVisibleCookies(t *testing.T) {
 	// A retry less than a minute ago: no automatic reload (no loop).
 	if out := run("now"); out.Reloads != 0 {
 		t.Errorf("%d reloads right after a retry, want 0", out.Reloads)
+	}
+	// The panel by IP address: host-only cookies, no sign-in link.
+	if out := runAt("https://203.0.113.5:9292/a/b", "0"); out.Portal != "" {
+		t.Errorf("portal link on an IP address: %q", out.Portal)
 	}
 }

@@ -94,9 +94,10 @@ in your browser's settings.</p></noscript>
 <script>
 (function () {
   "use strict";
-  var labels = location.hostname.split(".");
+  var host = location.hostname, labels = host.split(".");
+  var ip = /^[0-9.]+$/.test(host) || host.indexOf(":") >= 0 || host.charAt(0) === "[";
   var domains = [""];
-  for (var i = 0; i < labels.length - 1; i++) { domains.push(labels.slice(i).join(".")); }
+  for (var i = 0; !ip && i < labels.length - 1; i++) { domains.push(labels.slice(i).join(".")); }
   var paths = ["/"], segs = location.pathname.split("/"), cur = "";
   for (var j = 1; j < segs.length && j <= 8 && segs[j]; j++) { cur += "/" + segs[j]; paths.push(cur, cur + "/"); }
   var before = document.cookie.length;
@@ -111,7 +112,7 @@ in your browser's settings.</p></noscript>
   });
   document.getElementById("retry-link").href = location.href;
   document.getElementById("retry").hidden = false;
-  if (labels.length >= 3) {
+  if (!ip && labels.length >= 3) {
     document.getElementById("portal-link").href = "https://auth." + labels.slice(1).join(".") +
       (location.port ? ":" + location.port : "") + "/?rd=" + encodeURIComponent(location.href);
     document.getElementById("portal").hidden = false;
