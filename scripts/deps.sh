@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Installs what Portlama needs on a Debian/Ubuntu machine, shared by
 # `make demo`, `make test` and .ci/run.
-#   scripts/deps.sh          run-time dependencies (nginx)
+#   scripts/deps.sh          run-time dependencies (nginx and its njs module)
 #   scripts/deps.sh --test   plus everything the test suite starts
 set -euo pipefail
 
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
-pkgs=(nginx)
+# libnginx-mod-http-js: njs runs the relay's cookie filter (portlama.js).
+pkgs=(nginx libnginx-mod-http-js)
 if [ "$want_test" = 1 ]; then
   # systemd: systemd-analyze verifies generated units; node runs the
   # invitation page's script against the real panel; wrk and curl drive
   # the benchmarks.
-  pkgs+=(systemd curl ca-certificates wrk)
+  # util-linux: flock(1) holds the nginx lock in a test.
+  pkgs+=(systemd curl ca-certificates wrk util-linux)
   command -v node >/dev/null || pkgs+=(nodejs)
 fi
 

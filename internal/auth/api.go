@@ -5,12 +5,16 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/portlama/portlama/internal/api"
 )
@@ -194,21 +198,23 @@ func (s *Server) handleFirstFactor(w http.ResponseWriter, r *http.Request) {
 	keys := []string{"u:" + req.Username, "ip:" + ip}
 	// Admission and counting are one step, before the slow bcrypt compare,
 	// so parallel guesses get no more tries than sequential ones.
-	if !s.reg.begin(s.cfg.Clock(), keys...) {
+	if ok, wait := s.reg.begin(s.cfg.Clock(), keys...); !ok {
 		s.log.Warn("login refused: banned or too many attempts", "user", req.Username, "ip", ip)
-		writeKO(w, http.StatusUnauthorized, msgAuthFailed)
+		writeBlocked(w, wait)
 		return
 	}
 	s.reload(false) // pick up a users file the panel just wrote
 	u, ok := s.checkPassword(r.Context(), req.Username, req.Password)
 	s.reg.end(s.cfg.Clock(), !ok, keys...)
-	if !ok {
-		s.log.Warn("first factor failed", "user", req.Username, "ip", ip)
-		writeKO(w, http.StatusUnauthorized, msgAuthFailed)
+	// Banned now (by this failure or a parallel one): the same answer
+	// whether this password was right or wrong.
+	if wait := s.reg.banned(s.cfg.Clock(), keys...); wait > 0 {
+		s.log.Warn("login refused: banned", "user", req.Username, "ip", ip)
+		writeBlocked(w, wait)
 		return
 	}
-	if s.reg.banned(s.cfg.Clock(), keys...) {
-		s.log.Warn("login refused: banned while checking", "user", req.Username, "ip", ip)
+	if !ok {
+		s.log.Warn("first factor failed", "user", req.Username, "ip", ip)
 		writeKO(w, http.StatusUnauthorized, msgAuthFailed)
 		return
 	}
@@ -247,9 +253,9 @@ func (s *Server) handleTOTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ip := clientIP(r)
 	keys := []string{"u:" + sess.User, "ip:" + ip}
-	if !s.reg.begin(s.cfg.Clock(), keys...) {
+	if ok, wait := s.reg.begin(s.cfg.Clock(), keys...); !ok {
 		s.log.Warn("second factor refused: banned or too many attempts", "user", sess.User, "ip", ip)
-		writeKO(w, http.StatusUnauthorized, msgAuthFailed)
+		writeBlocked(w, wait)
 		return
 	}
 	s.attempted()
@@ -260,13 +266,13 @@ func (s *Server) handleTOTP(w http.ResponseWriter, r *http.Request) {
 		writeKO(w, http.StatusInternalServerError, "Internal error.")
 		return
 	}
-	if !valid {
-		s.log.Warn("second factor failed", "user", sess.User, "ip", ip)
-		writeKO(w, http.StatusUnauthorized, msgAuthFailed)
+	if wait := s.reg.banned(s.cfg.Clock(), keys...); wait > 0 {
+		s.log.Warn("second factor refused: banned", "user", sess.User, "ip", ip)
+		writeBlocked(w, wait)
 		return
 	}
-	if s.reg.banned(s.cfg.Clock(), keys...) {
-		s.log.Warn("second factor refused: banned while checking", "user", sess.User, "ip", ip)
+	if !valid {
+		s.log.Warn("second factor failed", "user", sess.User, "ip", ip)
 		writeKO(w, http.StatusUnauthorized, msgAuthFailed)
 		return
 	}
@@ -281,7 +287,7 @@ func (s *Server) handleTOTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.setSessionCookie(w, id, sess.Remember)
 	s.log.Info("second factor succeeded", "user", sess.User, "ip", ip)
-	if rd, ok := SafeRedirect(req.TargetURL, s.cfg.Domain); ok {
+	if rd, ok := s.redirectTarget(req.TargetURL); ok {
 		writeOK(w, map[string]string{"redirect": rd})
 		return
 	}
@@ -304,9 +310,14 @@ func (s *Server) handleState(w http.ResponseWriter, r *http.Request) {
 	writeOK(w, stateData{Username: sess.User, AuthenticationLevel: sess.Level, HasTOTP: s.totp.has(sess.User)})
 }
 
+// handleLogout is POST /api/logout, from the portal's own page only: the
+// browser must say so (Origin, or Sec-Fetch-Site: same-origin). A link or
+// a form elsewhere cannot sign the visitor out.
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
-	if !s.sameOrigin(r) {
-		writeKO(w, http.StatusForbidden, "Cross-origin request refused")
+	o := r.Header.Get("Origin")
+	if !(o == s.cfg.PortalURL || o == "" && r.Header.Get("Sec-Fetch-Site") == "same-origin") {
+		s.log.Warn("logout refused: not from the portal", "origin", o, "fetchSite", r.Header.Get("Sec-Fetch-Site"), "ip", clientIP(r))
+		writeKO(w, http.StatusForbidden, "Sign out from the sign-in page.")
 		return
 	}
 	// Every session cookie sent ends: with a planted extra one among them,
@@ -351,7 +362,12 @@ func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
 	if method == "" {
 		method = r.Method
 	}
-	if unsafeMethod(method) && r.Header.Get("Sec-Fetch-Site") == "same-site" && !originHostIs(r.Header.Get("Origin"), host) {
+	// Cross-site writes: an unsafe method is refused whenever the browser
+	// says it comes from another origin (a sibling app carries the
+	// SameSite=Lax cookie), with or without Fetch Metadata.
+	if unsafeMethod(method) && !writeFromOwnOrigin(r, u) {
+		s.log.Warn("cross-origin write refused", "host", host, "method", method, "origin", r.Header.Get("Origin"),
+			"fetchSite", r.Header.Get("Sec-Fetch-Site"), "user", sess.User)
 		http.Error(w, "Forbidden", http.StatusForbidden)
 		return
 	}
@@ -365,7 +381,7 @@ func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.RLock()
-	allowed := s.rules.allows(host, sess.User, user.Groups)
+	allowed := s.policy.rules.allows(host, sess.User, user.Groups)
 	s.mu.RUnlock()
 	if !allowed {
 		http.Error(w, "Forbidden", http.StatusForbidden)
@@ -431,12 +447,38 @@ func portOrDefault(u *url.URL) string {
 	return ""
 }
 
-func originHostIs(origin, host string) bool {
-	if origin == "" {
+// writeFromOwnOrigin reports whether an unsafe request may be from the
+// target's own page: an Origin header, when present, must be the target's
+// origin ("null" never is); without one, Sec-Fetch-Site must not say
+// same-site or cross-site. Clients that send neither (curl, scripts) are
+// not browsers carrying a visitor's cookie unasked.
+func writeFromOwnOrigin(r *http.Request, target *url.URL) bool {
+	if vs := r.Header.Values("Origin"); len(vs) > 0 {
+		return len(vs) == 1 && sameOriginAs(vs[0], target)
+	}
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-site", "cross-site":
 		return false
 	}
-	u, err := url.Parse(origin)
-	return err == nil && strings.ToLower(u.Hostname()) == host
+	return true
+}
+
+// writeBlocked answers a sign-in step refused by regulation: 429 with how
+// long the ban lasts (the same whatever the credentials were).
+func writeBlocked(w http.ResponseWriter, wait time.Duration) {
+	if wait <= 0 {
+		w.Header().Set("Retry-After", "5")
+		writeKO(w, http.StatusTooManyRequests, "Too many sign-in attempts at once. Try again in a few seconds.")
+		return
+	}
+	secs := int(math.Ceil(wait.Seconds()))
+	mins := (secs + 59) / 60
+	unit := "minutes"
+	if mins == 1 {
+		unit = "minute"
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeKO(w, http.StatusTooManyRequests, fmt.Sprintf("Sign-in is temporarily blocked after too many failed attempts. Try again in %d %s.", mins, unit))
 }
 
 func hmacEqual(a, b string) bool {

@@ -3,6 +3,7 @@ package auth
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -96,6 +97,96 @@ func cookiePathSafe(seg string) bool {
 	for i := 0; i < len(seg); i++ {
 		c := seg[i]
 		if c <= ' ' || c >= 0x7f || c == ';' || c == ',' || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// ForeignCookieLimit is the Cookie header size beyond which the portal
+// expires every cookie but its own: other servers accept 16 KiB lines
+// (nginx conf.d), so the portal clears well before apps stop answering.
+// Apps under the domain can set such cookies from JavaScript; the portal
+// accepts far more (nginx.PortalHeaderBuffers) and cleans up.
+const ForeignCookieLimit = 8 << 10
+
+// foreignCookieBudget bounds the Set-Cookie bytes of one answer (nginx
+// reads the auth server's headers into 32 KiB); what is left is cleared on
+// the next visit.
+const foreignCookieBudget = 24 << 10
+
+// dropForeignCookies expires the cookies other than the session cookie when
+// the request carries more than ForeignCookieLimit bytes of them: on the
+// portal host, the base domain and its parents, for "/" and the prefixes of
+// the request path. Largest first.
+func (s *Server) dropForeignCookies(w http.ResponseWriter, r *http.Request) {
+	lines := r.Header.Values("Cookie")
+	total := 0
+	for _, l := range lines {
+		total += len(l)
+	}
+	if total <= ForeignCookieLimit {
+		return
+	}
+	type ck struct {
+		name string
+		size int
+	}
+	var cks []ck
+	seen := map[string]bool{}
+	for _, l := range lines {
+		for _, part := range strings.Split(l, ";") {
+			name, val, _ := strings.Cut(part, "=")
+			name = strings.TrimSpace(name)
+			if name == SessionCookieName || seen[name] || !cookieNameSafe(name) {
+				continue
+			}
+			seen[name] = true
+			cks = append(cks, ck{name, len(name) + len(val)})
+		}
+	}
+	slices.SortFunc(cks, func(a, b ck) int { return b.size - a.size })
+	domains := []string{""}
+	for d := s.cfg.Domain; strings.Contains(d, "."); d = d[strings.IndexByte(d, '.')+1:] {
+		domains = append(domains, d)
+	}
+	paths := cookiePathPrefixes(r.URL.Path)
+	budget, cleared := foreignCookieBudget, 0
+	for _, c := range cks {
+		var lines []string
+		size := 0
+		for _, d := range domains {
+			for _, p := range paths {
+				v := c.name + "=; Path=" + p + "; Max-Age=0; Secure"
+				if d != "" {
+					v += "; Domain=" + d
+				}
+				lines = append(lines, v)
+				size += len("Set-Cookie: \r\n") + len(v)
+			}
+		}
+		if size > budget {
+			break
+		}
+		budget -= size
+		for _, v := range lines {
+			w.Header().Add("Set-Cookie", v)
+		}
+		cleared++
+	}
+	s.log.Warn("request carried too many cookie bytes; expiring foreign cookies",
+		"bytes", total, "cookies", len(cks), "cleared", cleared, "path", r.URL.Path, "ip", clientIP(r))
+}
+
+// cookieNameSafe reports whether name can be echoed in a Set-Cookie line
+// as is: a non-empty token of visible ASCII without separators.
+func cookieNameSafe(name string) bool {
+	if name == "" || len(name) > 256 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`;,="\`, c) >= 0 {
 			return false
 		}
 	}

@@ -97,7 +97,7 @@ func TestPlantedSecondSessionCookie(t *testing.T) {
 	}
 	// Logout with a planted cookie still ends the user's own session.
 	bye := e.login("alice")
-	if r := e.post("/api/logout", "", "", "Cookie", two("planted", bye)); r.code != 200 || !ownCookieCleared(r.header) {
+	if r := e.post("/api/logout", "", "", "Cookie", two("planted", bye), "Origin", testPortal); r.code != 200 || !ownCookieCleared(r.header) {
 		t.Fatalf("logout with a planted cookie: %d %q", r.code, r.header.Values("Set-Cookie"))
 	}
 	if r := e.authz(bye, testApp); r.code != http.StatusUnauthorized {

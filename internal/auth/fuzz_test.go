@@ -1,10 +1,15 @@
 package auth
 
 import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portlama/portlama/internal/validate"
 )
 
 func FuzzDecodeFirstFactor(f *testing.F) {
@@ -129,15 +134,24 @@ func FuzzParseAccessRules(f *testing.F) {
 	f.Add([]byte(`{"rules":[{"host":""}]}`))
 	f.Add([]byte(`{"rules":null}`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"rules":[],"hosts":["app.demo.localhost","Other.Demo.localhost"]}`))
+	f.Add([]byte(`{"hosts":["a b"]}`))
+	f.Add([]byte(`{"hosts":null}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ar, err := ParseAccessRules(data)
 		if err != nil {
 			return
 		}
-		rs, err := newRuleSet(ar)
+		p, err := newPolicy(ar)
 		if err != nil {
 			t.Fatalf("parsed rules rejected: %v", err)
 		}
+		for h := range p.hosts {
+			if validate.FQDN(h) != nil || h != strings.ToLower(h) {
+				t.Fatalf("host %q admitted as a redirect target", h)
+			}
+		}
+		rs := p.rules
 		for h := range rs {
 			// A host with a rule admits nobody outside it but admins.
 			r := rs[h]
@@ -189,6 +203,36 @@ func FuzzCookiePathPrefixes(f *testing.F) {
 			if strings.ContainsAny(p, ";,") || !cookiePathSafe(strings.ReplaceAll(p, "/", "x")) {
 				t.Fatalf("%q: unsafe cookie path %q", path, p)
 			}
+		}
+	})
+}
+
+// FuzzDropForeignCookies: whatever the Cookie header, the clean-up only
+// writes well-formed expiries of names it read, never the session cookie,
+// and stays within its budget.
+func FuzzDropForeignCookies(f *testing.F) {
+	big := strings.Repeat("x", 3000)
+	for _, s := range []string{"a=" + big + "; b=" + big + "; c=" + big, SessionCookieName + "=s; z=" + big + big + big,
+		"a\r\nX: y=" + big + big + big, "=; ;;" + big + big + big, "a b=1; c,d=" + big + big + big} {
+		f.Add(s)
+	}
+	s := &Server{cfg: Config{Domain: "demo.localhost"}, log: slog.New(slog.DiscardHandler)}
+	f.Fuzz(func(t *testing.T, cookie string) {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("Cookie", cookie)
+		w := httptest.NewRecorder()
+		s.dropForeignCookies(w, r)
+		total := 0
+		for _, v := range w.Header().Values("Set-Cookie") {
+			total += len(v)
+			name, _, _ := strings.Cut(v, "=")
+			if name == SessionCookieName || !cookieNameSafe(name) || !strings.Contains(cookie, name) ||
+				strings.ContainsAny(v, "\r\n\x00") || !strings.Contains(v, "; Max-Age=0; Secure") {
+				t.Fatalf("bad expiry %q for Cookie %q", v, cookie)
+			}
+		}
+		if total > foreignCookieBudget {
+			t.Fatalf("%d bytes of Set-Cookie", total)
 		}
 	})
 }

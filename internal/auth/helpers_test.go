@@ -43,13 +43,26 @@ type env struct {
 	done   chan error
 	hc     *http.Client
 	totp   map[string]string // username → secret
+	hosts  []string          // access-rules.json hosts (redirect targets)
+	poll   time.Duration     // Config.ReloadInterval
 }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
+	// No polling to speak of: every change in these tests is announced
+	// (Reload), as the panel does.
+	return newEnvPolling(t, time.Hour)
+}
+
+// newEnvPolling is newEnv with the state files checked every poll.
+func newEnvPolling(t testing.TB, poll time.Duration) *env {
+	t.Helper()
 	dir := t.TempDir()
 	e := &env{t: t, dir: dir, clock: newFakeClock(), users: NewUserStore(UsersFilePath(dir), bcrypt.MinCost),
-		totp: map[string]string{}}
+		totp: map[string]string{}, hosts: []string{"app.demo.localhost"}, poll: poll}
+	if err := WriteAccessRules(dir, AccessRules{Hosts: e.hosts}); err != nil {
+		t.Fatal(err)
+	}
 	e.hc = &http.Client{
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Transport:     &http.Transport{MaxIdleConnsPerHost: 64},
@@ -62,7 +75,7 @@ func (e *env) start() {
 	t := e.t
 	t.Helper()
 	srv, err := NewServer(Config{Dir: e.dir, Domain: testDomain, PortalURL: testPortal, Clock: e.clock.Now,
-		BcryptCost: bcrypt.MinCost, ReloadInterval: 20 * time.Millisecond})
+		BcryptCost: bcrypt.MinCost, ReloadInterval: e.poll})
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
 	}
@@ -212,7 +225,7 @@ func (e *env) authz(cookie, original string, hdr ...string) apiResp {
 
 func (e *env) writeRules(rules ...AccessRule) {
 	e.t.Helper()
-	if err := WriteAccessRules(e.dir, AccessRules{Rules: rules}); err != nil {
+	if err := WriteAccessRules(e.dir, AccessRules{Rules: rules, Hosts: e.hosts}); err != nil {
 		e.t.Fatal(err)
 	}
 	if err := e.manage.Reload(context.Background()); err != nil {

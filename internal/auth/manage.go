@@ -2,23 +2,26 @@ package auth
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"time"
 
+	"github.com/portlama/portlama/internal/manage"
 	"github.com/portlama/portlama/internal/validate"
 )
 
-// Management interface (HTTP over the Unix socket <Dir>/manage.sock, 0600;
-// never reachable through nginx). Every answer is JSON; errors are
-// {"error":"..."}.
+// Management interface: HTTP over the Unix socket <Dir>/manage.sock (0600;
+// never reachable through nginx), served by package manage. Every answer is
+// JSON; errors are {"error":"..."}.
 //
 //	GET    /v1/health                   → {"ok":true}
-//	POST   /v1/reload                   → re-read users.yml and access-rules.json now → {"ok":true}
+//	POST   /v1/reload                   → read users.yml and access-rules.json now and serve them
+//	                                      → {"ok":true,"generations":{"users.yml":"sha256:…","access-rules.json":"sha256:…"}}
+//	                                      (manage.Ack; "none" for a missing file); content that does
+//	                                      not parse → 409 {"error":...}, nothing applied
 //	GET    /v1/users/{user}/totp        → {"configured":bool}
 //	POST   /v1/users/{user}/totp        → new secret (user must exist in users.yml, else 404
 //	                                      {"error":"User not found"}); ends the user's sessions;
@@ -29,37 +32,32 @@ import (
 //
 // {user} must match the username rule, else 400.
 
-// ManageHandler returns the management interface's handler.
+// ManageHandler returns the management interface's routes (manage.Serve
+// adds /v1/health).
 func (s *Server) ManageHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
-	})
-	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
-		s.reload(true)
-		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
-	})
+	mux.Handle("POST "+manage.ReloadPath, manage.ReloadHandler(s.applyState))
 	mux.HandleFunc("GET /v1/users/{user}/totp", s.userRoute(func(w http.ResponseWriter, user string) {
-		writeJSON(w, http.StatusOK, map[string]bool{"configured": s.totp.has(user)})
+		manage.WriteJSON(w, http.StatusOK, map[string]bool{"configured": s.totp.has(user)})
 	}))
 	mux.HandleFunc("POST /v1/users/{user}/totp", s.userRoute(func(w http.ResponseWriter, user string) {
 		s.reload(false)
 		if _, ok := s.user(user); !ok {
-			manageError(w, http.StatusNotFound, "User not found")
+			manage.WriteError(w, http.StatusNotFound, "User not found")
 			return
 		}
 		enr, err := s.ResetTOTP(user)
 		if err != nil {
 			s.log.Error("reset TOTP", "user", user, "err", err)
-			manageError(w, http.StatusInternalServerError, "Failed to write TOTP configuration")
+			manage.WriteError(w, http.StatusInternalServerError, "Failed to write TOTP configuration")
 			return
 		}
-		writeJSON(w, http.StatusOK, enr)
+		manage.WriteJSON(w, http.StatusOK, enr)
 	}))
 	mux.HandleFunc("DELETE /v1/users/{user}/totp", s.userRoute(func(w http.ResponseWriter, user string) {
 		if _, err := s.totp.remove(user); err != nil {
 			s.log.Error("delete TOTP", "user", user, "err", err)
-			manageError(w, http.StatusInternalServerError, "Failed to write TOTP configuration")
+			manage.WriteError(w, http.StatusInternalServerError, "Failed to write TOTP configuration")
 			return
 		}
 		n, err := s.sessions.removeUser(user)
@@ -67,20 +65,20 @@ func (s *Server) ManageHandler() http.Handler {
 			s.log.Error("end sessions", "user", user, "err", err)
 		}
 		s.log.Info("TOTP removed", "user", user, "sessionsEnded", n)
-		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "sessionsEnded": n})
+		manage.WriteJSON(w, http.StatusOK, map[string]any{"ok": true, "sessionsEnded": n})
 	}))
 	mux.HandleFunc("DELETE /v1/users/{user}/sessions", s.userRoute(func(w http.ResponseWriter, user string) {
 		n, err := s.sessions.removeUser(user)
 		if err != nil {
 			s.log.Error("end sessions", "user", user, "err", err)
-			manageError(w, http.StatusInternalServerError, "Failed to end sessions")
+			manage.WriteError(w, http.StatusInternalServerError, "Failed to end sessions")
 			return
 		}
 		s.log.Info("sessions ended", "user", user, "count", n)
-		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "sessionsEnded": n})
+		manage.WriteJSON(w, http.StatusOK, map[string]any{"ok": true, "sessionsEnded": n})
 	}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		manageError(w, http.StatusNotFound, "Not found")
+		manage.WriteError(w, http.StatusNotFound, "Not found")
 	})
 	return mux
 }
@@ -111,57 +109,49 @@ func (s *Server) userRoute(fn func(http.ResponseWriter, string)) http.HandlerFun
 	return func(w http.ResponseWriter, r *http.Request) {
 		user := r.PathValue("user")
 		if err := validate.Username(user); err != nil {
-			manageError(w, http.StatusBadRequest, err.Error())
+			manage.WriteError(w, http.StatusBadRequest, err.Error())
 			return
 		}
 		fn(w, user)
 	}
 }
 
-func manageError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]string{"error": msg})
+// ManageClient talks to the auth server's management socket. The panel uses
+// it to apply users and access rules, hand out TOTP secrets and end
+// sessions.
+type ManageClient struct {
+	mc  *manage.Client
+	dir string
 }
 
-// ManageClient talks to the auth server's management socket. The panel uses
-// it to hand out TOTP secrets and end sessions.
-type ManageClient struct {
-	socket string
-	hc     *http.Client
-}
+// manageTimeout bounds the TOTP and session calls (Reload uses
+// manage.DefaultTimeout).
+const manageTimeout = 15 * time.Second
 
 // NewManageClient returns a client for the socket at path
-// (ManageSocketPath(Layout.AuthDir())).
+// (ManageSocketPath(Layout.AuthDir())); the state files are the ones in the
+// socket's directory.
 func NewManageClient(path string) *ManageClient {
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", path)
-		},
-		MaxIdleConns:    2,
-		IdleConnTimeout: 30 * time.Second,
-	}
-	return &ManageClient{socket: path, hc: &http.Client{Transport: tr, Timeout: 15 * time.Second}}
+	return &ManageClient{mc: manage.NewClient("auth server", path).WithTimeout(manageTimeout), dir: filepath.Dir(path)}
 }
 
 // ManageError is an error answer from the management interface.
-type ManageError struct {
-	Status  int
-	Message string
-}
-
-func (e *ManageError) Error() string {
-	return fmt.Sprintf("auth server: %s (HTTP %d)", e.Message, e.Status)
-}
+type ManageError = manage.Error
 
 // Health checks that the auth server answers.
 func (c *ManageClient) Health(ctx context.Context) error {
-	return c.do(ctx, http.MethodGet, "/v1/health", nil)
+	return c.mc.Health(ctx)
 }
 
-// Reload makes the auth server re-read users.yml and access-rules.json now
-// (it also notices changes on its own within a second).
+// Reload makes the auth server apply users.yml and access-rules.json now
+// and returns once it serves exactly their current content: a request the
+// auth server answers after Reload returns is decided by them. An error
+// wraps manage.ErrNotConfirmed (not running, no answer in
+// manage.DefaultTimeout, other content) or is a *manage.RejectedError
+// (content refused; the previous state stays in force). Either way the
+// files are saved; the server also checks them every 30 s.
 func (c *ManageClient) Reload(ctx context.Context) error {
-	return c.do(ctx, http.MethodPost, "/v1/reload", nil)
+	return c.mc.WithTimeout(manage.DefaultTimeout).Notify(ctx, UsersFilePath(c.dir), RulesFilePath(c.dir))
 }
 
 // HasTOTP reports whether user has a TOTP secret.
@@ -203,34 +193,10 @@ func (c *ManageClient) EndSessions(ctx context.Context, user string) (int, error
 }
 
 func (c *ManageClient) do(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://portlama-auth"+path, nil)
-	if err != nil {
-		return fmt.Errorf("auth server %s %s: %w", method, path, err)
+	err := c.mc.Do(ctx, method, path, nil, out)
+	var me *manage.Error
+	if errors.As(err, &me) && me.Status == http.StatusNotFound && me.Message == "User not found" {
+		return fmt.Errorf("%w: %w", ErrUserNotFound, me)
 	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("auth server %s %s (socket %s): %w", method, path, c.socket, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("auth server %s %s: read answer: %w", method, path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
-		json.Unmarshal(body, &e)
-		me := &ManageError{Status: resp.StatusCode, Message: e.Error}
-		if resp.StatusCode == http.StatusNotFound && e.Error == "User not found" {
-			return fmt.Errorf("%w: %w", ErrUserNotFound, me)
-		}
-		return me
-	}
-	if out != nil {
-		if err := json.Unmarshal(body, out); err != nil {
-			return fmt.Errorf("auth server %s %s: decode answer: %w", method, path, err)
-		}
-	}
-	return nil
+	return err
 }

@@ -46,13 +46,26 @@ func serveAsset(name, ctype string, status int) http.HandlerFunc {
 }
 
 // Handler returns the public HTTP handler: portal pages, the JSON login API
-// and the auth-request endpoint.
+// and the auth-request endpoint. Portal requests that carry too many cookie
+// bytes also expire the foreign ones (dropForeignCookies).
 func (s *Server) Handler() http.Handler {
+	mux := s.routes()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Not for nginx's subrequests: their answer's headers never reach
+		// the browser.
+		if r.URL.Path != "/api/authz/auth-request" && r.URL.Path != "/denied" {
+			s.dropForeignCookies(w, r)
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	index := serveAsset("index.html", "text/html; charset=utf-8", http.StatusOK)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		s.dropStrays(w, r)
-		rd, rdOK := SafeRedirect(r.URL.Query().Get("rd"), s.cfg.Domain)
+		rd, rdOK := s.redirectTarget(r.URL.Query().Get("rd"))
 		if rdOK && r.URL.Query().Get(strayParam) == "1" {
 			s.clearStrayCookiesFor(w, rd)
 		}

@@ -56,3 +56,31 @@ func HostUnderDomain(host, domain string) bool {
 	}
 	return host == domain || strings.HasSuffix(host, "."+domain)
 }
+
+// redirectTarget returns rd, normalised, when the portal may send a signed-in
+// visitor there: SafeRedirect under the base domain, on the portal's port,
+// and to a name the relay serves — the portal, panel.<d>, or one of the
+// hosts of access-rules.json (tunnels, sites). Without that list only the
+// portal and the panel qualify.
+func (s *Server) redirectTarget(rd string) (string, bool) {
+	out, ok := SafeRedirect(rd, s.cfg.Domain)
+	if !ok {
+		return "", false
+	}
+	u, err := url.Parse(out)
+	if err != nil {
+		return "", false
+	}
+	portal, err := url.Parse(s.cfg.PortalURL)
+	if err != nil || portOrDefault(u) != portOrDefault(portal) {
+		return "", false
+	}
+	host := u.Hostname()
+	if host == portal.Hostname() || host == "panel."+s.cfg.Domain {
+		return out, true
+	}
+	s.mu.RLock()
+	known := s.policy.hosts[host]
+	s.mu.RUnlock()
+	return out, known
+}

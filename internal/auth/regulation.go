@@ -30,18 +30,24 @@ func newRegulator() *regulator {
 	})}
 }
 
-// begin admits one attempt for keys (see regulation.Regulator.Begin).
-func (r *regulator) begin(now time.Time, keys ...string) bool {
-	_, ok := r.Begin(now, keys...)
-	return ok
+// begin admits one attempt for keys (see regulation.Regulator.Begin). When
+// it refuses, wait is the remaining time of a ban, or 0 when the limit is
+// only reached by attempts still being checked (try again once they are
+// decided).
+func (r *regulator) begin(now time.Time, keys ...string) (ok bool, wait time.Duration) {
+	if _, ok := r.Begin(now, keys...); ok {
+		return true, 0
+	}
+	return false, r.banned(now, keys...)
 }
 
 // end finishes an attempt admitted by begin: a failure is recorded (and may
 // ban), a success just drops the provisional count.
 func (r *regulator) end(now time.Time, failed bool, keys ...string) { r.End(now, failed, keys...) }
 
-// banned reports whether any key is banned at now.
-func (r *regulator) banned(now time.Time, keys ...string) bool {
-	_, b := r.Banned(now, keys...)
-	return b
+// banned returns how long the longest ban of keys lasts from now; 0 when
+// none is banned.
+func (r *regulator) banned(now time.Time, keys ...string) time.Duration {
+	d, _ := r.Banned(now, keys...)
+	return d
 }

@@ -76,17 +76,17 @@ func TestParallelWrongPasswordsCannotBypassBan(t *testing.T) {
 		t.Fatalf("%d of %d parallel wrong passwords were checked, want at most %d", checked, n, RegulationMaxRetries)
 	}
 	for i, c := range codes {
-		if c != http.StatusUnauthorized {
-			t.Fatalf("request %d: %d, want 401", i, c)
+		if c != http.StatusUnauthorized && c != http.StatusTooManyRequests {
+			t.Fatalf("request %d: %d, want 401 or 429", i, c)
 		}
 	}
 	// The right password right after is refused: the user is banned.
-	if r := e.firstFactor("alice", testPass, ip...); r.code != http.StatusUnauthorized || r.cookie != nil {
-		t.Fatalf("right password after the burst: %d %s, want 401 (banned)", r.code, r.raw)
+	if r := e.firstFactor("alice", testPass, ip...); r.code != http.StatusTooManyRequests || r.cookie != nil {
+		t.Fatalf("right password after the burst: %d %s, want 429 (banned)", r.code, r.raw)
 	}
 	// Also from another address (the user key is banned).
-	if r := e.firstFactor("alice", testPass, "X-Real-IP", "198.51.100.8"); r.code != http.StatusUnauthorized {
-		t.Fatalf("right password from another address: %d, want 401", r.code)
+	if r := e.firstFactor("alice", testPass, "X-Real-IP", "198.51.100.8"); r.code != http.StatusTooManyRequests {
+		t.Fatalf("right password from another address: %d, want 429", r.code)
 	}
 	// The ban lifts after the ban time.
 	e.clock.Add(RegulationBanTime)
@@ -115,12 +115,12 @@ func TestParallelWrongCodesCannotBypassBan(t *testing.T) {
 		t.Fatalf("%d of %d parallel wrong codes were checked, want at most %d", checked, n, RegulationMaxRetries)
 	}
 	for i, c := range codes {
-		if c != http.StatusUnauthorized {
-			t.Fatalf("request %d: %d, want 401", i, c)
+		if c != http.StatusUnauthorized && c != http.StatusTooManyRequests {
+			t.Fatalf("request %d: %d, want 401 or 429", i, c)
 		}
 	}
-	if r := e.post("/api/secondfactor/totp", ff.cookie.Value, map[string]string{"token": good}, ip...); r.code != http.StatusUnauthorized {
-		t.Fatalf("right code after the burst: %d %s, want 401 (banned)", r.code, r.raw)
+	if r := e.post("/api/secondfactor/totp", ff.cookie.Value, map[string]string{"token": good}, ip...); r.code != http.StatusTooManyRequests {
+		t.Fatalf("right code after the burst: %d %s, want 429 (banned)", r.code, r.raw)
 	}
 }
 
@@ -128,14 +128,14 @@ func TestRegulatorInFlight(t *testing.T) {
 	now := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
 	r := newRegulator()
 	for i := 0; i < RegulationMaxRetries; i++ {
-		if !r.begin(now, "u:a", "ip:1") {
+		if ok, _ := r.begin(now, "u:a", "ip:1"); !ok {
 			t.Fatalf("attempt %d refused", i)
 		}
 	}
-	if r.begin(now, "u:a", "ip:2") {
+	if ok, wait := r.begin(now, "u:a", "ip:2"); ok || wait != 0 {
 		t.Fatal("sixth parallel attempt admitted")
 	}
-	if !r.begin(now, "u:b", "ip:2") {
+	if ok, _ := r.begin(now, "u:b", "ip:2"); !ok {
 		t.Fatal("other user and address refused")
 	}
 	r.end(now, false, "u:b", "ip:2")
@@ -143,7 +143,7 @@ func TestRegulatorInFlight(t *testing.T) {
 	for i := 0; i < RegulationMaxRetries; i++ {
 		r.end(now, false, "u:a", "ip:1")
 	}
-	if r.banned(now, "u:a") || r.InFlight() != 0 {
+	if r.banned(now, "u:a") != 0 || r.InFlight() != 0 {
 		t.Fatalf("banned %v in flight %v after successes", r.banned(now, "u:a"), r.InFlight())
 	}
 	// Four failures leave room for exactly one more attempt at a time.
@@ -151,20 +151,20 @@ func TestRegulatorInFlight(t *testing.T) {
 		r.begin(now, "u:a")
 		r.end(now, true, "u:a")
 	}
-	if !r.begin(now, "u:a") {
+	if ok, _ := r.begin(now, "u:a"); !ok {
 		t.Fatal("fifth attempt refused")
 	}
-	if r.begin(now, "u:a") {
+	if ok, _ := r.begin(now, "u:a"); ok {
 		t.Fatal("attempt beyond failures+in-flight admitted")
 	}
 	r.end(now, true, "u:a")
-	if !r.banned(now, "u:a") {
-		t.Fatal("not banned after five failures")
+	if d := r.banned(now, "u:a"); d != RegulationBanTime {
+		t.Fatalf("banned for %v after five failures, want %v", d, RegulationBanTime)
 	}
-	if r.begin(now.Add(RegulationBanTime-time.Second), "u:a") {
-		t.Fatal("admitted during the ban")
+	if ok, wait := r.begin(now.Add(RegulationBanTime-time.Second), "u:a"); ok || wait != time.Second {
+		t.Fatalf("during the ban: admitted %v, wait %v", ok, wait)
 	}
-	if !r.begin(now.Add(RegulationBanTime), "u:a") {
+	if ok, _ := r.begin(now.Add(RegulationBanTime), "u:a"); !ok {
 		t.Fatal("refused after the ban")
 	}
 }

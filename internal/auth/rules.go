@@ -21,6 +21,29 @@ type AccessRule struct {
 // AccessRules is access-rules.json, written by the panel.
 type AccessRules struct {
 	Rules []AccessRule `json:"rules"`
+	// Hosts are the names the relay serves (tunnels, sites). After sign-in
+	// the portal sends the visitor only to one of them, the portal itself
+	// or panel.<d>; a file without hosts (or none at all) admits only the
+	// last two.
+	Hosts []string `json:"hosts"`
+}
+
+// policy is the parsed access-rules.json.
+type policy struct {
+	rules ruleSet
+	hosts map[string]bool
+}
+
+func newPolicy(ar AccessRules) (policy, error) {
+	rs, err := newRuleSet(ar)
+	if err != nil {
+		return policy{}, err
+	}
+	p := policy{rules: rs, hosts: map[string]bool{}}
+	for _, h := range ar.Hosts {
+		p.hosts[strings.ToLower(h)] = true
+	}
+	return p, nil
 }
 
 // ruleSet is the parsed form used per request.
@@ -61,7 +84,8 @@ func (rs ruleSet) allows(host, user string, groups []string) bool {
 	return false
 }
 
-// ParseAccessRules decodes access-rules.json; every rule needs a host.
+// ParseAccessRules decodes access-rules.json; every rule needs a host, and
+// every entry of hosts is a host name.
 func ParseAccessRules(data []byte) (AccessRules, error) {
 	var ar AccessRules
 	if len(strings.TrimSpace(string(data))) == 0 {
@@ -75,12 +99,18 @@ func ParseAccessRules(data []byte) (AccessRules, error) {
 			return AccessRules{}, fmt.Errorf("parse access rules: rule %d has no host", i)
 		}
 	}
+	for i, h := range ar.Hosts {
+		if validate.FQDN(h) != nil {
+			return AccessRules{}, fmt.Errorf("parse access rules: hosts[%d] %q is not a host name", i, h)
+		}
+	}
 	return ar, nil
 }
 
 // WriteAccessRules validates rules and replaces access-rules.json in dir
-// atomically (0600). The panel calls it whenever a restricted tunnel or a
-// protected site changes; the auth server picks the file up within a second.
+// atomically (0600). The panel calls it whenever a restricted tunnel, a
+// protected site or the set of hosts changes, then tells the auth server
+// (ManageClient.Reload).
 func WriteAccessRules(dir string, ar AccessRules) error {
 	seen := map[string]bool{}
 	for i := range ar.Rules {
@@ -112,6 +142,17 @@ func WriteAccessRules(dir string, ar AccessRules) error {
 	if ar.Rules == nil {
 		ar.Rules = []AccessRule{}
 	}
+	hosts := []string{}
+	for i, h := range ar.Hosts {
+		if err := validate.FQDN(h); err != nil || h != strings.ToLower(h) {
+			return fmt.Errorf("access rules: hosts[%d]: invalid host %q", i, h)
+		}
+		if !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	slices.Sort(hosts)
+	ar.Hosts = hosts
 	data, err := store.Marshal(ar)
 	if err != nil {
 		return fmt.Errorf("encode access rules: %w", err)

@@ -3,7 +3,9 @@
 // auth-request endpoint, sessions, regulation (ban after repeated failures)
 // and per-host access rules. The panel manages users through the users file
 // (UserStore) and TOTP secrets and sessions through a management interface
-// on a Unix socket (ManageClient).
+// on a Unix socket (ManageClient, on package manage): after writing users.yml
+// or access-rules.json it calls ManageClient.Reload, which returns once the
+// server serves exactly those files.
 //
 // Files in Config.Dir (contract §17.9), all 0600: users.yml (written by the
 // panel), access-rules.json (panel), totp.json and sessions.json (this
@@ -31,6 +33,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/portlama/portlama/internal/manage"
 )
 
 // File names inside Config.Dir.
@@ -45,6 +49,9 @@ const (
 
 // DefaultAddr is where portlama-auth listens on an installed relay.
 const DefaultAddr = "127.0.0.1:9091"
+
+// DefaultReloadInterval is the fallback check of the state files.
+const DefaultReloadInterval = 30 * time.Second
 
 func secretsPath(dir string) string { return filepath.Join(dir, SecretsFileName) }
 
@@ -79,7 +86,8 @@ type Config struct {
 	// (so their timing matches real ones); default DefaultBcryptCost.
 	BcryptCost int
 	// ReloadInterval is how often users.yml and access-rules.json are
-	// checked for changes; default 1 s.
+	// checked for changes, a fallback for a change nobody announced on the
+	// management socket (POST /v1/reload); default 30 s.
 	ReloadInterval time.Duration
 	// FlushInterval is how often session activity is saved; default 30 s.
 	FlushInterval time.Duration
@@ -117,7 +125,7 @@ func (c *Config) setDefaults() error {
 		c.BcryptCost = DefaultBcryptCost
 	}
 	if c.ReloadInterval <= 0 {
-		c.ReloadInterval = time.Second
+		c.ReloadInterval = DefaultReloadInterval
 	}
 	if c.FlushInterval <= 0 {
 		c.FlushInterval = 30 * time.Second
@@ -147,12 +155,15 @@ type Server struct {
 	attempts    atomic.Int64
 	attemptHook atomic.Pointer[func()]
 
-	mu       sync.RWMutex
-	users    map[string]userRec
-	rules    ruleSet
+	mu     sync.RWMutex
+	users  map[string]userRec
+	policy policy
+
+	// reloadMu serialises reading and applying the state files; the stamps
+	// are of the versions applied.
+	reloadMu sync.Mutex
 	usersSt  fileStamp
 	rulesSt  fileStamp
-	reloadMu sync.Mutex
 }
 
 // NewServer loads (or creates) the server's files in cfg.Dir and returns a
@@ -188,7 +199,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, key: key, sessions: sess, totp: ts, reg: newRegulator(),
 		dummy: dummy, bcryptCh: make(chan struct{}, max(1, runtime.NumCPU()/2)),
-		users: map[string]userRec{}, rules: ruleSet{},
+		users: map[string]userRec{}, policy: policy{rules: ruleSet{}, hosts: map[string]bool{}},
 	}
 	if err := s.reload(true); err != nil {
 		// A missing rules file means "no rules" (a fresh relay); one that
@@ -203,7 +214,7 @@ func NewServer(cfg Config) (*Server, error) {
 func (s *Server) Run(ctx context.Context) error {
 	// The management socket first: once the TCP port answers, the panel can
 	// rely on the socket too.
-	mln, err := ListenManageSocket(s.cfg.ManageSocket)
+	mln, err := manage.Listen(s.cfg.ManageSocket)
 	if err != nil {
 		return err
 	}
@@ -215,35 +226,27 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.Serve(ctx, ln, mln)
 }
 
-// ListenManageSocket listens on a Unix socket at path with mode 0600,
-// replacing a stale socket file.
-func ListenManageSocket(path string) (net.Listener, error) {
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-		os.Remove(path)
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("listen on management socket %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("set mode of management socket: %w", err)
-	}
-	return ln, nil
-}
+// ListenManageSocket listens on the management socket at path (0600,
+// replacing a stale socket); it is manage.Listen.
+func ListenManageSocket(path string) (net.Listener, error) { return manage.Listen(path) }
+
+// maxHeaderBytes admits what nginx admits on auth.<d> (1 MiB lines), so the
+// portal can answer a browser that holds too many cookies and remove them.
+const maxHeaderBytes = 2 << 20
 
 // Serve is Run on listeners the caller opened (mln may be nil to serve no
 // management interface). It returns after ctx ends and both servers have
 // shut down, with session activity saved.
 func (s *Server) Serve(ctx context.Context, ln, mln net.Listener) error {
 	pub := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
-	var mgmt *http.Server
-	errc := make(chan error, 2)
+		MaxHeaderBytes: maxHeaderBytes, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
 	go func() { errc <- pub.Serve(ln) }()
+	mctx, mcancel := context.WithCancel(ctx)
+	defer mcancel()
+	mgmtDone := make(chan error, 1)
 	if mln != nil {
-		mgmt = &http.Server{Handler: s.ManageHandler(), ReadHeaderTimeout: 10 * time.Second}
-		go func() { errc <- mgmt.Serve(mln) }()
+		go func() { mgmtDone <- manage.Serve(mctx, mln, s.ManageHandler(), s.log) }()
 	}
 	s.log.Info("auth server listening", "addr", ln.Addr().String(), "domain", s.cfg.Domain)
 
@@ -260,6 +263,12 @@ loop:
 		case err := <-errc:
 			runErr = fmt.Errorf("serve: %w", err)
 			break loop
+		case err := <-mgmtDone:
+			mln = nil // done
+			if ctx.Err() == nil {
+				runErr = err
+				break loop
+			}
 		case <-reloadT.C:
 			s.reload(false)
 		case <-flushT.C:
@@ -271,8 +280,9 @@ loop:
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	pub.Shutdown(sctx)
-	if mgmt != nil {
-		mgmt.Shutdown(sctx)
+	mcancel()
+	if mln != nil {
+		<-mgmtDone
 	}
 	if err := s.sessions.flush(s.cfg.Clock()); err != nil {
 		s.log.Error("save sessions", "err", err)
@@ -301,16 +311,73 @@ func stampOf(path string) fileStamp {
 	return st
 }
 
+// stateFile is one state file as read at one moment.
+type stateFile struct {
+	stamp  fileStamp
+	gen    string // manage.Generation of data, manage.NoFile when missing
+	data   []byte
+	exists bool
+}
+
+func readState(path string) (stateFile, error) {
+	st := stampOf(path)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return stateFile{gen: manage.NoFile}, nil
+	}
+	if err != nil {
+		return stateFile{}, fmt.Errorf("read %s: %w", filepath.Base(path), err)
+	}
+	return stateFile{stamp: st, gen: manage.Generation(data), data: data, exists: true}, nil
+}
+
+// applyState is POST /v1/reload: it reads users.yml and access-rules.json
+// now and serves exactly them from the next request on, answering with
+// their generations; if either does not read or parse, neither is applied
+// and the error names the file.
+func (s *Server) applyState(context.Context) (map[string]string, error) {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	upath, rpath := UsersFilePath(s.cfg.Dir), RulesFilePath(s.cfg.Dir)
+	uf, err := readState(upath)
+	if err != nil {
+		return nil, err
+	}
+	rf, err := readState(rpath)
+	if err != nil {
+		return nil, err
+	}
+	users, err := s.parseUsers(uf)
+	if err != nil {
+		return nil, fmt.Errorf("%s not applied: %w", UsersFileName, err)
+	}
+	pol, err := parsePolicy(rf)
+	if err != nil {
+		return nil, fmt.Errorf("%s not applied: %w", RulesFileName, err)
+	}
+	s.mu.Lock()
+	s.users, s.policy = users, pol
+	s.mu.Unlock()
+	s.usersSt, s.rulesSt = uf.stamp, rf.stamp
+	s.log.Info("state applied", "users", len(users), "rules", len(pol.rules), "hosts", len(pol.hosts))
+	return map[string]string{UsersFileName: uf.gen, RulesFileName: rf.gen}, nil
+}
+
 // reload re-reads users.yml and access-rules.json if they changed (or
-// always, with force). A file that does not parse keeps the last good copy;
-// the access rules' error is returned (NewServer refuses to start on it).
+// always, with force): the start-up load and the periodic fallback. A file
+// that does not parse keeps the last good copy; the access rules' error is
+// returned (NewServer refuses to start on it).
 func (s *Server) reload(force bool) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	upath, rpath := UsersFilePath(s.cfg.Dir), RulesFilePath(s.cfg.Dir)
 
 	if st := stampOf(upath); force || st != s.usersSt {
-		users, err := s.loadUsers(upath, st.ok)
+		uf, err := readState(upath)
+		var users map[string]userRec
+		if err == nil {
+			users, err = s.parseUsers(uf)
+		}
 		if err != nil {
 			s.log.Error("users file not reloaded; keeping the previous users", "path", upath, "err", err)
 		} else {
@@ -323,35 +390,36 @@ func (s *Server) reload(force bool) error {
 	}
 	var rulesErr error
 	if st := stampOf(rpath); force || st != s.rulesSt {
-		rules, err := loadRules(rpath)
+		rf, err := readState(rpath)
+		var pol policy
+		if err == nil {
+			pol, err = parsePolicy(rf)
+		}
 		if err != nil {
 			rulesErr = err
 			s.log.Error("access rules not reloaded; keeping the previous rules", "path", rpath, "err", err)
 		} else {
 			s.mu.Lock()
-			s.rules = rules
+			s.policy = pol
 			s.mu.Unlock()
-			s.log.Info("access rules loaded", "count", len(rules))
+			s.log.Info("access rules loaded", "count", len(pol.rules), "hosts", len(pol.hosts))
 		}
 		s.rulesSt = st
 	}
 	return rulesErr
 }
 
-func (s *Server) loadUsers(path string, exists bool) (map[string]userRec, error) {
+// parseUsers parses a users file; a missing one means no users.
+func (s *Server) parseUsers(f stateFile) (map[string]userRec, error) {
 	out := map[string]userRec{}
-	if !exists {
+	if !f.exists {
 		return out, nil
 	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read users file: %w", err)
-	}
-	f, err := ParseUsersFile(data)
+	uf, err := ParseUsersFile(f.data)
 	if err != nil {
 		return nil, err
 	}
-	for name, u := range f.Users {
+	for name, u := range uf.Users {
 		if err := ValidateUser(name, u); err != nil {
 			s.log.Warn("skipping invalid user entry", "user", name, "err", err)
 			continue
@@ -364,26 +432,22 @@ func (s *Server) loadUsers(path string, exists bool) (map[string]userRec, error)
 	return out, nil
 }
 
-// loadRules reads access-rules.json; only a file that does not exist means
-// "no rules".
-func loadRules(path string) (ruleSet, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return ruleSet{}, nil
+// parsePolicy parses access-rules.json; only a file that does not exist
+// means "no rules" (and no hosts).
+func parsePolicy(f stateFile) (policy, error) {
+	if !f.exists {
+		return newPolicy(AccessRules{})
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read access rules: %w", err)
-	}
-	if len(bytes.TrimSpace(data)) == 0 {
+	if len(bytes.TrimSpace(f.data)) == 0 {
 		// WriteAccessRules always writes a JSON document: an empty file is
 		// a damaged one, not "no rules".
-		return nil, errors.New("access rules file is empty")
+		return policy{}, errors.New("access rules file is empty")
 	}
-	ar, err := ParseAccessRules(data)
+	ar, err := ParseAccessRules(f.data)
 	if err != nil {
-		return nil, err
+		return policy{}, err
 	}
-	return newRuleSet(ar)
+	return newPolicy(ar)
 }
 
 func (s *Server) user(name string) (userRec, bool) {

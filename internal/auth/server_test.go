@@ -150,7 +150,7 @@ func TestLogoutEndsSession(t *testing.T) {
 	e := newEnv(t)
 	e.addUser("alice")
 	sess := e.login("alice")
-	r := e.post("/api/logout", sess, map[string]string{})
+	r := e.post("/api/logout", sess, map[string]string{}, "Origin", testPortal)
 	if r.code != 200 || r.cookie == nil || r.cookie.MaxAge >= 0 {
 		t.Fatalf("logout: %d cookie=%+v", r.code, r.cookie)
 	}
@@ -243,7 +243,8 @@ func TestFailedLogins(t *testing.T) {
 		}
 	}
 	check("wrong password", e.firstFactor("alice", "wrong password"))
-	check("unknown user", e.firstFactor("mallory", testPass))
+	// From another address, so this test's address stays below the ban.
+	check("unknown user", e.firstFactor("mallory", testPass, "X-Real-IP", "198.51.100.50"))
 
 	ff := e.firstFactor("alice", testPass)
 	if ff.code != 200 {
@@ -275,18 +276,40 @@ func TestRegulationBansAndLifts(t *testing.T) {
 	e.addUser("bob")
 	ip := func(a string) []string { return []string{"X-Real-IP", a} }
 
-	// Five failures for alice from different addresses within 2 minutes.
+	// Five failures for alice from different addresses within 2 minutes:
+	// the fifth starts the ban and says so.
 	for i := 0; i < RegulationMaxRetries; i++ {
 		e.clock.Add(10 * time.Second)
-		if r := e.firstFactor("alice", "wrong password", ip("198.51.100."+string(rune('1'+i)))...); r.code != 401 {
-			t.Fatalf("failure %d: %d", i, r.code)
+		want := 401
+		if i == RegulationMaxRetries-1 {
+			want = 429
+		}
+		if r := e.firstFactor("alice", "wrong password", ip("198.51.100."+string(rune('1'+i)))...); r.code != want {
+			t.Fatalf("failure %d: %d, want %d", i, r.code, want)
 		}
 	}
-	// The sixth attempt is refused even with the right password.
+	// During the ban the answer says sign-in is blocked and for how long,
+	// and is the same for the right and a wrong password.
 	e.clock.Add(10 * time.Second)
-	if r := e.firstFactor("alice", testPass, ip("198.51.100.99")...); r.code != 401 || r.body.Message != msgAuthFailed {
-		t.Fatalf("banned user with right password: %d %s, want 401", r.code, r.raw)
+	right := e.firstFactor("alice", testPass, ip("198.51.100.99")...)
+	wrong := e.firstFactor("alice", "wrong password", ip("198.51.100.98")...)
+	const blocked = "Sign-in is temporarily blocked after too many failed attempts. Try again in 5 minutes."
+	if right.code != 429 || right.body.Message != blocked || right.cookie != nil {
+		t.Fatalf("banned user with right password: %d %s, want 429 %q", right.code, right.raw, blocked)
 	}
+	if wrong.code != right.code || wrong.raw != right.raw || wrong.header.Get("Retry-After") != right.header.Get("Retry-After") {
+		t.Fatalf("banned user: right password %d %s (Retry-After %s) differs from wrong password %d %s (Retry-After %s)",
+			right.code, right.raw, right.header.Get("Retry-After"), wrong.code, wrong.raw, wrong.header.Get("Retry-After"))
+	}
+	if ra := right.header.Get("Retry-After"); ra != "290" {
+		t.Errorf("Retry-After %q, want 290 (the ban's remaining seconds)", ra)
+	}
+	// The minutes count down.
+	e.clock.Add(4 * time.Minute)
+	if r := e.firstFactor("alice", testPass, ip("198.51.100.99")...); r.code != 429 || !strings.Contains(r.body.Message, "Try again in 1 minute.") {
+		t.Fatalf("a minute before the ban ends: %d %s", r.code, r.raw)
+	}
+	e.clock.Add(-4 * time.Minute)
 	// Other users are not affected.
 	if r := e.firstFactor("bob", testPass, ip("198.51.100.99")...); r.code != 200 {
 		t.Fatalf("bob during alice's ban: %d", r.code)
@@ -312,8 +335,8 @@ func TestRegulationBansAndLifts(t *testing.T) {
 	for i := 0; i < RegulationMaxRetries; i++ {
 		e.firstFactor("nobody"+string(rune('a'+i)), "x-wrong-password", ip("192.0.2.1")...)
 	}
-	if r := e.firstFactor("bob", testPass, ip("192.0.2.1")...); r.code != 401 {
-		t.Fatalf("banned address: %d, want 401", r.code)
+	if r := e.firstFactor("bob", testPass, ip("192.0.2.1")...); r.code != 429 {
+		t.Fatalf("banned address: %d, want 429", r.code)
 	}
 	if r := e.firstFactor("bob", testPass, ip("192.0.2.2")...); r.code != 200 {
 		t.Fatalf("another address: %d", r.code)
@@ -327,8 +350,8 @@ func TestRegulationBansAndLifts(t *testing.T) {
 	}
 	e.clock.Add(30 * time.Second)
 	ff2 := e.firstFactor("bob", testPass, ip("192.0.2.4")...)
-	if ff2.code != 401 {
-		t.Fatalf("bob after 5 wrong codes: %d, want 401 (banned)", ff2.code)
+	if ff2.code != 429 {
+		t.Fatalf("bob after 5 wrong codes: %d, want 429 (banned)", ff2.code)
 	}
 }
 
@@ -413,6 +436,18 @@ func TestSameSiteUnsafeRequests(t *testing.T) {
 		{"POST", "same-origin", "https://app.demo.localhost:8443", 200},
 		{"GET", "same-site", "https://evil.demo.localhost", 200},
 		{"POST", "", "", 200},
+		// Origin decides, with or without Fetch Metadata.
+		{"POST", "", "https://evil.demo.localhost:8443", 403},
+		{"PATCH", "", "https://other.demo.localhost:8443", 403},
+		{"DELETE", "same-origin", "https://evil.demo.localhost:8443", 403},
+		{"POST", "", "https://app.demo.localhost", 403},       // another port
+		{"POST", "", "http://app.demo.localhost:8443", 403},   // another scheme
+		{"POST", "", "null", 403},                             // opaque origin
+		{"PUT", "", "https://app.demo.localhost:8443/x", 403}, // not an origin
+		{"POST", "", "https://app.demo.localhost:8443", 200},
+		{"POST", "cross-site", "", 403},
+		{"OPTIONS", "", "https://evil.demo.localhost", 200},
+		{"GET", "", "https://evil.demo.localhost", 200},
 	}
 	for _, c := range cases {
 		if got := call(c.method, c.site, c.origin); got != c.want {
@@ -425,7 +460,10 @@ func TestRedirectTargets(t *testing.T) {
 	e := newEnv(t)
 	e.addUser("alice")
 	for _, target := range []string{"https://evil.example", "https://evil.example/?x=demo.localhost", "http://app.demo.localhost/",
-		"//evil.example", "https://app.demo.localhost@evil.example/", "javascript:alert(1)"} {
+		"//evil.example", "https://app.demo.localhost@evil.example/", "javascript:alert(1)",
+		// Under the domain but not a name the relay serves, or another port.
+		"https://unknown.demo.localhost:8443/", "https://demo.localhost:8443/", "https://app.demo.localhost:9292/",
+		"https://app.demo.localhost/"} {
 		e.clock.Add(30 * time.Second)
 		ff := e.firstFactor("alice", testPass)
 		r := e.post("/api/secondfactor/totp", ff.cookie.Value, map[string]string{"token": e.code("alice"), "targetURL": target})
@@ -550,8 +588,9 @@ func TestUsersFileReload(t *testing.T) {
 	}
 }
 
+// The fallback for a change nobody announced: the periodic check.
 func TestUsersFilePolledWithoutRestart(t *testing.T) {
-	e := newEnv(t)
+	e := newEnvPolling(t, 20*time.Millisecond)
 	e.addUser("alice", "a")
 	sess := e.login("alice")
 	g := []string{"b", "c"}

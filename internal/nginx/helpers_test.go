@@ -228,10 +228,6 @@ type relay struct {
 // server address.
 func startRelay(t testing.TB, authHandler http.Handler) *relay {
 	t.Helper()
-	nginxBin := testutil.NeedBinary(t, "nginx")
-	root := tempDir(t)
-	rl := &relay{t: t, root: root, layout: config.DirLayout(root), pki: newTestPKI(t)}
-	rl.panel = startEcho(t, "panel")
 	authAddr := testutil.FreeAddr(t)
 	if authHandler != nil {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -243,6 +239,22 @@ func startRelay(t testing.TB, authHandler http.Handler) *relay {
 		go srv.Serve(l)
 		t.Cleanup(func() { srv.Close() })
 	}
+	return startRelayWith(t, relayOpts{authAddr: authAddr})
+}
+
+// relayOpts are startRelayWith's options.
+type relayOpts struct {
+	authAddr  string // the auth server's address in conf.d
+	accessLog bool   // <prefix>/access.log
+}
+
+func startRelayWith(t testing.TB, o relayOpts) *relay {
+	t.Helper()
+	nginxBin := testutil.NeedBinary(t, "nginx")
+	root := tempDir(t)
+	rl := &relay{t: t, root: root, layout: config.DirLayout(root), pki: newTestPKI(t)}
+	rl.panel = startEcho(t, "panel")
+	authAddr := o.authAddr
 	rl.addrs = config.Addrs{
 		Panel:           rl.panel.addr,
 		Tunnel:          testutil.FreeAddr(t),
@@ -265,7 +277,7 @@ func startRelay(t testing.TB, authHandler http.Handler) *relay {
 	if rl.r, err = NewRenderer(rl.layout, rl.addrs); err != nil {
 		t.Fatal(err)
 	}
-	rl.inst, err = NewInstance(InstanceConfig{Binary: nginxBin, Prefix: filepath.Join(root, "run"), NginxDir: rl.layout.NginxDir, Workers: 1})
+	rl.inst, err = NewInstance(InstanceConfig{Binary: nginxBin, Prefix: filepath.Join(root, "run"), NginxDir: rl.layout.NginxDir, Workers: 1, AccessLog: o.accessLog})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,13 +303,28 @@ func (rl *relay) tls() TLSFiles { return CertFiles(rl.layout, testDomain) }
 // client returns an HTTPS client that connects to port for every host,
 // presenting cert when given, and does not follow redirects.
 func (rl *relay) client(port int, cert *tls.Certificate) *http.Client {
+	return rl.clientFrom("", port, cert)
+}
+
+// tlsConfig trusts the test CA and presents cert when given.
+func (rl *relay) tlsConfig(cert *tls.Certificate) *tls.Config {
 	pool := x509.NewCertPool()
 	pool.AddCert(rl.pki.caCert)
 	cfg := &tls.Config{RootCAs: pool}
 	if cert != nil {
 		cfg.Certificates = []tls.Certificate{*cert}
 	}
+	return cfg
+}
+
+// clientFrom is client with connections from the loopback source address
+// src ("" for any).
+func (rl *relay) clientFrom(src string, port int, cert *tls.Certificate) *http.Client {
+	cfg := rl.tlsConfig(cert)
 	d := &net.Dialer{Timeout: 5 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
 	tr := &http.Transport{
 		TLSClientConfig: cfg,
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {

@@ -42,9 +42,10 @@ type InstanceConfig struct {
 // with Stop. The process outlives the context given to Start (that context
 // bounds only the start-up); it receives SIGTERM if this process dies.
 type Instance struct {
-	cfg InstanceConfig
-	bin string
-	log *slog.Logger
+	cfg     InstanceConfig
+	bin     string
+	modules []string
+	log     *slog.Logger
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -71,11 +72,36 @@ func NewInstance(cfg InstanceConfig) (*Instance, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("nginx binary: %w", err)
 	}
+	mods, err := requiredModules(bin)
+	if err != nil {
+		return nil, err
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Instance{cfg: cfg, bin: bin, log: log}, nil
+	return &Instance{cfg: cfg, bin: bin, modules: mods, log: log}, nil
+}
+
+// requiredModules returns the paths of RequiredModules in the modules
+// directory bin was built with (nginx -V: --modules-path).
+func requiredModules(bin string) ([]string, error) {
+	out, _ := exec.Command(bin, "-V").CombinedOutput()
+	dir := "/usr/lib/nginx/modules"
+	for _, f := range strings.Fields(string(out)) {
+		if v, ok := strings.CutPrefix(f, "--modules-path="); ok {
+			dir = v
+		}
+	}
+	var paths []string
+	for _, m := range RequiredModules {
+		p := filepath.Join(dir, m)
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("nginx module %s is missing (%v): install it with `sudo apt-get install libnginx-mod-http-js`", m, err)
+		}
+		paths = append(paths, p)
+	}
+	return paths, nil
 }
 
 // ConfPath is the instance's nginx.conf.
@@ -123,7 +149,7 @@ func (i *Instance) prepare() error {
 			return fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	mc := MainConf{Prefix: i.cfg.Prefix, NginxDir: i.cfg.NginxDir, Workers: i.cfg.Workers, AccessLog: i.cfg.AccessLog}
+	mc := MainConf{Prefix: i.cfg.Prefix, NginxDir: i.cfg.NginxDir, Workers: i.cfg.Workers, AccessLog: i.cfg.AccessLog, Modules: i.modules}
 	if os.Geteuid() == 0 {
 		// Workers must read the 0600 files and the root-owned temp dirs.
 		mc.User = "root"

@@ -27,7 +27,27 @@ type MainConf struct {
 	// ShutdownTimeout is worker_shutdown_timeout; 0 means
 	// DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// Modules are the dynamic modules to load (absolute paths of .so
+	// files); Instance fills in RequiredModules.
+	Modules []string
 }
+
+// Worker limits of every nginx.conf we write (docs/security.md,
+// "Connection limits"). A worker holds at most WorkerConnections
+// connections (client and upstream sides count separately: about 2,000
+// proxied requests or agent tunnels per worker) and the open files they
+// need. Idle connections cost a few hundred bytes, a busy TLS one some
+// tens of KiB, so one or two workers stay well inside a 512 MB relay even
+// when old workers still drain their connections after a reload.
+const (
+	WorkerConnections = 4096
+	WorkerOpenFiles   = 10240
+)
+
+// RequiredModules are the dynamic modules the relay's configuration needs:
+// njs runs the cookie filter (portlama.js). Debian and Ubuntu ship it as
+// libnginx-mod-http-js.
+var RequiredModules = []string{"ngx_http_js_module.so"}
 
 // DefaultShutdownTimeout bounds how long the workers of a previous
 // configuration keep running after a reload. They keep the connections they
@@ -67,15 +87,16 @@ func RenderMainConf(c MainConf) ([]byte, error) {
 		}
 		fmt.Fprintf(&b, "user %s;\n", c.User)
 	}
-	fmt.Fprintf(&b, "worker_processes %s;\n", workers)
+	for _, mod := range c.Modules {
+		p, err := safePath("module", mod)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&b, "load_module %s;\n", p)
+	}
 	fmt.Fprintf(&b, "pid %s;\n", pidPath(prefix))
 	fmt.Fprintf(&b, "error_log %s warn;\n", errorLogPath(prefix))
-	shutdown := c.ShutdownTimeout
-	if shutdown <= 0 {
-		shutdown = DefaultShutdownTimeout
-	}
-	fmt.Fprintf(&b, "worker_shutdown_timeout %ds;\n\n", int(shutdown/time.Second))
-	b.WriteString("events {\n    worker_connections 4096;\n}\n\n")
+	writeWorkerLimits(&b, workers, c.ShutdownTimeout)
 	b.WriteString("http {\n")
 	b.WriteString("    types {\n")
 	for _, t := range mimeTypes {
@@ -91,11 +112,78 @@ func RenderMainConf(c MainConf) ([]byte, error) {
 	for _, t := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
 		fmt.Fprintf(&b, "    %s_temp_path %s;\n", t, filepath.Join(prefix, "tmp", t))
 	}
-	b.WriteString("    sendfile on;\n    tcp_nopush on;\n    keepalive_timeout 65;\n    server_tokens off;\n")
+	// Timeouts and limits are conf.d's (the same in production).
+	b.WriteString("    sendfile on;\n    tcp_nopush on;\n    server_tokens off;\n")
 	fmt.Fprintf(&b, "    include %s/*.conf;\n", filepath.Join(dir, "conf.d"))
 	fmt.Fprintf(&b, "    include %s/*;\n", filepath.Join(dir, "sites-enabled"))
 	b.WriteString("}\n")
 	return []byte(b.String()), nil
+}
+
+// writeWorkerLimits writes the main-context worker settings and the events
+// block.
+func writeWorkerLimits(b *strings.Builder, workers string, shutdown time.Duration) {
+	if shutdown <= 0 {
+		shutdown = DefaultShutdownTimeout
+	}
+	fmt.Fprintf(b, "worker_processes %s;\n", workers)
+	fmt.Fprintf(b, "worker_rlimit_nofile %d;\n", WorkerOpenFiles)
+	fmt.Fprintf(b, "worker_shutdown_timeout %ds;\n\n", int(shutdown/time.Second))
+	fmt.Fprintf(b, "events {\n    worker_connections %d;\n}\n\n", WorkerConnections)
+}
+
+// SystemConf describes the relay's /etc/nginx/nginx.conf (the installer
+// writes it in place of the distribution's): Debian's paths and includes
+// with our worker limits and worker_shutdown_timeout.
+type SystemConf struct {
+	// NginxDir is config.Layout.NginxDir (/etc/nginx).
+	NginxDir string
+	// User runs the workers; "" means "www-data".
+	User string
+	// Workers is worker_processes; 0 means "auto".
+	Workers int
+	// ShutdownTimeout is worker_shutdown_timeout; 0 means
+	// DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+}
+
+// RenderSystemConf renders the relay's nginx.conf. Its modules-enabled
+// include loads the distribution's dynamic modules, njs among them.
+func RenderSystemConf(c SystemConf) (File, error) {
+	dir, err := safePath("nginx dir", c.NginxDir)
+	if err != nil {
+		return File{}, err
+	}
+	if c.Workers < 0 || c.Workers > 64 {
+		return File{}, fmt.Errorf("worker count %d out of range", c.Workers)
+	}
+	workers := "auto"
+	if c.Workers > 0 {
+		workers = strconv.Itoa(c.Workers)
+	}
+	user := c.User
+	if user == "" {
+		user = "www-data"
+	}
+	if err := validUser(user); err != nil {
+		return File{}, err
+	}
+	var b strings.Builder
+	b.WriteString("# Managed by Portlama: the relay's nginx.conf. Changes are overwritten.\n")
+	fmt.Fprintf(&b, "user %s;\n", user)
+	b.WriteString("pid /run/nginx.pid;\n")
+	b.WriteString("error_log /var/log/nginx/error.log warn;\n")
+	fmt.Fprintf(&b, "include %s/modules-enabled/*.conf;\n", dir)
+	writeWorkerLimits(&b, workers, c.ShutdownTimeout)
+	b.WriteString("http {\n")
+	b.WriteString("    sendfile on;\n    tcp_nopush on;\n    types_hash_max_size 2048;\n    server_tokens off;\n")
+	fmt.Fprintf(&b, "    include %s/mime.types;\n", dir)
+	b.WriteString("    default_type application/octet-stream;\n")
+	b.WriteString("    access_log /var/log/nginx/access.log;\n")
+	fmt.Fprintf(&b, "    include %s/conf.d/*.conf;\n", dir)
+	fmt.Fprintf(&b, "    include %s/sites-enabled/*;\n", dir)
+	b.WriteString("}\n")
+	return File{Path: filepath.Join(dir, "nginx.conf"), Mode: 0o644, Content: []byte(b.String())}, nil
 }
 
 func validUser(u string) error {

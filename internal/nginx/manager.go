@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/store"
@@ -30,14 +32,39 @@ func (e *TestError) Error() string {
 
 // Manager writes Portlama's nginx files and keeps nginx serving: every
 // change is tested with the Controller and rolled back when the test (or
-// the reload) fails (contract §19.5). One lock serialises all changes made
-// through a Manager; use one Manager per process.
+// the reload) fails (contract §19.5).
+//
+// Changes are committed in groups: a change that arrives while a test and
+// reload runs waits for it and then shares the next one with every other
+// change that arrived meanwhile, so a burst of changes costs a few reloads
+// (each reload starts new workers while the old ones drain), never one
+// each, and no change waits for a fixed delay. Every method returns once a
+// reload that includes its change is done, or with the error that kept the
+// change out: when the group's test fails, the changes are retried one at a
+// time and only those that break the configuration are rolled back and
+// fail. Across processes (the renewal timer runs `portlama certs renew`)
+// changes are serialised by a lock file in sites-available.
 type Manager struct {
 	layout config.Layout
 	ctl    Controller
 	log    *slog.Logger
-	mu     sync.Mutex
+
+	mu      sync.Mutex
+	queue   []*change
+	running bool
+
+	// Test hooks: lockWait runs when a group waits for another holder of
+	// the lock file, queued after a change joins the queue.
+	lockWait func()
+	queued   func()
 }
+
+// commitTimeout bounds one group's lock wait, test and reload.
+const commitTimeout = 2 * time.Minute
+
+// lockName is the lock file in sites-available (nginx includes only
+// sites-enabled).
+const lockName = ".portlama.lock"
 
 // NewManager returns a Manager for the nginx directories of l. A nil logger
 // discards messages.
@@ -92,8 +119,8 @@ func (m *Manager) WriteVhost(ctx context.Context, name, fqdn string, content []b
 }
 
 // Apply writes and enables (or, with Vhost.Disabled, writes and disables)
-// several vhosts and tests once (provisioning).
-// On failure every file and link is restored before the error is returned.
+// several vhosts as one change (provisioning): on failure every file and
+// link is restored before the error is returned.
 func (m *Manager) Apply(ctx context.Context, vhosts ...Vhost) error {
 	if len(vhosts) == 0 {
 		return nil
@@ -111,15 +138,14 @@ func (m *Manager) Apply(ctx context.Context, vhosts ...Vhost) error {
 		}
 		fqdns = append(fqdns, v.FQDN)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	t := &tx{log: m.log}
-	for _, v := range vhosts {
-		if err := m.writeVhost(t, v); err != nil {
-			return t.fail(err)
+	return m.submit(ctx, &change{action: "writing vhost for " + strings.Join(fqdns, ", "), stage: func(t *tx) error {
+		for _, v := range vhosts {
+			if err := m.writeVhost(t, v); err != nil {
+				return err
+			}
 		}
-	}
-	return m.testReload(ctx, t, "writing vhost for "+strings.Join(fqdns, ", "))
+		return nil
+	}})
 }
 
 // RemoveVhost deletes the link, the file and any backup of name, tests and
@@ -130,18 +156,14 @@ func (m *Manager) RemoveVhost(ctx context.Context, name string) error {
 	if err := ValidVhostName(name); err != nil {
 		return err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	t := &tx{log: m.log}
-	for _, p := range []string{m.enabledPath(name), m.availablePath(name), m.availablePath(name) + ".bak"} {
-		if err := t.remove(p); err != nil {
-			return t.fail(err)
+	return m.submit(ctx, &change{action: "removing vhost " + name, stage: func(t *tx) error {
+		for _, p := range []string{m.enabledPath(name), m.availablePath(name), m.availablePath(name) + ".bak"} {
+			if err := t.remove(p); err != nil {
+				return err
+			}
 		}
-	}
-	if !t.changed {
 		return nil
-	}
-	return m.testReload(ctx, t, "removing vhost "+name)
+	}})
 }
 
 // EnableVhost links an existing sites-available/<name> into sites-enabled,
@@ -150,19 +172,12 @@ func (m *Manager) EnableVhost(ctx context.Context, name string) error {
 	if err := ValidVhostName(name); err != nil {
 		return err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, err := os.Stat(m.availablePath(name)); err != nil {
-		return fmt.Errorf("enable vhost %s: %w", name, err)
-	}
-	t := &tx{log: m.log}
-	if err := t.link(m.enabledPath(name), m.availablePath(name)); err != nil {
-		return t.fail(err)
-	}
-	if !t.changed {
-		return nil
-	}
-	return m.testReload(ctx, t, "enabling vhost "+name)
+	return m.submit(ctx, &change{action: "enabling vhost " + name, stage: func(t *tx) error {
+		if _, err := os.Stat(m.availablePath(name)); err != nil {
+			return fmt.Errorf("enable vhost %s: %w", name, err)
+		}
+		return t.link(m.enabledPath(name), m.availablePath(name))
+	}})
 }
 
 // DisableVhost removes sites-enabled/<name> only, tests (restoring the
@@ -171,57 +186,40 @@ func (m *Manager) DisableVhost(ctx context.Context, name string) error {
 	if err := ValidVhostName(name); err != nil {
 		return err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	t := &tx{log: m.log}
-	if err := t.remove(m.enabledPath(name)); err != nil {
-		return t.fail(err)
-	}
-	if !t.changed {
-		return nil
-	}
-	return m.testReload(ctx, t, "disabling vhost "+name)
+	return m.submit(ctx, &change{action: "disabling vhost " + name, stage: func(t *tx) error {
+		return t.remove(m.enabledPath(name))
+	}})
 }
 
-// WriteShared installs the installer's pieces (conf.d, snippets, cert-help
-// page, and the http, default and panel-ip vhosts, enabled unless
-// Vhost.Disabled), removes
-// Debian's sites-enabled/default, tests once and reloads; on failure
-// everything is restored.
+// WriteShared installs the installer's pieces (conf.d, snippets, pages,
+// and the http, default and panel-ip vhosts, enabled unless
+// Vhost.Disabled), removes Debian's sites-enabled/default, tests and
+// reloads; on failure everything is restored.
 func (m *Manager) WriteShared(ctx context.Context, s Shared) error {
 	for _, v := range s.Vhosts {
 		if err := ValidVhostName(v.Name); err != nil {
 			return err
 		}
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	t := &tx{log: m.log}
-	for _, f := range s.Files {
-		if err := t.writeFile(f.Path, f.Content, f.Mode); err != nil {
-			return t.fail(err)
+	return m.submit(ctx, &change{action: "writing the shared configuration", stage: func(t *tx) error {
+		for _, f := range s.Files {
+			if err := t.writeFile(f.Path, f.Content, f.Mode); err != nil {
+				return err
+			}
 		}
-	}
-	for _, v := range s.Vhosts {
-		if err := m.writeVhost(t, v); err != nil {
-			return t.fail(err)
+		for _, v := range s.Vhosts {
+			if err := m.writeVhost(t, v); err != nil {
+				return err
+			}
 		}
-	}
-	if err := t.remove(filepath.Join(m.layout.NginxSitesEnabled(), "default")); err != nil {
-		return t.fail(err)
-	}
-	return m.testReload(ctx, t, "writing the shared configuration")
+		return t.remove(filepath.Join(m.layout.NginxSitesEnabled(), "default"))
+	}})
 }
 
 // TestAndReload tests the configuration and reloads nginx (after a CRL or
 // certificate change).
 func (m *Manager) TestAndReload(ctx context.Context) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if out, err := m.ctl.Test(ctx); err != nil {
-		return &TestError{Action: "updating certificates", Output: out}
-	}
-	return m.ctl.Reload(ctx)
+	return m.submit(ctx, &change{action: "updating certificates", force: true})
 }
 
 // writeVhost writes v into sites-available and links it, or removes its
@@ -236,19 +234,162 @@ func (m *Manager) writeVhost(t *tx, v Vhost) error {
 	return t.link(m.enabledPath(v.Name), m.availablePath(v.Name))
 }
 
-// testReload finishes a transaction: test, reload, drop backups; or roll
-// back.
-func (m *Manager) testReload(ctx context.Context, t *tx, action string) error {
+// change is one caller's request.
+type change struct {
+	action string          // for messages: "writing vhost for <fqdn>", ...
+	stage  func(*tx) error // writes the files; nil for none
+	force  bool            // test and reload even when no file changed
+	done   chan error
+}
+
+// submit queues c for the next group and waits for its outcome. A change
+// still queued when ctx ends is withdrawn; one already being committed is
+// waited for, so the answer is always true.
+func (m *Manager) submit(ctx context.Context, c *change) error {
+	c.done = make(chan error, 1)
+	m.mu.Lock()
+	m.queue = append(m.queue, c)
+	if !m.running {
+		m.running = true
+		go m.run()
+	}
+	hook := m.queued
+	m.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	select {
+	case err := <-c.done:
+		return err
+	case <-ctx.Done():
+	}
+	m.mu.Lock()
+	for i, q := range m.queue {
+		if q == c {
+			m.queue = slices.Delete(m.queue, i, i+1)
+			m.mu.Unlock()
+			return ctx.Err()
+		}
+	}
+	m.mu.Unlock()
+	return <-c.done
+}
+
+// run commits groups until the queue is empty.
+func (m *Manager) run() {
+	for {
+		m.mu.Lock()
+		group := m.queue
+		m.queue = nil
+		if len(group) == 0 {
+			m.running = false
+			m.mu.Unlock()
+			return
+		}
+		m.mu.Unlock()
+		m.commit(group)
+	}
+}
+
+// staged is a change whose files are written and not yet committed.
+type staged struct {
+	c *change
+	t *tx
+}
+
+// stage writes c's files; a change that fails there, or changes nothing
+// and needs no reload, is answered at once (ok false).
+func (m *Manager) stage(c *change) (staged, bool) {
+	t := &tx{log: m.log}
+	if c.stage != nil {
+		if err := c.stage(t); err != nil {
+			c.done <- t.fail(err)
+			return staged{}, false
+		}
+	}
+	if !t.changed && !c.force {
+		c.done <- nil
+		return staged{}, false
+	}
+	return staged{c, t}, true
+}
+
+// commit applies a group of changes with one test and one reload, under
+// the cross-process lock.
+func (m *Manager) commit(group []*change) {
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	unlock, err := lockFile(ctx, filepath.Join(m.layout.NginxSitesAvailable(), lockName), m.lockWait)
+	if err != nil {
+		for _, c := range group {
+			c.done <- err
+		}
+		return
+	}
+	defer unlock()
+
+	var live []staged
+	for _, c := range group {
+		if s, ok := m.stage(c); ok {
+			live = append(live, s)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
 	if out, err := m.ctl.Test(ctx); err != nil {
-		m.log.Warn("nginx config test failed; rolling back", "action", action, "output", out)
-		return t.fail(&TestError{Action: action, Output: out})
+		live = m.isolate(ctx, live, out)
+		if len(live) == 0 {
+			return
+		}
 	}
 	if err := m.ctl.Reload(ctx); err != nil {
-		m.log.Warn("nginx reload failed; rolling back", "action", action, "err", err)
-		return t.fail(err)
+		m.log.Warn("nginx reload failed; rolling back", "changes", len(live), "err", err)
+		rollback(live, err)
+		return
 	}
-	t.commit()
-	return nil
+	for _, s := range live {
+		s.t.commit()
+		s.c.done <- nil
+	}
+}
+
+// isolate handles a group whose combined test failed: it undoes every
+// change, then re-applies and tests them one at a time, in order, failing
+// (and rolling back) each change that breaks the configuration. It returns
+// the changes that stay applied; the last test passed with exactly those.
+func (m *Manager) isolate(ctx context.Context, live []staged, out string) []staged {
+	if len(live) == 1 {
+		m.log.Warn("nginx config test failed; rolling back", "action", live[0].c.action, "output", out)
+		rollback(live, &TestError{Action: live[0].c.action, Output: out})
+		return nil
+	}
+	for i := len(live) - 1; i >= 0; i-- {
+		if err := live[i].t.fail(nil); err != nil {
+			m.log.Error("nginx rollback incomplete", "action", live[i].c.action, "err", err)
+		}
+	}
+	var kept []staged
+	for _, s := range live {
+		s, ok := m.stage(s.c)
+		if !ok {
+			continue
+		}
+		if out, err := m.ctl.Test(ctx); err != nil {
+			m.log.Warn("nginx config test failed; rolling back", "action", s.c.action, "output", out)
+			s.c.done <- s.t.fail(&TestError{Action: s.c.action, Output: out})
+			continue
+		}
+		kept = append(kept, s)
+	}
+	return kept
+}
+
+// rollback undoes staged changes, last first, and answers each with err.
+func rollback(live []staged, err error) {
+	for i := len(live) - 1; i >= 0; i-- {
+		live[i].c.done <- live[i].t.fail(err)
+	}
 }
 
 // tx records file system changes so they can be undone.
@@ -259,15 +400,21 @@ type tx struct {
 	changed bool
 }
 
-// fail rolls back and returns err.
+// fail rolls back and returns err (nil err: nil unless the rollback was
+// incomplete).
 func (t *tx) fail(err error) error {
 	for i := len(t.undo) - 1; i >= 0; i-- {
 		if uerr := t.undo[i](); uerr != nil {
 			t.log.Error("nginx rollback step failed", "err", uerr)
-			err = fmt.Errorf("%w (rollback incomplete: %v)", err, uerr)
+			if err == nil {
+				err = fmt.Errorf("rollback incomplete: %w", uerr)
+			} else {
+				err = fmt.Errorf("%w (rollback incomplete: %v)", err, uerr)
+			}
 		}
 	}
 	t.undo = nil
+	t.commits = nil
 	return err
 }
 
@@ -277,8 +424,10 @@ func (t *tx) commit() {
 	}
 }
 
-// writeFile backs up an existing path to <path>.bak, then replaces it
-// atomically with mode.
+// writeFile backs up an existing path to <path>.bak (contract §19.5; for
+// an operator after a crash), then replaces it atomically with mode. The
+// undo restores the old content from memory, so two changes to one file in
+// a group roll back correctly.
 func (t *tx) writeFile(path string, data []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", filepath.Dir(path), err)
@@ -290,11 +439,14 @@ func (t *tx) writeFile(path string, data []byte, mode os.FileMode) error {
 		if serr != nil {
 			return fmt.Errorf("stat %s: %w", path, serr)
 		}
-		bak := path + ".bak"
-		if err := store.WriteFileAtomic(bak, old, st.Mode().Perm()); err != nil {
+		bak, perm := path+".bak", st.Mode().Perm()
+		if err := store.WriteFileAtomic(bak, old, perm); err != nil {
 			return fmt.Errorf("back up %s: %w", path, err)
 		}
-		t.undo = append(t.undo, func() error { return os.Rename(bak, path) })
+		t.undo = append(t.undo, func() error {
+			_ = os.Remove(bak)
+			return store.WriteFileAtomic(path, old, perm)
+		})
 		t.commits = append(t.commits, func() { _ = os.Remove(bak) })
 	case errors.Is(err, fs.ErrNotExist):
 		t.undo = append(t.undo, func() error { return ignoreMissing(os.Remove(path)) })

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/portlama/portlama/internal/config"
@@ -17,12 +18,12 @@ import (
 type fakeCtl struct {
 	dir       string
 	reloadErr error
-	tests     int
-	reloads   int
+	tests     atomic.Int64
+	reloads   atomic.Int64
 }
 
 func (f *fakeCtl) Test(context.Context) (string, error) {
-	f.tests++
+	f.tests.Add(1)
 	ents, _ := os.ReadDir(f.dir)
 	for _, e := range ents {
 		b, _ := os.ReadFile(filepath.Join(f.dir, e.Name()))
@@ -34,7 +35,7 @@ func (f *fakeCtl) Test(context.Context) (string, error) {
 }
 
 func (f *fakeCtl) Reload(context.Context) error {
-	f.reloads++
+	f.reloads.Add(1)
 	return f.reloadErr
 }
 
@@ -78,7 +79,7 @@ func TestManagerApplyIsAllOrNothing(t *testing.T) {
 	if err := m.WriteVhost(ctx, "portlama-auth", "auth.example.com", []byte("old auth")); err != nil {
 		t.Fatal(err)
 	}
-	before := f.tests
+	before := f.tests.Load()
 	err := m.Apply(ctx,
 		Vhost{Name: "portlama-panel-domain", FQDN: "panel.example.com", Content: []byte("panel")},
 		Vhost{Name: "portlama-auth", FQDN: "auth.example.com", Content: []byte("new auth")},
@@ -88,8 +89,8 @@ func TestManagerApplyIsAllOrNothing(t *testing.T) {
 	if !errors.As(err, &te) || !strings.Contains(err.Error(), "panel.example.com, auth.example.com, tunnel.example.com") {
 		t.Fatalf("err = %v", err)
 	}
-	if f.tests-before != 1 {
-		t.Errorf("tested %d times, want once", f.tests-before)
+	if n := f.tests.Load() - before; n != 1 {
+		t.Errorf("tested %d times, want once", n)
 	}
 	if b, _ := os.ReadFile(filepath.Join(l.NginxSitesAvailable(), "portlama-auth")); string(b) != "old auth" {
 		t.Errorf("auth not restored: %q", b)

@@ -62,7 +62,7 @@ func TestEveryTemplatePassesNginxTest(t *testing.T) {
 	add(rl.r.Tunnel(testDomain, rl.tls()))
 	add(rl.r.App(AppParams{Domain: testDomain, Subdomain: "pub-app", RelayPort: 20001, Public: true, TLS: rl.tls()}))
 	add(rl.r.App(AppParams{Domain: testDomain, Subdomain: "private", RelayPort: 20002, TLS: rl.tls()}))
-	add(rl.r.AgentPanel(AppParams{Domain: testDomain, Subdomain: "agent-home", RelayPort: 20003, TLS: rl.tls()}))
+	add(rl.r.AgentPanel(AppParams{Domain: testDomain, Subdomain: "agent-home", RelayPort: 20003, Owner: "home", TLS: rl.tls()}))
 	add(rl.r.Site(SiteParams{ID: "1b4e28ba-2fa1-4d2e-883f-0016d3cca427", FQDN: "site." + testDomain, SPA: true, Protected: true, TLS: rl.tls()}))
 	add(rl.r.Site(SiteParams{ID: "00000000-0000-4000-8000-000000000000", FQDN: "www.example.org", TLS: rl.tls()}))
 	if err := rl.mgr.Apply(ctx, vhosts...); err != nil {
@@ -135,12 +135,24 @@ func TestPanelIPVhostHeadersAndCertificates(t *testing.T) {
 		}
 	})
 
-	t.Run("no certificate gets the help page", func(t *testing.T) {
+	t.Run("no certificate: the help page for browsers, JSON for API clients", func(t *testing.T) {
 		_, before := rl.panel.connections()
-		for _, p := range []string{"/", "/api/tunnels", "/api/invitations"} {
-			resp, body := get(t, rl.client(rl.addrs.PanelIPPort, nil), base+p, forged)
-			if resp.StatusCode != 400 || !strings.Contains(body, "Client certificate required") {
-				t.Errorf("%s without certificate: %d %.80q", p, resp.StatusCode, body)
+		for _, c := range []struct {
+			path, accept string
+			json         bool
+		}{
+			{"/", "text/html", false},
+			{"/settings?x=1", "", false},
+			{"/api/tunnels", "", true},
+			{"/api", "text/html", true},
+			{"/api/invitations", "*/*", true},
+			{"/", "application/json", true},
+		} {
+			resp, body := get(t, rl.client(rl.addrs.PanelIPPort, nil), base+c.path, withHeader(forged, "Accept", c.accept))
+			if c.json {
+				expectNoCertJSON(t, c.path, resp, body)
+			} else if resp.StatusCode != 403 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(body, "Client certificate required") {
+				t.Errorf("%s without certificate: %d %s %.80q", c.path, resp.StatusCode, resp.Header.Get("Content-Type"), body)
 			}
 		}
 		if _, after := rl.panel.connections(); after != before {
@@ -150,9 +162,7 @@ func TestPanelIPVhostHeadersAndCertificates(t *testing.T) {
 
 	t.Run("foreign certificate refused", func(t *testing.T) {
 		resp, body := get(t, rl.client(rl.addrs.PanelIPPort, &rl.pki.foreign), base+"/api/tunnels", nil)
-		if resp.StatusCode != 400 || strings.Contains(body, `"name":"panel"`) {
-			t.Errorf("foreign certificate: %d %.80q", resp.StatusCode, body)
-		}
+		expectNoCertJSON(t, "foreign certificate", resp, body)
 	})
 
 	t.Run("public routes blank certificate headers", func(t *testing.T) {
@@ -194,6 +204,34 @@ func TestPanelIPVhostHeadersAndCertificates(t *testing.T) {
 			t.Error("10 enrollments in a row were not rate limited")
 		}
 	})
+}
+
+// expectNoCertJSON checks nginx's answer to an API call without a valid
+// client certificate: the panel's own 403 envelope.
+func expectNoCertJSON(t *testing.T, what string, resp *http.Response, body string) {
+	t.Helper()
+	var e struct {
+		Error   string `json:"error"`
+		Details struct {
+			Hint string `json:"hint"`
+		} `json:"details"`
+	}
+	if resp.StatusCode != 403 || resp.Header.Get("Content-Type") != "application/json" ||
+		json.Unmarshal([]byte(body), &e) != nil || e.Error != "mTLS certificate required" || e.Details.Hint == "" {
+		t.Errorf("%s: %d %s %.120q, want 403 {\"error\":\"mTLS certificate required\"}", what, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+}
+
+// withHeader returns a copy of h with k: v added (nothing for an empty v).
+func withHeader(h map[string]string, k, v string) map[string]string {
+	out := map[string]string{}
+	for a, b := range h {
+		out[a] = b
+	}
+	if v != "" {
+		out[k] = v
+	}
+	return out
 }
 
 func TestSystemController(t *testing.T) {

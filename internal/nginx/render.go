@@ -29,6 +29,19 @@ func AgentPanelVhostName(sub string) string { return "portlama-agent-panel-" + s
 // SiteVhostName is the vhost file name of a static site: portlama-site-<id>.
 func SiteVhostName(id string) string { return "portlama-site-" + id }
 
+// ConnPerAddr is how many requests in progress one client address may have
+// on each public server (nginx limit_conn; more are answered 429). It bounds
+// what one address can hold — upstream connections, buffers — while leaving
+// room for a household or office behind one address (browsers open about
+// six connections per host; WebSockets and event streams stay open).
+const ConnPerAddr = 100
+
+// PortalHeaderBuffers is large_client_header_buffers on auth.<d>: enough for
+// every cookie a browser keeps for one site (about 180 of 4 KiB), so the
+// portal always answers and can remove foreign cookies. Other servers
+// accept 4 × 16k (conf.d).
+const PortalHeaderBuffers = "2 1m"
+
 // Renderer renders configuration for one relay layout and set of
 // addresses. The zero value is not usable; build it with NewRenderer.
 type Renderer struct {
@@ -69,9 +82,10 @@ type SharedParams struct {
 }
 
 // Shared holds the installer's pieces: conf.d/portlama.conf, the five
-// snippets, the cert-help page, and the http, default and panel-ip vhosts.
+// snippets and the cookie filter (portlama.js), the cert-help and
+// cookie-help pages, and the http, default and panel-ip vhosts.
 type Shared struct {
-	Files  []File  // conf.d, snippets (the secret snippet 0600), cert-help.html
+	Files  []File  // conf.d, snippets (the secret snippet 0600), portlama.js, pages
 	Vhosts []Vhost // portlama-http, portlama-default, portlama-panel-ip
 }
 
@@ -113,7 +127,11 @@ func (r *Renderer) Shared(p SharedParams) (Shared, error) {
 		}
 		out.Files = append(out.Files, File{Path: f.path, Mode: f.mode, Content: b})
 	}
-	out.Files = append(out.Files, File{Path: r.CertHelpPath(), Mode: 0o644, Content: []byte(certHelpHTML)})
+	out.Files = append(out.Files,
+		File{Path: filepath.Join(snip, "portlama.js"), Mode: 0o644, Content: []byte(cookieFilterJS)},
+		File{Path: r.CertHelpPath(), Mode: 0o644, Content: []byte(certHelpHTML)},
+		File{Path: filepath.Join(r.layout.WWWDir, "cookie-help.html"), Mode: 0o644, Content: []byte(cookieHelpHTML)},
+	)
 
 	vhosts := []struct {
 		name, tmpl string
@@ -143,6 +161,7 @@ type vhostData struct {
 	FQDN      string
 	Upstream  string
 	RelayPort int
+	Owner     string // agent label of an agent panel
 	Protected bool
 	SPA       bool
 	Root      string
@@ -187,7 +206,11 @@ type AppParams struct {
 	// Public turns forward authentication off (access mode "public"). The
 	// zero value is protected (modes "authenticated" and "restricted").
 	Public bool
-	TLS    TLSFiles
+	// Owner is the agent label that exposes an agent panel: only its
+	// certificate and the admin's pass (required by AgentPanel, ignored by
+	// App).
+	Owner string
+	TLS   TLSFiles
 }
 
 func (r *Renderer) tunnelVhost(kind, name, tmplName string, p AppParams, protected bool) (Vhost, error) {
@@ -211,11 +234,21 @@ func (r *Renderer) tunnelVhost(kind, name, tmplName string, p AppParams, protect
 	if err := validate.FQDN(fqdn); err != nil {
 		return Vhost{}, fmt.Errorf("render %s vhost: %w", kind, err)
 	}
+	owner := ""
+	if kind == "agentpanel" {
+		// Written into a regular expression: the label rule admits only
+		// [a-z0-9-].
+		if err := validate.TunnelAgentLabel(p.Owner); err != nil {
+			return Vhost{}, fmt.Errorf("render agent panel vhost: owner: %w", err)
+		}
+		owner = p.Owner
+	}
 	b, err := render(tmplName, vhostData{
 		Env: r.env, TLS: t, FQDN: fqdn,
 		Upstream:  upstreamName(kind, p.Subdomain),
 		RelayPort: p.RelayPort,
 		Protected: protected,
+		Owner:     owner,
 	})
 	if err != nil {
 		return Vhost{}, err
@@ -229,8 +262,8 @@ func (r *Renderer) App(p AppParams) (Vhost, error) {
 	return r.tunnelVhost("app", AppVhostName(p.Subdomain), "vhost-app", p, !p.Public)
 }
 
-// AgentPanel renders portlama-agent-panel-<sub> (mTLS, contract §19.4);
-// p.Public is ignored.
+// AgentPanel renders portlama-agent-panel-<sub> (mTLS, contract §19.4):
+// only the admin's and p.Owner's certificates pass; p.Public is ignored.
 func (r *Renderer) AgentPanel(p AppParams) (Vhost, error) {
 	return r.tunnelVhost("agentpanel", AgentPanelVhostName(p.Subdomain), "vhost-agent-panel", p, false)
 }

@@ -117,9 +117,15 @@ func TestRenderContents(t *testing.T) {
 	confd := files["portlama.conf"]
 	for _, want := range []string{
 		"zone=portlama_enroll:1m rate=5r/m",
-		"map $http_upgrade $connection_upgrade",
-		"default upgrade;",
-		`""      "";`,
+		`map "$request_method:$http_upgrade" $portlama_upgrade`,
+		"map $portlama_upgrade $connection_upgrade",
+		"websocket upgrade;",
+		`default   "";`,
+		"limit_conn_zone $binary_remote_addr zone=portlama_addr:10m;",
+		"client_header_timeout 10s;",
+		"keepalive_timeout 30s;",
+		"large_client_header_buffers 4 16k;",
+		"js_import portlama from /srv/portlama/nginx/snippets/portlama.js;",
 		"map $http_cookie $portlama_backend_cookie",
 		"server 127.0.0.1:3100;",
 		"server 127.0.0.1:9091;",
@@ -187,18 +193,42 @@ func TestRenderContents(t *testing.T) {
 }
 
 func TestMainConf(t *testing.T) {
-	b, err := RenderMainConf(MainConf{Prefix: "/run/px", NginxDir: "/etc/px", User: "root"})
+	b, err := RenderMainConf(MainConf{Prefix: "/run/px", NginxDir: "/etc/px", User: "root", Modules: []string{"/usr/lib/nginx/modules/ngx_http_js_module.so"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := string(b)
-	for _, want := range []string{"user root;", "worker_processes auto;", "pid /run/px/nginx.pid;", "error_log /run/px/error.log", "client_body_temp_path /run/px/tmp/client_body;", "proxy_temp_path /run/px/tmp/proxy;", "fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path", "include /etc/px/conf.d/*.conf;", "include /etc/px/sites-enabled/*;", "access_log off;"} {
+	for _, want := range []string{"user root;", "worker_processes auto;", "pid /run/px/nginx.pid;", "error_log /run/px/error.log", "client_body_temp_path /run/px/tmp/client_body;", "proxy_temp_path /run/px/tmp/proxy;", "fastcgi_temp_path", "uwsgi_temp_path", "scgi_temp_path", "include /etc/px/conf.d/*.conf;", "include /etc/px/sites-enabled/*;", "access_log off;",
+		"load_module /usr/lib/nginx/modules/ngx_http_js_module.so;", "worker_rlimit_nofile 10240;", "worker_connections 4096;", "worker_shutdown_timeout 600s;"} {
 		if !strings.Contains(c, want) {
 			t.Errorf("nginx.conf lacks %q", want)
 		}
 	}
-	for _, bad := range []MainConf{{Prefix: "rel", NginxDir: "/x"}, {Prefix: "/x", NginxDir: "/x", User: "a;b"}, {Prefix: "/x", NginxDir: "/x", Workers: -1}} {
+	if strings.Contains(c, "keepalive_timeout") {
+		t.Error("nginx.conf sets keepalive_timeout (conf.d's, which would then be a duplicate)")
+	}
+	for _, bad := range []MainConf{{Prefix: "rel", NginxDir: "/x"}, {Prefix: "/x", NginxDir: "/x", User: "a;b"}, {Prefix: "/x", NginxDir: "/x", Workers: -1},
+		{Prefix: "/x", NginxDir: "/x", Modules: []string{"/m.so; evil"}}, {Prefix: "/x", NginxDir: "/x", Modules: []string{"m.so"}}} {
 		if _, err := RenderMainConf(bad); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+	f, err := RenderSystemConf(SystemConf{NginxDir: "/etc/nginx"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = string(f.Content)
+	for _, want := range []string{"user www-data;", "include /etc/nginx/modules-enabled/*.conf;", "worker_rlimit_nofile 10240;", "worker_connections 4096;",
+		"worker_shutdown_timeout 600s;", "include /etc/nginx/mime.types;", "include /etc/nginx/conf.d/*.conf;", "include /etc/nginx/sites-enabled/*;"} {
+		if !strings.Contains(c, want) {
+			t.Errorf("system nginx.conf lacks %q", want)
+		}
+	}
+	if f.Path != "/etc/nginx/nginx.conf" || f.Mode != 0o644 {
+		t.Errorf("system nginx.conf at %s mode %o", f.Path, f.Mode)
+	}
+	for _, bad := range []SystemConf{{NginxDir: "etc"}, {NginxDir: "/etc/nginx", User: "a b"}, {NginxDir: "/etc/nginx", Workers: 65}} {
+		if _, err := RenderSystemConf(bad); err == nil {
 			t.Errorf("%+v accepted", bad)
 		}
 	}

@@ -16,13 +16,32 @@ import (
 // (its http-level directives must not clash with ours). The include, pid
 // and log paths are redirected to a temporary directory.
 func TestSharedPiecesFitDistributionNginxConf(t *testing.T) {
+	testSystemConf(t, func(t *testing.T) []byte {
+		// Debian's nginx package ships it; NeedBinary has made sure nginx
+		// is installed, so its absence is a broken installation, not a skip.
+		sys, err := os.ReadFile("/etc/nginx/nginx.conf")
+		if err != nil {
+			t.Fatalf("the distribution's nginx.conf: %v (reinstall nginx: apt-get install --reinstall nginx-common)", err)
+		}
+		return sys
+	})
+}
+
+// TestSharedPiecesFitOurSystemConf is the same with the nginx.conf the
+// installer writes (RenderSystemConf).
+func TestSharedPiecesFitOurSystemConf(t *testing.T) {
+	testSystemConf(t, func(t *testing.T) []byte {
+		f, err := RenderSystemConf(SystemConf{NginxDir: "/etc/nginx"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.Content
+	})
+}
+
+func testSystemConf(t *testing.T, mainConf func(*testing.T) []byte) {
 	bin := testutil.NeedBinary(t, "nginx")
-	// Debian's nginx package ships it; NeedBinary has made sure nginx is
-	// installed, so its absence is a broken installation, not a skip.
-	sys, err := os.ReadFile("/etc/nginx/nginx.conf")
-	if err != nil {
-		t.Fatalf("the distribution's nginx.conf: %v (reinstall nginx: apt-get install --reinstall nginx-common)", err)
-	}
+	sys := mainConf(t)
 	m, _, l := newFakeManager(t)
 	m.ctl = noopCtl{}
 	p := newTestPKI(t)
@@ -71,7 +90,7 @@ func TestSharedPiecesFitDistributionNginxConf(t *testing.T) {
 	writeFile(t, cpath, []byte(conf), 0o644)
 	out, err := exec.Command(bin, "-t", "-c", cpath, "-e", filepath.Join(tmp, "error.log")).CombinedOutput()
 	if err != nil {
-		t.Fatalf("nginx -t with the distribution nginx.conf: %v\n%s", err, out)
+		t.Fatalf("nginx -t with this nginx.conf: %v\n%s\n%s", err, out, conf)
 	}
 }
 

@@ -7,9 +7,13 @@ import (
 )
 
 // All templates share the helper definitions below. Every value they print
-// was validated by the Renderer (fqdn, subdomain, UUID, int port, clean
-// absolute path, ip:port, 64-hex secret) or is a fixed string.
-var tmpl = template.Must(template.New("nginx").Parse(tmplHelpers + tmplConfD + tmplSnippets + tmplVhosts))
+// was validated by the Renderer (fqdn, subdomain, agent label, UUID, int
+// port, clean absolute path, ip:port, 64-hex secret) or is a fixed string.
+var tmpl = template.Must(template.New("nginx").Funcs(template.FuncMap{
+	"connPerAddr":         func() int { return ConnPerAddr },
+	"cookiePageCSP":       func() string { return cookiePageCSP },
+	"portalHeaderBuffers": func() string { return PortalHeaderBuffers },
+}).Parse(tmplHelpers + tmplConfD + tmplSnippets + tmplVhosts))
 
 func render(name string, data any) ([]byte, error) {
 	var b bytes.Buffer
@@ -60,6 +64,109 @@ const tmplHelpers = `
         }
 {{- end}}
 
+{{- /* Only a WebSocket handshake may upgrade (conf.d's maps): a backend that
+       answers 101 to anything else would get a raw pipe past nginx. */}}
+{{- define "refuseUpgrade"}}
+        if ($portlama_upgrade_refused) {
+            return 400;
+        }
+{{- end}}
+
+{{- /* The URI may carry an invitation or enrollment token: never logged,
+       not even by the locations that answer its errors. */}}
+{{- define "noLog"}}
+        access_log off;
+        error_log /dev/null;
+        error_page 413 = @portlama_413_unlogged;
+        error_page 429 = @portlama_429_unlogged;
+{{- end}}
+
+{{- define "noLogErrorLocations"}}
+    location @portlama_413_unlogged {
+        access_log off;
+        error_log /dev/null;
+        default_type application/json;
+        return 413 '{"error":"Request body is too large"}\n';
+    }
+
+    location @portlama_429_unlogged {
+        access_log off;
+        error_log /dev/null;
+        default_type application/json;
+        return 429 '{"error":"Rate limit exceeded, retry in 1 minute"}\n';
+    }
+{{- end}}
+
+{{- /* What every public server has (docs/security.md): the per-address
+       connection limit and nginx's own error answers, JSON for API clients
+       ($portlama_json) and pages for browsers. A request whose headers do
+       not fit (too many or too large cookies, which any app under the
+       domain can set from JavaScript) gets a page that removes them. */}}
+{{- define "serverBasics"}}
+    limit_conn portlama_addr {{connPerAddr}};
+    error_page 413 = @portlama_413;
+    error_page 429 = @portlama_429;
+    error_page 494 =431 @portlama_431;
+
+    location @portlama_413 {
+        default_type application/json;
+        if ($portlama_json) {
+            return 413 '{"error":"Request body is too large"}\n';
+        }
+        return 413;
+    }
+
+    location @portlama_429 {
+        default_type application/json;
+        if ($portlama_json) {
+            return 429 '{"error":"Rate limit exceeded, retry in 1 minute"}\n';
+        }
+        return 429;
+    }
+
+    # Not logged: the request line may be a token location's (they are
+    # chosen after the headers are read), and the auth server logs the
+    # clean-up.
+    location @portlama_431 {
+        access_log off;
+        default_type application/json;
+        if ($portlama_json) {
+            return 431 '{"error":"Request headers too large: the browser sent too many or too large cookies. Remove the cookies of this site and try again."}\n';
+        }
+        root {{.Env.WWW}};
+        charset utf-8;
+        include {{.Env.Snippets}}/portlama-hsts.conf;
+        add_header Content-Security-Policy "{{cookiePageCSP}}" always;
+        add_header Cache-Control no-store always;
+        add_header X-Content-Type-Options nosniff always;
+        add_header Referrer-Policy no-referrer always;
+        try_files /cookie-help.html =404;
+    }
+{{- end}}
+
+{{- /* A location with an error_page of its own loses the server's. */}}
+{{- define "locationErrorPages"}}
+        error_page 413 = @portlama_413;
+        error_page 429 = @portlama_429;
+{{- end}}
+
+{{- /* mTLS servers: no or a bad client certificate (contract §19.4) gets
+       403, {"error":"mTLS certificate required"} like the panel's own
+       answer for API clients, the help page for browsers. */}}
+{{- define "noCert"}}
+    error_page 495 496 =403 @portlama_no_cert;
+
+    location @portlama_no_cert {
+        default_type application/json;
+        if ($portlama_json) {
+            return 403 '{"error":"mTLS certificate required","details":{"hint":"Access to the Portlama panel requires a valid client certificate."}}\n';
+        }
+        root {{.Env.WWW}};
+        charset utf-8;
+        try_files /cert-help.html =404;
+    }
+{{- end}}
+
 {{- /* A panel location reachable without a certificate: the secret proves
        the origin, the certificate headers are blanked so the panel treats
        the caller as anonymous. */}}
@@ -75,14 +182,17 @@ const tmplHelpers = `
 {{- end}}
 
 {{- define "panelLocations"}}
+{{- template "noLogErrorLocations"}}
+
     location = /api/enroll {
         limit_req zone=portlama_enroll burst=5 nodelay;
-        limit_req_status 429;
+{{- template "noLog"}}
 {{- template "panelNoCert" .}}
     }
 
     # Trailing slash: /api/invitations (admin) must not match.
     location /api/invite/ {
+{{- template "noLog"}}
 {{- template "panelNoCert" .}}
     }
 
@@ -143,6 +253,7 @@ const tmplHelpers = `
         auth_request_set $portlama_login $upstream_http_location;
         error_page 401 =302 $portlama_login;
         error_page 403 /internal/portlama/denied;
+{{- template "locationErrorPages"}}
 {{- end}}
 `
 
@@ -152,14 +263,54 @@ const tmplConfD = `
 # Enrollment without a certificate: 5 requests per minute per client address.
 limit_req_zone $binary_remote_addr zone=portlama_enroll:1m rate=5r/m;
 
+# Limits and timeouts (docs/security.md, "Connection limits"): every public
+# server admits {{connPerAddr}} requests in progress per client address, and a
+# connection that sends no complete request header within 10 s, or stays idle
+# for 30 s between requests, is closed.
+limit_conn_zone $binary_remote_addr zone=portlama_addr:10m;
+limit_conn_status 429;
+limit_conn_log_level warn;
+limit_req_status 429;
+client_header_timeout 10s;
+client_body_timeout 30s;
+send_timeout 30s;
+keepalive_timeout 30s;
+keepalive_requests 1000;
+reset_timedout_connection on;
+# Room for the cookies an app under the domain may set (three of 4,000
+# bytes pass); the portal accepts more (portlama-auth) to clean them up.
+large_client_header_buffers 4 16k;
+
+# Upgrades towards backends: only a WebSocket handshake (GET with Upgrade:
+# websocket) upgrades; vhosts refuse any other Upgrade (h2c, ...), since a
+# backend answering 101 would turn the connection into a raw pipe that no
+# longer passes through auth_request.
+map "$request_method:$http_upgrade" $portlama_upgrade {
+    default             "";
+    "~*^GET:websocket$" websocket;
+}
+map "$http_upgrade:$portlama_upgrade" $portlama_upgrade_refused {
+    default        1;
+    "~^:"          0;
+    "~:websocket$" 0;
+}
+
 # Connection header towards backends.
 # DELIBERATE DIFFERENCE from contract §19.1, which says "close" without an
 # Upgrade header: an empty value makes nginx omit the Connection header, so
 # with proxy_http_version 1.1 and "keepalive" in an upstream block the
 # connection to the backend is reused instead of closed after every request.
-map $http_upgrade $connection_upgrade {
-    default upgrade;
-    ""      "";
+map $portlama_upgrade $connection_upgrade {
+    websocket upgrade;
+    default   "";
+}
+
+# Whether nginx's own error answers are JSON: for clients that ask for it
+# or call the API.
+map "$http_accept $request_uri" $portlama_json {
+    default              0;
+    "~*application/json" 1;
+    "~ /api(/|\?|$)"     1;
 }
 
 # The request's Cookie header without the auth server's session cookie, so
@@ -171,6 +322,11 @@ map $http_cookie $portlama_backend_cookie {
     "~^\s*portlama_session\s*=[^;]*;?\s*(?<portlama_ck_rest>.*)$" "$portlama_ck_rest";
     "~^(?<portlama_ck_pre>.*?)\s*;\s*portlama_session\s*=[^;]*(?<portlama_ck_post>.*)$" "$portlama_ck_pre$portlama_ck_post";
 }
+
+# Set-Cookie from tunnelled apps and agent panels, read as a browser reads
+# it: the login cookie is dropped, Domain attributes are removed
+# (portlama.js; nginx's proxy_cookie_domain misses a tab before Domain).
+js_import portlama from {{.Snippets}}/portlama.js;
 
 ssl_session_cache shared:portlama_tls:10m;
 ssl_session_timeout 1d;
@@ -218,7 +374,7 @@ proxy_set_header Host $host;
 proxy_set_header X-Real-IP $remote_addr;
 proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
 proxy_set_header X-Forwarded-Proto $scheme;
-proxy_set_header Upgrade $http_upgrade;
+proxy_set_header Upgrade $portlama_upgrade;
 proxy_set_header Connection $connection_upgrade;
 {{end}}
 
@@ -230,6 +386,7 @@ const tmplVhosts = `
 {{- define "vhost-http"}}{{template "header"}}server {
     listen {{.HTTPListen}} default_server;
     server_name _;
+    limit_conn portlama_addr {{connPerAddr}};
 
     location ^~ /.well-known/acme-challenge/ {
         root {{.ACMEWebroot}};
@@ -256,15 +413,8 @@ server {
     server_name _;
 {{- template "tls" .}}
     include {{.Env.Snippets}}/portlama-mtls.conf;
-
-    # No or a bad client certificate: nginx answers 400 with this page.
-    error_page 495 496 /cert-help.html;
-    location = /cert-help.html {
-        internal;
-        root {{.Env.WWW}};
-        default_type text/html;
-        charset utf-8;
-    }
+{{template "serverBasics" .}}
+{{template "noCert" .}}
 {{template "panelLocations" .}}
 }
 {{end}}
@@ -275,6 +425,8 @@ server {
 {{- template "tls" .}}
     include {{.Env.Snippets}}/portlama-mtls.conf;
     include {{.Env.Snippets}}/portlama-hsts.conf;
+{{template "serverBasics" .}}
+{{template "noCert" .}}
 {{template "panelLocations" .}}
 }
 {{end}}
@@ -284,8 +436,14 @@ server {
     server_name {{.FQDN}};
 {{- template "tls" .}}
     include {{.Env.Snippets}}/portlama-hsts.conf;
+    # The portal must answer whatever cookies a browser holds for the
+    # domain (about 180 of 4 KiB at most), so it can remove foreign ones.
+    large_client_header_buffers {{portalHeaderBuffers}};
+{{template "serverBasics" .}}
+{{template "noLogErrorLocations"}}
 
     location /invite/ {
+{{- template "noLog"}}
         root {{.Env.WWW}};
         try_files $uri /invite/index.html;
         # add_header here replaces the server level, so HSTS is repeated.
@@ -295,6 +453,7 @@ server {
     }
 
     location /api/invite/ {
+{{- template "noLog"}}
 {{- template "panelNoCert" .}}
     }
 
@@ -313,6 +472,9 @@ server {
         proxy_set_header X-Forwarded-Host $host;
         proxy_set_header Upgrade "";
         proxy_set_header Connection "";
+        # Room for the Set-Cookie lines that remove foreign cookies.
+        proxy_buffer_size 32k;
+        proxy_buffers 4 32k;
     }
 }
 {{end}}
@@ -346,8 +508,13 @@ server {
 }
 {{end}}
 
+{{- /* Backends of relay ports (tunnelled apps, agent panels) are not
+       trusted: they never steer nginx (X-Accel-*) and their cookies stay on
+       their own host (portlama.js). */}}
 {{- define "relayPortProxy"}}
         proxy_set_header Cookie $portlama_backend_cookie;
+        proxy_ignore_headers X-Accel-Redirect X-Accel-Expires X-Accel-Limit-Rate X-Accel-Buffering X-Accel-Charset;
+        js_header_filter portlama.setCookie;
         # Pass responses and uploads through as they arrive (server-sent
         # events, long polls, large files) instead of spooling them to disk.
         proxy_buffering off;
@@ -373,11 +540,13 @@ server {
 {{- template "tls" .}}
     include {{.Env.Snippets}}/portlama-hsts.conf;
     client_max_body_size 100m;
+{{template "serverBasics" .}}
 {{- if .Protected}}
 {{template "authzLocations" .}}
 {{- end}}
 
     location / {
+{{- template "refuseUpgrade"}}
 {{- if .Protected}}
 {{- template "authzRequest"}}
         proxy_set_header Remote-User $portlama_user;
@@ -389,7 +558,7 @@ server {
 {{- end}}
         proxy_pass http://{{.Upstream}};
         proxy_http_version 1.1;
-        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Upgrade $portlama_upgrade;
         proxy_set_header Connection $connection_upgrade;
 {{- template "standardHeaders"}}
 {{- template "blankClientCert"}}
@@ -410,12 +579,28 @@ server {
 {{- template "tls" .}}
     include {{.Env.Snippets}}/portlama-mtls.conf;
     include {{.Env.Snippets}}/portlama-hsts.conf;
+{{template "serverBasics" .}}
+{{template "noCert" .}}
+    error_page 403 = @portlama_not_owner;
+
+    location @portlama_not_owner {
+        default_type application/json;
+        if ($portlama_json) {
+            return 403 '{"error":"Only the admin and the agent {{.Owner}} may open this agent panel"}\n';
+        }
+        return 403;
+    }
 
     location / {
 {{- template "requireCert"}}
+        # The admin and the agent that exposes this panel; no other agent.
+        if ($ssl_client_s_dn !~ "^CN=(admin|agent:{{.Owner}}),O=Portlama$") {
+            return 403;
+        }
+{{- template "refuseUpgrade"}}
         proxy_pass http://{{.Upstream}};
         proxy_http_version 1.1;
-        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Upgrade $portlama_upgrade;
         proxy_set_header Connection $connection_upgrade;
         proxy_set_header X-SSL-Client-Verify $ssl_client_verify;
         proxy_set_header X-SSL-Client-DN $ssl_client_s_dn;
@@ -435,6 +620,7 @@ server {
     include {{.Env.Snippets}}/portlama-hsts.conf;
     add_header X-Frame-Options SAMEORIGIN always;
     add_header X-Content-Type-Options nosniff always;
+{{template "serverBasics" .}}
 
     root {{.Root}};
     index index.html;

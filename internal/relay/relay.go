@@ -178,6 +178,7 @@ func (v tunnelVhosts) WriteTunnel(ctx context.Context, t api.Tunnel, cert acme.F
 		Subdomain: t.Subdomain,
 		RelayPort: t.RelayPort,
 		Public:    t.AccessMode == api.AccessPublic,
+		Owner:     t.AgentLabel,
 		TLS:       nginx.TLSFiles{Cert: cert.Cert, Key: cert.Key},
 	}
 	var vh nginx.Vhost
@@ -246,11 +247,16 @@ func (v ipVhost) Enable(ctx context.Context) error  { return v.m.EnableVhost(ctx
 func (v ipVhost) Disable(ctx context.Context) error { return v.m.DisableVhost(ctx, nginx.VhostPanelIP) }
 
 // accessRules writes the auth server's access rules (contract §17.9): one
-// rule per restricted tunnel, read by portlama-auth without a restart.
+// rule per restricted tunnel, and every tunnel's host as a post-login
+// redirect target (docs/security.md), read by portlama-auth without a
+// restart.
 type accessRules struct{ s *Services }
 
-func (a accessRules) SyncTunnels(_ context.Context, ts []api.Tunnel) error {
-	rules := auth.AccessRules{Rules: []auth.AccessRule{}}
+func (a accessRules) SyncTunnels(ctx context.Context, ts []api.Tunnel) error {
+	rules := auth.AccessRules{Rules: []auth.AccessRule{}, Hosts: []string{}}
+	for _, t := range ts {
+		rules.Hosts = append(rules.Hosts, t.FQDN)
+	}
 	for _, t := range ts {
 		if t.Type != api.TypeApp || t.AccessMode != api.AccessRestricted {
 			continue
@@ -264,5 +270,15 @@ func (a accessRules) SyncTunnels(_ context.Context, ts []api.Tunnel) error {
 		}
 		rules.Rules = append(rules.Rules, r)
 	}
-	return auth.WriteAccessRules(a.s.Config.Layout.AuthDir(), rules)
+	dir := a.s.Config.Layout.AuthDir()
+	if err := auth.WriteAccessRules(dir, rules); err != nil {
+		return err
+	}
+	// In force before the API answers when the auth server runs; it also
+	// reads the file at start and every 30 s. (Reporting an unconfirmed
+	// change to the caller is issue 7's wiring.)
+	if err := auth.NewManageClient(auth.ManageSocketPath(dir)).Reload(ctx); err != nil {
+		a.s.Log.Warn("access rules saved but not confirmed by the auth server", "err", err)
+	}
+	return nil
 }

@@ -75,7 +75,8 @@ type ACL interface {
 	SetPorts(ctx context.Context, label string, ports []int) error
 }
 
-// AccessRules receives the restricted tunnels' rules whenever they change.
+// AccessRules receives every tunnel whenever the restricted tunnels' rules
+// or the set of tunnel hosts change (create, delete, access changes).
 type AccessRules interface {
 	SyncTunnels(ctx context.Context, tunnels []api.Tunnel) error
 }
@@ -340,18 +341,14 @@ func (s *Service) commit(ctx context.Context, t api.Tunnel, cert acme.Files) err
 		s.cfg.Vhosts.RemoveTunnel(context.WithoutCancel(ctx), t)
 		s.dropCert(ctx, cert)
 	}
-	// 3. access rules and state
+	// 3. access rules (they list every tunnel's host) and state
 	next := append(slices.Clone(all), t)
-	if t.AccessMode == api.AccessRestricted {
-		if err := s.syncRules(ctx, next); err != nil {
-			undoVhost()
-			return fail("state", err)
-		}
+	if err := s.syncRules(ctx, next); err != nil {
+		undoVhost()
+		return fail("state", err)
 	}
 	if _, err := s.doc.Update(func(ts *[]api.Tunnel) error { *ts = append(*ts, t); return nil }); err != nil {
-		if t.AccessMode == api.AccessRestricted {
-			s.syncRules(context.WithoutCancel(ctx), all)
-		}
+		s.syncRules(context.WithoutCancel(ctx), all)
 		undoVhost()
 		return fail("state", err)
 	}
@@ -361,9 +358,7 @@ func (s *Service) commit(ctx context.Context, t api.Tunnel, cert acme.Files) err
 			*ts = slices.DeleteFunc(*ts, func(x api.Tunnel) bool { return x.ID == t.ID })
 			return nil
 		})
-		if t.AccessMode == api.AccessRestricted {
-			s.syncRules(context.WithoutCancel(ctx), all)
-		}
+		s.syncRules(context.WithoutCancel(ctx), all)
 		undoVhost()
 		return fail("tunnel-acl", err)
 	}
@@ -607,10 +602,8 @@ func (s *Service) Delete(ctx context.Context, c Caller, id string) error {
 		return fail(err)
 	}
 	next := slices.DeleteFunc(slices.Clone(all), func(x api.Tunnel) bool { return x.ID == t.ID })
-	if t.AccessMode == api.AccessRestricted {
-		if err := s.syncRules(ctx, next); err != nil {
-			return fail(fmt.Errorf("access rules: %w", err))
-		}
+	if err := s.syncRules(ctx, next); err != nil {
+		return fail(fmt.Errorf("access rules: %w", err))
 	}
 	if _, err := s.doc.Update(func(ts *[]api.Tunnel) error {
 		*ts = slices.DeleteFunc(*ts, func(x api.Tunnel) bool { return x.ID == t.ID })

@@ -128,7 +128,9 @@ func TestCreateDefaultsAndSideEffectOrder(t *testing.T) {
 		!tun.IsEnabled() || tun.CreatedAt != "2026-01-31T09:15:00.000Z" || tun.Description != nil {
 		t.Fatalf("unexpected tunnel %+v", tun)
 	}
-	if want := []string{"cert.get", "vhost.write", "acl"}; !slices.Equal(r.calls, want) {
+	// The access rules list every tunnel's host, so they are written for
+	// an authenticated tunnel too.
+	if want := []string{"cert.get", "vhost.write", "rules", "acl"}; !slices.Equal(r.calls, want) {
 		t.Fatalf("calls = %v, want %v", r.calls, want)
 	}
 	if !slices.Equal(r.ports["home"], []int{20000}) {

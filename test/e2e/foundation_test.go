@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"io"
 	"math/big"
 	"net/http"
@@ -35,13 +36,16 @@ func foreignCert(t *testing.T) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// refusedByNginx asserts that nginx answered for a missing or bad client
-// certificate (its 400 with the certificate help page), so the request
-// never reached the panel.
+// refusedByNginx asserts that nginx answered an API call for a missing or
+// bad client certificate (403 {"error":"mTLS certificate required"}), so
+// the request never reached the panel: the panel answers /api/health
+// without identity, and a revoked certificate with "Certificate has been
+// revoked".
 func refusedByNginx(t *testing.T, what string, code int, body string) {
 	t.Helper()
-	if code != http.StatusBadRequest || strings.Contains(body, `"error"`) || !strings.Contains(strings.ToLower(body), "certificate") {
-		t.Fatalf("%s: got %d %q; want nginx's 400 certificate page", what, code, body)
+	var e struct{ Error string }
+	if code != http.StatusForbidden || json.Unmarshal([]byte(body), &e) != nil || e.Error != "mTLS certificate required" {
+		t.Fatalf("%s: got %d %q; want nginx's 403 mTLS certificate required", what, code, body)
 	}
 }
 

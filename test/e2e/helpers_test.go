@@ -224,6 +224,8 @@ func postJSON(t *testing.T, c *http.Client, url string, body any, cookie *http.C
 	b, _ := json.Marshal(body)
 	req, _ := http.NewRequest("POST", url, bytes.NewReader(b))
 	req.Header.Set("Content-Type", "application/json")
+	// As the portal page's fetch does: the browser names the page's origin.
+	req.Header.Set("Origin", req.URL.Scheme+"://"+req.URL.Host)
 	if cookie != nil {
 		req.AddCookie(cookie)
 	}

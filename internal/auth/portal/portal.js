@@ -106,9 +106,11 @@
   $("cancel").addEventListener("click", logout);
   $("logout").addEventListener("click", logout);
 
-  if (window.location.pathname === "/logout") {
-    logout();
-  } else {
-    state();
-  }
+  // /logout only offers the button: signing out takes a POST from this
+  // page, so a link elsewhere cannot sign anyone out.
+  state().then(function () {
+    if (window.location.pathname === "/logout" && !$("done").hidden) {
+      message("Press Sign out to end your session on every app.", true);
+    }
+  });
 })();
