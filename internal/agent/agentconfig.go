@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -160,37 +159,4 @@ func (c *AgentConfig) Remotes() []string {
 		out = append(out, t.Remote())
 	}
 	return out
-}
-
-// Session is what one tunnel session needs; two configs that yield equal
-// Sessions need no reconnect.
-type Session struct {
-	ServerURL   string
-	Auth        string
-	Fingerprint string
-	Remotes     []string
-	Tunnels     []AgentTunnel
-}
-
-// Session returns the session parameters of c.
-func (c *AgentConfig) Session() Session {
-	return Session{
-		ServerURL:   c.ChiselServerURL,
-		Auth:        c.Auth,
-		Fingerprint: c.Fingerprint,
-		Remotes:     c.Remotes(),
-		Tunnels:     slices.Clone(c.Tunnels),
-	}
-}
-
-// Equal reports whether s and o connect to the same server with the same
-// credentials and the same set of remotes (order does not matter).
-func (s Session) Equal(o Session) bool {
-	if s.ServerURL != o.ServerURL || s.Auth != o.Auth || s.Fingerprint != o.Fingerprint {
-		return false
-	}
-	a, b := slices.Clone(s.Remotes), slices.Clone(o.Remotes)
-	slices.Sort(a)
-	slices.Sort(b)
-	return slices.Equal(a, b)
 }

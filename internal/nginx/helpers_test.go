@@ -280,6 +280,11 @@ func startRelay(t testing.TB, authHandler http.Handler) *relay {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ts, err := rl.r.TunnelSecret(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh.Files = append(sh.Files, ts)
 	if err := rl.mgr.WriteShared(ctx, sh); err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,11 @@ func TestSharedPiecesFitDistributionNginxConf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ts, err := r.TunnelSecret(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh.Files = append(sh.Files, ts)
 	ctx := context.Background()
 	if err := m.WriteShared(ctx, sh); err != nil {
 		t.Fatal(err)

@@ -185,12 +185,9 @@ func startRelay(b *testing.B, variants ...*variant) *relay {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r.tunSrv, err = tunnel.NewServer(tunnel.ServerConfig{
-		Addr:            r.addrs.Tunnel,
-		KeyFile:         filepath.Join(tdir, tunnel.KeyFileName),
-		FingerprintFile: filepath.Join(tdir, tunnel.FingerprintFileName),
-		ACLFile:         acl.Path(),
-	})
+	tcfg := tunnel.DirConfig(tdir)
+	tcfg.Addr = r.addrs.Tunnel
+	r.tunSrv, err = tunnel.NewServer(tcfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -219,6 +216,15 @@ func startRelay(b *testing.B, variants ...*variant) *relay {
 	if err != nil {
 		b.Fatal(err)
 	}
+	tunnelSecret, err := tunnel.ReadProxySecret(tcfg.SecretFile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts, err := rd.TunnelSecret(tunnelSecret)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sh.Files = append(sh.Files, ts)
 	if err := mgr.WriteShared(sctx, sh); err != nil {
 		b.Fatalf("nginx shared config: %v", err)
 	}
@@ -276,9 +282,14 @@ func startRelay(b *testing.B, variants ...*variant) *relay {
 	remote := func(relay int) []string {
 		return []string{fmt.Sprintf("R:127.0.0.1:%d:127.0.0.1:%d", relay, r.appPort)}
 	}
+	// The direct client plays nginx: it sends the proof headers itself.
+	proof := http.Header{}
+	proof.Set(tunnel.HeaderSecret, tunnelSecret)
+	proof.Set(tunnel.HeaderClientVerify, "SUCCESS")
+	proof.Set(tunnel.HeaderClientDN, "CN="+pki.AgentCN(agentName))
 	r.startClient(b, ctx, cancel, tunnel.ClientConfig{
-		ServerURL: "http://" + r.addrs.Tunnel, Auth: cred, Fingerprint: r.tunSrv.Fingerprint(), Remotes: remote(r.relayPort),
-	})
+		ServerURL: "http://" + r.addrs.Tunnel, Auth: cred, Fingerprint: r.tunSrv.Fingerprint(), Header: proof,
+	}, remote(r.relayPort))
 	pool := x509.NewCertPool()
 	pool.AddCert(p.CACert())
 	wssConfig := func(port, relay int) tunnel.ClientConfig {
@@ -286,17 +297,16 @@ func startRelay(b *testing.B, variants ...*variant) *relay {
 			ServerURL:   "https://localhost:" + strconv.Itoa(port),
 			Auth:        cred,
 			Fingerprint: r.tunSrv.Fingerprint(),
-			Remotes:     remote(relay),
 			TLS: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{{
 				Certificate: [][]byte{agentCred.Cert.Raw}, PrivateKey: agentCred.Key}}},
 		}
 	}
-	r.startClient(b, ctx, cancel, wssConfig(r.addrs.HTTPSPort, r.wssPort))
+	r.startClient(b, ctx, cancel, wssConfig(r.addrs.HTTPSPort, r.wssPort), remote(r.wssPort))
 	for _, v := range variants {
 		if v.direct {
 			continue
 		}
-		cfg := tunnel.ClientConfig{ServerURL: "http://" + r.addrs.Tunnel, Auth: cred, Fingerprint: r.tunSrv.Fingerprint(), Remotes: remote(v.relayPort)}
+		cfg := tunnel.ClientConfig{ServerURL: "http://" + r.addrs.Tunnel, Auth: cred, Fingerprint: r.tunSrv.Fingerprint(), Header: proof}
 		if v.wss {
 			port := r.addrs.HTTPSPort
 			if v.tunnelPort != 0 {
@@ -307,7 +317,7 @@ func startRelay(b *testing.B, variants ...*variant) *relay {
 		if v.beforeDial != nil {
 			v.beforeDial()
 		}
-		r.startClient(b, ctx, cancel, cfg)
+		r.startClient(b, ctx, cancel, cfg, remote(v.relayPort))
 		if v.afterDial != nil {
 			v.afterDial()
 		}
@@ -359,10 +369,13 @@ server {
 	return nginx.Vhost{Name: "portlama-bench-sni", FQDN: "127.0.0.1", Content: []byte(c)}
 }
 
-func (r *relay) startClient(b *testing.B, ctx context.Context, cancel context.CancelFunc, cfg tunnel.ClientConfig) {
+func (r *relay) startClient(b *testing.B, ctx context.Context, cancel context.CancelFunc, cfg tunnel.ClientConfig, remotes []string) {
 	b.Helper()
 	c, err := tunnel.NewClient(cfg)
 	if err != nil {
+		b.Fatal(err)
+	}
+	if err := c.SetRemotes(ctx, remotes); err != nil {
 		b.Fatal(err)
 	}
 	done := make(chan struct{})
@@ -370,7 +383,7 @@ func (r *relay) startClient(b *testing.B, ctx context.Context, cancel context.Ca
 	b.Cleanup(func() { cancel(); <-done })
 	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer rcancel()
-	if err := c.Ready(rctx); err != nil {
+	if _, err := c.Wait(rctx, tunnel.ClientState.AllBound); err != nil {
 		b.Fatalf("tunnel client %s: %v", cfg.ServerURL, err)
 	}
 }
