@@ -47,3 +47,19 @@ if ! command -v go >/dev/null && [ ! -x /usr/local/go/bin/go ]; then
   echo "error: Go is not installed; install Go 1.26 from go.dev/dl into /usr/local/go" >&2
   exit 1
 fi
+
+if [ "$want_test" = 1 ]; then
+  # Stock chisel clients for the compatibility tests (internal/tunnel): the
+  # pinned release and an older one, built from tools/chisel (go install
+  # pkg@version is refused by this proxy; a module that requires the
+  # version builds it).
+  go=$(command -v go || echo /usr/local/go/bin/go)
+  root=$(cd "$(dirname "$0")/.." && pwd)
+  for v in v1.12.0:go.mod v1.9.1:v1.9.1.mod; do
+    bin="$root/bin/chisel-${v%%:*}"
+    if [ ! -x "$bin" ]; then
+      echo "building $(basename "$bin")"
+      (cd "$root/tools/chisel" && CGO_ENABLED=0 "$go" build -modfile="${v#*:}" -trimpath -o "$bin" github.com/jpillora/chisel)
+    fi
+  done
+fi
