@@ -24,8 +24,9 @@ type bindKey struct {
 // its listener and every connection through it.
 type binding struct {
 	key bindKey
-	ln  *net.TCPListener
-	log *slog.Logger
+	ln   *net.TCPListener
+	log  *slog.Logger
+	trim *trimmer
 
 	mu     sync.Mutex
 	owner  *session
@@ -73,7 +74,7 @@ func (s *Server) bindLocked(sess *session, r Remote) (*refusal, []notice) {
 		s.log.Warn("tunnel relay port busy", "agent", sess.label, "relayPort", r.RelayPort, "err", err)
 		return &refusal{CodeBusy, "Server cannot listen on " + r.userAddr()}, nil
 	}
-	b := &binding{key: key, ln: ln, log: s.log, owner: sess, remote: r, conns: map[net.Conn]struct{}{}}
+	b := &binding{key: key, ln: ln, log: s.log, trim: s.trim, owner: sess, remote: r, conns: map[net.Conn]struct{}{}}
 	s.bindings[key] = b
 	sess.bindings[key] = b
 	s.wg.Add(1)
@@ -201,6 +202,6 @@ func (b *binding) handle(c net.Conn) {
 		return
 	}
 	sess.active.Add(1)
-	pipe(c, ch)
+	pipe(c, ch, b.trim)
 	sess.active.Add(-1)
 }

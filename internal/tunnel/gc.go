@@ -10,7 +10,8 @@ import (
 // every received packet (32 KiB for bulk data), so a transfer makes
 // garbage at its own rate; a higher target trades a little memory for less
 // collector CPU. MemoryLimit caps the heap so the trade never costs a 512
-// MB relay more than that. (test/bench measures both.)
+// MB relay more than that, and the idle trim (trim.go) hands the extra
+// memory back once a burst is over. (test/bench measures both.)
 const (
 	GCPercent   = 400
 	MemoryLimit = 256 << 20

@@ -113,6 +113,7 @@ type Server struct {
 	nextID   uint64
 	closed   bool
 
+	trim      *trimmer
 	startOnce sync.Once
 	started   bool
 	httpSrv   *http.Server
@@ -191,6 +192,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		bindings:    map[bindKey]*binding{},
 		changed:     make(chan struct{}),
 		errc:        make(chan error, 2),
+		trim:        newTrimmer(),
 	}
 	s.sshConf = ssh.ServerConfig{ServerVersion: sshServerVersion}
 	s.sshConf.AddHostKey(signer)
@@ -287,11 +289,15 @@ func (s *Server) start(ctx context.Context) error {
 			}
 		}()
 	}
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		s.watch(ctx)
 		s.shutdown()
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.trim.run(ctx, trimCheck, trimIdle)
 	}()
 	return nil
 }

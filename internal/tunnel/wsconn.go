@@ -12,13 +12,17 @@ import (
 // wsConn carries the SSH byte stream in binary WebSocket messages, as
 // chisel does, without chisel's costs: Read reads straight from the current
 // message's reader into the caller's buffer (no buffer per message), and
-// Write sends each write as one message. x/crypto/ssh writes an AEAD packet
-// with one Write (chacha20-poly1305 always; AES-GCM only when the packet
-// fits its 4 KiB write buffer, so we prefer chacha20-poly1305), so one SSH
-// packet is one frame and, with a write buffer large enough for the
-// biggest data packet, one write to the socket. On TLS client connections
-// a batchConn below the TLS layer turns the records of one frame into one
-// syscall.
+// Write sends each write as one message with one write to the socket (the
+// write buffer holds the biggest data packet; on TLS client connections a
+// batchConn below the TLS layer turns the records of one frame into one
+// syscall).
+//
+// x/crypto/ssh writes a packet with one Write, so one packet is one frame,
+// except for AES-GCM packets above 4 KiB: its GCM cipher writes the 4-byte
+// length and the body separately into the transport's 4 KiB bufio.Writer,
+// which then passes them on as a 4 KiB write and the rest. Telling the two
+// apart here would mean parsing SSH framing; the cost (one more frame and
+// syscall per 32 KiB) is far below chacha20-poly1305's extra CPU.
 type wsConn struct {
 	ws    *websocket.Conn
 	r     io.Reader // reader of the current message, nil between messages
