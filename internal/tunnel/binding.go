@@ -23,7 +23,7 @@ type bindKey struct {
 // session, so the port never closes in between. Closing a binding closes
 // its listener and every connection through it.
 type binding struct {
-	key bindKey
+	key  bindKey
 	ln   *net.TCPListener
 	log  *slog.Logger
 	trim *trimmer

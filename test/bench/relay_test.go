@@ -61,9 +61,9 @@ type relay struct {
 	authAddr  string
 	cookie    string // a valid two-factor session for benchUser
 	inst      *nginx.Instance
-	server    *child // the tunnel server
-	agentWS   *child // agent straight to the tunnel server (ws://)
-	agentWSS  *child // agent through nginx's tunnel vhost (wss://, mTLS): production
+	server    *child   // the tunnel server
+	agentWS   *child   // agent straight to the tunnel server (ws://)
+	agentWSS  *child   // agent through nginx's tunnel vhost (wss://, mTLS): production
 	agents    []*child // every agent process (ours and stock chisel clients)
 	servers   []*child // every tunnel server process (ours and stock chisel)
 }
