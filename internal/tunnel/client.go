@@ -523,6 +523,9 @@ func (c *Client) onUnbound(s *csession, m unboundMsg) {
 	if st == nil || st.Status != RemoteBound || st.sessionID != s.id {
 		return // already bound elsewhere (a migration), or not ours any more
 	}
+	if m.Code == CodeMoved && c.cur != s {
+		return // our own migration: the new session is taking it over
+	}
 	*st = RemoteState{Remote: st.Remote, Status: RemoteRefused, Code: m.Code, Reason: m.Error, Since: time.Now()}
 	c.log.Warn("tunnel closed by the relay", "relayPort", r.RelayPort, "code", m.Code, "reason", m.Error)
 	c.signalLocked()

@@ -197,6 +197,14 @@ type child struct {
 // startChild starts role with spec and waits for its READY line.
 func startChild(b testing.TB, name, role string, spec any, env ...string) *child {
 	b.Helper()
+	c := spawnChild(b, name, role, spec, env...)
+	c.waitReady(b, 60*time.Second)
+	return c
+}
+
+// spawnChild starts role with spec without waiting for it.
+func spawnChild(b testing.TB, name, role string, spec any, env ...string) *child {
+	b.Helper()
 	data, err := json.Marshal(spec)
 	if err != nil {
 		b.Fatal(err)
@@ -238,7 +246,6 @@ func startChild(b testing.TB, name, role string, spec any, env ...string) *child
 		close(c.lines)
 	}()
 	b.Cleanup(c.stop)
-	c.waitReady(b, 60*time.Second)
 	return c
 }
 
