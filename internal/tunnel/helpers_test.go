@@ -47,7 +47,9 @@ type relay struct {
 	acl    *ACL
 	srv    *Server
 	secret string
-	cancel context.CancelFunc
+	// keepAlive, when set before start, overrides the server's keep-alive.
+	keepAlive time.Duration
+	cancel    context.CancelFunc
 	done   chan error
 }
 
@@ -60,13 +62,20 @@ func (r *relay) config() ServerConfig {
 // newRelay starts a tunnel server in a fresh directory.
 func newRelay(t testing.TB) *relay {
 	t.Helper()
+	return newRelayWith(t, 0)
+}
+
+// newRelayWith starts a tunnel server with the given keep-alive (0: the
+// default).
+func newRelayWith(t testing.TB, keepAlive time.Duration) *relay {
+	t.Helper()
 	// Unix socket paths are limited to ~100 bytes: keep the directory short.
 	dir, err := os.MkdirTemp("", "tun")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	r := &relay{dir: dir, addr: testutil.FreeAddr(t), acl: NewACL(filepath.Join(dir, ACLFileName))}
+	r := &relay{dir: dir, addr: testutil.FreeAddr(t), acl: NewACL(filepath.Join(dir, ACLFileName)), keepAlive: keepAlive}
 	r.start(t)
 	return r
 }
@@ -76,6 +85,7 @@ func (r *relay) start(t testing.TB) {
 	t.Helper()
 	cfg := r.config()
 	cfg.Logger = testLogger(t)
+	cfg.KeepAlive = r.keepAlive
 	srv, err := NewServer(cfg)
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)

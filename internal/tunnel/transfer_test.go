@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -453,5 +454,40 @@ func TestClientRefusesUnboundTarget(t *testing.T) {
 	}
 	if _, _, err := conn.OpenChannel(chanChisel, []byte("127.0.0.1:"+itoa(app))); err == nil {
 		t.Fatal("target of a removed tunnel accepted")
+	}
+}
+
+// TestKeepAliveDropsDeadPaths: when the path dies silently, the server
+// drops the session (and its ports) and the client reports the session
+// lost, each by its own keep-alive.
+func TestKeepAliveDropsDeadPaths(t *testing.T) {
+	r := newRelayWith(t, 100*time.Millisecond)
+	app := startApp(t, "app")
+	p := testutil.FreePort(t)
+	cred := r.addAgent(t, "home", p)
+	fr := newFreezer(t, r.addr)
+	c, err := NewClient(ClientConfig{ServerURL: "http://" + fr.addr, Auth: cred, Fingerprint: r.srv.Fingerprint(),
+		Header: nginxHeaders(r.secret, "home"), KeepAlive: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := run(t, c, remote(p, app))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, p, "app")
+	fr.frozen.Store(true)
+	select {
+	case err := <-rc.err:
+		var te *Error
+		if !errors.As(err, &te) || te.Kind != KindLost || !strings.Contains(te.Reason, "keep-alive") {
+			t.Fatalf("client ended with %v, want lost by keep-alive", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("client did not notice the dead path")
+	}
+	waitFor(t, "the server to drop the session", func() bool { return r.srv.Sessions("home") == 0 })
+	if !portClosed(p) {
+		t.Fatal("the dead session's port is still open")
 	}
 }
