@@ -50,7 +50,7 @@ type relay struct {
 	// keepAlive, when set before start, overrides the server's keep-alive.
 	keepAlive time.Duration
 	cancel    context.CancelFunc
-	done   chan error
+	done      chan error
 }
 
 func (r *relay) config() ServerConfig {
