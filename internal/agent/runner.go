@@ -400,15 +400,16 @@ func (s *supervisor) startConn(key TunnelServer, c TunnelClient) {
 	s.r.workers.Add(2)
 	watched := make(chan struct{})
 	go func() {
-		defer s.r.workers.Add(-1)
-		s.watch(ctx, w, watched)
+		s.watch(ctx, w)
+		s.r.workers.Add(-1)
+		close(watched)
 	}()
 	go func() {
-		defer s.r.workers.Add(-1)
-		defer close(w.done)
 		s.keepUp(ctx, w)
 		cancel()
 		<-watched
+		s.r.workers.Add(-1)
+		close(w.done) // last: stopConn returns once everything has ended
 	}()
 }
 
@@ -497,8 +498,7 @@ func errText(err error) string {
 // watch follows the client's state: it logs each tunnel's changes, asks
 // for a refetch when the relay refuses or drops a tunnel, and publishes
 // the state for `portlama-agent status`.
-func (s *supervisor) watch(ctx context.Context, w *conn, done chan struct{}) {
-	defer close(done)
+func (s *supervisor) watch(ctx context.Context, w *conn) {
 	prev := map[int]tunnel.RemoteState{}
 	prevStatus := tunnel.StatusDisconnected
 	for {
