@@ -52,11 +52,16 @@ func TestTunnelEndToEnd(t *testing.T) {
 // others bound and their connections running.
 func TestManyRemotesOneSession(t *testing.T) {
 	r := newRelay(t)
-	ports := make([]int, 20)
+	// Apps first: a relay port picked before an app bound its ephemeral
+	// port could be taken by that app.
+	apps := make([]int, 20)
+	for i := range apps {
+		apps[i] = startApp(t, "app "+itoa(i))
+	}
+	ports := freePorts(t, 20)
 	var remotes []string
 	for i := range ports {
-		ports[i] = testutil.FreePort(t)
-		remotes = append(remotes, remote(ports[i], startApp(t, "app "+itoa(i))))
+		remotes = append(remotes, remote(ports[i], apps[i]))
 	}
 	cred := r.addAgent(t, "home", ports...)
 	c, err := connect(t, r, cred, remotes[:10]...)
@@ -100,7 +105,8 @@ func TestManyRemotesOneSession(t *testing.T) {
 func TestTunnelDenials(t *testing.T) {
 	r := newRelay(t)
 	app := startApp(t, "app")
-	pa, pb, other := testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)
+	ps := freePorts(t, 3)
+	pa, pb, other := ps[0], ps[1], ps[2]
 	credA := r.addAgent(t, "alice", pa)
 	credB := r.addAgent(t, "bob", pb)
 	credNone := r.addAgent(t, "idle")
@@ -162,6 +168,7 @@ func TestTunnelDenials(t *testing.T) {
 // send (its own validation stops them) straight in bind requests.
 func TestServerRefusesInvalidRemotes(t *testing.T) {
 	r := newRelay(t)
+	fine := startApp(t, "fine") // before the relay port is picked (see TestManyRemotesOneSession)
 	p := testutil.FreePort(t)
 	cred := r.addAgent(t, "home", p)
 	raw, err := dialRaw(t, r, cred, nginxHeaders(r.secret, "home"))
@@ -208,7 +215,7 @@ func TestServerRefusesInvalidRemotes(t *testing.T) {
 		}
 	}
 	// The session is still usable.
-	good := []string{remote(p, startApp(t, "fine"))}
+	good := []string{remote(p, fine)}
 	if ok, _, err := raw.conn.SendRequest(reqBind, true, mustJSON(remotesMsg{Remotes: good})); !ok || err != nil {
 		t.Fatalf("valid bind after refusals: %v %v", ok, err)
 	}
@@ -251,7 +258,9 @@ func stockClient(t *testing.T, r *relay, auth, certLabel string, remotes ...stri
 func TestStockChiselClient(t *testing.T) {
 	r := newRelay(t)
 	app := startApp(t, "stock app")
-	pa, pb := testutil.FreePort(t), testutil.FreePort(t)
+	secret := startApp(t, "relay-local secret")
+	ps := freePorts(t, 2)
+	pa, pb := ps[0], ps[1]
 	credA := r.addAgent(t, "alice", pa)
 	r.addAgent(t, "bob", pb)
 
@@ -277,7 +286,6 @@ func TestStockChiselClient(t *testing.T) {
 	c.Wait()
 	waitFor(t, "stock client's port to close", func() bool { return portClosed(pa) })
 
-	secret := startApp(t, "relay-local secret")
 	for _, tc := range []struct {
 		name, auth, cert string
 		remotes          []string
@@ -359,7 +367,8 @@ func TestLiveACLChanges(t *testing.T) {
 	r := newRelay(t)
 	appA := startApp(t, "alice app")
 	appB := startApp(t, "bob app")
-	pa1, pa2, pb := testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)
+	ps := freePorts(t, 3)
+	pa1, pa2, pb := ps[0], ps[1], ps[2]
 	credA := r.addAgent(t, "alice", pa1)
 	credB := r.addAgent(t, "bob", pb)
 	srv, fp := r.srv, r.srv.Fingerprint()
@@ -540,9 +549,9 @@ func TestServerConfigRefusesPublicAddr(t *testing.T) {
 // that carry a verified agent certificate reach the WebSocket upgrade.
 func TestProofRequired(t *testing.T) {
 	r := newRelay(t)
+	app := startApp(t, "app")
 	p := testutil.FreePort(t)
 	cred := r.addAgent(t, "home", p)
-	app := startApp(t, "app")
 	h := func(mod func(http.Header)) http.Header {
 		x := nginxHeaders(r.secret, "home")
 		mod(x)
@@ -603,10 +612,10 @@ func TestProofRequired(t *testing.T) {
 // channel, for connections to relay-local services: every one is refused.
 func TestChannelACL(t *testing.T) {
 	r := newRelay(t)
-	p := testutil.FreePort(t)
-	cred := r.addAgent(t, "home", p)
 	var hits atomic.Int32
 	secret := startCountingApp(t, &hits)
+	p := testutil.FreePort(t)
+	cred := r.addAgent(t, "home", p)
 	for _, ext := range []int{0, 1} {
 		raw, err := dialRaw(t, r, cred, nginxHeaders(r.secret, "home"))
 		if err != nil {
@@ -754,11 +763,12 @@ func TestSessionsForgotten(t *testing.T) {
 
 func TestManageSocket(t *testing.T) {
 	r := newRelay(t)
+	app := startApp(t, "x")
 	p := testutil.FreePort(t)
 	cred := r.addAgent(t, "home", p)
 	mc := NewManageClient(r.config().ManageSocket, r.acl.Path())
 	ctx := context.Background()
-	if _, err := connect(t, r, cred, remote(p, startApp(t, "x"))); err != nil {
+	if _, err := connect(t, r, cred, remote(p, app)); err != nil {
 		t.Fatal(err)
 	}
 	st, err := mc.Status(ctx)

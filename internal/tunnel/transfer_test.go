@@ -148,7 +148,8 @@ func TestACLChangesKeepOtherTunnelsTransfers(t *testing.T) {
 	const size = 100 << 20
 	r := newRelay(t)
 	appA, appB := streamApp(t, "A"), streamApp(t, "B")
-	pa, pb, pb2 := testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)
+	ps := freePorts(t, 3)
+	pa, pb, pb2 := ps[0], ps[1], ps[2]
 	cred := r.addAgent(t, "home", pa, pb)
 	c, err := connect(t, r, cred, remote(pa, appA), remote(pb, appB))
 	if err != nil {
@@ -263,9 +264,9 @@ func (f *freezer) copy(dst, src net.Conn) {
 func TestTakeoverOnReconnect(t *testing.T) {
 	r := newRelay(t)
 	app1, app2 := streamApp(t, "one"), streamApp(t, "two")
+	fr := newFreezer(t, r.addr)
 	p := testutil.FreePort(t)
 	cred := r.addAgent(t, "home", p)
-	fr := newFreezer(t, r.addr)
 	old, err := NewClient(ClientConfig{ServerURL: "http://" + fr.addr, Auth: cred, Fingerprint: r.srv.Fingerprint(), Header: nginxHeaders(r.secret, "home")})
 	if err != nil {
 		t.Fatal(err)
@@ -463,9 +464,9 @@ func TestClientRefusesUnboundTarget(t *testing.T) {
 func TestKeepAliveDropsDeadPaths(t *testing.T) {
 	r := newRelayWith(t, 100*time.Millisecond)
 	app := startApp(t, "app")
+	fr := newFreezer(t, r.addr)
 	p := testutil.FreePort(t)
 	cred := r.addAgent(t, "home", p)
-	fr := newFreezer(t, r.addr)
 	c, err := NewClient(ClientConfig{ServerURL: "http://" + fr.addr, Auth: cred, Fingerprint: r.srv.Fingerprint(),
 		Header: nginxHeaders(r.secret, "home"), KeepAlive: 100 * time.Millisecond})
 	if err != nil {
