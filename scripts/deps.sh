@@ -50,10 +50,21 @@ if ! command -v go >/dev/null && [ ! -x /usr/local/go/bin/go ]; then
   exit 1
 fi
 
-# The test suite's static checks build deadcode from the pinned tools module
-# (make check runs it).
 if [ "$want_test" = 1 ]; then
-  go_bin=go
-  command -v go >/dev/null || go_bin=/usr/local/go/bin/go
-  (cd "$(dirname "$0")/.." && "$go_bin" build -C tools -o ../bin/deadcode golang.org/x/tools/cmd/deadcode)
+  go=$(command -v go || echo /usr/local/go/bin/go)
+  root=$(cd "$(dirname "$0")/.." && pwd)
+  # The test suite's static checks build deadcode from the pinned tools
+  # module (make check runs it).
+  (cd "$root" && "$go" build -C tools -o ../bin/deadcode golang.org/x/tools/cmd/deadcode)
+  # Stock chisel clients for the compatibility tests (internal/tunnel): the
+  # pinned release and an older one, built from tools/chisel (go install
+  # pkg@version is refused by this proxy; a module that requires the
+  # version builds it).
+  for v in v1.12.0:go.mod v1.9.1:v1.9.1.mod; do
+    bin="$root/bin/chisel-${v%%:*}"
+    if [ ! -x "$bin" ]; then
+      echo "building $(basename "$bin")"
+      (cd "$root/tools/chisel" && CGO_ENABLED=0 "$go" build -modfile="${v#*:}" -trimpath -o "$bin" github.com/jpillora/chisel)
+    fi
+  done
 fi

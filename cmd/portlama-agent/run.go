@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	rtdebug "runtime/debug"
 	"syscall"
 	"time"
 
@@ -24,9 +23,10 @@ func newRunCmd(g *globals) *cobra.Command {
 		Use:   "run",
 		Short: "Keep this agent's tunnels connected (foreground)",
 		Long: `Fetch this agent's tunnel configuration from the relay, connect its
-tunnels (one connection each), and keep them connected: reconnects with
+tunnels (all over one connection), and keep them connected: reconnects with
 backoff after network loss or relay restarts, and picks up added or removed
 tunnels without a restart and without interrupting the other tunnels.
+"portlama-agent status" shows each tunnel's state while it runs.
 Stop with Ctrl-C.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -35,14 +35,7 @@ Stop with Ctrl-C.`,
 				level = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			// The tunnel client's GC settings (see tunnel.GCPercent), unless
-			// the user set GOGC or GOMEMLIMIT.
-			if os.Getenv("GOGC") == "" {
-				rtdebug.SetGCPercent(tunnel.GCPercent)
-			}
-			if os.Getenv("GOMEMLIMIT") == "" {
-				rtdebug.SetMemoryLimit(tunnel.MemoryLimit)
-			}
+			tunnel.TuneGC()
 			label, err := g.resolveLabel()
 			if err != nil {
 				return err
@@ -62,9 +55,10 @@ Stop with Ctrl-C.`,
 			client := agent.NewClient(id.Profile.PanelURL, tc)
 			r, err := agent.NewRunner(agent.RunnerConfig{
 				Fetch:        agent.NewFetcher(client),
-				NewSession:   agent.TunnelClientFactory(id, log.With("component", "tunnel")),
+				NewClient:    agent.TunnelClientFactory(id, version, log.With("component", "tunnel")),
 				PollInterval: poll,
 				MaxBackoff:   maxBackoff,
+				StateFile:    h.TunnelStatePath(label),
 				Logger:       log,
 			})
 			if err != nil {

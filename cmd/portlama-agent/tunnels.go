@@ -243,8 +243,16 @@ func newStatusCmd(g *globals) *cobra.Command {
 			default:
 				fmt.Fprintf(out, "Tunnels:       %d enabled\n", len(st.Tunnels))
 				for _, t := range st.Tunnels {
-					fmt.Fprintf(out, "  https://%s → %s\n", t.FQDN, t.Local())
+					fmt.Fprintf(out, "  https://%s → %s%s\n", t.FQDN, t.Local(), liveState(st, t))
 				}
+			}
+			switch {
+			case st.Live == nil:
+				fmt.Fprintln(out, "Agent:         not running here (start it with: portlama-agent run, or install the service)")
+			case !st.LiveRunning:
+				fmt.Fprintf(out, "Agent:         not running (last seen %s)\n", st.Live.UpdatedAt.Local().Format(time.DateTime))
+			default:
+				fmt.Fprintf(out, "Agent:         running (pid %d), tunnel connection %s\n", st.Live.PID, st.Live.Connection)
 			}
 			if svc != nil {
 				printServiceStatus(cmd, *svc)
@@ -254,4 +262,21 @@ func newStatusCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
 	return cmd
+}
+
+// liveState is the running agent's state of tunnel t, for the status table.
+func liveState(st agent.StatusReport, t agent.AgentTunnel) string {
+	if st.Live == nil || !st.LiveRunning {
+		return ""
+	}
+	for _, ts := range st.Live.Tunnels {
+		if ts.RelayPort != t.RelayPort {
+			continue
+		}
+		if ts.Reason != "" && ts.State != agent.TunnelConnected {
+			return "  [" + ts.State + ": " + ts.Reason + "]"
+		}
+		return "  [" + ts.State + "]"
+	}
+	return "  [not yet picked up by the running agent]"
 }

@@ -3,9 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"runtime/debug"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -38,13 +37,18 @@ func tunnelServerConfig(r config.Relay) tunnel.ServerConfig {
 }
 
 func newTunnelServerCmd() *cobra.Command {
-	return relayCommand("tunnel-server", "Run the tunnel server (unit portlama-tunnel): agents' reverse tunnels, per-agent ACL",
+	var poll time.Duration
+	cmd := relayCommand("tunnel-server", "Run the tunnel server (unit portlama-tunnel): agents' reverse tunnels, per-agent ACL",
 		func(ctx context.Context, r config.Relay) error {
-			tuneGC()
+			tunnel.TuneGC()
 			cfg := tunnelServerConfig(r)
+			cfg.ReloadInterval = poll
 			cfg.Logger = newLogger()
 			return tunnel.RunServer(ctx, cfg)
 		})
+	cmd.Flags().DurationVar(&poll, "acl-poll-interval", tunnel.DefaultReloadInterval,
+		"how often to re-read acl.json without a notification on the management socket (a fallback)")
+	return cmd
 }
 
 // authServerConfig derives the auth server's configuration from the relay's
@@ -81,15 +85,4 @@ func newAuthServerCmd() *cobra.Command {
 			}
 			return srv.Run(ctx)
 		})
-}
-
-// tuneGC applies the tunnel processes' GC settings unless the operator set
-// GOGC or GOMEMLIMIT.
-func tuneGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(tunnel.GCPercent)
-	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(tunnel.MemoryLimit)
-	}
 }

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/portlama/portlama/internal/validate"
 )
@@ -15,26 +14,4 @@ func ValidateTargetHost(h string) error {
 		return fmt.Errorf("targetHost %q: %w", h, err)
 	}
 	return nil
-}
-
-// Session is what one tunnel session needs; two configs that yield equal
-// Sessions need no reconnect.
-type Session struct {
-	ServerURL   string
-	Auth        string
-	Fingerprint string
-	Remotes     []string
-	Tunnels     []AgentTunnel
-}
-
-// Equal reports whether s and o connect to the same server with the same
-// credentials and the same set of remotes (order does not matter).
-func (s Session) Equal(o Session) bool {
-	if s.ServerURL != o.ServerURL || s.Auth != o.Auth || s.Fingerprint != o.Fingerprint {
-		return false
-	}
-	a, b := slices.Clone(s.Remotes), slices.Clone(o.Remotes)
-	slices.Sort(a)
-	slices.Sort(b)
-	return slices.Equal(a, b)
 }

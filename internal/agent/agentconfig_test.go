@@ -98,25 +98,6 @@ func TestParseAgentConfigRejects(t *testing.T) {
 	}
 }
 
-func TestSessionEqual(t *testing.T) {
-	a := Session{ServerURL: "https://t", Auth: "a:b", Fingerprint: testFP, Remotes: []string{"R:1", "R:2"}}
-	b := a
-	b.Remotes = []string{"R:2", "R:1"}
-	if !a.Equal(b) {
-		t.Fatal("order should not matter")
-	}
-	for _, c := range []Session{
-		{ServerURL: "https://u", Auth: a.Auth, Fingerprint: a.Fingerprint, Remotes: a.Remotes},
-		{ServerURL: a.ServerURL, Auth: "a:c", Fingerprint: a.Fingerprint, Remotes: a.Remotes},
-		{ServerURL: a.ServerURL, Auth: a.Auth, Fingerprint: "x", Remotes: a.Remotes},
-		{ServerURL: a.ServerURL, Auth: a.Auth, Fingerprint: a.Fingerprint, Remotes: []string{"R:1"}},
-	} {
-		if a.Equal(c) {
-			t.Fatalf("%+v equals %+v", a, c)
-		}
-	}
-}
-
 // FuzzParseAgentConfig: whatever the relay sends, an accepted config yields
 // only reverse remotes on the relay's loopback that chisel decodes back to
 // the same ports and target host.

@@ -87,33 +87,40 @@
 // # Runner
 //
 // Runner fetches GET /api/tunnels/agent-config with the client certificate
-// and runs one tunnel session per enabled tunnel, each carrying the single
-// chisel remote "R:127.0.0.1:<relayPort>:<targetHost>:<port>" (IPv6 hosts
-// in brackets), so tunnels come and go without touching each other: a
-// download through one tunnel keeps running while another is created.
+// and keeps one tunnel client (internal/tunnel) per relay — server URL,
+// credential and fingerprint — whose single session carries every enabled
+// tunnel as a chisel remote "R:127.0.0.1:<relayPort>:<targetHost>:<port>"
+// (IPv6 hosts in brackets). A hundred tunnels are one WebSocket, one SSH
+// session and one keep-alive.
 //
-// It polls agent-config every PollInterval and compares the tunnels with the
-// running sessions: a new tunnel gets a new session, the session of a
-// tunnel that disappeared is stopped, every other session is left alone.
-// When the server URL, the credentials or the fingerprint change, all
-// sessions are stopped (and waited for) and started again. A failed poll
-// keeps the running sessions; before the first successful fetch, fetching is
+// It polls agent-config every PollInterval and sets the client's remotes
+// from it: the relay binds new tunnels and releases removed ones on the
+// running session, every other tunnel is left alone (a download through
+// one keeps running while another is created, disabled or deleted). When
+// the server URL, the credentials or the fingerprint change, the client is
+// stopped (and waited for) and a new one started. A failed poll keeps the
+// running connection; before the first successful fetch, fetching is
 // retried with backoff. With no enabled tunnels it connects nothing and
 // keeps polling.
 //
-// Each session keeps itself up: when it ends or is refused it waits
-// (exponential backoff from MinBackoff doubling to MaxBackoff, its own per
-// tunnel, reset after a session that stayed up for HealthyAfter since it
-// reported Connected), asks the poll loop for an immediate agent-config
-// refetch and waits for it, and reconnects only if its tunnel is still in
-// the configuration; a refused tunnel that the relay dropped is therefore
-// removed, not retried. The relay's tunnel server closes all of an agent's
-// sessions when the agent loses a port; the sessions still configured
-// simply reconnect.
+// The connection keeps itself up and acts on how a session ended:
+// refused (credentials, certificate) → refetch agent-config, then back
+// off; unverified (TLS or key fingerprint) → stop connecting and say so
+// until agent-config brings another server or fingerprint; unreachable or
+// lost → back off (MinBackoff doubling to MaxBackoff, reset after a session
+// that stayed up HealthyAfter), refetch, reconnect. A tunnel the relay
+// refuses or drops triggers one immediate refetch; a repeated refusal
+// waits for the next poll.
 //
-// Logs: "tunnel up" (fqdn, local target), "tunnel down" (fqdn, reason,
-// retry delay), "tunnel configuration changed" (added and removed fqdns)
-// and "tunnel server settings changed" (which of server, credentials,
+// State: RunnerState has the connection's and every tunnel's state
+// (connected, connecting, reconnecting or refused with the reason,
+// unverified); with RunnerConfig.StateFile it is written to
+// <home>/<label>/tunnels-state.json on every change and `portlama-agent
+// status` shows it. Logs: "tunnel up" (fqdn, local target), "tunnel
+// refused by the relay" and "tunnel down; reconnecting" (fqdn, reason),
+// "tunnel connection refused" / "tunnel connection down" (reason, retry
+// delay), "tunnel configuration changed" (added and removed fqdns) and
+// "tunnel server settings changed" (which of server, credentials,
 // fingerprint; never their values). Run returns nil when its context ends,
-// after every session has stopped.
+// after the connection has stopped.
 package agent

@@ -5,27 +5,41 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/portlama/portlama/internal/store"
+	"github.com/portlama/portlama/internal/tunnel"
 )
 
-// TunnelSession is one connection to the tunnel server. Run blocks until the
-// session ends (server gone, refused, network loss) or ctx is cancelled, and
-// does not retry on its own. A session may also have a method
-// Connected() <-chan struct{} returning a channel closed once the tunnel
-// is up; the runner then counts uptime (for the backoff reset) and logs
-// "tunnel up" from that moment.
-type TunnelSession interface {
+// TunnelClient is the agent's connection to one relay: one session that
+// carries all of the agent's tunnels (*tunnel.Client).
+type TunnelClient interface {
+	// SetRemotes changes the set of remotes live, leaving the others alone.
+	SetRemotes(ctx context.Context, remotes []string) error
+	// Run connects and serves until ctx ends (nil) or the session is lost
+	// (a *tunnel.Error).
 	Run(ctx context.Context) error
+	State() tunnel.ClientState
+	Changed() <-chan struct{}
 }
 
-// TunnelFactory builds a session for the given parameters. The Runner
-// passes one tunnel per session: Remotes and Tunnels hold exactly one
-// element each (Tunnels[0].FQDN names it in logs).
-type TunnelFactory func(s Session) (TunnelSession, error)
+// TunnelServer is what identifies a connection: the tunnel endpoint, the
+// credential and the pinned key. When it changes the connection is
+// replaced.
+type TunnelServer struct {
+	URL         string
+	Auth        string
+	Fingerprint string
+}
+
+// TunnelFactory builds the client of a relay.
+type TunnelFactory func(s TunnelServer) (TunnelClient, error)
 
 // ConfigFetcher returns the current agent-config.
 type ConfigFetcher func(ctx context.Context) (*AgentConfig, error)
@@ -34,8 +48,8 @@ type ConfigFetcher func(ctx context.Context) (*AgentConfig, error)
 type RunnerConfig struct {
 	// Fetch loads agent-config (required).
 	Fetch ConfigFetcher
-	// NewSession builds tunnel sessions (required).
-	NewSession TunnelFactory
+	// NewClient builds tunnel clients (required).
+	NewClient TunnelFactory
 	// PollInterval is how often agent-config is polled (default 10 s).
 	PollInterval time.Duration
 	// MinBackoff is the first reconnect delay (default 1 s).
@@ -51,22 +65,61 @@ type RunnerConfig struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// StateFile, when set, receives the live tunnel state (RunnerState as
+	// JSON, 0600) on every change, for `portlama-agent status`.
+	StateFile string
 	// Logger receives plain progress logs (nil: discard).
 	Logger *slog.Logger
 }
 
-// Runner keeps an agent's tunnels connected, one tunnel session per tunnel.
+// Tunnel states in RunnerState.
+const (
+	TunnelConnected    = "connected"
+	TunnelConnecting   = "connecting"
+	TunnelReconnecting = "reconnecting"
+	TunnelRefused      = "refused"
+	TunnelUnverified   = "unverified"
+)
+
+// RunnerState is what the runner reports about the agent's tunnels.
+type RunnerState struct {
+	PID       int       `json:"pid"`
+	UpdatedAt time.Time `json:"updatedAt"`
+	Server    string    `json:"server,omitempty"`
+	// Connection is "connected", "connecting", "reconnecting" or
+	// "unverified" (not reconnecting until the configuration changes).
+	Connection string        `json:"connection"`
+	Error      string        `json:"error,omitempty"`
+	Tunnels    []TunnelState `json:"tunnels"`
+}
+
+// TunnelState is one enabled tunnel.
+type TunnelState struct {
+	FQDN      string `json:"fqdn"`
+	RelayPort int    `json:"relayPort"`
+	Local     string `json:"local"`
+	// State is one of the Tunnel* constants.
+	State  string    `json:"state"`
+	Reason string    `json:"reason,omitempty"`
+	Since  time.Time `json:"since"`
+}
+
+// Runner keeps an agent's tunnels connected: one tunnel client per relay
+// (server URL, credential, fingerprint), its remotes set from agent-config.
 type Runner struct {
 	cfg RunnerConfig
 	log *slog.Logger
 
-	workers atomic.Int64 // running tunnel goroutines (checked by tests)
+	workers atomic.Int64 // running connection goroutines (checked by tests)
+
+	mu    sync.Mutex
+	state RunnerState
 }
 
 // NewRunner checks cfg and applies defaults.
 func NewRunner(cfg RunnerConfig) (*Runner, error) {
-	if cfg.Fetch == nil || cfg.NewSession == nil {
-		return nil, errors.New("runner: Fetch and NewSession are required")
+	if cfg.Fetch == nil || cfg.NewClient == nil {
+		return nil, errors.New("runner: Fetch and NewClient are required")
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 10 * time.Second
@@ -93,7 +146,7 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{cfg: cfg, log: log}, nil
+	return &Runner{cfg: cfg, log: log, state: RunnerState{PID: os.Getpid(), Tunnels: []TunnelState{}}}, nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -126,23 +179,17 @@ func (b *backoff) next() time.Duration {
 
 func (b *backoff) reset() { b.cur = b.min }
 
-// serverKey is what all sessions share; when it changes every session is
-// restarted.
-type serverKey struct {
-	url, auth, fingerprint string
-}
-
 // changes names the fields that differ, for logs (never the values: auth
 // is a credential).
-func (k serverKey) changes(o serverKey) []string {
+func (k TunnelServer) changes(o TunnelServer) []string {
 	var out []string
-	if k.url != o.url {
+	if k.URL != o.URL {
 		out = append(out, "server")
 	}
-	if k.auth != o.auth {
+	if k.Auth != o.Auth {
 		out = append(out, "credentials")
 	}
-	if k.fingerprint != o.fingerprint {
+	if k.Fingerprint != o.Fingerprint {
 		out = append(out, "fingerprint")
 	}
 	return out
@@ -156,37 +203,39 @@ func tunnelName(t AgentTunnel) string {
 	return "relay port " + strconv.Itoa(t.RelayPort)
 }
 
-// worker keeps one tunnel's session up.
-type worker struct {
-	remote string
-	name   string
-	local  string
-	sess   Session
+// conn is the running connection to one relay.
+type conn struct {
+	key    TunnelServer
+	client TunnelClient
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-// supervisor is the state of one Run: the workers by remote and the
-// refetch requests of workers whose session ended. Only the poll loop
-// touches workers, base and idle; mu guards waiters.
+// supervisor is the state of one Run. Only the poll loop touches conn,
+// tunnels, invalid, haveCfg and idle; mu guards waiters and the fields the
+// connection goroutines share.
 type supervisor struct {
 	r       *Runner
 	ctx     context.Context
-	base    serverKey
 	haveCfg bool
 	idle    bool
-	workers map[string]*worker
+	conn    *conn
 
 	kick    chan struct{} // capacity 1: "fetch now"
 	mu      sync.Mutex
 	waiters chan struct{} // closed once a fetch started after the request is done
+	tunnels []AgentTunnel // current agent-config tunnels
+	invalid map[int]string
+	// kicked: refused remotes that already caused an immediate refetch;
+	// a second refusal waits for the next poll.
+	kicked map[int]bool
 }
 
 // Run keeps the tunnels connected until ctx is cancelled; it returns nil
-// then, after every tunnel session has stopped.
+// then, after the connection has stopped.
 func (r *Runner) Run(ctx context.Context) error {
-	s := &supervisor{r: r, ctx: ctx, workers: map[string]*worker{}, kick: make(chan struct{}, 1)}
-	defer func() { s.stop(s.all()) }()
+	s := &supervisor{r: r, ctx: ctx, kick: make(chan struct{}, 1), kicked: map[int]bool{}}
+	defer s.stopConn()
 
 	fetchBo := &backoff{min: r.cfg.MinBackoff, max: r.cfg.MaxBackoff}
 	fetchBo.reset()
@@ -247,7 +296,7 @@ func (s *supervisor) takeWaiters() chan struct{} {
 
 // requestFetch asks the poll loop to fetch agent-config now. The returned
 // channel is closed once a fetch that started after the request is done
-// and its result applied (workers of removed tunnels are cancelled by then).
+// and its result applied.
 func (s *supervisor) requestFetch() <-chan struct{} {
 	s.mu.Lock()
 	if s.waiters == nil {
@@ -262,136 +311,180 @@ func (s *supervisor) requestFetch() <-chan struct{} {
 	return w
 }
 
-func (s *supervisor) all() []*worker {
-	out := make([]*worker, 0, len(s.workers))
-	for _, w := range s.workers {
-		out = append(out, w)
-	}
-	return out
-}
-
-// stop cancels the given workers, waits until their sessions have ended,
-// and forgets them.
-func (s *supervisor) stop(ws []*worker) {
-	for _, w := range ws {
-		w.cancel()
-	}
-	for _, w := range ws {
-		<-w.done
-		delete(s.workers, w.remote)
-	}
-}
-
-// reconcile makes the running sessions match cfg: it starts a session for
-// each new tunnel, stops the sessions of tunnels that are gone and leaves
-// the others alone; a change of server, credentials or fingerprint
-// restarts all of them.
+// reconcile makes the connection match cfg: a new or changed relay key
+// replaces the connection, the remotes are set live (tunnels that stay
+// are not touched), and no tunnels means no connection.
 func (s *supervisor) reconcile(cfg *AgentConfig) {
-	base := serverKey{cfg.ChiselServerURL, cfg.Auth, cfg.Fingerprint}
-	desired := make(map[string]bool, len(cfg.Tunnels))
-	for _, t := range cfg.Tunnels {
-		desired[t.Remote()] = true
+	r := s.r
+	key := TunnelServer{cfg.ChiselServerURL, cfg.Auth, cfg.Fingerprint}
+	s.mu.Lock()
+	old := s.tunnels
+	s.tunnels = slices.Clone(cfg.Tunnels)
+	s.mu.Unlock()
+	if s.haveCfg {
+		logConfigChange(r.log, old, cfg.Tunnels)
 	}
+	s.haveCfg = true
 
-	var added, removed []string
-	var gone []*worker
-	for remote, w := range s.workers {
-		if !desired[remote] {
-			gone = append(gone, w)
-			removed = append(removed, w.name)
+	if s.conn != nil && s.conn.key != key {
+		if len(cfg.Tunnels) > 0 {
+			r.log.Info("tunnel server settings changed; reconnecting", "changed", strings.Join(key.changes(s.conn.key), ", "), "tunnels", len(cfg.Tunnels))
 		}
+		s.stopConn()
 	}
+	if len(cfg.Tunnels) == 0 {
+		s.stopConn()
+		if !s.idle {
+			r.log.Info("no enabled tunnels for this agent; not connecting, checking again periodically", "every", r.cfg.PollInterval.String())
+			s.idle = true
+		}
+		s.publish()
+		return
+	}
+	s.idle = false
+	var remotes []string
+	invalid := map[int]string{}
 	for _, t := range cfg.Tunnels {
-		if s.workers[t.Remote()] == nil {
+		rem := t.Remote()
+		if _, err := tunnel.ParseRemote(rem); err != nil {
+			invalid[t.RelayPort] = err.Error()
+			r.log.Warn("tunnel skipped: its configuration cannot be tunnelled", "fqdn", tunnelName(t), "reason", err.Error())
+			continue
+		}
+		remotes = append(remotes, rem)
+	}
+	s.mu.Lock()
+	s.invalid = invalid
+	s.mu.Unlock()
+	if s.conn == nil {
+		c, err := r.cfg.NewClient(key)
+		if err != nil {
+			r.log.Warn("could not set up the tunnel client; trying again at the next check", "error", err)
+			s.publish()
+			return
+		}
+		s.startConn(key, c)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	if err := s.conn.client.SetRemotes(ctx, remotes); err != nil {
+		r.log.Warn("could not apply the tunnel configuration", "error", err)
+	}
+	s.publish()
+}
+
+func logConfigChange(log *slog.Logger, old, cur []AgentTunnel) {
+	in := func(ts []AgentTunnel, t AgentTunnel) bool {
+		return slices.ContainsFunc(ts, func(x AgentTunnel) bool { return x.Remote() == t.Remote() })
+	}
+	var added, removed []string
+	for _, t := range cur {
+		if !in(old, t) {
 			added = append(added, tunnelName(t))
 		}
 	}
-	restart := s.haveCfg && base != s.base
+	for _, t := range old {
+		if !in(cur, t) {
+			removed = append(removed, tunnelName(t))
+		}
+	}
 	if len(added) > 0 || len(removed) > 0 {
-		s.r.log.Info("tunnel configuration changed", "added", strings.Join(added, ", "), "removed", strings.Join(removed, ", "))
-	}
-	if restart && len(s.workers) > len(gone) {
-		s.r.log.Info("tunnel server settings changed; reconnecting every tunnel", "changed", strings.Join(base.changes(s.base), ", "), "tunnels", len(desired))
-	}
-	if restart {
-		gone = s.all()
-	}
-	// Stop first and wait: a restarted tunnel's new session must not race
-	// its old one for the relay port.
-	s.stop(gone)
-	s.base, s.haveCfg = base, true
-
-	for _, t := range cfg.Tunnels {
-		if s.workers[t.Remote()] == nil {
-			s.start(t)
-		}
-	}
-	if len(s.workers) == 0 {
-		if !s.idle {
-			s.r.log.Info("no enabled tunnels for this agent; not connecting, checking again periodically", "every", s.r.cfg.PollInterval.String())
-			s.idle = true
-		}
-	} else {
-		s.idle = false
+		log.Info("tunnel configuration changed", "added", strings.Join(added, ", "), "removed", strings.Join(removed, ", "))
 	}
 }
 
-// start launches the worker of tunnel t.
-func (s *supervisor) start(t AgentTunnel) {
-	remote := t.Remote()
+func (s *supervisor) startConn(key TunnelServer, c TunnelClient) {
 	ctx, cancel := context.WithCancel(s.ctx)
-	w := &worker{
-		remote: remote,
-		name:   tunnelName(t),
-		local:  t.Local(),
-		sess: Session{
-			ServerURL:   s.base.url,
-			Auth:        s.base.auth,
-			Fingerprint: s.base.fingerprint,
-			Remotes:     []string{remote},
-			Tunnels:     []AgentTunnel{t},
-		},
-		cancel: cancel,
-		done:   make(chan struct{}),
-	}
-	s.workers[remote] = w
-	s.r.workers.Add(1)
+	w := &conn{key: key, client: c, cancel: cancel, done: make(chan struct{})}
+	s.conn = w
+	s.r.workers.Add(2)
+	watched := make(chan struct{})
+	go func() {
+		s.watch(ctx, w)
+		s.r.workers.Add(-1)
+		close(watched)
+	}()
 	go func() {
 		s.keepUp(ctx, w)
+		cancel()
+		<-watched
 		s.r.workers.Add(-1)
-		close(w.done)
+		close(w.done) // last: stopConn returns once everything has ended
 	}()
 }
 
-// keepUp runs w's session until ctx ends: after each session end it backs
-// off, has agent-config refetched and reconnects unless the tunnel was
-// removed meanwhile (the refetch then cancels ctx).
-func (s *supervisor) keepUp(ctx context.Context, w *worker) {
+// stopConn cancels the connection and waits until it has stopped.
+func (s *supervisor) stopConn() {
+	if s.conn == nil {
+		return
+	}
+	s.conn.cancel()
+	<-s.conn.done
+	s.conn = nil
+}
+
+// keepUp runs the connection until ctx ends, acting on how each session
+// ended: refused → refetch agent-config, then back off; unverified → stop
+// and say so (a new relay key in agent-config starts a new connection);
+// unreachable or lost → back off (capped exponential), refetch, retry.
+func (s *supervisor) keepUp(ctx context.Context, w *conn) {
 	r := s.r
 	bo := &backoff{min: r.cfg.MinBackoff, max: r.cfg.MaxBackoff}
 	bo.reset()
 	for ctx.Err() == nil {
 		uptime, err := s.attempt(ctx, w)
 		if ctx.Err() != nil {
-			r.log.Debug("tunnel stopped", "fqdn", w.name)
 			return
 		}
 		if uptime >= r.cfg.HealthyAfter {
 			bo.reset()
 		}
-		d := bo.next()
-		fetched := s.requestFetch()
-		r.log.Warn("tunnel down", "fqdn", w.name, "reason", errText(err), "uptime", uptime.Round(time.Second).String(), "retryIn", d.String())
-		if r.cfg.Sleep(ctx, d) != nil {
+		switch {
+		case errors.Is(err, tunnel.ErrUnverified):
+			r.log.Error("the relay's tunnel server could not be verified; not connecting until agent-config brings a new fingerprint or server. Check with the relay's administrator.", "reason", errText(err))
+			s.requestFetch()
+			<-ctx.Done()
 			return
+		case errors.Is(err, tunnel.ErrRefused):
+			d := bo.next()
+			r.log.Warn("tunnel connection refused", "reason", errText(err), "retryIn", d.String())
+			if !s.waitFetch(ctx) || r.cfg.Sleep(ctx, d) != nil {
+				return
+			}
+		default:
+			d := bo.next()
+			r.log.Warn("tunnel connection down", "reason", errText(err), "uptime", uptime.Round(time.Second).String(), "retryIn", d.String())
+			fetched := s.requestFetch()
+			if r.cfg.Sleep(ctx, d) != nil {
+				return
+			}
+			select {
+			case <-fetched:
+			case <-ctx.Done():
+				return
+			}
 		}
-		select {
-		case <-fetched:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			return // removed by the refetch, or Run ended
-		}
+	}
+}
+
+// attempt runs the client once and returns how it ended and how long it
+// was connected.
+func (s *supervisor) attempt(ctx context.Context, w *conn) (time.Duration, error) {
+	start := s.r.cfg.Now()
+	err := w.client.Run(ctx)
+	st := w.client.State()
+	if st.ConnectedAt.IsZero() || st.ConnectedAt.Before(start) {
+		return 0, err
+	}
+	return s.r.cfg.Now().Sub(st.ConnectedAt), err
+}
+
+func (s *supervisor) waitFetch(ctx context.Context) bool {
+	select {
+	case <-s.requestFetch():
+		return ctx.Err() == nil
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -402,47 +495,149 @@ func errText(err error) string {
 	return err.Error()
 }
 
-// attempt runs one session of w. It returns the error the session ended
-// with and its uptime, counted from the moment the session reported it was
-// established (Connected) when it can, else from its start.
-func (s *supervisor) attempt(ctx context.Context, w *worker) (time.Duration, error) {
-	r := s.r
-	ts, err := r.cfg.NewSession(w.sess)
-	if err != nil {
-		return 0, fmt.Errorf("set up tunnel client: %w", err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	up := r.cfg.Now()
-	var connected <-chan struct{}
-	if n, ok := ts.(interface{ Connected() <-chan struct{} }); ok {
-		connected = n.Connected()
-		up = time.Time{}
-	}
-	r.log.Debug("connecting tunnel", "fqdn", w.name, "server", w.sess.ServerURL)
-	go func() { done <- ts.Run(sctx) }()
-	if connected == nil {
-		r.log.Info("tunnel up", "fqdn", w.name, "to", w.local)
-	}
-	since := func() time.Duration {
-		if up.IsZero() {
-			return 0
-		}
-		return r.cfg.Now().Sub(up)
-	}
+// watch follows the client's state: it logs each tunnel's changes, asks
+// for a refetch when the relay refuses or drops a tunnel, and publishes
+// the state for `portlama-agent status`.
+func (s *supervisor) watch(ctx context.Context, w *conn) {
+	prev := map[int]tunnel.RemoteState{}
+	prevStatus := tunnel.StatusDisconnected
 	for {
+		ch := w.client.Changed()
+		st := w.client.State()
+		s.observe(st, prev, prevStatus)
+		prevStatus = st.Status
+		s.publishState(w.key, st)
 		select {
+		case <-ch:
 		case <-ctx.Done():
-			cancel()
-			<-done
-			return since(), nil
-		case err := <-done:
-			return since(), err
-		case <-connected:
-			connected = nil
-			up = r.cfg.Now()
-			r.log.Info("tunnel up", "fqdn", w.name, "to", w.local)
+			return
 		}
 	}
+}
+
+func (s *supervisor) observe(st tunnel.ClientState, prev map[int]tunnel.RemoteState, prevStatus tunnel.ConnStatus) {
+	log := s.r.log
+	s.mu.Lock()
+	byPort := map[int]AgentTunnel{}
+	for _, t := range s.tunnels {
+		byPort[t.RelayPort] = t
+	}
+	s.mu.Unlock()
+	kick := false
+	for _, rs := range st.Remotes {
+		port := rs.Remote.RelayPort
+		p, seen := prev[port]
+		prev[port] = rs
+		if seen && p.Status == rs.Status && p.Code == rs.Code {
+			continue
+		}
+		t, ok := byPort[port]
+		name := "relay port " + strconv.Itoa(port)
+		if ok {
+			name = tunnelName(t)
+		}
+		switch rs.Status {
+		case tunnel.RemoteBound:
+			log.Info("tunnel up", "fqdn", name, "to", targetOf(t, rs))
+			s.mu.Lock()
+			delete(s.kicked, port)
+			s.mu.Unlock()
+		case tunnel.RemoteRefused:
+			log.Warn("tunnel refused by the relay", "fqdn", name, "reason", rs.Reason)
+			s.mu.Lock()
+			if !s.kicked[port] {
+				s.kicked[port] = true
+				kick = true
+			}
+			s.mu.Unlock()
+		case tunnel.RemotePending:
+			if seen && p.Status == tunnel.RemoteBound {
+				log.Warn("tunnel down; reconnecting", "fqdn", name, "reason", errText(st.Err))
+			}
+		}
+	}
+	if st.Status == tunnel.StatusConnected && prevStatus != tunnel.StatusConnected {
+		log.Debug("tunnel session connected", "tunnels", len(st.Remotes))
+	}
+	if kick {
+		// A refusal usually means the relay's configuration moved on:
+		// fetch it now; the next refusal of the same tunnel waits for the
+		// next poll.
+		s.requestFetch()
+	}
+}
+
+func targetOf(t AgentTunnel, rs tunnel.RemoteState) string {
+	if t.Port != 0 {
+		return t.Local()
+	}
+	return rs.Remote.Target
+}
+
+// publish records the state without a client (idle, or not set up).
+func (s *supervisor) publish() {
+	if s.conn == nil {
+		s.publishState(TunnelServer{}, tunnel.ClientState{Status: tunnel.StatusDisconnected})
+	}
+}
+
+// publishState turns the client's state into RunnerState and writes the
+// state file.
+func (s *supervisor) publishState(key TunnelServer, st tunnel.ClientState) {
+	r := s.r
+	s.mu.Lock()
+	tunnels, invalid := slices.Clone(s.tunnels), s.invalid
+	s.mu.Unlock()
+	rs := RunnerState{PID: os.Getpid(), UpdatedAt: r.cfg.Now().UTC(), Server: key.URL, Tunnels: []TunnelState{}}
+	unverified := errors.Is(st.Err, tunnel.ErrUnverified)
+	switch {
+	case unverified:
+		rs.Connection = TunnelUnverified
+	case st.Status == tunnel.StatusConnected:
+		rs.Connection = TunnelConnected
+	case st.Err != nil:
+		rs.Connection = TunnelReconnecting
+	default:
+		rs.Connection = TunnelConnecting
+	}
+	if st.Err != nil {
+		rs.Error = st.Err.Error()
+	}
+	for _, t := range tunnels {
+		ts := TunnelState{FQDN: t.FQDN, RelayPort: t.RelayPort, Local: t.Local(), State: rs.Connection, Reason: rs.Error, Since: st.Since}
+		if reason, bad := invalid[t.RelayPort]; bad {
+			ts.State, ts.Reason = TunnelRefused, reason
+		} else if x, ok := st.Remote(t.RelayPort); ok && !unverified {
+			switch {
+			case x.Status == tunnel.RemoteBound && st.Status == tunnel.StatusConnected:
+				ts.State, ts.Reason, ts.Since = TunnelConnected, "", x.Since
+			case x.Status == tunnel.RemoteRefused:
+				ts.State, ts.Reason, ts.Since = TunnelRefused, x.Reason, x.Since
+			case st.Status == tunnel.StatusConnected:
+				ts.State, ts.Reason = TunnelConnecting, ""
+			}
+		}
+		rs.Tunnels = append(rs.Tunnels, ts)
+	}
+	r.mu.Lock()
+	r.state = rs
+	r.mu.Unlock()
+	if r.cfg.StateFile != "" {
+		data, err := store.Marshal(rs)
+		if err == nil {
+			err = store.WriteFileAtomic(r.cfg.StateFile, data, 0o600)
+		}
+		if err != nil {
+			r.log.Debug("could not write the tunnel state file", "path", r.cfg.StateFile, "err", fmt.Sprint(err))
+		}
+	}
+}
+
+// State returns the tunnels' current state.
+func (r *Runner) State() RunnerState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.state
+	st.Tunnels = slices.Clone(st.Tunnels)
+	return st
 }

@@ -2,24 +2,30 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/portlama/portlama/internal/agent/agenttest"
 	"github.com/portlama/portlama/internal/testutil"
@@ -39,12 +45,21 @@ func (w *tLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// tunnelFront stands in for nginx's tunnel.<d> vhost: TLS with a
-// certificate from the relay CA, a client certificate required, proxying
-// (with WebSocket upgrades) to the tunnel server.
-func tunnelFront(t *testing.T, ca *agenttest.CA, backend string) *httptest.Server {
-	u, _ := url.Parse("http://" + backend)
-	front := httptest.NewUnstartedServer(httputil.NewSingleHostReverseProxy(u))
+// tunnelFront stands in for nginx's tunnel.<d> vhost (the tunnel and nginx
+// packages test the real one): TLS with a certificate from the relay CA, a
+// client certificate required, proxying with WebSocket upgrades to the
+// tunnel server with the proof headers nginx sets.
+func tunnelFront(t *testing.T, ca *agenttest.CA, r *tunnelRelay) *httptest.Server {
+	u, _ := url.Parse("http://" + r.addr)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	front := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		secret, _ := tunnel.ReadProxySecret(filepath.Join(r.dir, tunnel.ProxySecretFileName))
+		req.Header.Set(tunnel.HeaderSecret, secret)
+		req.Header.Set(tunnel.HeaderClientVerify, "SUCCESS")
+		req.Header.Set(tunnel.HeaderClientDN, "CN="+req.TLS.PeerCertificates[0].Subject.CommonName+",O=Portlama")
+		rp.ServeHTTP(w, req)
+	}))
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
 	front.TLS = &tls.Config{
@@ -63,15 +78,26 @@ type tunnelRelay struct {
 	cancel    context.CancelFunc
 	done      chan error
 	srv       *tunnel.Server
+	acl       *tunnel.ACL
+}
+
+func newTunnelRelay(t *testing.T) *tunnelRelay {
+	dir, err := os.MkdirTemp("", "agt") // short: the management socket path
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	r := &tunnelRelay{dir: dir, addr: testutil.FreeAddr(t), acl: tunnel.NewACL(filepath.Join(dir, tunnel.ACLFileName))}
+	r.start(t)
+	t.Cleanup(r.stop)
+	return r
 }
 
 func (r *tunnelRelay) start(t *testing.T) {
 	t.Helper()
-	srv, err := tunnel.NewServer(tunnel.ServerConfig{
-		Addr: r.addr, KeyFile: filepath.Join(r.dir, "server.key"),
-		FingerprintFile: filepath.Join(r.dir, "fingerprint"), ACLFile: filepath.Join(r.dir, "acl.json"),
-		ReloadInterval: 100 * time.Millisecond,
-	})
+	cfg := tunnel.DirConfig(r.dir)
+	cfg.Addr = r.addr
+	srv, err := tunnel.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,19 +118,37 @@ func (r *tunnelRelay) stop() {
 	}
 }
 
+// setPorts changes the agent's ports and applies them (what the panel's
+// notification does).
+func (r *tunnelRelay) setPorts(t *testing.T, label string, ports ...int) {
+	t.Helper()
+	if err := r.acl.SetPorts(context.Background(), label, ports); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.srv.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func appServer(t *testing.T, body string) int {
+	t.Helper()
+	return serveApp(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, body) }))
+}
+
+func serveApp(t *testing.T, h http.Handler) int {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, body) })}
+	s := &http.Server{Handler: h}
 	go func() { _ = s.Serve(l) }()
 	t.Cleanup(func() { _ = s.Close() })
 	return l.Addr().(*net.TCPAddr).Port
 }
 
 func getBody(port int) (string, error) {
-	c := &http.Client{Timeout: 2 * time.Second}
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/")
 	if err != nil {
 		return "", err
@@ -114,6 +158,8 @@ func getBody(port int) (string, error) {
 	return string(b), err
 }
 
+// waitBody polls the relay port until it answers want: the runner's
+// progress has no signal of its own outside the process.
 func waitBody(t *testing.T, port int, want string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
@@ -125,16 +171,21 @@ func waitBody(t *testing.T, port int, want string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("relay port %d: got %q, %v; want %q", port, got, err, want)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// TestRunnerWithRealTunnelServer enrolls against the stand-in panel, then
-// runs the real runner and tunnel client against the real tunnel server
-// behind a TLS front that demands the client certificate: traffic flows,
-// a tunnel added on the relay is picked up without a restart, and the agent
-// reconnects after the tunnel server restarts.
-func TestRunnerWithRealTunnelServer(t *testing.T) {
+// agentSetup enrolls "home" against the stand-in panel and starts a tunnel
+// server with the agent's credentials and a TLS front for it.
+type agentSetup struct {
+	p     *agenttest.Panel
+	id    *Identity
+	relay *tunnelRelay
+	front *httptest.Server
+	cred  string
+}
+
+func newAgentSetup(t *testing.T) *agentSetup {
 	p := agenttest.NewPanel(t)
 	h := Home{Dir: t.TempDir()}
 	if _, err := Setup(context.Background(), h, setupOpts(p)); err != nil {
@@ -144,73 +195,258 @@ func TestRunnerWithRealTunnelServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	relay := &tunnelRelay{dir: t.TempDir(), addr: testutil.FreeAddr(t)}
-	relay.start(t)
-	t.Cleanup(relay.stop)
-	acl := tunnel.NewACL(filepath.Join(relay.dir, "acl.json"))
-	ctx := context.Background()
-	if err := acl.AddAgent(ctx, "home"); err != nil {
+	r := newTunnelRelay(t)
+	if err := r.acl.AddAgent(context.Background(), "home"); err != nil {
 		t.Fatal(err)
 	}
-	cred, _ := acl.Credential(ctx, "home")
-	front := tunnelFront(t, p.CA, relay.addr)
+	cred, _ := r.acl.Credential(context.Background(), "home")
+	return &agentSetup{p: p, id: id, relay: r, front: tunnelFront(t, p.CA, r), cred: cred}
+}
 
-	app1, app2 := appServer(t, "one"), appServer(t, "two")
-	rp1, rp2 := testutil.FreePort(t), testutil.FreePort(t)
-	setTunnels := func(ports ...[2]int) {
-		var ts []AgentTunnel
-		var relayPorts []int
-		for i, pp := range ports {
-			ts = append(ts, AgentTunnel{ID: strconv.Itoa(i), FQDN: "t" + strconv.Itoa(i) + ".demo.localhost", Port: pp[1], TargetHost: "127.0.0.1", RelayPort: pp[0]})
-			relayPorts = append(relayPorts, pp[0])
-		}
-		if err := acl.SetPorts(ctx, "home", relayPorts); err != nil {
-			t.Fatal(err)
-		}
-		b, _ := json.Marshal(AgentConfig{Domain: "demo.localhost", ChiselServerURL: front.URL, Auth: cred,
-			Fingerprint: relay.srv.Fingerprint(), Tunnels: ts})
-		p.SetAgentConfig(b)
+// setTunnels makes ts the agent's enabled tunnels: ACL first (applied),
+// then agent-config, as the panel does.
+func (a *agentSetup) setTunnels(t *testing.T, ts ...AgentTunnel) {
+	t.Helper()
+	var ports []int
+	for _, tn := range ts {
+		ports = append(ports, tn.RelayPort)
 	}
-	setTunnels([2]int{rp1, app1})
-	time.Sleep(300 * time.Millisecond) // let the server reload acl.json
+	a.relay.setPorts(t, "home", ports...)
+	b, _ := json.Marshal(AgentConfig{Domain: "demo.localhost", ChiselServerURL: a.front.URL, Auth: a.cred,
+		Fingerprint: a.relay.srv.Fingerprint(), Tunnels: ts})
+	a.p.SetAgentConfig(b)
+}
 
-	tc, err := id.PanelTLSConfig()
+// runner starts the real runner with the real tunnel client.
+func (a *agentSetup) runner(t *testing.T, logs *recLog) *Runner {
+	t.Helper()
+	tc, err := a.id.PanelTLSConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(&tLog{t: t}, nil))
+	var l *slog.Logger = logger
+	if logs != nil {
+		l = slog.New(logs)
+	}
 	r, err := NewRunner(RunnerConfig{
-		Fetch: NewFetcher(NewClient(id.Profile.PanelURL, tc)), NewSession: TunnelClientFactory(id, logger),
-		PollInterval: 200 * time.Millisecond, MinBackoff: 100 * time.Millisecond, MaxBackoff: 400 * time.Millisecond,
-		Logger: logger,
+		Fetch: NewFetcher(NewClient(a.id.Profile.PanelURL, tc)), NewClient: TunnelClientFactory(a.id, "test", logger),
+		PollInterval: 50 * time.Millisecond, MinBackoff: 50 * time.Millisecond, MaxBackoff: 400 * time.Millisecond,
+		Logger: l,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	defer func() {
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
 		cancel()
 		<-done
-	}()
+		if n := r.workers.Load(); n != 0 {
+			t.Errorf("%d connection goroutines left", n)
+		}
+	})
+	return r
+}
 
+// waitRunner waits until cond holds for the runner's state.
+func waitRunner(t *testing.T, r *Runner, what string, cond func(RunnerState) bool) {
+	t.Helper()
+	waitFor(t, what, func() bool { return cond(r.State()) })
+}
+
+func allConnected(n int) func(RunnerState) bool {
+	return func(st RunnerState) bool {
+		if st.Connection != TunnelConnected || len(st.Tunnels) != n {
+			return false
+		}
+		for _, ts := range st.Tunnels {
+			if ts.State != TunnelConnected {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// TestRunnerWithRealTunnelServer: the real runner and tunnel client against
+// the real tunnel server behind a TLS front that demands the client
+// certificate: traffic flows, a tunnel added on the relay is picked up
+// without a restart, and the agent reconnects after the tunnel server
+// restarts.
+func TestRunnerWithRealTunnelServer(t *testing.T) {
+	a := newAgentSetup(t)
+	app1, app2 := appServer(t, "one"), appServer(t, "two")
+	ps := freePorts(t, 2)
+	rp1, rp2 := ps[0], ps[1]
+	t1 := AgentTunnel{ID: "1", FQDN: "t1.demo.localhost", Port: app1, TargetHost: "127.0.0.1", RelayPort: rp1}
+	t2 := AgentTunnel{ID: "2", FQDN: "t2.demo.localhost", Port: app2, TargetHost: "127.0.0.1", RelayPort: rp2}
+	a.setTunnels(t, t1)
+	r := a.runner(t, nil)
+	waitRunner(t, r, "tunnel 1", allConnected(1))
 	waitBody(t, rp1, "one")
 
-	// A second tunnel appears on the relay: picked up without a restart.
-	setTunnels([2]int{rp1, app1}, [2]int{rp2, app2})
+	a.setTunnels(t, t1, t2)
+	waitRunner(t, r, "tunnel 2", allConnected(2))
 	waitBody(t, rp2, "two")
-	waitBody(t, rp1, "one")
+	if n := a.relay.srv.Sessions("home"); n != 1 {
+		t.Fatalf("%d sessions for two tunnels, want one", n)
+	}
 
 	// The tunnel server restarts: the agent reconnects by itself.
-	relay.stop()
+	a.relay.stop()
 	if _, err := getBody(rp1); err == nil {
 		t.Fatal("relay port still answers with the tunnel server down")
 	}
-	relay.start(t)
+	waitRunner(t, r, "the runner to notice", func(st RunnerState) bool { return st.Connection == TunnelReconnecting })
+	if st := r.State(); st.Tunnels[0].State != TunnelReconnecting || !strings.Contains(st.Tunnels[0].Reason, "lost") {
+		t.Fatalf("state while the server is down: %+v", st)
+	}
+	a.relay.start(t)
+	waitRunner(t, r, "reconnect", allConnected(2))
 	waitBody(t, rp1, "one")
 	waitBody(t, rp2, "two")
+}
+
+// TestRunnerRefusedCertificate: credentials of another agent's certificate
+// (here: the relay knows no such agent) show as refused with the reason.
+func TestRunnerRefusedCredentials(t *testing.T) {
+	a := newAgentSetup(t)
+	rp := testutil.FreePort(t)
+	a.setTunnels(t, AgentTunnel{ID: "1", FQDN: "t1.demo.localhost", Port: appServer(t, "x"), TargetHost: "127.0.0.1", RelayPort: rp})
+	b, _ := json.Marshal(AgentConfig{Domain: "demo.localhost", ChiselServerURL: a.front.URL, Auth: "home:" + strings.Repeat("0", 64),
+		Fingerprint: a.relay.srv.Fingerprint(), Tunnels: []AgentTunnel{{ID: "1", FQDN: "t1.demo.localhost", Port: 80, TargetHost: "127.0.0.1", RelayPort: rp}}})
+	a.p.SetAgentConfig(b)
+	logs := &recLog{}
+	a.runner(t, logs)
+	waitFor(t, "the refusal", func() bool { return len(logs.find("tunnel connection refused")) >= 2 })
+	if l := logs.find("tunnel connection refused")[0]; !strings.Contains(l.attrs["reason"], "refused the credentials") {
+		t.Fatalf("reason = %q", l.attrs["reason"])
+	}
+	logs.mustNotContain(t, strings.Repeat("0", 64))
+}
+
+func detBytes() io.Reader { return rand.NewChaCha8([32]byte{1}) }
+
+// streamApp serves /big?size=N (deterministic bytes), /ws (echo) and "/".
+func streamApp(t *testing.T, name string) int {
+	up := websocket.Upgrader{}
+	return serveApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/big":
+			n, _ := strconv.ParseInt(r.URL.Query().Get("size"), 10, 64)
+			w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+			io.Copy(w, io.LimitReader(detBytes(), n))
+		case "/ws":
+			c, err := up.Upgrade(w, r, nil)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			for {
+				typ, m, err := c.ReadMessage()
+				if err != nil || c.WriteMessage(typ, m) != nil {
+					return
+				}
+			}
+		default:
+			io.WriteString(w, name)
+		}
+	}))
+}
+
+// TestRunnerTunnelChangesKeepTransfers: tunnel B is disabled, re-ported
+// and deleted through the panel's path (ACL applied, then agent-config)
+// while a 64 MiB download and a WebSocket run through tunnel A of the same
+// agent: A's transfers complete byte-exact and A never goes down.
+func TestRunnerTunnelChangesKeepTransfers(t *testing.T) {
+	const size = 64 << 20
+	a := newAgentSetup(t)
+	appA, appB := streamApp(t, "A"), streamApp(t, "B")
+	ps := freePorts(t, 3)
+	rpA, rpB, rpB2 := ps[0], ps[1], ps[2]
+	tA := AgentTunnel{ID: "a", FQDN: "a.demo.localhost", Port: appA, TargetHost: "127.0.0.1", RelayPort: rpA}
+	tB := AgentTunnel{ID: "b", FQDN: "b.demo.localhost", Port: appB, TargetHost: "127.0.0.1", RelayPort: rpB}
+	a.setTunnels(t, tA, tB)
+	logs := &recLog{}
+	r := a.runner(t, logs)
+	waitRunner(t, r, "both tunnels", allConnected(2))
+
+	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Get(fmt.Sprintf("http://127.0.0.1:%d/big?size=%d", rpA, size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	h := sha256.New()
+	if _, err := io.CopyN(h, resp.Body, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	ws, _, err := websocket.DefaultDialer.Dial(fmt.Sprintf("ws://127.0.0.1:%d/ws", rpA), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	echo := func(i int) {
+		t.Helper()
+		msg := []byte("message " + strconv.Itoa(i))
+		ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if err := ws.WriteMessage(websocket.TextMessage, msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := ws.ReadMessage(); err != nil || string(got) != string(msg) {
+			t.Fatalf("echo %d: %q %v", i, got, err)
+		}
+	}
+	echo(0)
+
+	tB2 := tB
+	tB2.RelayPort = rpB2
+	closed := func(port int) func() {
+		return func() {
+			if _, err := getBody(port); err == nil {
+				t.Fatalf("relay port %d still answers", port)
+			}
+		}
+	}
+	steps := []struct {
+		name  string
+		ts    []AgentTunnel
+		check func()
+	}{
+		{"disable B", []AgentTunnel{tA}, closed(rpB)},
+		{"re-port B", []AgentTunnel{tA, tB2}, func() { waitBody(t, rpB2, "B"); closed(rpB)() }},
+		{"delete B", []AgentTunnel{tA}, closed(rpB2)},
+	}
+	for i, step := range steps {
+		a.setTunnels(t, step.ts...)
+		// The relay applied the change before setTunnels returned.
+		if step.name != "re-port B" {
+			step.check()
+		}
+		waitRunner(t, r, step.name, allConnected(len(step.ts)))
+		step.check()
+		echo(i + 1)
+		if _, err := io.CopyN(h, resp.Body, 4<<20); err != nil {
+			t.Fatalf("download broke at %s: %v", step.name, err)
+		}
+	}
+	n, err := io.Copy(h, resp.Body)
+	if err != nil || n+(1<<20)+3*(4<<20) != size {
+		t.Fatalf("download: %d bytes, %v", n, err)
+	}
+	want := sha256.New()
+	io.Copy(want, io.LimitReader(detBytes(), size))
+	if string(h.Sum(nil)) != string(want.Sum(nil)) {
+		t.Fatal("download through tunnel A is not byte-exact")
+	}
+	echo(9)
+	for _, l := range logs.find("tunnel down; reconnecting") {
+		t.Fatalf("a tunnel went down: %v", l)
+	}
+	if n := a.relay.srv.Sessions("home"); n != 1 {
+		t.Fatalf("%d sessions", n)
+	}
 }
 
 // TestTunnelTLSRefusesForeignServer: the tunnel server's certificate must
@@ -222,8 +458,9 @@ func TestTunnelTLSRefusesForeignServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	id, _ := h.LoadIdentity("home")
-	good := tunnelFront(t, p.CA, "127.0.0.1:1")
-	bad := tunnelFront(t, agenttest.NewCA(t, "Other CA"), "127.0.0.1:1")
+	r := &tunnelRelay{addr: "127.0.0.1:1"}
+	good := tunnelFront(t, p.CA, r)
+	bad := tunnelFront(t, agenttest.NewCA(t, "Other CA"), r)
 	for _, c := range []struct {
 		url    string
 		wantOK bool
@@ -245,4 +482,25 @@ func TestTunnelTLSRefusesForeignServer(t *testing.T) {
 			t.Fatalf("want a verification error, got %v", err)
 		}
 	}
+}
+
+// freePorts returns n distinct loopback ports that were free a moment ago.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports
 }

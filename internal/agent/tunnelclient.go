@@ -19,27 +19,22 @@ func NewFetcher(c *Client) ConfigFetcher {
 	}
 }
 
-// TunnelClientFactory builds real tunnel sessions (internal/tunnel) for id:
+// TunnelClientFactory builds real tunnel clients (internal/tunnel) for id:
 // the client certificate is presented to tunnel.<d>, whose certificate is
-// verified against the system roots plus the pinned relay CA. The Runner
-// asks for one session per tunnel; its logs carry the tunnel's fqdn.
-func TunnelClientFactory(id *Identity, log *slog.Logger) TunnelFactory {
-	return func(s Session) (TunnelSession, error) {
-		tc, err := id.TunnelTLSConfig(s.ServerURL)
+// verified against the system roots plus the pinned relay CA.
+func TunnelClientFactory(id *Identity, version string, log *slog.Logger) TunnelFactory {
+	return func(s TunnelServer) (TunnelClient, error) {
+		tc, err := id.TunnelTLSConfig(s.URL)
 		if err != nil {
 			return nil, err
 		}
-		l := log
-		if len(s.Tunnels) == 1 && l != nil {
-			l = l.With("fqdn", s.Tunnels[0].FQDN)
-		}
 		return tunnel.NewClient(tunnel.ClientConfig{
-			ServerURL:   s.ServerURL,
+			ServerURL:   s.URL,
 			Auth:        s.Auth,
 			Fingerprint: s.Fingerprint,
-			Remotes:     s.Remotes,
 			TLS:         tc,
-			Logger:      l,
+			Version:     version,
+			Logger:      log,
 		})
 	}
 }

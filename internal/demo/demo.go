@@ -41,6 +41,7 @@ import (
 	"github.com/portlama/portlama/internal/relay"
 	"github.com/portlama/portlama/internal/sampleapp"
 	"github.com/portlama/portlama/internal/store"
+	"github.com/portlama/portlama/internal/tunnel"
 )
 
 // Domain is the demo's base domain. Names under .localhost resolve to
@@ -360,6 +361,17 @@ func (s *Stack) startNginx(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The tunnel vhost proves itself to the tunnel server with its own
+	// secret; the tunnel server reads the same file.
+	tunnelSecret, err := tunnel.EnsureProxySecret(tunnel.DirConfig(s.Relay.Layout.TunnelDir()).SecretFile)
+	if err != nil {
+		return err
+	}
+	ts, err := svc.Render.TunnelSecret(tunnelSecret)
+	if err != nil {
+		return err
+	}
+	shared.Files = append(shared.Files, ts)
 	if err := svc.Nginx.WriteShared(ctx, shared); err != nil {
 		return err
 	}

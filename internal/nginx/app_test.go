@@ -398,11 +398,22 @@ func TestMTLSVhostsAndCRL(t *testing.T) {
 			t.Errorf("%s with foreign certificate: %d", c.url, resp.StatusCode)
 		}
 	}
-	resp, body := get(t, rl.client(rl.addrs.HTTPSPort, &rl.pki.client), tunURL, map[string]string{"X-SSL-Client-Verify": "x"})
+	resp, body := get(t, rl.client(rl.addrs.HTTPSPort, &rl.pki.client), tunURL, map[string]string{"X-SSL-Client-Verify": "x",
+		"X-Portlama-Tunnel-Secret": "forged", "X-Portlama-Tunnel-Client-Verify": "forged", "X-Portlama-Tunnel-Client-DN": "CN=agent:forged"})
 	if resp.StatusCode != 200 {
 		t.Fatalf("tunnel with certificate: %d", resp.StatusCode)
 	}
 	h := decodeEcho(t, body).Headers
+	// The tunnel server's proof and identity headers come from nginx only.
+	if v := h.Values("X-Portlama-Tunnel-Secret"); len(v) != 1 || v[0] != testSecret {
+		t.Errorf("tunnel secret header = %q", v)
+	}
+	if v := h.Values("X-Portlama-Tunnel-Client-Verify"); len(v) != 1 || v[0] != "SUCCESS" {
+		t.Errorf("tunnel verify header = %q", v)
+	}
+	if v := h.Values("X-Portlama-Tunnel-Client-Dn"); len(v) != 1 || !strings.Contains(v[0], "CN="+rl.pki.clientCert.Subject.CommonName) || strings.Contains(v[0], "forged") {
+		t.Errorf("tunnel DN header = %q", v)
+	}
 	if _, ok := h["X-Portlama-Proxy-Secret"]; ok {
 		t.Error("secret sent to the tunnel server")
 	}

@@ -292,6 +292,11 @@ func startRelayWith(t testing.TB, o relayOpts) *relay {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ts, err := rl.r.TunnelSecret(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh.Files = append(sh.Files, ts)
 	if err := rl.mgr.WriteShared(ctx, sh); err != nil {
 		t.Fatal(err)
 	}

@@ -58,6 +58,11 @@ func testSystemConf(t *testing.T, mainConf func(*testing.T) []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ts, err := r.TunnelSecret(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh.Files = append(sh.Files, ts)
 	ctx := context.Background()
 	if err := m.WriteShared(ctx, sh); err != nil {
 		t.Fatal(err)

@@ -358,6 +358,9 @@ ssl_verify_depth 1;
 {{- define "snippet-secret"}}{{template "header"}}proxy_set_header X-Portlama-Proxy-Secret "{{.Secret}}";
 {{end}}
 
+{{- define "snippet-tunnel-secret"}}{{template "header"}}proxy_set_header X-Portlama-Tunnel-Secret "{{.Secret}}";
+{{end}}
+
 {{- define "snippet-panel-proxy"}}{{template "header"}}# For locations that proxy to the panel (contract §19.1, §3.2).
 proxy_pass http://portlama_panel;
 proxy_http_version 1.1;
@@ -492,6 +495,12 @@ server {
         proxy_http_version 1.1;
         proxy_set_header Upgrade $http_upgrade;
         proxy_set_header Connection "upgrade";
+        # The tunnel server serves only requests with this secret (proof that
+        # nginx forwarded them) and takes the agent from the verified client
+        # certificate; each header replaces whatever the client sent.
+        include {{.Env.Snippets}}/portlama-tunnel-secret.conf;
+        proxy_set_header X-Portlama-Tunnel-Client-Verify $ssl_client_verify;
+        proxy_set_header X-Portlama-Tunnel-Client-DN $ssl_client_s_dn;
 {{- template "blankClientCert"}}
 {{- template "blankSecret"}}
 {{- template "blankRemote"}}

@@ -34,9 +34,11 @@ type Services struct {
 	Agents  *agents.Manager
 	Tunnels *tunnels.Service
 	ACL     *tunnel.ACL
-	Nginx   *nginx.Manager
-	Render  *nginx.Renderer
-	Certs   *acme.Store
+	// TunnelManage reaches the tunnel server's management socket.
+	TunnelManage *tunnel.ManageClient
+	Nginx        *nginx.Manager
+	Render       *nginx.Renderer
+	Certs        *acme.Store
 }
 
 // Open connects the services of the relay described by cfg. ctl drives
@@ -61,7 +63,9 @@ func Open(cfg config.Relay, ctl nginx.Controller, log *slog.Logger) (*Services, 
 		return nil, err
 	}
 	s.PKI = p
-	s.ACL = tunnel.NewACL(tunnel.DirConfig(cfg.Layout.TunnelDir()).ACLFile)
+	tcfg := tunnel.DirConfig(cfg.Layout.TunnelDir())
+	s.ACL = tunnel.NewACL(tcfg.ACLFile)
+	s.TunnelManage = tunnel.NewManageClient(tcfg.ManageSocket, tcfg.ACLFile)
 	s.Certs = &acme.Store{Dir: cfg.Layout.CertsDir, Domain: s.domain}
 	s.Tunnels = tunnels.New(tunnels.Config{
 		File:     cfg.Layout.TunnelsFile(),
@@ -69,7 +73,7 @@ func Open(cfg config.Relay, ctl nginx.Controller, log *slog.Logger) (*Services, 
 		Agents:   activeLabels{s},
 		Vhosts:   tunnelVhosts{s},
 		Certs:    s.Certs,
-		ACL:      agentPorts{s.ACL},
+		ACL:      agentPorts{s},
 		Rules:    accessRules{s},
 	})
 	am, err := agents.New(agents.Config{PKI: p, Tunnels: credentials{s}, Logger: log})
@@ -123,14 +127,27 @@ func (s *Services) Fingerprint() (string, error) {
 // agentPorts updates the relay ports an agent may bind. A revoked agent
 // has no credentials and nothing to update: its tunnels stay in
 // tunnels.json and get their ports back when the label enrolls again.
-type agentPorts struct{ acl *tunnel.ACL }
+type agentPorts struct{ s *Services }
 
 func (a agentPorts) SetPorts(ctx context.Context, label string, ports []int) error {
-	err := a.acl.SetPorts(ctx, label, ports)
+	err := a.s.ACL.SetPorts(ctx, label, ports)
 	if errors.Is(err, tunnel.ErrUnknownAgent) {
 		return nil
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	a.s.notifyTunnel(ctx)
+	return nil
+}
+
+// notifyTunnel asks the tunnel server to apply acl.json now. A failure is
+// only logged: the change is saved and the server's periodic check applies
+// it. (Reporting it in the API answer is the panel's decision.)
+func (s *Services) notifyTunnel(ctx context.Context) {
+	if err := s.TunnelManage.Notify(ctx); err != nil {
+		s.Log.Warn("tunnel server did not confirm the access change", "err", err)
+	}
 }
 
 type nginxReloader struct{ m *nginx.Manager }
@@ -161,11 +178,19 @@ func (c credentials) AddAgent(ctx context.Context, label string) error {
 	if err := c.s.ACL.AddAgent(ctx, label); err != nil {
 		return err
 	}
-	return c.s.Tunnels.SyncACL(ctx, label)
+	if err := c.s.Tunnels.SyncACL(ctx, label); err != nil {
+		return err
+	}
+	c.s.notifyTunnel(ctx)
+	return nil
 }
 
 func (c credentials) RemoveAgent(ctx context.Context, label string) error {
-	return c.s.ACL.RemoveAgent(ctx, label)
+	if err := c.s.ACL.RemoveAgent(ctx, label); err != nil {
+		return err
+	}
+	c.s.notifyTunnel(ctx)
+	return nil
 }
 
 // tunnelVhosts writes tunnel vhosts with nginx's safe procedure.

@@ -7,7 +7,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,6 +29,47 @@ func NeedBinary(t testing.TB, name string) string {
 	}
 	t.Skipf("%s not installed; run scripts/deps.sh to install test dependencies", name)
 	return ""
+}
+
+// NeedTool returns the path of a tool that scripts/deps.sh --test builds
+// into the repository's bin/ directory (or that is on $PATH), with the same
+// CI rule as NeedBinary.
+func NeedTool(t testing.TB, name string) string {
+	t.Helper()
+	if root, ok := repoRoot(); ok {
+		p := filepath.Join(root, "bin", name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	if path, err := exec.LookPath(name); err == nil {
+		return path
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is required but not built (run scripts/deps.sh --test)", name)
+	}
+	t.Skipf("%s not built; run scripts/deps.sh --test", name)
+	return ""
+}
+
+// repoRoot finds the directory of the main module's go.mod above the
+// working directory (tests run in their package directory).
+func repoRoot() (string, bool) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", false
+	}
+	for {
+		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
+			strings.HasPrefix(string(data), "module github.com/portlama/portlama\n") {
+			return dir, true
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", false
+		}
+		dir = parent
+	}
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.

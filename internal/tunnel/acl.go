@@ -36,8 +36,8 @@ type ACLAgent struct {
 var ErrUnknownAgent = errors.New("agent has no tunnel credentials")
 
 var (
-	labelRe    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
-	passwordRe = regexp.MustCompile(`^[a-f0-9]{64}$`)
+	labelRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+	hex64Re = regexp.MustCompile(`^[a-f0-9]{64}$`)
 )
 
 // maxLabelLen covers every label rule of the contract (§2.6).
@@ -61,7 +61,7 @@ func (f ACLFile) Validate() error {
 			return fmt.Errorf("acl: duplicate agent %q", a.Label)
 		}
 		labels[a.Label] = true
-		if !passwordRe.MatchString(a.Password) {
+		if !hex64Re.MatchString(a.Password) {
 			return fmt.Errorf("acl agent %q: password must be 64 lower-case hex characters", a.Label)
 		}
 		for _, p := range a.RelayPorts {

@@ -35,7 +35,7 @@ func TestACLOperations(t *testing.T) {
 		t.Fatal(err)
 	}
 	f, _ = a.Load()
-	if len(f.Agents) != 1 || f.Agents[0].Label != "home" || !passwordRe.MatchString(f.Agents[0].Password) ||
+	if len(f.Agents) != 1 || f.Agents[0].Label != "home" || !hex64Re.MatchString(f.Agents[0].Password) ||
 		f.Agents[0].RelayPorts == nil || len(f.Agents[0].RelayPorts) != 0 {
 		t.Fatalf("after AddAgent: %+v", f)
 	}
@@ -208,10 +208,11 @@ func atoiSuffix(addr string) int {
 	return n
 }
 
-// FuzzRemoteAccess checks the remote-string → port decision exactly as the
-// server takes it: chisel decodes the remote, takes its UserAddr and matches
-// the agent's pattern. Whatever the string, a match must mean "reverse
-// remote listening on 127.0.0.1 on one of the agent's ports".
+// FuzzRemoteAccess checks the remote → port decision exactly as the server
+// takes it for a stock client's configuration: chisel decodes the remote,
+// checkSpec validates it and the port must be in the agent's list. Whatever
+// the string, acceptance must mean "reverse TCP remote listening on
+// 127.0.0.1 on one of the agent's ports".
 func FuzzRemoteAccess(f *testing.F) {
 	f.Add("R:127.0.0.1:20001:127.0.0.1:8080", uint16(20001), uint16(20003))
 	f.Add("R:127.0.0.1:20003:[fd00::5]:8080", uint16(20001), uint16(20003))
@@ -230,22 +231,29 @@ func FuzzRemoteAccess(f *testing.F) {
 				ports = append(ports, int(p))
 			}
 		}
-		a := ACLAgent{Label: "a", RelayPorts: ports}
-		re := regexp.MustCompile(a.Pattern())
-		r, err := settings.DecodeRemote(rem)
+		spec, err := settings.DecodeRemote(rem)
 		if err != nil {
 			return
 		}
-		addr := r.UserAddr()
-		if !re.MatchString(addr) {
+		r, ref := checkSpec(spec)
+		if ref != nil {
+			if ref.code != CodeInvalid || !strings.HasPrefix(ref.msg, "access to '") {
+				t.Fatalf("%q refused with %+v", rem, ref)
+			}
 			return
 		}
-		if !r.Reverse || r.LocalHost != "127.0.0.1" {
-			t.Fatalf("%q allowed: reverse=%v host=%q", rem, r.Reverse, r.LocalHost)
+		if !spec.Reverse || spec.LocalHost != "127.0.0.1" || spec.Socks || spec.Stdio || spec.LocalProto == "udp" {
+			t.Fatalf("%q accepted: %+v", rem, spec)
 		}
-		n, err := strconv.Atoi(r.LocalPort)
-		if err != nil || !slices.Contains(ports, n) || r.LocalPort != strconv.Itoa(n) {
-			t.Fatalf("%q allowed port %q, ports %v", rem, r.LocalPort, ports)
+		if strconv.Itoa(r.RelayPort) != spec.LocalPort {
+			t.Fatalf("%q: relay port %d from %q", rem, r.RelayPort, spec.LocalPort)
+		}
+		if containsPort(ports, r.RelayPort) != slices.Contains(ports, r.RelayPort) {
+			t.Fatal("containsPort disagrees")
+		}
+		again, err := ParseRemote(r.String())
+		if err != nil || again != r {
+			t.Fatalf("canonical form %q of %q does not parse back: %+v %v", r.String(), rem, again, err)
 		}
 	})
 }

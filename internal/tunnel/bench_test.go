@@ -1,8 +1,8 @@
 package tunnel
 
 // Throughput of the tunnel against the app reached directly, everything
-// in-process on loopback (app, chisel client, chisel server, load client
-// share the CPUs). Run:
+// in-process on loopback (app, tunnel client, tunnel server, load client
+// share the CPUs; no nginx: test/bench has the production path). Run:
 //
 //	go test -run XXX -bench Tunnel -benchtime 1x ./internal/tunnel/
 //
@@ -60,13 +60,10 @@ func benchTunnel(b *testing.B) (app, relayPort int) {
 	app = benchApp(b)
 	relayPort = testutil.FreePort(b)
 	cred := r.addAgent(b, "bench", relayPort)
-	waitApplied(b, r, "bench")
 	if _, err := connect(b, r, cred, remote(relayPort, app)); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := getEventually(relayPort, "hello world\n"); err != nil {
-		b.Fatal(err)
-	}
+	mustGet(b, relayPort, "hello world\n")
 	return app, relayPort
 }
 

@@ -1,85 +1,37 @@
 package tunnel
 
-// Client: a thin wrapper around chisel's client (chclient) for the agent.
-//
-// TLS decision: chisel's client only takes TLS material as file paths, but
-// it accepts a DialContext function and uses plain ws:// when the server URL
-// is http://. So for an https:// (or wss://) ServerURL the wrapper hands chisel
-// the equivalent http://host:port URL and a DialContext that performs the TLS
-// handshake itself with ClientConfig.TLS (an in-memory *tls.Config: RootCAs,
-// client Certificates or GetClientCertificate, ServerName). The Host header
-// and the wire bytes are exactly those of a stock chisel client talking
-// wss://. Verification is always on: a config with InsecureSkipVerify is
-// rejected. An http:// ServerURL (tests, direct loopback use) connects
-// without TLS; the SSH layer inside still verifies the server key against
-// Fingerprint, which is required.
-//
-// Performance: the dialed connection is wrapped in a frameConn (frameconn.go),
-// which writes all WebSocket frames of one SSH packet with a single write
-// instead of one write per 4 KiB frame.
-//
-// Run connects once (chisel's own retry loop is disabled) and returns when
-// the context is done (nil) or the session ends or fails (an error wrapping
-// ErrRefused, ErrUnverified or ErrConnection). Reconnecting, with backoff and
-// a fresh agent-config, is the caller's job. A Client is single-use: build a
-// new one for every connection attempt.
-
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	chclient "github.com/jpillora/chisel/client"
-	"github.com/jpillora/chisel/share/settings"
+	"golang.org/x/crypto/ssh"
 )
 
-// Errors returned (wrapped) by Client.Run; test with errors.Is.
-var (
-	// ErrRefused: the relay refused this client: unknown agent or wrong
-	// password, a remote outside the agent's ACL, or the relay's front end
-	// rejected the client certificate. Refetch the configuration before
-	// trying again.
-	ErrRefused = errors.New("tunnel server refused the connection")
-	// ErrUnverified: the relay could not be verified (TLS certificate or
-	// SSH key fingerprint mismatch). Never ignore this one.
-	ErrUnverified = errors.New("tunnel server could not be verified")
-	// ErrConnection: the relay could not be reached or the session was lost
-	// (including the relay closing the session after an ACL change).
-	ErrConnection = errors.New("tunnel connection failed")
-)
-
-// DefaultKeepAlive is the SSH keep-alive interval used when
-// ClientConfig.KeepAlive is zero (chisel's command-line default).
-const DefaultKeepAlive = 25 * time.Second
-
-// ClientConfig configures a Client. ServerURL, Auth, Fingerprint and
-// Remotes come from GET /api/tunnels/agent-config.
+// ClientConfig configures a Client. ServerURL, Auth and Fingerprint come
+// from GET /api/tunnels/agent-config.
 type ClientConfig struct {
 	// ServerURL is the tunnel endpoint, e.g. "https://tunnel.<d>:443".
 	// https/wss use TLS with the TLS field; http/ws connect in clear text
-	// (the SSH layer is still authenticated by Fingerprint).
+	// (tests; the SSH layer is still authenticated by Fingerprint).
 	ServerURL string
 	// Auth is the agent's credential "<label>:<password>". Never logged.
 	Auth string
 	// Fingerprint is the tunnel server key fingerprint (SHA256, base64, 44
 	// characters, as chisel prints it). Required.
 	Fingerprint string
-	// Remotes are reverse chisel remotes, e.g. "R:127.0.0.1:20001:127.0.0.1:8080".
-	Remotes []string
 	// TLS is used for https/wss: RootCAs (nil means system roots),
 	// Certificates or GetClientCertificate (nginx demands a client
 	// certificate on tunnel.<d>), ServerName (default: the URL host).
@@ -87,31 +39,135 @@ type ClientConfig struct {
 	TLS *tls.Config
 	// KeepAlive is the SSH keep-alive interval; zero means DefaultKeepAlive.
 	KeepAlive time.Duration
-	// Logger receives chisel's client messages; nil discards them.
+	// DrainTimeout bounds how long a session replaced by a migration
+	// keeps running for its open connections; zero means one hour.
+	DrainTimeout time.Duration
+	// Version is sent to the server in the configuration (status shows it).
+	Version string
+	// Ciphers overrides the SSH cipher preference (default: AES-128-GCM,
+	// then AES-256-GCM, then chacha20-poly1305).
+	Ciphers []string
+	// Header is added to the WebSocket upgrade request (chisel's --header).
+	Header http.Header
+	// DialContext dials the relay's TCP address; nil means a net.Dialer
+	// (names under .localhost go to 127.0.0.1).
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Logger receives the client's messages; nil discards them.
 	Logger *slog.Logger
 }
 
-// Client is one tunnel connection attempt of an agent. Create it with
-// NewClient; call Run once.
-type Client struct {
-	cfg       ClientConfig
-	chiselURL string
-	tlsConf   *tls.Config
-	log       *slog.Logger
-	dialAddr  string // tests: dial this address instead of the URL's
+// defaultCiphers puts AES-GCM first: with AES-NI it costs half the CPU of
+// chacha20-poly1305 per transfer (test/bench; x/crypto's chacha20 has no
+// amd64 assembly), which outweighs its one drawback here: x/crypto/ssh
+// writes a GCM packet above 4 KiB with two Writes (see wsConn).
+var defaultCiphers = []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherChaCha20Poly1305}
 
-	started   atomic.Bool
-	connected chan struct{}
-	done      chan struct{}
-	runErr    error // set before done is closed
+// ConnStatus is the state of a Client's connection.
+type ConnStatus string
 
-	mu        sync.Mutex
-	dialErr   error  // last error of our dialer
-	httpReply string // first line the server answered the upgrade with
-	chiselErr string // last "Connection error" chisel logged
+// Connection states.
+const (
+	StatusDisconnected ConnStatus = "disconnected"
+	StatusConnecting   ConnStatus = "connecting"
+	StatusConnected    ConnStatus = "connected"
+)
+
+// RemoteStatus is the state of one remote.
+type RemoteStatus string
+
+// Remote states.
+const (
+	// RemotePending: not bound yet (not connected, or being bound).
+	RemotePending RemoteStatus = "pending"
+	// RemoteBound: the relay listens on the relay port for this agent.
+	RemoteBound RemoteStatus = "bound"
+	// RemoteRefused: the relay refused or dropped it; Code and Reason say
+	// why. SetRemotes tries it again.
+	RemoteRefused RemoteStatus = "refused"
+)
+
+// RemoteState is the state of one remote of a Client.
+type RemoteState struct {
+	Remote    Remote
+	Status    RemoteStatus
+	Code      string // a Code* constant when refused
+	Reason    string // the relay's message when refused
+	Since     time.Time
+	sessionID uint64
 }
 
-// NewClient validates cfg and returns a Client ready to Run.
+// ClientState is a snapshot of a Client.
+type ClientState struct {
+	Status ConnStatus
+	// Err is why the last session ended or failed (a *Error), nil while
+	// connected.
+	Err   error
+	Since time.Time
+	// ConnectedAt is when the current or last session connected (zero if
+	// none ever did).
+	ConnectedAt time.Time
+	// Remotes are in the order SetRemotes gave them.
+	Remotes []RemoteState
+	// Migrations counts completed make-before-break reconnects.
+	Migrations int
+}
+
+// Remote returns the state of the remote on relayPort.
+func (s ClientState) Remote(relayPort int) (RemoteState, bool) {
+	for _, r := range s.Remotes {
+		if r.Remote.RelayPort == relayPort {
+			return r, true
+		}
+	}
+	return RemoteState{}, false
+}
+
+// AllBound reports whether the client is connected and every remote is
+// bound.
+func (s ClientState) AllBound() bool {
+	if s.Status != StatusConnected {
+		return false
+	}
+	for _, r := range s.Remotes {
+		if r.Status != RemoteBound {
+			return false
+		}
+	}
+	return true
+}
+
+// Client is an agent's connection to one relay: one session carrying all
+// of the agent's remotes, which SetRemotes changes without touching the
+// others. Run connects it and returns when the session is lost; the
+// caller decides when to run it again (see Error). State and Changed
+// report what happens.
+type Client struct {
+	cfg     ClientConfig
+	user    string
+	pass    string
+	url     string
+	tlsConf *tls.Config
+	log     *slog.Logger
+	running atomic.Bool
+	trim    *trimmer
+	opMu    sync.Mutex // serializes binding work: SetRemotes, connect, migration
+
+	mu         sync.Mutex
+	want       []Remote
+	remotes    map[int]*RemoteState // by relay port
+	cur        *csession
+	sessions   map[*csession]struct{} // current and draining
+	status     ConnStatus
+	err        error
+	since      time.Time
+	migrations int
+	connected  time.Time
+	changed    chan struct{}
+	nextID     uint64
+	runCtx     context.Context // of the running Run, for migrations
+}
+
+// NewClient validates cfg and returns a Client without remotes.
 func NewClient(cfg ClientConfig) (*Client, error) {
 	u, err := url.Parse(cfg.ServerURL)
 	if err != nil || u.Host == "" {
@@ -126,7 +182,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, fmt.Errorf("tunnel server URL %q: scheme must be https or http", cfg.ServerURL)
 	}
 	if u.User != nil {
-		return nil, fmt.Errorf("tunnel server URL must not contain credentials")
+		return nil, errors.New("tunnel server URL must not contain credentials")
 	}
 	host, port := u.Hostname(), u.Port()
 	if port == "" {
@@ -135,11 +191,14 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 			port = "443"
 		}
 	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil || host == "" {
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || host == "" {
 		return nil, fmt.Errorf("tunnel server URL %q: invalid host or port", cfg.ServerURL)
 	}
-	chiselURL := (&url.URL{Scheme: "http", Host: net.JoinHostPort(host, port), Path: u.Path}).String()
-
+	scheme := "ws"
+	if secure {
+		scheme = "wss"
+	}
+	wsURL := (&url.URL{Scheme: scheme, Host: net.JoinHostPort(host, port), Path: u.Path}).String()
 	user, pass, ok := strings.Cut(cfg.Auth, ":")
 	if !ok || user == "" || pass == "" {
 		return nil, errors.New("tunnel credential must have the form <label>:<password>")
@@ -147,19 +206,6 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if err := checkFingerprint(cfg.Fingerprint); err != nil {
 		return nil, err
 	}
-	if len(cfg.Remotes) == 0 {
-		return nil, errors.New("no tunnel remotes given")
-	}
-	for _, r := range cfg.Remotes {
-		rem, err := settings.DecodeRemote(r)
-		if err != nil {
-			return nil, fmt.Errorf("tunnel remote %q: %w", r, err)
-		}
-		if !rem.Reverse {
-			return nil, fmt.Errorf("tunnel remote %q: only reverse remotes (R:...) are supported", r)
-		}
-	}
-
 	var tc *tls.Config
 	if secure {
 		if cfg.TLS != nil {
@@ -176,24 +222,28 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		if tc.MinVersion < tls.VersionTLS12 {
 			tc.MinVersion = tls.VersionTLS12
 		}
-		// HTTP/1.1 only: the upgrade to WebSocket needs it.
-		tc.NextProtos = []string{"http/1.1"}
+		tc.NextProtos = []string{"http/1.1"} // the WebSocket upgrade needs HTTP/1.1
+	}
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = DefaultKeepAlive
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = time.Hour
+	}
+	if cfg.Version == "" {
+		cfg.Version = "0.0.0-portlama"
+	}
+	if len(cfg.Ciphers) == 0 {
+		cfg.Ciphers = defaultCiphers
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.KeepAlive <= 0 {
-		cfg.KeepAlive = DefaultKeepAlive
-	}
-	cfg.Remotes = append([]string(nil), cfg.Remotes...)
 	return &Client{
-		cfg:       cfg,
-		chiselURL: chiselURL,
-		tlsConf:   tc,
-		log:       log,
-		connected: make(chan struct{}),
-		done:      make(chan struct{}),
+		cfg: cfg, user: user, pass: pass, url: wsURL, tlsConf: tc, log: log, trim: newTrimmer(),
+		remotes: map[int]*RemoteState{}, sessions: map[*csession]struct{}{},
+		status: StatusDisconnected, since: time.Now(), changed: make(chan struct{}),
 	}, nil
 }
 
@@ -209,252 +259,317 @@ func checkFingerprint(fp string) error {
 	return nil
 }
 
-// Connected returns a channel closed once the session is established and
-// the relay accepted every remote.
-func (c *Client) Connected() <-chan struct{} { return c.connected }
+// State returns a snapshot.
+func (c *Client) State() ClientState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := ClientState{Status: c.status, Err: c.err, Since: c.since, ConnectedAt: c.connected, Migrations: c.migrations}
+	for _, r := range c.want {
+		st.Remotes = append(st.Remotes, *c.remotes[r.RelayPort])
+	}
+	return st
+}
 
-// Done returns a channel closed when Run has returned.
-func (c *Client) Done() <-chan struct{} { return c.done }
+// Changed returns a channel that is closed at the next change of State.
+func (c *Client) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
 
-// Ready waits until the session is established (nil), Run has ended (its
-// error, or ErrConnection if it returned nil) or ctx is done (ctx.Err()).
-func (c *Client) Ready(ctx context.Context) error {
-	select {
-	case <-c.connected:
-		return nil
-	case <-c.done:
-		if c.runErr != nil {
-			return c.runErr
+// Wait blocks until cond holds for the client's state or ctx ends.
+func (c *Client) Wait(ctx context.Context, cond func(ClientState) bool) (ClientState, error) {
+	for {
+		ch := c.Changed()
+		st := c.State()
+		if cond(st) {
+			return st, nil
 		}
-		return fmt.Errorf("%w: client stopped before connecting", ErrConnection)
-	case <-ctx.Done():
-		return ctx.Err()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return st, ctx.Err()
+		}
 	}
 }
 
-// Run connects to the tunnel server and blocks while the session lasts. It
-// returns nil when ctx is done, otherwise an error wrapping ErrRefused,
-// ErrUnverified or ErrConnection. Run may be called only once.
+func (c *Client) signalLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+func (c *Client) setStatus(s ConnStatus, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.status != s || err != nil {
+		c.since = time.Now()
+		if s == StatusConnected {
+			c.connected = c.since
+		}
+	}
+	c.status, c.err = s, err
+	c.signalLocked()
+}
+
+// SetRemotes makes remotes (chisel reverse remotes, e.g.
+// "R:127.0.0.1:20001:127.0.0.1:8080") the client's set. When connected, it
+// releases the remotes that are gone, binds the new ones and retries those
+// that were refused, on the running session, and returns once the relay
+// answered (or ctx ended); the results are in State. Remotes that stay are
+// not touched. Invalid remotes are an error and change nothing.
+func (c *Client) SetRemotes(ctx context.Context, remotes []string) error {
+	want := make([]Remote, 0, len(remotes))
+	ports := map[int]bool{}
+	for _, s := range remotes {
+		r, err := ParseRemote(s)
+		if err != nil {
+			return err
+		}
+		if ports[r.RelayPort] {
+			return fmt.Errorf("relay port %d appears in two tunnel remotes", r.RelayPort)
+		}
+		ports[r.RelayPort] = true
+		want = append(want, r)
+	}
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	c.mu.Lock()
+	var gone []string
+	for port, st := range c.remotes {
+		if !ports[port] && st.Status == RemoteBound {
+			gone = append(gone, st.Remote.String())
+		}
+	}
+	next := make(map[int]*RemoteState, len(want))
+	var bind []Remote
+	for _, r := range want {
+		st := c.remotes[r.RelayPort]
+		if st == nil || st.Remote != r {
+			st = &RemoteState{Remote: r, Status: RemotePending, Since: time.Now()}
+		}
+		next[r.RelayPort] = st
+		if st.Status != RemoteBound {
+			bind = append(bind, r)
+		}
+	}
+	c.want, c.remotes = want, next
+	cur := c.cur
+	c.signalLocked()
+	c.mu.Unlock()
+	if cur == nil {
+		return nil
+	}
+	if len(gone) > 0 {
+		if _, _, err := cur.request(ctx, reqUnbind, mustJSON(remotesMsg{Remotes: gone})); err != nil {
+			return nil // the session is going away; Run reports it
+		}
+	}
+	c.bind(ctx, cur, bind)
+	return nil
+}
+
+// bind asks s to bind rs and records the answers. Caller holds opMu.
+func (c *Client) bind(ctx context.Context, s *csession, rs []Remote) {
+	if len(rs) == 0 {
+		return
+	}
+	specs := make([]string, len(rs))
+	for i, r := range rs {
+		specs[i] = r.String()
+	}
+	_, payload, err := s.request(ctx, reqBind, mustJSON(remotesMsg{Remotes: specs}))
+	if err != nil {
+		return // the session is going away
+	}
+	results, err := parseBindReply(payload, specs)
+	if err != nil {
+		c.log.Warn("tunnel server sent an invalid bind answer; closing the session", "err", err)
+		s.fail(newError(KindLost, err, "protocol error"))
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	for i, res := range results {
+		st := c.remotes[rs[i].RelayPort]
+		if st == nil || st.Remote != rs[i] {
+			continue // changed meanwhile
+		}
+		if res.OK {
+			*st = RemoteState{Remote: rs[i], Status: RemoteBound, Since: now, sessionID: s.id}
+			c.log.Info("tunnel up", "relayPort", rs[i].RelayPort, "to", rs[i].Target)
+		} else {
+			*st = RemoteState{Remote: rs[i], Status: RemoteRefused, Code: res.Code, Reason: res.Error, Since: now}
+			c.log.Warn("tunnel refused by the relay", "relayPort", rs[i].RelayPort, "code", res.Code, "reason", res.Error)
+		}
+	}
+	c.signalLocked()
+}
+
+// Run connects to the relay, binds the remotes and serves until ctx ends
+// (then it returns nil) or the session is lost: it returns a *Error
+// (errors.Is ErrRefused, ErrUnverified, ErrUnreachable or ErrLost). A
+// migration requested by the relay happens inside Run. Run may be called
+// again after it returned, never concurrently.
 func (c *Client) Run(ctx context.Context) error {
-	if !c.started.CompareAndSwap(false, true) {
-		return errors.New("tunnel client already used; create a new one")
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("tunnel client is already running")
 	}
-	err := c.run(ctx)
-	c.runErr = err
-	close(c.done)
-	return err
-}
-
-func (c *Client) run(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return nil
-	}
-	chc, err := chclient.NewClient(&chclient.Config{
-		Server:           c.chiselURL,
-		Auth:             c.cfg.Auth,
-		Fingerprint:      c.cfg.Fingerprint,
-		Remotes:          append([]string(nil), c.cfg.Remotes...),
-		KeepAlive:        c.cfg.KeepAlive,
-		MaxRetryCount:    0, // one attempt: the caller owns reconnects
-		MinRetryInterval: time.Second,
-		MaxRetryInterval: time.Second,
-		DialContext:      c.dial,
-	})
+	defer c.running.Store(false)
+	c.mu.Lock()
+	c.runCtx = ctx
+	c.mu.Unlock()
+	tctx, stopTrim := context.WithCancel(ctx)
+	defer stopTrim()
+	go c.trim.run(tctx, trimCheck, trimIdle)
+	c.setStatus(StatusConnecting, nil)
+	s, err := c.connect(ctx)
 	if err != nil {
-		return fmt.Errorf("create tunnel client: %w", err)
-	}
-	// chisel logs "Connected" once the server accepted the configuration
-	// (its own Ready() races with reconnect bookkeeping under -race, so
-	// the log line is the signal).
-	var once sync.Once
-	chc.Logger.SetOutput(&chiselLogWriter{log: c.log, onErr: c.noteChiselErr, onConnected: func() {
-		once.Do(func() { close(c.connected) })
-	}})
-
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if err := chc.Start(runCtx); err != nil {
-		return fmt.Errorf("%w: start: %v", ErrConnection, err)
-	}
-	waitErr := chc.Wait()
-	cancel()
-	if ctx.Err() != nil {
-		return nil
-	}
-	return c.classify(waitErr)
-}
-
-func (c *Client) noteChiselErr(msg string) {
-	c.mu.Lock()
-	c.chiselErr = msg
-	c.mu.Unlock()
-}
-
-// classify turns what the attempt left behind into one of the sentinel errors.
-func (c *Client) classify(waitErr error) error {
-	c.mu.Lock()
-	dialErr, reply, msg := c.dialErr, c.httpReply, c.chiselErr
-	c.mu.Unlock()
-	wasConnected := false
-	select {
-	case <-c.connected:
-		wasConnected = true
-	default:
-	}
-	switch {
-	case dialErr != nil && isVerifyError(dialErr):
-		return fmt.Errorf("%w: TLS: %v", ErrUnverified, dialErr)
-	case dialErr != nil:
-		return fmt.Errorf("%w: %v", ErrConnection, dialErr)
-	case strings.Contains(msg, "Invalid fingerprint") || strings.Contains(msg, "Error decoding fingerprint"):
-		return fmt.Errorf("%w: server key does not match the fingerprint", ErrUnverified)
-	case strings.Contains(msg, "unable to authenticate"):
-		return fmt.Errorf("%w: credentials rejected", ErrRefused)
-	case strings.Contains(msg, "denied") || strings.Contains(msg, "not enabled on server") ||
-		strings.Contains(msg, "cannot listen"):
-		return fmt.Errorf("%w: %s", ErrRefused, msg)
-	case strings.Contains(msg, "bad handshake"):
-		code := httpStatus(reply)
-		if code == 400 || code == 401 || code == 403 || code == 495 || code == 496 {
-			return fmt.Errorf("%w: HTTP %q (client certificate missing, invalid or revoked?)", ErrRefused, reply)
+		if ctx.Err() != nil {
+			c.setStatus(StatusDisconnected, nil)
+			return nil
 		}
-		return fmt.Errorf("%w: upgrade refused: HTTP %q", ErrConnection, reply)
-	case wasConnected:
-		return fmt.Errorf("%w: session closed", ErrConnection)
-	case msg != "":
-		return fmt.Errorf("%w: %s", ErrConnection, msg)
-	case waitErr != nil:
-		return fmt.Errorf("%w: %v", ErrConnection, waitErr)
-	default:
-		return fmt.Errorf("%w: session ended", ErrConnection)
+		c.setStatus(StatusDisconnected, err)
+		return err
 	}
-}
-
-func isVerifyError(err error) bool {
-	var (
-		cv *tls.CertificateVerificationError
-		ua x509.UnknownAuthorityError
-		ci x509.CertificateInvalidError
-		hn x509.HostnameError
-	)
-	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &ci) || errors.As(err, &hn)
-}
-
-func httpStatus(line string) int {
-	f := strings.Fields(line)
-	if len(f) < 2 {
-		return 0
-	}
-	n, _ := strconv.Atoi(f[1])
-	return n
-}
-
-// dial is chisel's DialContext: TCP, then TLS when the URL asked for it,
-// with a reader that notes the server's HTTP status line.
-func (c *Client) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
-	if c.dialAddr != "" {
-		addr = c.dialAddr
-	}
-	addr = loopbackForLocalhost(addr)
-	var (
-		conn net.Conn
-		err  error
-	)
-	if c.tlsConf != nil {
-		conn, err = (&tls.Dialer{NetDialer: d, Config: c.tlsConf}).DialContext(ctx, network, addr)
-	} else {
-		conn, err = d.DialContext(ctx, network, addr)
-	}
+	c.opMu.Lock()
 	c.mu.Lock()
-	c.dialErr = err
+	c.cur = s
+	c.sessions[s] = struct{}{}
+	bind := slices.Clone(c.want)
 	c.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	sc := &sniffConn{Conn: conn, note: func(line string) {
+	c.bind(ctx, s, bind)
+	c.opMu.Unlock()
+	c.setStatus(StatusConnected, nil)
+	c.log.Info("tunnel session connected", "server", c.cfg.ServerURL, "remotes", len(bind))
+	for {
 		c.mu.Lock()
-		c.httpReply = line
+		cur, ch := c.cur, c.changed
 		c.mu.Unlock()
-	}}
-	return newFrameConn(sc), nil
-}
-
-// sniffConn records the first line the server sends (the HTTP status line
-// of the WebSocket upgrade), then passes bytes through untouched.
-type sniffConn struct {
-	net.Conn
-	once sync.Once
-	buf  []byte
-	done bool
-	note func(string)
-}
-
-func (s *sniffConn) Read(p []byte) (int, error) {
-	n, err := s.Conn.Read(p)
-	if !s.done && n > 0 {
-		s.buf = append(s.buf, p[:n]...)
-		if i := bytes.IndexByte(s.buf, '\n'); i >= 0 || len(s.buf) >= 128 {
-			if i < 0 {
-				i = len(s.buf)
+		select {
+		case <-ctx.Done():
+			c.closeAll()
+			c.setStatus(StatusDisconnected, nil)
+			return nil
+		case <-cur.done:
+			c.mu.Lock()
+			if c.cur != cur {
+				c.mu.Unlock()
+				continue // replaced by a migration meanwhile
 			}
-			line := strings.TrimSpace(string(s.buf[:i]))
-			s.done, s.buf = true, nil
-			s.once.Do(func() { s.note(line) })
+			c.cur = nil
+			delete(c.sessions, cur)
+			for _, st := range c.remotes {
+				if st.Status == RemoteBound {
+					*st = RemoteState{Remote: st.Remote, Status: RemotePending, Since: time.Now()}
+				}
+			}
+			c.mu.Unlock()
+			err := cur.err
+			if ctx.Err() != nil {
+				c.closeAll()
+				c.setStatus(StatusDisconnected, nil)
+				return nil
+			}
+			c.setStatus(StatusDisconnected, err)
+			return err
+		case <-ch:
 		}
 	}
-	return n, err
 }
 
-// chiselLogWriter receives chisel's log lines ("2006/01/02 15:04:05 client:
-// msg") and forwards them to slog; connection errors are also reported to
-// onErr for classification. Chisel never logs the credential.
-type chiselLogWriter struct {
-	log         *slog.Logger
-	onErr       func(string)
-	onConnected func()
-}
-
-func (w *chiselLogWriter) Write(p []byte) (int, error) {
-	sc := bufio.NewScanner(bytes.NewReader(p))
-	for sc.Scan() {
-		line := sc.Text()
-		if i := strings.Index(line, "client: "); i >= 0 {
-			line = line[i+len("client: "):]
-		}
-		switch {
-		case strings.HasPrefix(line, "Connection error: "):
-			w.onErr(strings.TrimPrefix(line, "Connection error: "))
-			w.log.Warn("tunnel client", "msg", line)
-		case strings.HasPrefix(line, "Authentication failed"):
-			w.onErr("unable to authenticate")
-			w.log.Warn("tunnel client", "msg", line)
-		case strings.HasPrefix(line, "Connected"):
-			w.onConnected()
-			w.log.Info("tunnel client", "msg", line)
-		case strings.HasPrefix(line, "Disconnected"):
-			w.log.Info("tunnel client", "msg", line)
-		default:
-			w.log.Debug("tunnel client", "msg", line)
+func (c *Client) closeAll() {
+	c.mu.Lock()
+	ss := make([]*csession, 0, len(c.sessions))
+	for s := range c.sessions {
+		ss = append(ss, s)
+	}
+	c.sessions = map[*csession]struct{}{}
+	c.cur = nil
+	for _, st := range c.remotes {
+		if st.Status == RemoteBound {
+			*st = RemoteState{Remote: st.Remote, Status: RemotePending, Since: time.Now()}
 		}
 	}
-	return len(p), nil
+	c.mu.Unlock()
+	for _, s := range ss {
+		s.close()
+		<-s.done
+	}
 }
 
-var _ io.Writer = (*chiselLogWriter)(nil)
+// allowed reports whether target is the target of a bound remote: the
+// relay may only make the agent connect where the agent's tunnels point.
+func (c *Client) allowed(target string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.remotes {
+		if st.Status == RemoteBound && st.Remote.Target == target {
+			return true
+		}
+	}
+	return false
+}
 
-// loopbackForLocalhost maps names under .localhost to 127.0.0.1, as RFC 6761
-// §6.3 asks of resolvers (browsers and curl do it; Go's resolver does not).
-// The TLS server name stays the original host. The demo's relay lives at
-// tunnel.demo.localhost.
-func loopbackForLocalhost(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
+// onUnbound records that the relay dropped a binding of s.
+func (c *Client) onUnbound(s *csession, m unboundMsg) {
+	r, err := ParseRemote(m.Remote)
 	if err != nil {
-		return addr
+		return
 	}
-	h := strings.ToLower(strings.TrimSuffix(host, "."))
-	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
-		return net.JoinHostPort("127.0.0.1", port)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.remotes[r.RelayPort]
+	if st == nil || st.Status != RemoteBound || st.sessionID != s.id {
+		return // already bound elsewhere (a migration), or not ours any more
 	}
-	return addr
+	if m.Code == CodeMoved && c.cur != s {
+		return // our own migration: the new session is taking it over
+	}
+	*st = RemoteState{Remote: st.Remote, Status: RemoteRefused, Code: m.Code, Reason: m.Error, Since: time.Now()}
+	c.log.Warn("tunnel closed by the relay", "relayPort", r.RelayPort, "code", m.Code, "reason", m.Error)
+	c.signalLocked()
+}
+
+// migrate replaces s by a new session: connect, bind every remote there
+// (the relay hands the ports over without closing them), then let s
+// finish its open connections and close it.
+func (c *Client) migrate(old *csession) {
+	c.opMu.Lock()
+	c.mu.Lock()
+	ctx := c.runCtx
+	if c.cur != old || ctx == nil {
+		c.mu.Unlock()
+		c.opMu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	ns, err := c.connect(ctx)
+	if err != nil {
+		c.opMu.Unlock()
+		c.log.Warn("could not open a new tunnel session for the relay's migration; keeping the current one", "err", err)
+		return
+	}
+	c.mu.Lock()
+	if c.cur != old {
+		c.mu.Unlock()
+		c.opMu.Unlock()
+		ns.close()
+		return
+	}
+	c.cur = ns
+	c.sessions[ns] = struct{}{}
+	bind := slices.Clone(c.want)
+	c.mu.Unlock()
+	c.bind(ctx, ns, bind)
+	c.mu.Lock()
+	c.migrations++
+	c.signalLocked()
+	c.mu.Unlock()
+	c.opMu.Unlock()
+	c.log.Info("tunnel session migrated; the previous one closes when its connections end", "remotes", len(bind))
+	old.drain(ctx, c.cfg.DrainTimeout)
+	c.mu.Lock()
+	delete(c.sessions, old)
+	c.mu.Unlock()
 }

@@ -10,8 +10,12 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"io"
+	"log"
 	"math/big"
 	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -56,7 +60,7 @@ func (p *testPKI) issue(t *testing.T, serial int64, cn string, usage x509.ExtKey
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: cn},
+		Subject:      pkix.Name{CommonName: cn, Organization: []string{"Portlama"}},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -70,105 +74,89 @@ func (p *testPKI) issue(t *testing.T, serial int64, cn string, usage x509.ExtKey
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// tlsFront stands in for nginx on tunnel.<d>: TLS with a required client
-// certificate (answering HTTP 400 without one, like nginx), then raw bytes
-// to the tunnel server.
-func tlsFront(t *testing.T, p *testPKI, backend string) string {
+// tlsFront stands in for nginx on tunnel.<d> (the nginx tests use the real
+// one): TLS, HTTP 400 without a client certificate, and the proof headers
+// for the verified certificate towards the tunnel server.
+func tlsFront(t *testing.T, p *testPKI, r *relay) string {
 	t.Helper()
+	u, _ := url.Parse("http://" + r.addr)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ErrorLog = log.New(io.Discard, "", 0)
+	h := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.TLS == nil || len(req.TLS.PeerCertificates) == 0 {
+			http.Error(w, "No required SSL certificate was sent", http.StatusBadRequest)
+			return
+		}
+		cn := req.TLS.PeerCertificates[0].Subject.CommonName
+		req.Header.Set(HeaderSecret, r.secret)
+		req.Header.Set(HeaderClientVerify, "SUCCESS")
+		req.Header.Set(HeaderClientDN, "CN="+cn+",O=Portlama")
+		rp.ServeHTTP(w, req)
+	})
 	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
 		Certificates: []tls.Certificate{p.server},
 		ClientCAs:    p.pool,
 		ClientAuth:   tls.VerifyClientCertIfGiven,
-		NextProtos:   []string{"http/1.1"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func(c net.Conn) {
-				defer c.Close()
-				tc := c.(*tls.Conn)
-				if err := tc.Handshake(); err != nil {
-					return
-				}
-				if len(tc.ConnectionState().PeerCertificates) == 0 {
-					buf := make([]byte, 4096)
-					_, _ = c.Read(buf)
-					_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-					return
-				}
-				b, err := net.Dial("tcp", backend)
-				if err != nil {
-					return
-				}
-				defer b.Close()
-				go func() { _, _ = io.Copy(b, c); b.Close() }()
-				_, _ = io.Copy(c, b)
-			}(c)
-		}
-	}()
+	srv := &http.Server{Handler: h, ErrorLog: log.New(io.Discard, "", 0)}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
 	return l.Addr().String()
 }
 
 func TestClientOverTLS(t *testing.T) {
 	r := newRelay(t)
 	pki := newTestPKI(t)
-	front := tlsFront(t, pki, r.addr)
+	front := tlsFront(t, pki, r)
 	_, port, _ := net.SplitHostPort(front)
 	app := startApp(t, "via tls")
 	p := testutil.FreePort(t)
 	cred := r.addAgent(t, "home", p)
-	waitApplied(t, r, "home")
 
-	run := func(tc *tls.Config) error {
+	attempt := func(tc *tls.Config) error {
 		c, err := NewClient(ClientConfig{
 			ServerURL:   "https://tunnel.test:" + port,
 			Auth:        cred,
 			Fingerprint: r.srv.Fingerprint(),
-			Remotes:     []string{remote(p, app)},
 			TLS:         tc,
 			Logger:      testLogger(t),
+			// tunnel.test resolves nowhere: dial the front instead.
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, front)
+			},
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		// tunnel.test resolves nowhere: dial the front's address instead.
-		c.dialAddr = front
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go func() { _ = c.Run(ctx) }()
-		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
-		defer rcancel()
-		if err := c.Ready(rctx); err != nil {
+		rc, err := run(t, c, remote(p, app))
+		if err != nil {
 			return err
 		}
-		got, err := getEventually(p, "via tls")
-		if err != nil || got != "via tls" {
-			t.Fatalf("GET through TLS tunnel = %q, %v", got, err)
-		}
+		mustGet(t, p, "via tls")
+		rc.stop()
+		<-rc.done
 		return nil
 	}
-
-	if err := run(&tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{pki.client}}); err != nil {
+	if err := attempt(&tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{pki.client}}); err != nil {
 		t.Fatalf("verified TLS with client certificate: %v", err)
 	}
-	if !eventually(2*time.Second, func() bool { return portClosed(p) }) {
-		t.Fatal("port still open after client stopped")
+	waitFor(t, "the port to close after the client stopped", func() bool { return portClosed(p) })
+	var te *Error
+	if err := attempt(&tls.Config{RootCAs: pki.pool}); !errors.As(err, &te) || te.Kind != KindRefused || te.HTTPStatus != 400 {
+		t.Fatalf("without client certificate: %v, want refused with HTTP 400", err)
 	}
-	if err := run(&tls.Config{RootCAs: pki.pool}); !errors.Is(err, ErrRefused) {
-		t.Fatalf("without client certificate: %v, want ErrRefused", err)
-	}
-	if err := run(&tls.Config{Certificates: []tls.Certificate{pki.client}}); !errors.Is(err, ErrUnverified) {
+	if err := attempt(&tls.Config{Certificates: []tls.Certificate{pki.client}}); !errors.Is(err, ErrUnverified) {
 		t.Fatalf("untrusted server certificate: %v, want ErrUnverified", err)
 	}
-	if err := run(&tls.Config{RootCAs: pki.pool, ServerName: "other.test", Certificates: []tls.Certificate{pki.client}}); !errors.Is(err, ErrUnverified) {
+	if err := attempt(&tls.Config{RootCAs: pki.pool, ServerName: "other.test", Certificates: []tls.Certificate{pki.client}}); !errors.Is(err, ErrUnverified) {
 		t.Fatalf("wrong server name: %v, want ErrUnverified", err)
+	}
+	other := pki.issue(t, 9, "agent:bob", x509.ExtKeyUsageClientAuth, nil)
+	if err := attempt(&tls.Config{RootCAs: pki.pool, Certificates: []tls.Certificate{other}}); !errors.Is(err, ErrRefused) {
+		t.Fatalf("home's credential with bob's certificate: %v, want ErrRefused", err)
 	}
 }
 
@@ -178,29 +166,31 @@ func TestClientConnectionErrors(t *testing.T) {
 		ServerURL:   "http://" + testutil.FreeAddr(t), // nothing listens
 		Auth:        "home:" + strings.Repeat("a", 64),
 		Fingerprint: fp,
-		Remotes:     []string{"R:127.0.0.1:20001:127.0.0.1:8080"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := c.Run(ctx); !errors.Is(err, ErrConnection) {
-		t.Fatalf("Run = %v, want ErrConnection", err)
+	err = c.Run(ctx)
+	if !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("Run = %v, want ErrUnreachable", err)
 	}
-	if err := c.Ready(ctx); err == nil {
-		t.Fatal("Ready after a failed Run = nil")
+	if st := c.State(); st.Status != StatusDisconnected || !errors.Is(st.Err, ErrUnreachable) {
+		t.Fatalf("state = %+v", st)
 	}
-	if err := c.Run(ctx); err == nil {
-		t.Fatal("second Run accepted")
-	}
-
-	// Cancelling ctx ends Run with nil.
-	c2, _ := NewClient(ClientConfig{ServerURL: "http://127.0.0.1:1", Auth: "a:b", Fingerprint: fp, Remotes: []string{"R:127.0.0.1:20001:127.0.0.1:8080"}})
+	// Run can be called again; a cancelled context ends it with nil.
 	cctx, ccancel := context.WithCancel(context.Background())
 	ccancel()
-	if err := c2.Run(cctx); err != nil {
+	if err := c.Run(cctx); err != nil {
 		t.Fatalf("Run with cancelled ctx = %v, want nil", err)
+	}
+	// A relay that is not a tunnel server (nginx without it: 502).
+	bad := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(502) }))
+	c2, _ := NewClient(ClientConfig{ServerURL: "http://127.0.0.1:" + itoa(bad), Auth: "a:b", Fingerprint: fp})
+	var te *Error
+	if err := c2.Run(ctx); !errors.As(err, &te) || te.Kind != KindUnreachable || te.HTTPStatus != 502 {
+		t.Fatalf("502: %v", err)
 	}
 }
 
@@ -210,10 +200,13 @@ func TestNewClientValidation(t *testing.T) {
 		ServerURL:   "https://tunnel.example.com:443",
 		Auth:        "home:" + strings.Repeat("a", 64),
 		Fingerprint: fp,
-		Remotes:     []string{"R:127.0.0.1:20001:127.0.0.1:8080"},
 	}
-	if _, err := NewClient(good); err != nil {
+	c, err := NewClient(good)
+	if err != nil {
 		t.Fatalf("good config: %v", err)
+	}
+	if c.url != "wss://tunnel.example.com:443" || c.tlsConf.ServerName != "tunnel.example.com" {
+		t.Fatalf("url %s, ServerName %s", c.url, c.tlsConf.ServerName)
 	}
 	cases := map[string]func(*ClientConfig){
 		"no fingerprint":     func(c *ClientConfig) { c.Fingerprint = "" },
@@ -223,12 +216,10 @@ func TestNewClientValidation(t *testing.T) {
 		"no auth":            func(c *ClientConfig) { c.Auth = "" },
 		"auth without pass":  func(c *ClientConfig) { c.Auth = "home:" },
 		"auth without colon": func(c *ClientConfig) { c.Auth = "home" },
-		"no remotes":         func(c *ClientConfig) { c.Remotes = nil },
-		"forward remote":     func(c *ClientConfig) { c.Remotes = []string{"127.0.0.1:20001:127.0.0.1:8080"} },
-		"bad remote":         func(c *ClientConfig) { c.Remotes = []string{"R:::::"} },
 		"ftp url":            func(c *ClientConfig) { c.ServerURL = "ftp://tunnel.example.com" },
 		"url with user":      func(c *ClientConfig) { c.ServerURL = "https://u:p@tunnel.example.com" },
 		"no host":            func(c *ClientConfig) { c.ServerURL = "https://" },
+		"bad port":           func(c *ClientConfig) { c.ServerURL = "https://tunnel.example.com:99999" },
 	}
 	for name, mut := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -239,11 +230,34 @@ func TestNewClientValidation(t *testing.T) {
 			}
 		})
 	}
-	c, _ := NewClient(good)
-	if c.chiselURL != "http://tunnel.example.com:443" {
-		t.Fatalf("chisel URL = %s", c.chiselURL)
+	for _, bad := range [][]string{
+		{"127.0.0.1:20001:127.0.0.1:8080"},
+		{"R:::::"},
+		{"R:0.0.0.0:20001:127.0.0.1:8080"},
+		{"R:127.0.0.1:20001:socks"},
+		{"R:127.0.0.1:20001:127.0.0.1:8080", "R:127.0.0.1:20001:127.0.0.1:8081"},
+	} {
+		if err := c.SetRemotes(context.Background(), bad); err == nil {
+			t.Errorf("SetRemotes(%q) accepted", bad)
+		}
 	}
-	if c.tlsConf.ServerName != "tunnel.example.com" {
-		t.Fatalf("ServerName = %s", c.tlsConf.ServerName)
+	if len(c.State().Remotes) != 0 {
+		t.Fatal("refused SetRemotes changed the remotes")
+	}
+}
+
+func TestLoopbackForLocalhost(t *testing.T) {
+	for in, want := range map[string]string{
+		"tunnel.demo.localhost:8443": "127.0.0.1:8443",
+		"localhost:443":              "127.0.0.1:443",
+		"TUNNEL.Demo.Localhost.:1":   "127.0.0.1:1",
+		"tunnel.example.com:443":     "tunnel.example.com:443",
+		"localhost.example.com:443":  "localhost.example.com:443",
+		"notlocalhost:443":           "notlocalhost:443",
+		"no-port":                    "no-port",
+	} {
+		if got := loopbackForLocalhost(in); got != want {
+			t.Errorf("loopbackForLocalhost(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

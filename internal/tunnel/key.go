@@ -65,19 +65,27 @@ func ReadFingerprint(fingerprintFile string) (string, error) {
 
 // KeyFingerprint returns the SHA256 fingerprint of a chisel or PEM key.
 func KeyFingerprint(key []byte) (string, error) {
-	pemBytes := key
-	if ccrypto.IsChiselKey(key) {
-		var err error
-		pemBytes, err = ccrypto.ChiselKey2PEM([]byte(strings.TrimSpace(string(key))))
-		if err != nil {
-			return "", fmt.Errorf("decode tunnel server key: %w", err)
-		}
+	pemBytes, err := keyPEM(key)
+	if err != nil {
+		return "", err
 	}
 	signer, err := ssh.ParsePrivateKey(pemBytes)
 	if err != nil {
 		return "", fmt.Errorf("parse tunnel server key: %w", err)
 	}
 	return ccrypto.FingerprintKey(signer.PublicKey()), nil
+}
+
+// keyPEM returns the PEM form of a chisel ("ck-…") or PEM key.
+func keyPEM(key []byte) ([]byte, error) {
+	if !ccrypto.IsChiselKey(key) {
+		return key, nil
+	}
+	pemBytes, err := ccrypto.ChiselKey2PEM([]byte(strings.TrimSpace(string(key))))
+	if err != nil {
+		return nil, fmt.Errorf("decode tunnel server key: %w", err)
+	}
+	return pemBytes, nil
 }
 
 func newChiselKey() ([]byte, error) {

@@ -1,38 +1,51 @@
 package tunnel
 
 import (
-	"bufio"
-	"bytes"
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strings"
+	"sort"
 	"sync"
 	"time"
 
-	chserver "github.com/jpillora/chisel/server"
+	"github.com/gorilla/websocket"
 	"github.com/jpillora/chisel/share/ccrypto"
-	"github.com/jpillora/chisel/share/settings"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/portlama/portlama/internal/manage"
 )
 
 // DefaultServerAddr is where the tunnel server listens (nginx proxies
 // wss://tunnel.<d> to it).
 const DefaultServerAddr = "127.0.0.1:9090"
 
-// DefaultReloadInterval is how often acl.json is checked for changes.
-const DefaultReloadInterval = 250 * time.Millisecond
+// DefaultReloadInterval is how often acl.json is checked without a
+// notification: a fallback only, the panel notifies through the
+// management socket.
+const DefaultReloadInterval = 30 * time.Second
+
+// DefaultKeepAlive is the SSH keep-alive interval of both ends (chisel's
+// default); a peer that does not answer a ping within it is dropped.
+const DefaultKeepAlive = 25 * time.Second
+
+// DefaultHandshakeTimeout bounds the SSH handshake and the config request
+// of a new session.
+const DefaultHandshakeTimeout = 30 * time.Second
 
 // File names inside the tunnel directory (contract §17.8).
 const (
 	KeyFileName         = "server.key"
 	FingerprintFileName = "fingerprint"
 	ACLFileName         = "acl.json"
+	ManageSocketName    = "manage.sock"
 )
 
 // DirConfig returns a ServerConfig with the default address and the
@@ -43,13 +56,10 @@ func DirConfig(tunnelDir string) ServerConfig {
 		KeyFile:         filepath.Join(tunnelDir, KeyFileName),
 		FingerprintFile: filepath.Join(tunnelDir, FingerprintFileName),
 		ACLFile:         filepath.Join(tunnelDir, ACLFileName),
+		SecretFile:      filepath.Join(tunnelDir, ProxySecretFileName),
+		ManageSocket:    filepath.Join(tunnelDir, ManageSocketName),
 	}
 }
-
-// noneUser is an always-present user that can be matched by nothing
-// useful: chisel treats an empty user list as "no authentication". Its name
-// is not a valid label and its password is random and never stored.
-const noneUser = "!none"
 
 // ServerConfig configures the tunnel server.
 type ServerConfig struct {
@@ -60,37 +70,55 @@ type ServerConfig struct {
 	KeyFile string
 	// FingerprintFile receives the key fingerprint (0644).
 	FingerprintFile string
-	// ACLFile is acl.json (contract §17.8); watched for changes.
+	// ACLFile is acl.json (contract §17.8).
 	ACLFile string
-	// ReloadInterval is the acl.json polling interval; zero means
-	// DefaultReloadInterval.
+	// SecretFile holds the secret nginx proves itself with (HeaderSecret);
+	// created if missing (EnsureProxySecret).
+	SecretFile string
+	// ManageSocket is the management socket (POST /v1/reload, GET
+	// /v1/status, POST /v1/migrate); empty means none.
+	ManageSocket string
+	// ReloadInterval is the acl.json polling interval (the fallback when
+	// no notification comes); zero means DefaultReloadInterval.
 	ReloadInterval time.Duration
 	// KeepAlive is the SSH keep-alive interval; zero means DefaultKeepAlive.
 	KeepAlive time.Duration
+	// HandshakeTimeout bounds a new session's handshake; zero means
+	// DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
 	// Logger receives the server's messages; nil discards them.
 	Logger *slog.Logger
-	// ChiselVerbose lets chisel's own per-session messages through; chisel
-	// writes those to the process's stderr.
-	ChiselVerbose bool
 }
 
-// Server is the relay's tunnel server.
+// Server is the relay's tunnel server: chisel's protocol, Portlama's
+// sessions. Build it with NewServer, then Start and Wait (or Run).
 type Server struct {
 	cfg         ServerConfig
 	log         *slog.Logger
-	ch          *chserver.Server
 	fingerprint string
-	tracker     *sessionTracker
-	nonePass    string
+	sshConf     ssh.ServerConfig // template; PasswordCallback is set per connection
+	upgrader    websocket.Upgrader
+	dummyPass   string
 
-	mu     sync.Mutex
-	agents map[string]ACLAgent // applied ACL by label
-	// last content of acl.json looked at (applied or rejected)
-	seen       bool
-	seenExists bool
-	seenData   []byte
-	started    bool
-	watchWG    sync.WaitGroup
+	reloadMu sync.Mutex // one reload at a time (file read + apply)
+
+	mu       sync.Mutex
+	secret   string
+	agents   map[string]ACLAgent // applied ACL by label
+	aclGen   string              // generation of the applied acl.json
+	badGen   string              // generation of the last refused acl.json
+	sessions map[*session]struct{}
+	bindings map[bindKey]*binding
+	changed  chan struct{} // closed and replaced on every session or binding change
+	nextID   uint64
+	closed   bool
+
+	trim      *trimmer
+	startOnce sync.Once
+	started   bool
+	httpSrv   *http.Server
+	wg        sync.WaitGroup
+	errc      chan error
 }
 
 // RunServer creates the server and runs it until ctx is done.
@@ -102,8 +130,8 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 	return s.Run(ctx)
 }
 
-// NewServer prepares the key, fingerprint and ACL and builds the chisel
-// server (reverse only, no SOCKS, no proxy). It does not listen yet.
+// NewServer checks cfg, prepares the key, fingerprint and proxy secret and
+// applies acl.json (it must be valid at start). It does not listen yet.
 func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultServerAddr
@@ -115,14 +143,17 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 		return nil, fmt.Errorf("tunnel server address %q: must be a loopback IP (nginx fronts it)", cfg.Addr)
 	}
-	if cfg.KeyFile == "" || cfg.ACLFile == "" {
-		return nil, errors.New("tunnel server: key file and acl file are required")
+	if cfg.KeyFile == "" || cfg.ACLFile == "" || cfg.SecretFile == "" {
+		return nil, errors.New("tunnel server: key file, acl file and secret file are required")
 	}
 	if cfg.ReloadInterval <= 0 {
 		cfg.ReloadInterval = DefaultReloadInterval
 	}
 	if cfg.KeepAlive <= 0 {
 		cfg.KeepAlive = DefaultKeepAlive
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -135,51 +166,64 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := os.ReadFile(cfg.KeyFile)
+	signer, err := loadSigner(cfg.KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("read tunnel server key: %w", err)
+		return nil, err
 	}
-	keyArg := cfg.KeyFile
-	if ccrypto.IsChiselKey(key) {
-		keyArg = strings.TrimSpace(string(key)) // chisel accepts the key inline
+	if got := ccrypto.FingerprintKey(signer.PublicKey()); got != fp {
+		return nil, fmt.Errorf("tunnel server key fingerprint mismatch (%s != %s)", got, fp)
 	}
-	ch, err := chserver.NewServer(&chserver.Config{
-		KeyFile:   keyArg,
-		Reverse:   true,
-		Socks5:    false,
-		KeepAlive: cfg.KeepAlive,
-	})
+	secret, err := EnsureProxySecret(cfg.SecretFile)
 	if err != nil {
-		return nil, fmt.Errorf("create tunnel server: %w", err)
+		return nil, err
 	}
-	if ch.GetFingerprint() != fp {
-		return nil, fmt.Errorf("tunnel server key fingerprint mismatch (%s != %s)", ch.GetFingerprint(), fp)
-	}
-	ch.Info = cfg.ChiselVerbose
-	ch.Logger.SetOutput(&serverLogWriter{log: log})
-	nonePass, err := newPassword()
+	dummy, err := newPassword()
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
 		cfg:         cfg,
 		log:         log,
-		ch:          ch,
 		fingerprint: fp,
-		tracker:     newSessionTracker(),
-		nonePass:    nonePass,
+		dummyPass:   dummy,
+		secret:      secret,
 		agents:      map[string]ACLAgent{},
+		sessions:    map[*session]struct{}{},
+		bindings:    map[bindKey]*binding{},
+		changed:     make(chan struct{}),
+		errc:        make(chan error, 2),
+		trim:        newTrimmer(),
 	}
-	// Users must be in place before anything listens: an empty user index
-	// means "no authentication" to chisel.
-	s.ch.ResetUsers(s.users(nil))
-	if err := s.tracker.install(ch, s.onLogin); err != nil {
-		return nil, err
+	s.sshConf = ssh.ServerConfig{ServerVersion: sshServerVersion}
+	s.sshConf.AddHostKey(signer)
+	s.upgrader = websocket.Upgrader{
+		HandshakeTimeout: 10 * time.Second,
+		Subprotocols:     []string{chiselProtocol},
+		ReadBufferSize:   wsReadBuffer,
+		WriteBufferPool:  &sync.Pool{},
+		// Not a browser endpoint: the proof secret decides.
+		CheckOrigin: func(*http.Request) bool { return true },
 	}
-	if _, err := s.reload(); err != nil {
+	if _, err := s.Reload(context.Background()); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+func loadSigner(keyFile string) (ssh.Signer, error) {
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("read tunnel server key: %w", err)
+	}
+	pemBytes, err := keyPEM(key)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := ssh.ParsePrivateKey(pemBytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse tunnel server key: %w", err)
+	}
+	return signer, nil
 }
 
 // Fingerprint returns the server key fingerprint (what clients pin).
@@ -187,172 +231,380 @@ func (s *Server) Fingerprint() string { return s.fingerprint }
 
 // Run serves until ctx is done, then closes every session.
 func (s *Server) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	if err := s.Start(ctx); err != nil {
 		return err
 	}
 	return s.Wait()
 }
 
-// Start listens and serves in the background until ctx is done; the
-// listener is bound when Start returns.
+// Start listens (management socket first, then the tunnel address) and
+// serves in the background until ctx is done; both are bound when Start
+// returns.
 func (s *Server) Start(ctx context.Context) error {
-	s.mu.Lock()
-	if s.started {
-		s.mu.Unlock()
-		return errors.New("tunnel server already started")
+	err := errors.New("tunnel server already started")
+	s.startOnce.Do(func() { err = s.start(ctx) })
+	return err
+}
+
+func (s *Server) start(ctx context.Context) error {
+	var mln net.Listener
+	if s.cfg.ManageSocket != "" {
+		var err error
+		if mln, err = manage.Listen(s.cfg.ManageSocket); err != nil {
+			return err
+		}
 	}
-	s.started = true
-	s.mu.Unlock()
-	host, port, _ := net.SplitHostPort(s.cfg.Addr)
-	if err := s.ch.StartContext(ctx, host, port); err != nil {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		if mln != nil {
+			mln.Close()
+		}
 		return fmt.Errorf("tunnel server listen on %s: %w", s.cfg.Addr, err)
 	}
+	s.started = true
+	s.httpSrv = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
 	s.log.Info("tunnel server listening", "addr", s.cfg.Addr, "fingerprint", s.fingerprint)
-	s.watchWG.Add(1)
+	s.wg.Add(1)
 	go func() {
-		defer s.watchWG.Done()
+		defer s.wg.Done()
+		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.errc <- fmt.Errorf("tunnel server: %w", err)
+		}
+	}()
+	if mln != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := manage.Serve(ctx, mln, s.manageHandler(), s.log); err != nil {
+				s.errc <- err
+			}
+		}()
+	}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
 		s.watch(ctx)
+		s.shutdown()
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.trim.run(ctx, trimCheck, trimIdle)
 	}()
 	return nil
 }
 
-// Wait blocks until the server has stopped.
+// Wait blocks until the server has stopped (its context ended, or serving
+// failed).
 func (s *Server) Wait() error {
-	err := s.ch.Wait()
-	s.watchWG.Wait()
-	s.tracker.closeAll()
-	if err != nil {
-		return fmt.Errorf("tunnel server: %w", err)
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case err := <-s.errc:
+		s.shutdown()
+		<-done
+		return err
 	}
-	return nil
 }
 
-// Sessions returns the number of live sessions authenticated as label.
-func (s *Server) Sessions(label string) int { return s.tracker.sessionsOf(label) }
+// shutdown stops accepting and closes every session and binding.
+func (s *Server) shutdown() {
+	if s.httpSrv != nil {
+		s.httpSrv.Close()
+	}
+	s.mu.Lock()
+	s.closed = true
+	for sess := range s.sessions {
+		s.closeSessionLocked(sess, "tunnel server stopping")
+	}
+	s.mu.Unlock()
+}
 
 func (s *Server) watch(ctx context.Context) {
 	tick := time.NewTicker(s.cfg.ReloadInterval)
 	defer tick.Stop()
-	sweep := time.NewTicker(10 * time.Second)
-	defer sweep.Stop()
-	lastErr := ""
 	for {
 		select {
 		case <-ctx.Done():
-			s.tracker.closeAll()
 			return
-		case <-sweep.C:
-			s.tracker.sweep()
 		case <-tick.C:
-			_, err := s.reload()
-			switch {
-			case err != nil && err.Error() != lastErr:
-				s.log.Error("tunnel acl not applied; keeping the previous one", "err", err)
-				lastErr = err.Error()
-			case err == nil:
-				lastErr = ""
-			}
+			// Errors are logged by Reload, once per content.
+			s.Reload(ctx)
 		}
 	}
 }
 
-// reload applies acl.json if its content changed since the last look (the
-// file is small: comparing bytes is robust to renames, coarse mtimes and
-// inode reuse); it reports whether it applied a new version. A file that
-// does not parse leaves the applied ACL in place.
-func (s *Server) reload() (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// Reload re-reads acl.json (and the proxy secret) and applies it now,
+// closing exactly what lost its access (see applyLocked). It returns the
+// generation of the acl.json content the server now serves from. Content
+// that does not parse is refused with an error and the previous ACL stays.
+// It is the management socket's POST /v1/reload.
+func (s *Server) Reload(ctx context.Context) (map[string]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	data, err := os.ReadFile(s.cfg.ACLFile)
-	exists := true
-	if errors.Is(err, os.ErrNotExist) {
-		data, exists, err = nil, false, nil
+	gen := manage.NoFile
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		data = nil
+	case err != nil:
+		return nil, fmt.Errorf("read tunnel acl: %w", err)
+	default:
+		gen = manage.Generation(data)
 	}
-	if err != nil {
-		return false, fmt.Errorf("read tunnel acl: %w", err)
+	if secret, err := ReadProxySecret(s.cfg.SecretFile); err != nil {
+		s.log.Error("tunnel proxy secret unreadable; keeping the previous one", "err", err)
+	} else {
+		s.mu.Lock()
+		s.secret = secret
+		s.mu.Unlock()
 	}
-	if s.seen && exists == s.seenExists && bytes.Equal(data, s.seenData) {
-		return false, nil
+	f, perr := ParseACL(data)
+	s.mu.Lock()
+	if perr != nil {
+		if gen != s.badGen {
+			s.log.Error("tunnel acl not applied; keeping the previous one", "err", perr)
+			s.badGen = gen
+		}
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%s: %w", ACLFileName, perr)
 	}
-	s.seen, s.seenExists, s.seenData = true, exists, data
-	f, err := ParseACL(data)
-	if err != nil {
-		return false, err
+	s.badGen = ""
+	var notes []notice
+	if gen != s.aclGen {
+		notes = s.applyLocked(f)
+		s.aclGen = gen
+		s.log.Info("tunnel acl applied", "agents", len(f.Agents), "generation", gen)
 	}
+	s.mu.Unlock()
+	sendNotices(notes)
+	return map[string]string{ACLFileName: gen}, nil
+}
+
+// applyLocked makes the live state match the ACL f: sessions of agents
+// that were removed or whose password changed are closed; bindings whose
+// port left their agent's list are closed (their listener and every
+// connection through them); nothing else is touched. It returns the
+// notices to send once s.mu is released.
+func (s *Server) applyLocked(f ACLFile) []notice {
 	next := make(map[string]ACLAgent, len(f.Agents))
 	for _, a := range f.Agents {
 		next[a.Label] = a
 	}
-	s.ch.ResetUsers(s.users(f.Agents))
-	// Close the sessions of agents that were removed, changed password or
-	// lost a port; sessions of every other agent stay up.
-	for label, old := range s.agents {
-		nw, ok := next[label]
-		reason := ""
+	for sess := range s.sessions {
+		a, ok := next[sess.label]
 		switch {
 		case !ok:
-			reason = "agent removed"
-		case nw.Password != old.Password:
-			reason = "credential changed"
-		case lostPort(old.RelayPorts, nw.RelayPorts):
-			reason = "relay port removed"
+			s.closeSessionLocked(sess, "agent removed")
+		case a.Password != sess.password:
+			s.closeSessionLocked(sess, "credential changed")
 		}
-		if reason != "" {
-			if n := s.tracker.closeUser(label); n > 0 {
-				s.log.Info("tunnel sessions closed", "agent", label, "reason", reason, "sessions", n)
-			}
+	}
+	var notes []notice
+	for key, b := range s.bindings {
+		if a, ok := next[key.label]; ok && slices.Contains(a.RelayPorts, key.port) {
+			continue
 		}
+		owner, r := b.current()
+		s.dropBindingLocked(b)
+		s.log.Info("tunnel binding closed", "agent", key.label, "relayPort", key.port, "reason", "relay port no longer allowed")
+		notes = append(notes, notice{owner, unboundMsg{Remote: r.String(), Code: CodeRemoved,
+			Error: fmt.Sprintf("the relay no longer allows relay port %d for this agent (tunnel disabled, deleted or moved)", key.port)}})
 	}
 	s.agents = next
-	s.log.Info("tunnel acl applied", "agents", len(next))
-	return true, nil
+	s.signalLocked()
+	return notes
 }
 
-func lostPort(old, nw []int) bool {
-	for _, p := range old {
-		if !slices.Contains(nw, p) {
-			return true
-		}
-	}
-	return false
+// signalLocked wakes everyone waiting for a change of sessions or bindings.
+func (s *Server) signalLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
 }
 
-// users turns ACL entries into chisel users, plus the placeholder user
-// that keeps authentication on when there are no agents.
-func (s *Server) users(agents []ACLAgent) []*settings.User {
-	us := make([]*settings.User, 0, len(agents)+1)
-	us = append(us, &settings.User{Name: noneUser, Pass: s.nonePass, Addrs: []*regexp.Regexp{regexp.MustCompile(`^$`)}})
-	for _, a := range agents {
-		us = append(us, &settings.User{
-			Name:  a.Label,
-			Pass:  a.Password,
-			Addrs: []*regexp.Regexp{regexp.MustCompile(a.Pattern())},
-		})
-	}
-	return us
-}
-
-func (s *Server) onLogin(user, addr string, ok bool) {
+// checkPassword is the SSH password check of a connection whose client
+// certificate names certLabel: the user must be that label, and the
+// password that agent's (compared in constant time). It returns the
+// password that matched.
+func (s *Server) checkPassword(certLabel, user string, pw []byte, addr string) (string, error) {
+	s.mu.Lock()
+	a, ok := s.agents[user]
+	s.mu.Unlock()
+	want := s.dummyPass
 	if ok {
-		s.log.Info("tunnel agent authenticated", "agent", user, "remote", addr)
-	} else {
-		s.log.Warn("tunnel login failed", "user", user, "remote", addr)
+		want = a.Password
 	}
+	match := subtle.ConstantTimeCompare(pw, []byte(want)) == 1
+	if len(user) > maxLabelLen {
+		user = user[:maxLabelLen] + "…"
+	}
+	switch {
+	case !ok || !match:
+		s.log.Warn("tunnel login refused: unknown agent or wrong password", "user", user, "certificate", certLabel, "remote", addr)
+	case user != certLabel:
+		s.log.Warn("tunnel login refused: the credential belongs to another agent than the client certificate", "user", user, "certificate", certLabel, "remote", addr)
+	default:
+		return want, nil
+	}
+	return "", errors.New("access denied")
 }
 
-// serverLogWriter forwards chisel's server log lines to slog.
-type serverLogWriter struct{ log *slog.Logger }
-
-func (w *serverLogWriter) Write(p []byte) (int, error) {
-	sc := bufio.NewScanner(bytes.NewReader(p))
-	for sc.Scan() {
-		line := sc.Text()
-		if i := strings.Index(line, "server: "); i >= 0 {
-			line = line[i+len("server: "):]
+// Sessions returns the number of live sessions authenticated as label.
+func (s *Server) Sessions(label string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for sess := range s.sessions {
+		if sess.label == label {
+			n++
 		}
-		w.log.Debug("chisel", "msg", line)
 	}
-	return len(p), nil
+	return n
+}
+
+// Status is the tunnel server's state (GET /v1/status).
+type Status struct {
+	// ACLGeneration is the generation of the acl.json content in force.
+	ACLGeneration string        `json:"aclGeneration"`
+	Agents        []AgentStatus `json:"agents"`
+}
+
+// AgentStatus is one agent of the ACL.
+type AgentStatus struct {
+	Label string `json:"label"`
+	// Sessions is the number of live sessions (normally 0 or 1; 2 while
+	// one migrates).
+	Sessions     int             `json:"sessions"`
+	AllowedPorts []int           `json:"allowedPorts"`
+	BoundPorts   []int           `json:"boundPorts"`
+	Clients      []SessionStatus `json:"clients"`
+}
+
+// SessionStatus is one live session.
+type SessionStatus struct {
+	ID uint64 `json:"id"`
+	// Client is "portlama" (per-tunnel control) or "chisel" (stock client).
+	Client   string    `json:"client"`
+	Version  string    `json:"version,omitempty"`
+	Since    time.Time `json:"since"`
+	Ports    []int     `json:"ports"`
+	Channels int64     `json:"channels"`
+}
+
+// Status returns the agents of the ACL with their sessions and bound
+// ports, sorted by label.
+func (s *Server) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Status{ACLGeneration: s.aclGen, Agents: []AgentStatus{}}
+	byLabel := map[string]*AgentStatus{}
+	for label, a := range s.agents {
+		as := &AgentStatus{Label: label, AllowedPorts: slices.Clone(a.RelayPorts), BoundPorts: []int{}, Clients: []SessionStatus{}}
+		slices.Sort(as.AllowedPorts)
+		byLabel[label] = as
+	}
+	for sess := range s.sessions {
+		as := byLabel[sess.label]
+		if as == nil {
+			continue // being closed
+		}
+		ss := SessionStatus{ID: sess.id, Client: sess.clientKind(), Version: sess.version, Since: sess.since, Ports: []int{}, Channels: sess.active.Load()}
+		for key := range sess.bindings {
+			ss.Ports = append(ss.Ports, key.port)
+			as.BoundPorts = append(as.BoundPorts, key.port)
+		}
+		slices.Sort(ss.Ports)
+		as.Sessions++
+		as.Clients = append(as.Clients, ss)
+	}
+	for _, as := range byLabel {
+		slices.Sort(as.BoundPorts)
+		sort.Slice(as.Clients, func(i, j int) bool { return as.Clients[i].ID < as.Clients[j].ID })
+		st.Agents = append(st.Agents, *as)
+	}
+	sort.Slice(st.Agents, func(i, j int) bool { return st.Agents[i].Label < st.Agents[j].Label })
+	return st
+}
+
+// MigrateResult is the outcome of MigrateAll (POST /v1/migrate).
+type MigrateResult struct {
+	// Asked is the number of Portlama sessions asked to reconnect.
+	Asked int `json:"asked"`
+	// Migrated is how many of them were replaced: all their bindings are
+	// held by a new session (the old one closes once its connections end).
+	Migrated int `json:"migrated"`
+	// Pending is how many had not finished when the wait ended.
+	Pending int `json:"pending"`
+	// Failed is how many refused or did not take the request.
+	Failed int `json:"failed"`
+	// Stock is the number of stock chisel sessions, which cannot migrate.
+	Stock int `json:"stock"`
+}
+
+// MigrateAll asks every Portlama session that holds bindings to reconnect
+// make-before-break (after an nginx reload, so the WebSockets held by old
+// nginx workers end and the workers exit). It returns once every asked
+// session has ended or handed all its bindings to a new session, or when
+// ctx ends (then with ctx's error and Pending > 0).
+func (s *Server) MigrateAll(ctx context.Context) (MigrateResult, error) {
+	s.mu.Lock()
+	var res MigrateResult
+	var asked []*session
+	for sess := range s.sessions {
+		switch {
+		case !sess.ext:
+			res.Stock++
+		case len(sess.bindings) > 0:
+			asked = append(asked, sess)
+		}
+	}
+	s.mu.Unlock()
+	res.Asked = len(asked)
+	refused := make(chan *session, len(asked))
+	for _, sess := range asked {
+		go func() {
+			ok, _, err := sess.conn.SendRequest(reqMigrate, true, nil)
+			if err != nil || !ok {
+				refused <- sess
+			}
+		}()
+	}
+	gaveUp := map[*session]bool{}
+	for {
+		s.mu.Lock()
+		pending := 0
+		for _, sess := range asked {
+			if _, live := s.sessions[sess]; live && len(sess.bindings) > 0 && !gaveUp[sess] {
+				pending++
+			}
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		res.Pending = pending
+		res.Migrated = res.Asked - pending - len(gaveUp)
+		if pending == 0 {
+			return res, nil
+		}
+		select {
+		case <-ch:
+		case sess := <-refused:
+			gaveUp[sess] = true
+			res.Failed = len(gaveUp)
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+	}
 }

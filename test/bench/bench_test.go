@@ -6,93 +6,77 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/portlama/portlama/internal/auth"
 	"github.com/portlama/portlama/internal/testutil"
-	"github.com/portlama/portlama/internal/tunnel"
 )
 
 var (
 	flagDuration   = flag.Duration("duration", 5*time.Second, "length of one wrk measurement (whole seconds)")
 	flagRounds     = flag.Int("rounds", 2, "interleaved repetitions of every measurement")
-	flagProfileDir = flag.String("profile-dir", "", "write CPU profiles of the tunnel measurements into this directory")
-	flagAB         = flag.String("ab", "", "comma-separated experiments measured as extra rows (see experiments)")
+	flagProfileDir = flag.String("profile-dir", "", "write CPU profiles of the tunnel server and the agents during the tunnel measurements into this directory")
+	flagAB         = flag.String("ab", "chisel", "comma-separated experiments measured as extra rows (see experiments); the default is the stock chisel baseline")
+	flagGOGC       = flag.String("gogc", "", "GOGC for the tunnel server and agents (default: their own setting, tunnel.GCPercent)")
+	flagSettle     = flag.Duration("settle", 10*time.Second, "wait before the last memory reading")
+	flagProcs      = flag.String("procs", "", "GOMAXPROCS for the tunnel server and agents (default: theirs)")
 )
+
+// childEnv is the environment the role processes get on top of ours.
+func childEnv() []string {
+	var env []string
+	if *flagGOGC != "" {
+		env = append(env, "GOGC="+*flagGOGC)
+	}
+	if *flagProcs != "" {
+		env = append(env, "GOMAXPROCS="+*flagProcs)
+	}
+	return env
+}
+
+// tunnelBuffers is the tunnel vhost's buffer setting, as rendered.
+const tunnelBuffers = "proxy_buffer_size 64k;\n        proxy_buffers 4 64k;"
+
+func buffers(n string) string {
+	return "proxy_buffer_size " + n + ";\n        proxy_buffers 4 " + n + ";"
+}
 
 // experiments are A/B variants for tuning, measured next to the standard
 // paths in the same run (-ab name,...).
 var experiments = map[string]func() *variant{
-	"wsbuf64k": func() *variant {
-		// chisel's client reads CHISEL_WS_BUFF_SIZE when it connects (the
-		// server reads it once at start-up, so only the client changes).
-		return &variant{name: "tunnel (ws), client WS buffers 64k", sub: "wsbuf",
-			beforeDial: func() { os.Setenv("CHISEL_WS_BUFF_SIZE", "65536") }, afterDial: func() { os.Unsetenv("CHISEL_WS_BUFF_SIZE") }}
+	"chisel": func() *variant {
+		return &variant{name: "stock chisel 1.12 (wss via nginx)", sub: "chisel", wss: true, chisel: true}
 	},
-	"wss-buf64k": func() *variant {
-		return &variant{name: "tunnel (wss), tunnel vhost buffer 64k", sub: "wssbuf", wss: true,
-			tunnelEdit: replaceOnce("proxy_buffering off;", "proxy_buffering off;\n        proxy_buffer_size 64k;\n        proxy_buffers 4 64k;")}
+	"gcm": func() *variant {
+		return &variant{name: "tunnel (wss), SSH AES-128-GCM", sub: "wssgcm", wss: true, ciphers: []string{ssh.CipherAES128GCM}}
+	},
+	"ws-gcm": func() *variant {
+		return &variant{name: "tunnel (ws), SSH AES-128-GCM", sub: "wsgcm", ciphers: []string{ssh.CipherAES128GCM}}
 	},
 	"wss-buf16k": func() *variant {
 		return &variant{name: "tunnel (wss), tunnel vhost buffer 16k", sub: "wssbuf16", wss: true,
-			tunnelEdit: replaceOnce("proxy_buffering off;", "proxy_buffering off;\n        proxy_buffer_size 16k;\n        proxy_buffers 4 16k;")}
+			tunnelEdit: replaceOnce(tunnelBuffers, buffers("16k"))}
 	},
-	"app-buffering-on": func() *variant {
-		return &variant{name: "tunnel (ws), app proxy_buffering on", sub: "appbufon",
-			appEdit: replaceOnce("proxy_buffering off;", "proxy_buffering on;")}
-	},
-	"direct-buffering-on": func() *variant {
-		return &variant{name: "direct, app proxy_buffering on", sub: "directbufon", direct: true,
-			appEdit: replaceOnce("proxy_buffering off;", "proxy_buffering on;")}
+	"wss-buf128k": func() *variant {
+		return &variant{name: "tunnel (wss), tunnel vhost buffer 128k", sub: "wssbuf128", wss: true,
+			tunnelEdit: replaceOnce(tunnelBuffers, buffers("128k"))}
 	},
 	"app-buf64k": func() *variant {
-		return &variant{name: "tunnel (ws), app proxy_buffer_size 64k", sub: "appbuf64",
+		return &variant{name: "tunnel (wss), app vhost buffer 64k", sub: "appbuf64", wss: true,
 			appEdit: replaceOnce("proxy_buffering off;", "proxy_buffering off;\n        proxy_buffer_size 64k;\n        proxy_buffers 4 64k;")}
-	},
-	"app-buf16k": func() *variant {
-		return &variant{name: "tunnel (ws), app proxy_buffer_size 16k", sub: "appbuf16",
-			appEdit: replaceOnce("proxy_buffering off;", "proxy_buffering off;\n        proxy_buffer_size 16k;\n        proxy_buffers 4 16k;")}
-	},
-	"app-buf32k": func() *variant {
-		return &variant{name: "tunnel (ws), app proxy_buffer_size 32k", sub: "appbuf32",
-			appEdit: replaceOnce("proxy_buffering off;", "proxy_buffering off;\n        proxy_buffer_size 32k;\n        proxy_buffers 4 32k;")}
-	},
-	"direct-buf16k": func() *variant {
-		return &variant{name: "direct, app proxy_buffer_size 16k", sub: "directbuf16", direct: true,
-			appEdit: replaceOnce("proxy_buffering off;", "proxy_buffering off;\n        proxy_buffer_size 16k;\n        proxy_buffers 4 16k;")}
-	},
-	"direct-buf32k": func() *variant {
-		return &variant{name: "direct, app proxy_buffer_size 32k", sub: "directbuf32", direct: true,
-			appEdit: replaceOnce("proxy_buffering off;", "proxy_buffering off;\n        proxy_buffer_size 32k;\n        proxy_buffers 4 32k;")}
 	},
 	"direct-buf64k": func() *variant {
-		return &variant{name: "direct, app proxy_buffer_size 64k", sub: "directbuf64", direct: true,
+		return &variant{name: "direct, app vhost buffer 64k", sub: "directbuf64", direct: true,
 			appEdit: replaceOnce("proxy_buffering off;", "proxy_buffering off;\n        proxy_buffer_size 64k;\n        proxy_buffers 4 64k;")}
-	},
-	"wss-buf64k-app64k": func() *variant {
-		return &variant{name: "tunnel (wss), both buffers 64k", sub: "wssbufboth", wss: true,
-			tunnelEdit: replaceOnce("proxy_buffering off;", "proxy_buffering off;\n        proxy_buffer_size 64k;\n        proxy_buffers 4 64k;"),
-			appEdit:    replaceOnce("proxy_buffering off;", "proxy_buffering off;\n        proxy_buffer_size 64k;\n        proxy_buffers 4 64k;")}
-	},
-	"ws-all": func() *variant {
-		return &variant{name: "tunnel (ws), client WS 64k + app 64k", sub: "wsall",
-			beforeDial: func() { os.Setenv("CHISEL_WS_BUFF_SIZE", "65536") }, afterDial: func() { os.Unsetenv("CHISEL_WS_BUFF_SIZE") },
-			appEdit: replaceOnce("proxy_buffering off;", "proxy_buffering off;\n        proxy_buffer_size 64k;\n        proxy_buffers 4 64k;")}
-	},
-	"wss-all": func() *variant {
-		return &variant{name: "tunnel (wss), client WS 64k + both 64k", sub: "wssall", wss: true,
-			beforeDial: func() { os.Setenv("CHISEL_WS_BUFF_SIZE", "65536") }, afterDial: func() { os.Unsetenv("CHISEL_WS_BUFF_SIZE") },
-			tunnelEdit: replaceOnce("proxy_buffering off;", "proxy_buffering off;\n        proxy_buffer_size 64k;\n        proxy_buffers 4 64k;"),
-			appEdit:    replaceOnce("proxy_buffering off;", "proxy_buffering off;\n        proxy_buffer_size 64k;\n        proxy_buffers 4 64k;")}
 	},
 	"no-keepalive": func() *variant {
-		return &variant{name: "tunnel (ws), no upstream keepalive", sub: "noka",
+		return &variant{name: "tunnel (wss), no upstream keepalive", sub: "noka", wss: true,
 			appEdit: replaceOnce("    keepalive 32;\n", "")}
 	},
 }
@@ -122,21 +106,47 @@ type path struct {
 	name    string
 	url     string
 	headers []string
+	agent   *child // the agent of this path, profiled with the server
 	profile string // profile file prefix, "" for none
 	rps     []float64
 	p50     []time.Duration
 	p99     []time.Duration
 	reqs    int64
-	cpuGo   time.Duration // CPU of this process (tunnel server + client, app, auth)
-	cpuNg   time.Duration // CPU of nginx (master + workers)
+	cpu     cpuSample // CPU spent during this path's runs
 }
 
-// cpuPerReq formats CPU time per request in µs.
-func cpuPerReq(d time.Duration, n int64) string {
+// cpuSample is the CPU of the parts of the relay.
+type cpuSample struct {
+	server, agents, nginx, self time.Duration
+}
+
+func (r *relay) cpuNow() cpuSample {
+	var s cpuSample
+	for _, c := range r.servers {
+		s.server += procCPU(c.pid(), false)
+	}
+	for _, a := range r.agents {
+		s.agents += procCPU(a.pid(), false)
+	}
+	s.nginx = procCPU(r.inst.Pid(), true)
+	s.self = procCPU(os.Getpid(), false)
+	return s
+}
+
+func (s cpuSample) sub(o cpuSample) cpuSample {
+	return cpuSample{s.server - o.server, s.agents - o.agents, s.nginx - o.nginx, s.self - o.self}
+}
+
+func (s cpuSample) add(o cpuSample) cpuSample {
+	return cpuSample{s.server + o.server, s.agents + o.agents, s.nginx + o.nginx, s.self + o.self}
+}
+
+// perUnit formats d per n units in µs (scale 1) or ms (scale 1000).
+func perUnit(d time.Duration, n int64, scale float64) string {
 	if n == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.1f", float64(d.Microseconds())/float64(n))
+	return fmt.Sprintf("%.1f", float64(d.Microseconds())/float64(n)/scale)
 }
 
 func (p *path) meanRPS() float64 {
@@ -145,6 +155,26 @@ func (p *path) meanRPS() float64 {
 		s += v
 	}
 	return s / float64(len(p.rps))
+}
+
+// ratio is the median over rounds of p's rate divided by base's rate in
+// the same round: paths are measured interleaved, so a load spike on the
+// machine hits both sides of one ratio.
+func rateRatio(p, base *path) float64 {
+	var rs []float64
+	for i := range min(len(p.rps), len(base.rps)) {
+		rs = append(rs, p.rps[i]/base.rps[i])
+	}
+	return median(rs)
+}
+
+// dlRatio is the median of per-round download ratios.
+func dlRatio(v, base []float64) float64 {
+	var rs []float64
+	for i := range min(len(v), len(base)) {
+		rs = append(rs, v[i]/base[i])
+	}
+	return median(rs)
 }
 
 func medianDur(ds []time.Duration) time.Duration {
@@ -177,13 +207,12 @@ func measure(b *testing.B, r *relay, wrkBin string, paths []*path) {
 	b.Helper()
 	for round := range *flagRounds {
 		for _, p := range paths {
-			stop := startProfile(b, p.profile, round)
-			g0, n0 := cpuSelf(), cpuNginx(r.inst.Pid())
+			wait := r.startProfiles(p.profile, p.agent, round)
+			c0 := r.cpuNow()
 			res := runWrk(b, wrkBin, clients, *flagDuration, p.url, p.headers...)
-			p.cpuGo += cpuSelf() - g0
-			p.cpuNg += cpuNginx(r.inst.Pid()) - n0
+			p.cpu = p.cpu.add(r.cpuNow().sub(c0))
 			p.reqs += res.Requests
-			stop()
+			wait()
 			if res.Non2xx > 0 || res.SockErrs != "" || res.Requests == 0 {
 				b.Errorf("%s: %d requests, %d non-2xx answers, socket errors %q", p.name, res.Requests, res.Non2xx, res.SockErrs)
 			}
@@ -194,20 +223,22 @@ func measure(b *testing.B, r *relay, wrkBin string, paths []*path) {
 	}
 }
 
-func startProfile(b *testing.B, prefix string, round int) func() {
+// startProfiles takes CPU profiles of the tunnel server and the path's
+// agent for one wrk run (-profile-dir).
+func (r *relay) startProfiles(prefix string, a *child, round int) func() {
 	if *flagProfileDir == "" || prefix == "" {
 		return func() {}
 	}
-	f, err := os.Create(filepath.Join(*flagProfileDir, fmt.Sprintf("%s-%d.pprof", prefix, round)))
-	if err != nil {
-		b.Fatal(err)
+	d := *flagDuration - 500*time.Millisecond
+	ws := []func(){r.server.profile(d, filepath.Join(*flagProfileDir, fmt.Sprintf("%s-server-%d.pprof", prefix, round)))}
+	if a != nil {
+		ws = append(ws, a.profile(d, filepath.Join(*flagProfileDir, fmt.Sprintf("%s-agent-%d.pprof", prefix, round))))
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		b.Logf("CPU profile not written (go test -cpuprofile active?): %v", err)
-		return func() {}
+	return func() {
+		for _, w := range ws {
+			w()
+		}
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 func fmtRPS(p *path) string {
@@ -218,33 +249,54 @@ func fmtRPS(p *path) string {
 	return strings.Join(parts, ", ")
 }
 
+// memory is the resident memory of the tunnel processes, MiB.
+type memory struct {
+	server, agentWSS, agents float64
+	chisel                   []float64 // stock chisel servers of the variants
+}
+
+func (r *relay) memory() memory {
+	m := memory{server: procRSS(r.server.pid()), agentWSS: procRSS(r.agentWSS.pid())}
+	for _, a := range r.agents {
+		m.agents += procRSS(a.pid())
+	}
+	for _, v := range r.variants {
+		if v.chiselSrv != nil {
+			m.chisel = append(m.chisel, procRSS(v.chiselSrv.pid()))
+		}
+	}
+	return m
+}
+
 // BenchmarkRelay compares nginx → tunnel → app with nginx → app: requests
 // per second with 32 keep-alive clients (wrk) and MiB/s of a 100 MiB
-// download (curl), the tunnel client connected straight to the tunnel
-// server (ws://) and, the production way, through nginx (wss://tunnel.<d>
-// with a client certificate).
+// download (curl). The production path is "wss": TLS at nginx, the agent
+// connected through nginx's tunnel vhost with its client certificate, the
+// public app vhost → relay port → tunnel → agent → app. "ws" is the same
+// with the agent connected straight to the tunnel server, which shows what
+// the second pass through nginx costs. It also reports the tunnel server's
+// and the agent's memory before and after the load.
 func BenchmarkRelay(b *testing.B) {
 	wrkBin := testutil.NeedBinary(b, "wrk")
 	curlBin := testutil.NeedBinary(b, "curl")
-	// The tunnel server and client run here with the GC settings
-	// `portlama tunnel-server` and `portlama-agent run` use.
-	defer debug.SetGCPercent(debug.SetGCPercent(tunnel.GCPercent))
-	defer debug.SetMemoryLimit(debug.SetMemoryLimit(tunnel.MemoryLimit))
 	r := startRelay(b, selectedVariants(b)...)
+	idle := r.memory()
 	host := func(sub string) string { return "Host: " + fqdn(sub) }
 	base := "https://127.0.0.1:" + strconv.Itoa(r.addrs.HTTPSPort) + "/"
 	direct := &path{name: "nginx → app", url: base, headers: []string{host(subDirect)}}
-	tun := &path{name: "nginx → tunnel (ws) → app", url: base, headers: []string{host(subTunnel)}, profile: "rps-tunnel-ws"}
-	wss := &path{name: "nginx → tunnel (wss via nginx) → app", url: base, headers: []string{host(subWSS)}, profile: "rps-tunnel-wss"}
+	wss := &path{name: "nginx → tunnel (wss via nginx) → app", url: base, headers: []string{host(subWSS)}, agent: r.agentWSS, profile: "rps-wss"}
+	tun := &path{name: "nginx → tunnel (ws) → app", url: base, headers: []string{host(subTunnel)}, agent: r.agentWS, profile: "rps-ws"}
 	appOnly := &path{name: "app alone (no nginx)", url: "http://127.0.0.1:" + strconv.Itoa(r.appPort) + "/"}
-	tunOnly := &path{name: "tunnel (ws) → app, no nginx", url: "http://127.0.0.1:" + strconv.Itoa(r.relayPort) + "/", profile: "rps-tunnel-only"}
-	paths := []*path{direct, tun, wss, appOnly, tunOnly}
-	subs := []string{subDirect, subTunnel, subWSS}
+	tunOnly := &path{name: "tunnel (ws) → app, no nginx", url: "http://127.0.0.1:" + strconv.Itoa(r.relayPort) + "/", agent: r.agentWS, profile: "rps-tunnel-only"}
+	paths := []*path{direct, wss, tun, appOnly, tunOnly}
+	subs := []string{subDirect, subWSS, subTunnel}
 	names := map[string]string{subDirect: direct.name, subTunnel: tun.name, subWSS: wss.name}
+	agents := map[string]*child{subWSS: r.agentWSS, subTunnel: r.agentWS}
 	for _, v := range r.variants {
-		paths = append(paths, &path{name: v.name, url: base, headers: []string{host(v.sub)}, profile: "rps-" + v.sub})
+		paths = append(paths, &path{name: v.name, url: base, headers: []string{host(v.sub)}, agent: v.agent, profile: "rps-" + v.sub})
 		subs = append(subs, v.sub)
 		names[v.sub] = v.name
+		agents[v.sub] = v.agent
 	}
 	load0 := loadavg()
 	b.ResetTimer()
@@ -252,63 +304,92 @@ func BenchmarkRelay(b *testing.B) {
 
 	// Downloads, interleaved, median of three.
 	dl := map[string][]float64{}
-	dlGo, dlNg := map[string]time.Duration{}, map[string]time.Duration{}
+	dlCPU := map[string]cpuSample{}
 	for round := range 3 {
 		for _, sub := range subs {
-			stop := func() {}
+			wait := func() {}
 			if sub != subDirect {
-				stop = startProfile(b, "download-"+sub, round)
+				wait = r.startProfiles("download-"+sub, agents[sub], round)
 			}
-			g0, n0 := cpuSelf(), cpuNginx(r.inst.Pid())
+			c0 := r.cpuNow()
 			dl[sub] = append(dl[sub], r.download(b, curlBin, sub, downloadSize))
-			dlGo[sub] += cpuSelf() - g0
-			dlNg[sub] += cpuNginx(r.inst.Pid()) - n0
-			stop()
+			dlCPU[sub] = dlCPU[sub].add(r.cpuNow().sub(c0))
+			wait()
 		}
 	}
 	b.StopTimer()
+	after := r.memory()
+	if *flagProfileDir != "" {
+		r.server.heap(filepath.Join(*flagProfileDir, "heap-server-after.pprof"))
+		r.agentWSS.heap(filepath.Join(*flagProfileDir, "heap-agent-after.pprof"))
+	}
 	load1 := loadavg()
+	time.Sleep(*flagSettle) // memory the runtime returns to the OS after a while
+	settled := r.memory()
+	if *flagProfileDir != "" {
+		r.server.heap(filepath.Join(*flagProfileDir, "heap-server-settled.pprof"))
+	}
 
-	dDirect, dTun, dWSS := median(dl[subDirect]), median(dl[subTunnel]), median(dl[subWSS])
+	dDirect, dWSS := median(dl[subDirect]), median(dl[subWSS])
 	w := os.Stdout
-	fmt.Fprintf(w, "\n== Relay benchmark: %d keep-alive clients, %d × %s per path (interleaved), GOMAXPROCS=%d, %d CPUs\n",
-		clients, *flagRounds, *flagDuration, runtime.GOMAXPROCS(0), runtime.NumCPU())
-	fmt.Fprintf(w, "   loadavg before %s, after %s\n", load0, load1)
-	fmt.Fprintf(w, "%-40s %10s %9s %9s %8s %8s %8s   %s\n", "path", "req/s", "p50", "p99", "ratio", "Go µs/r", "ngx µs/r", "rounds")
+	fmt.Fprintf(w, "\n== Relay benchmark: %d keep-alive clients, %d × %s per path (interleaved), %d CPUs, GOGC of the tunnel processes %s\n",
+		clients, *flagRounds, *flagDuration, runtime.NumCPU(), orDefault(*flagGOGC, strconv.Itoa(tunnelGC())))
+	fmt.Fprintf(w, "   loadavg before %s, after %s; CPU per request: srv = tunnel server, agent = agents, ngx = nginx, app = sample app + auth server\n", load0, load1)
+	fmt.Fprintf(w, "   ratio = median over rounds of (path / direct in the same round)\n")
+	fmt.Fprintf(w, "%-40s %10s %9s %9s %7s %7s %7s %7s %7s   %s\n", "path", "req/s", "p50", "p99", "ratio", "srv µs", "agent", "ngx", "app", "rounds")
 	for _, p := range paths {
 		ratio := "-"
-		if p != direct && p != appOnly && p != tunOnly {
-			ratio = fmt.Sprintf("%.2f×", p.meanRPS()/direct.meanRPS())
+		switch p {
+		case tunOnly:
+			ratio = fmt.Sprintf("%.2f×", rateRatio(p, appOnly))
+		case direct, appOnly:
+		default:
+			ratio = fmt.Sprintf("%.2f×", rateRatio(p, direct))
 		}
-		if p == tunOnly {
-			ratio = fmt.Sprintf("%.2f×", p.meanRPS()/appOnly.meanRPS())
-		}
-		fmt.Fprintf(w, "%-40s %10.0f %9s %9s %8s %8s %8s   %s\n", p.name, p.meanRPS(),
+		fmt.Fprintf(w, "%-40s %10.0f %9s %9s %7s %7s %7s %7s %7s   %s\n", p.name, p.meanRPS(),
 			medianDur(p.p50).Round(time.Microsecond), medianDur(p.p99).Round(time.Microsecond), ratio,
-			cpuPerReq(p.cpuGo, p.reqs), cpuPerReq(p.cpuNg, p.reqs), fmtRPS(p))
+			perUnit(p.cpu.server, p.reqs, 1), perUnit(p.cpu.agents, p.reqs, 1), perUnit(p.cpu.nginx, p.reqs, 1), perUnit(p.cpu.self, p.reqs, 1), fmtRPS(p))
 	}
-	fmt.Fprintf(w, "%-40s %10s %8s %12s %12s   %s\n", "100 MiB download", "MiB/s", "ratio", "Go ms/dl", "ngx ms/dl", "runs")
+	fmt.Fprintf(w, "%-40s %10s %8s %8s %8s %8s %8s   %s\n", "100 MiB download", "MiB/s", "ratio", "srv ms", "agent ms", "ngx ms", "app ms", "runs")
 	for _, sub := range subs {
 		ratio := "-"
 		if sub != subDirect {
-			ratio = fmt.Sprintf("%.2f×", median(dl[sub])/dDirect)
+			ratio = fmt.Sprintf("%.2f×", dlRatio(dl[sub], dl[subDirect]))
 		}
 		runs := make([]string, 0, 3)
 		for _, v := range dl[sub] {
 			runs = append(runs, strconv.FormatFloat(v, 'f', 0, 64))
 		}
-		fmt.Fprintf(w, "%-40s %10.0f %8s %12d %12d   %s\n", names[sub], median(dl[sub]), ratio,
-			dlGo[sub].Milliseconds()/3, dlNg[sub].Milliseconds()/3, strings.Join(runs, ", "))
+		c := dlCPU[sub]
+		fmt.Fprintf(w, "%-40s %10.0f %8s %8s %8s %8s %8s   %s\n", names[sub], median(dl[sub]), ratio,
+			perUnit(c.server, 3, 1000), perUnit(c.agents, 3, 1000), perUnit(c.nginx, 3, 1000), perUnit(c.self, 3, 1000), strings.Join(runs, ", "))
+	}
+	fmt.Fprintf(w, "%-40s %10s %10s %10s   %s\n", "memory (RSS, MiB)", "idle", "after load", "+"+settleLabel(), "after/idle")
+	fmt.Fprintf(w, "%-40s %10.1f %10.1f %10.1f   %.2f×\n", "tunnel server", idle.server, after.server, settled.server, after.server/idle.server)
+	fmt.Fprintf(w, "%-40s %10.1f %10.1f %10.1f   %.2f×\n", "agent (wss)", idle.agentWSS, after.agentWSS, settled.agentWSS, after.agentWSS/idle.agentWSS)
+	fmt.Fprintf(w, "%-40s %10.1f %10.1f %10.1f   %.2f×\n", fmt.Sprintf("all %d agents", len(r.agents)), idle.agents, after.agents, settled.agents, after.agents/idle.agents)
+	for i := range idle.chisel {
+		fmt.Fprintf(w, "%-40s %10.1f %10.1f %10.1f   %.2f×\n", "stock chisel server", idle.chisel[i], after.chisel[i], settled.chisel[i], after.chisel[i]/idle.chisel[i])
 	}
 	fmt.Fprintln(w)
 
 	b.ReportMetric(direct.meanRPS(), "direct-req/s")
-	b.ReportMetric(tun.meanRPS(), "tunnel-req/s")
-	b.ReportMetric(tun.meanRPS()/direct.meanRPS(), "tunnel/direct-req")
-	b.ReportMetric(wss.meanRPS()/direct.meanRPS(), "wss/direct-req")
+	b.ReportMetric(wss.meanRPS(), "wss-req/s")
+	b.ReportMetric(rateRatio(wss, direct), "wss/direct-req")
 	b.ReportMetric(dDirect, "direct-MiB/s")
-	b.ReportMetric(dTun, "tunnel-MiB/s")
 	b.ReportMetric(dWSS, "wss-MiB/s")
+	b.ReportMetric(dlRatio(dl[subWSS], dl[subDirect]), "wss/direct-dl")
+	b.ReportMetric(dlRatio(dl[subTunnel], dl[subDirect]), "ws/direct-dl")
+	b.ReportMetric(after.server/idle.server, "server-rss-after/idle")
+}
+
+func settleLabel() string { return (*flagSettle).String() }
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // BenchmarkAuth measures the auth-request endpoint for a valid session
@@ -320,7 +401,7 @@ func BenchmarkAuth(b *testing.B) {
 	r := startRelay(b)
 	cookie := "Cookie: " + auth.SessionCookieName + "=" + r.cookie
 	base := "https://127.0.0.1:" + strconv.Itoa(r.addrs.HTTPSPort) + "/"
-	authz := &path{name: "auth-request endpoint (valid session)", url: "http://" + r.authAddr + "/api/authz/auth-request", profile: "auth-endpoint",
+	authz := &path{name: "auth-request endpoint (valid session)", url: "http://" + r.authAddr + "/api/authz/auth-request",
 		headers: []string{cookie, "X-Original-URL: " + r.url(subSecure, "/"), "X-Original-Method: GET", "X-Forwarded-For: 127.0.0.1"}}
 	public := &path{name: "nginx → tunnel → app, public", url: base, headers: []string{"Host: " + fqdn(subTunnel), cookie}}
 	protected := &path{name: "nginx + auth → tunnel → app, protected", url: base, headers: []string{"Host: " + fqdn(subSecure), cookie}}
@@ -334,20 +415,20 @@ func BenchmarkAuth(b *testing.B) {
 	fmt.Fprintf(w, "\n== Auth benchmark: %d keep-alive clients, %d × %s per path (interleaved), GOMAXPROCS=%d\n",
 		clients, *flagRounds, *flagDuration, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(w, "   loadavg before %s, after %s\n", load0, load1)
-	fmt.Fprintf(w, "%-40s %10s %9s %9s %8s %8s %8s   %s\n", "path", "req/s", "p50", "p99", "ratio", "Go µs/r", "ngx µs/r", "rounds")
+	fmt.Fprintf(w, "%-40s %10s %9s %9s %8s %8s   %s\n", "path", "req/s", "p50", "p99", "ratio", "app µs/r", "rounds")
 	for _, p := range []*path{authz, public, protected} {
 		ratio := "-"
 		if p == protected {
-			ratio = fmt.Sprintf("%.2f×", protected.meanRPS()/public.meanRPS())
+			ratio = fmt.Sprintf("%.2f×", rateRatio(protected, public))
 		}
-		fmt.Fprintf(w, "%-40s %10.0f %9s %9s %8s %8s %8s   %s\n", p.name, p.meanRPS(),
+		fmt.Fprintf(w, "%-40s %10.0f %9s %9s %8s %8s   %s\n", p.name, p.meanRPS(),
 			medianDur(p.p50).Round(time.Microsecond), medianDur(p.p99).Round(time.Microsecond), ratio,
-			cpuPerReq(p.cpuGo, p.reqs), cpuPerReq(p.cpuNg, p.reqs), fmtRPS(p))
+			perUnit(p.cpu.self, p.reqs, 1), fmtRPS(p))
 	}
 	fmt.Fprintln(w)
 	b.ReportMetric(float64(medianDur(authz.p50).Microseconds()), "authz-p50-µs")
 	b.ReportMetric(float64(medianDur(authz.p99).Microseconds()), "authz-p99-µs")
 	b.ReportMetric(public.meanRPS(), "public-req/s")
 	b.ReportMetric(protected.meanRPS(), "protected-req/s")
-	b.ReportMetric(protected.meanRPS()/public.meanRPS(), "protected/public")
+	b.ReportMetric(rateRatio(protected, public), "protected/public")
 }

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -125,22 +124,14 @@ func (r *relay) download(b *testing.B, curlBin, sub string, size int64) float64 
 	return float64(size) / (1 << 20) / secs
 }
 
-// cpuSelf is the CPU time (user + system) this process has used.
-func cpuSelf() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat times (100 on
 // every Linux this runs on).
 const clockTicks = 100
 
-// cpuNginx is the CPU time of the nginx master pid and its workers.
-func cpuNginx(master int) time.Duration {
-	if master == 0 {
+// procCPU is the CPU time (user + system) of pid and, with children, of
+// its direct children (nginx's workers).
+func procCPU(pid int, children bool) time.Duration {
+	if pid == 0 {
 		return 0
 	}
 	ents, err := os.ReadDir("/proc")
@@ -149,8 +140,8 @@ func cpuNginx(master int) time.Duration {
 	}
 	var ticks int64
 	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil || (!children && p != pid) {
 			continue
 		}
 		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
@@ -167,7 +158,7 @@ func cpuNginx(master int) time.Duration {
 			continue
 		}
 		ppid, _ := strconv.Atoi(f[1])
-		if pid != master && ppid != master {
+		if p != pid && ppid != pid {
 			continue
 		}
 		ut, _ := strconv.ParseInt(f[11], 10, 64)

@@ -21,6 +21,7 @@ import (
 	"github.com/pquerna/otp/totp"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/portlama/portlama/internal/agent"
 	"github.com/portlama/portlama/internal/auth"
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/nginx"
@@ -46,37 +47,48 @@ const (
 )
 
 // relay is everything a benchmark drives: nginx with the app vhosts, the
-// tunnel server, two tunnel clients, the auth server and the sample app.
+// tunnel server and the agents (child processes), the auth server and the
+// sample app (in this process).
 type relay struct {
 	root      string
 	layout    config.Layout
 	addrs     config.Addrs
 	caFile    string
 	appPort   int // the sample app
-	relayPort int // bound by the tunnel server for the ws:// client
-	wssPort   int // bound by the tunnel server for the wss:// client
+	relayPort int // bound by the tunnel server for the ws:// agent
+	wssPort   int // bound by the tunnel server for the wss:// agent
 	variants  []*variant
 	authAddr  string
 	cookie    string // a valid two-factor session for benchUser
 	inst      *nginx.Instance
-	tunSrv    *tunnel.Server
+	server    *child   // the tunnel server
+	agentWS   *child   // agent straight to the tunnel server (ws://)
+	agentWSS  *child   // agent through nginx's tunnel vhost (wss://, mTLS): production
+	agents    []*child // every agent process (ours and stock chisel clients)
+	servers   []*child // every tunnel server process (ours and stock chisel)
 }
 
 // variant is an extra path for an A/B comparison in the same run: its own
-// app vhost (sub), reaching the app directly or through its own tunnel
-// client and relay port, with optional edits of the rendered vhosts.
+// app vhost (sub), reaching the app directly or through its own agent and
+// relay port, with optional edits of the rendered vhosts.
 type variant struct {
 	name       string
 	sub        string
 	direct     bool // nginx → app, no tunnel
-	wss        bool // client through nginx's tunnel vhost
+	wss        bool // agent through nginx's tunnel vhost
 	appEdit    func(*testing.B, []byte) []byte
 	tunnelEdit func(*testing.B, []byte) []byte // wss only: a copy of the tunnel vhost on its own port
-	beforeDial func()
-	afterDial  func()
+	ciphers    []string                        // the agent's SSH cipher preference
+	// chisel runs stock chisel (bin/chisel-v1.12.0 server and client)
+	// instead of ours, behind a copy of the tunnel vhost: the baseline.
+	chisel bool
+
+	chiselPort int
+	chiselSrv  *child
 
 	relayPort  int
 	tunnelPort int
+	agent      *child
 }
 
 // replaceOnce is an edit that replaces old with new exactly once.
@@ -160,6 +172,13 @@ func startRelay(b *testing.B, variants ...*variant) *relay {
 			v.relayPort = ports.next(b)
 			relayPorts = append(relayPorts, v.relayPort)
 		}
+		if v.chisel {
+			v.chiselPort = ports.next(b)
+			addr := "127.0.0.1:" + strconv.Itoa(v.chiselPort)
+			v.tunnelEdit = func(b *testing.B, c []byte) []byte {
+				return replaceOnce("proxy_pass http://"+r.addrs.Tunnel+";", "proxy_pass http://"+addr+";")(b, c)
+			}
+		}
 		if v.wss && v.tunnelEdit != nil {
 			v.tunnelPort = ports.next(b)
 		}
@@ -169,7 +188,8 @@ func startRelay(b *testing.B, variants ...*variant) *relay {
 
 	r.startAuth(b, ctx, cancel, authLn)
 
-	// Tunnel server with one agent allowed both relay ports.
+	// Tunnel server (a child process) with one agent allowed every relay
+	// port.
 	tdir := r.layout.TunnelDir()
 	if err := os.MkdirAll(tdir, 0o700); err != nil {
 		b.Fatal(err)
@@ -185,19 +205,12 @@ func startRelay(b *testing.B, variants ...*variant) *relay {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r.tunSrv, err = tunnel.NewServer(tunnel.ServerConfig{
-		Addr:            r.addrs.Tunnel,
-		KeyFile:         filepath.Join(tdir, tunnel.KeyFileName),
-		FingerprintFile: filepath.Join(tdir, tunnel.FingerprintFileName),
-		ACLFile:         acl.Path(),
-	})
+	tcfg := tunnel.DirConfig(tdir)
+	r.server = startChild(b, "tunnel server", "tunnel-server", serverSpec{Dir: tdir, Addr: r.addrs.Tunnel, Pprof: *flagProfileDir != ""}, childEnv()...)
+	fingerprint, err := tunnel.ReadFingerprint(tcfg.FingerprintFile)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := r.tunSrv.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cancel(); _ = r.tunSrv.Wait() })
 
 	// nginx: shared pieces, the tunnel vhost and the app vhosts.
 	rd, err := nginx.NewRenderer(r.layout, r.addrs)
@@ -219,6 +232,15 @@ func startRelay(b *testing.B, variants ...*variant) *relay {
 	if err != nil {
 		b.Fatal(err)
 	}
+	tunnelSecret, err := tunnel.ReadProxySecret(tcfg.SecretFile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts, err := rd.TunnelSecret(tunnelSecret)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sh.Files = append(sh.Files, ts)
 	if err := mgr.WriteShared(sctx, sh); err != nil {
 		b.Fatalf("nginx shared config: %v", err)
 	}
@@ -271,46 +293,55 @@ func startRelay(b *testing.B, variants ...*variant) *relay {
 		b.Fatalf("nginx vhosts: %v", err)
 	}
 
-	// Tunnel clients: one straight to the tunnel server (ws://), one the
-	// production way through nginx (wss://tunnel.<d>, client certificate).
-	remote := func(relay int) []string {
-		return []string{fmt.Sprintf("R:127.0.0.1:%d:127.0.0.1:%d", relay, r.appPort)}
+	// Agents: one straight to the tunnel server (ws://, the bench sends
+	// nginx's proof headers), one the production way through nginx
+	// (wss://tunnel.<d>, client certificate), one per tunnel variant.
+	certFile, keyFile := filepath.Join(root, "agent.crt"), filepath.Join(root, "agent.key")
+	writeFile(b, certFile, agentCred.CertPEM, 0o600)
+	writeFile(b, keyFile, agentCred.KeyPEM, 0o600)
+	tunnelsTo := func(relay int) []agent.AgentTunnel {
+		return []agent.AgentTunnel{{ID: "1", FQDN: "bench", Port: r.appPort, TargetHost: "127.0.0.1", RelayPort: relay}}
 	}
-	r.startClient(b, ctx, cancel, tunnel.ClientConfig{
-		ServerURL: "http://" + r.addrs.Tunnel, Auth: cred, Fingerprint: r.tunSrv.Fingerprint(), Remotes: remote(r.relayPort),
-	})
-	pool := x509.NewCertPool()
-	pool.AddCert(p.CACert())
-	wssConfig := func(port, relay int) tunnel.ClientConfig {
-		return tunnel.ClientConfig{
-			ServerURL:   "https://localhost:" + strconv.Itoa(port),
-			Auth:        cred,
-			Fingerprint: r.tunSrv.Fingerprint(),
-			Remotes:     remote(relay),
-			TLS: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{{
-				Certificate: [][]byte{agentCred.Cert.Raw}, PrivateKey: agentCred.Key}}},
-		}
+	wsSpec := func(relay int) agentSpec {
+		return agentSpec{Server: "http://" + r.addrs.Tunnel, Auth: cred, Fingerprint: fingerprint, Tunnels: tunnelsTo(relay),
+			Header: map[string]string{tunnel.HeaderSecret: tunnelSecret, tunnel.HeaderClientVerify: "SUCCESS",
+				tunnel.HeaderClientDN: "CN=" + pki.AgentCN(agentName) + ",O=Portlama"},
+			Pprof: *flagProfileDir != ""}
 	}
-	r.startClient(b, ctx, cancel, wssConfig(r.addrs.HTTPSPort, r.wssPort))
+	wssSpec := func(port, relay int) agentSpec {
+		return agentSpec{Server: "https://localhost:" + strconv.Itoa(port), Auth: cred, Fingerprint: fingerprint, Tunnels: tunnelsTo(relay),
+			CAFile: r.caFile, CertFile: certFile, KeyFile: keyFile, Pprof: *flagProfileDir != ""}
+	}
+	r.agentWS = startChild(b, "agent (ws)", "agent", wsSpec(r.relayPort), childEnv()...)
+	r.agentWSS = startChild(b, "agent (wss)", "agent", wssSpec(r.addrs.HTTPSPort, r.wssPort), childEnv()...)
+	r.agents = []*child{r.agentWS, r.agentWSS}
+	r.servers = []*child{r.server}
 	for _, v := range variants {
 		if v.direct {
 			continue
 		}
-		cfg := tunnel.ClientConfig{ServerURL: "http://" + r.addrs.Tunnel, Auth: cred, Fingerprint: r.tunSrv.Fingerprint(), Remotes: remote(v.relayPort)}
+		if v.chisel {
+			bin := testutil.NeedTool(b, "chisel-v1.12.0")
+			v.chiselSrv = startCmd(b, "chisel server", bin, "server", "--host", "127.0.0.1", "--port", strconv.Itoa(v.chiselPort),
+				"--reverse", "--auth", cred, "--keyfile", tcfg.KeyFile)
+			v.agent = startCmd(b, "chisel client", bin, "client", "--tls-cert", certFile, "--tls-key", keyFile, "--tls-ca", r.caFile,
+				"--fingerprint", fingerprint, "--auth", cred, "https://localhost:"+strconv.Itoa(v.tunnelPort),
+				fmt.Sprintf("R:127.0.0.1:%d:127.0.0.1:%d", v.relayPort, r.appPort))
+			r.servers = append(r.servers, v.chiselSrv)
+			r.agents = append(r.agents, v.agent)
+			continue
+		}
+		spec := wsSpec(v.relayPort)
 		if v.wss {
 			port := r.addrs.HTTPSPort
 			if v.tunnelPort != 0 {
 				port = v.tunnelPort
 			}
-			cfg = wssConfig(port, v.relayPort)
+			spec = wssSpec(port, v.relayPort)
 		}
-		if v.beforeDial != nil {
-			v.beforeDial()
-		}
-		r.startClient(b, ctx, cancel, cfg)
-		if v.afterDial != nil {
-			v.afterDial()
-		}
+		spec.Ciphers = v.ciphers
+		v.agent = startChild(b, "agent ("+v.name+")", "agent", spec, childEnv()...)
+		r.agents = append(r.agents, v.agent)
 	}
 
 	// Every path answers with the sample app's page; the protected one
@@ -357,22 +388,6 @@ server {
 }
 `, r.addrs.HTTPSPort, tf.Cert, tf.Key, r.layout.NginxSnippets())
 	return nginx.Vhost{Name: "portlama-bench-sni", FQDN: "127.0.0.1", Content: []byte(c)}
-}
-
-func (r *relay) startClient(b *testing.B, ctx context.Context, cancel context.CancelFunc, cfg tunnel.ClientConfig) {
-	b.Helper()
-	c, err := tunnel.NewClient(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
-	b.Cleanup(func() { cancel(); <-done })
-	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
-	defer rcancel()
-	if err := c.Ready(rctx); err != nil {
-		b.Fatalf("tunnel client %s: %v", cfg.ServerURL, err)
-	}
 }
 
 // startAuth creates the user with a TOTP secret, starts the auth server on
