@@ -17,12 +17,12 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/nginx"
 	"github.com/portlama/portlama/internal/pki"
 	"github.com/portlama/portlama/internal/pki/pkitest"
 	"github.com/portlama/portlama/internal/testutil"
-	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/tunnels"
 )
 
