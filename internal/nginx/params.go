@@ -102,13 +102,6 @@ func listenSpec(what, host string, port int) (string, error) {
 	return netip.AddrPortFrom(a, uint16(port)).String(), nil
 }
 
-func checkFQDN(what, s string) error {
-	if err := validate.FQDN(s); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	return nil
-}
-
 func checkSecret(s string) error {
 	if validate.Token(s) != nil {
 		return errors.New("proxy secret must be 64 lower-case hex characters")

@@ -3,7 +3,6 @@ package tunnel
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -332,7 +331,6 @@ func dialRaw(t testing.TB, r *relay, cred string, header http.Header) (*rawSessi
 }
 
 // sha is the hex SHA-256 of b, for byte-exact comparisons.
-func sha(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }
 
 // lockedBuffer collects a child process's output.
 type lockedBuffer struct {
