@@ -11,19 +11,32 @@ import (
 	"syscall"
 
 	"github.com/portlama/portlama/internal/config"
+	"github.com/portlama/portlama/internal/store"
 )
 
 // Lint gate for the vhosts the panel writes.
 //
 // The panel runs unprivileged, yet it writes sites-available and
-// sites-enabled, and nginx's master process, running as root, reads those
-// files: it opens log files, certificate keys and includes as root. A file
-// with "access_log /etc/cron.d/x" or "include /etc/shadow" would turn a
-// compromised panel into root. Lint reads every file nginx includes from
-// sites-enabled and admits only the directives Portlama's templates use,
-// with file arguments confined to the relay's own directories. The root
-// helper runs it before every "nginx -t" and reload, and the installer's
-// nginx.service drop-in before nginx starts or reloads (docs/security.md).
+// sites-enabled, and nginx's master process, running as root, reads its
+// configuration: it opens log files, certificate keys and includes as
+// root. A vhost with "access_log /etc/cron.d/x" or "include /etc/shadow"
+// would turn a compromised panel into root. So on a relay nginx does not
+// read sites-enabled: Publish lints every entry there and copies what
+// passes into CheckedSitesDir (root-owned), which the relay's nginx.conf
+// includes instead. The copy is what was checked, so changing a file after
+// the check changes nothing nginx reads. The root helper publishes before
+// every "nginx -t" and reload, and the installer's nginx.service drop-in
+// before nginx starts or reloads (docs/security.md).
+//
+// Entries that are root's own (a regular file owned by root, writable by
+// no one else, with one link: the distribution's default site, vhosts an
+// administrator wrote) are copied as they are. Everything else must pass
+// LintConfig: only the directives Portlama's templates use, with file
+// arguments confined to the relay's own directories.
+
+// CheckedSitesDir is where Publish puts the checked copies of
+// sites-enabled: <nginx>/portlama-checked.
+func CheckedSitesDir(l config.Layout) string { return filepath.Join(l.NginxDir, "portlama-checked") }
 
 // LintError lists what the gate refused, one problem per entry.
 type LintError struct {
@@ -95,104 +108,146 @@ func lintPaths(l config.Layout) map[string][]string {
 	}
 }
 
-// Lint checks every file nginx includes from the layout's sites-enabled.
-// Entries must be files in sites-available (or in sites-enabled itself),
-// linked or not; their content must pass LintConfig. It also refuses a
-// layout whose root-owned pieces (conf.d, snippets) are writable by
-// anyone but root, since the gate would not cover them.
-func Lint(l config.Layout) error {
+// Lint checks every entry of the layout's sites-enabled and returns the
+// content nginx may read, by entry name. Entries must be files in
+// sites-available (or in sites-enabled itself), linked or not. It also
+// refuses a layout whose root-owned pieces (conf.d, snippets) are writable
+// by anyone but root, since the gate would not cover them.
+func Lint(l config.Layout) (map[string][]byte, error) {
 	var problems []string
 	for _, dir := range []string{l.NginxConfD(), l.NginxSnippets()} {
 		if err := rootOnly(dir); err != nil {
 			problems = append(problems, err.Error())
 		}
 	}
-	enabled := l.NginxSitesEnabled()
-	entries, err := os.ReadDir(enabled)
+	entries, err := os.ReadDir(l.NginxSitesEnabled())
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("lint nginx configuration: %w", err)
+		return nil, fmt.Errorf("lint nginx configuration: %w", err)
 	}
-	names := make([]string, 0, len(entries))
+	checked := map[string][]byte{}
 	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		data, err := readEnabled(l, name)
+		name := e.Name()
+		data, trusted, err := readEnabled(l, name)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", name, err))
 			continue
 		}
-		if err := LintConfig(l, data); err != nil {
-			var le *LintError
-			if errors.As(err, &le) {
-				for _, p := range le.Problems {
-					problems = append(problems, name+": "+p)
+		if !trusted {
+			if err := LintConfig(l, data); err != nil {
+				var le *LintError
+				if errors.As(err, &le) {
+					for _, p := range le.Problems {
+						problems = append(problems, name+": "+p)
+					}
+					continue
 				}
+				problems = append(problems, fmt.Sprintf("%s: %v", name, err))
 				continue
 			}
-			problems = append(problems, fmt.Sprintf("%s: %v", name, err))
 		}
+		checked[name] = data
 	}
 	if len(problems) > 0 {
-		return &LintError{Problems: problems}
+		sort.Strings(problems)
+		return nil, &LintError{Problems: problems}
+	}
+	return checked, nil
+}
+
+// Publish lints sites-enabled and makes CheckedSitesDir hold exactly the
+// checked entries (root-owned, 0644). On a lint failure it changes nothing.
+func Publish(l config.Layout) error {
+	checked, err := Lint(l)
+	if err != nil {
+		return err
+	}
+	dir := CheckedSitesDir(l)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("publish nginx vhosts: %w", err)
+	}
+	if err := rootOnly(dir); err != nil {
+		return fmt.Errorf("publish nginx vhosts: %w", err)
+	}
+	for name, data := range checked {
+		p := filepath.Join(dir, name)
+		if cur, err := os.ReadFile(p); err == nil && string(cur) == string(data) {
+			continue
+		}
+		if err := store.WriteFileAtomic(p, data, 0o644); err != nil {
+			return fmt.Errorf("publish nginx vhost %s: %w", name, err)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if _, ok := checked[e.Name()]; !ok {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("publish nginx vhosts: %w", err)
+			}
+		}
 	}
 	return nil
 }
 
 // readEnabled reads sites-enabled/<name>: a regular file, or a symbolic
 // link to a file directly inside sites-available. The target is opened
-// through an os.Root of that directory, so a link planted further down
-// cannot lead the reader (root) outside it.
-func readEnabled(l config.Layout, name string) ([]byte, error) {
+// through an os.Root of that directory without following links, so a link
+// planted further down cannot lead the reader (root) elsewhere. trusted
+// reports a file that is root's own (see above), judged on the opened file.
+func readEnabled(l config.Layout, name string) (data []byte, trusted bool, err error) {
 	enabled := l.NginxSitesEnabled()
 	fi, err := os.Lstat(filepath.Join(enabled, name))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	dir, file := enabled, name
 	if fi.Mode()&fs.ModeSymlink != 0 {
 		target, err := os.Readlink(filepath.Join(enabled, name))
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if !filepath.IsAbs(target) {
 			target = filepath.Join(enabled, target)
 		}
 		target = filepath.Clean(target)
 		if filepath.Dir(target) != filepath.Clean(l.NginxSitesAvailable()) {
-			return nil, errors.New("links outside sites-available")
+			return nil, false, errors.New("links outside sites-available")
 		}
 		dir, file = l.NginxSitesAvailable(), filepath.Base(target)
 	} else if !fi.Mode().IsRegular() {
-		return nil, errors.New("is neither a file nor a link to one")
+		return nil, false, errors.New("is neither a file nor a link to one")
 	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer root.Close()
 	f, err := root.OpenFile(file, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if !st.Mode().IsRegular() {
-		return nil, errors.New("is not a regular file")
+		return nil, false, errors.New("is not a regular file")
 	}
 	if st.Size() > 1<<20 {
-		return nil, errors.New("is larger than 1 MiB")
+		return nil, false, errors.New("is larger than 1 MiB")
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		trusted = sys.Uid == 0 && sys.Nlink == 1 && st.Mode().Perm()&0o022 == 0
 	}
 	buf := make([]byte, st.Size())
 	n, err := f.ReadAt(buf, 0)
 	if err != nil && n != len(buf) {
-		return nil, err
+		return nil, false, err
 	}
-	return buf, nil
+	return buf, trusted, nil
 }
 
 // rootOnly checks that dir, if it exists, and the files in it are owned by

@@ -66,12 +66,38 @@ func renderAll(t *testing.T, l config.Layout) {
 func TestLintAdmitsEveryTemplate(t *testing.T) {
 	l := config.DirLayout(tempDir(t))
 	renderAll(t, l)
-	if err := Lint(l); err != nil {
+	entries, err := os.ReadDir(l.NginxSitesAvailable())
+	if err != nil {
 		t.Fatal(err)
 	}
-	n, _ := os.ReadDir(l.NginxSitesEnabled())
-	if len(n) < 10 {
-		t.Fatalf("only %d vhosts enabled; the test must cover every template", len(n))
+	if len(entries) < 10 {
+		t.Fatalf("only %d vhosts; the test must cover every template", len(entries))
+	}
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(l.NginxSitesAvailable(), e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := LintConfig(l, data); err != nil {
+			t.Errorf("%s: %v", e.Name(), err)
+		}
+	}
+	// The snippets are root's, but they pass as well.
+	for _, f := range []string{filepath.Join(l.NginxSnippets(), "portlama-panel-proxy.conf"), filepath.Join(l.NginxSnippets(), "portlama-mtls.conf")} {
+		data, _ := os.ReadFile(f)
+		if err := LintConfig(l, data); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+// untrust makes a file the panel's (not root's), as on a relay.
+func untrust(t *testing.T, path string) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		if err := os.Lchown(path, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -127,7 +153,7 @@ func TestLintFiles(t *testing.T) {
 	if err := os.Symlink(secret, filepath.Join(enabled, "portlama-evil")); err != nil {
 		t.Fatal(err)
 	}
-	err := Lint(l)
+	_, err := Lint(l)
 	if err == nil || !strings.Contains(err.Error(), "links outside sites-available") || strings.Contains(err.Error(), "hash") {
 		t.Fatalf("link outside: %v", err)
 	}
@@ -140,21 +166,22 @@ func TestLintFiles(t *testing.T) {
 	if err := os.Symlink(filepath.Join(avail, "portlama-hop"), filepath.Join(enabled, "portlama-hop")); err != nil {
 		t.Fatal(err)
 	}
-	if err := Lint(l); err == nil || strings.Contains(err.Error(), "hash") {
+	if _, err := Lint(l); err == nil || strings.Contains(err.Error(), "hash") {
 		t.Fatalf("second hop: %v", err)
 	}
 	os.Remove(filepath.Join(enabled, "portlama-hop"))
 
 	// A bad directive in an enabled vhost names the file and line.
 	writeFile(t, filepath.Join(avail, "portlama-app-bad"), []byte("server {\n access_log /etc/cron.d/x;\n}\n"), 0o644)
+	untrust(t, filepath.Join(avail, "portlama-app-bad"))
 	if err := os.Symlink(filepath.Join(avail, "portlama-app-bad"), filepath.Join(enabled, "portlama-app-bad")); err != nil {
 		t.Fatal(err)
 	}
-	if err := Lint(l); err == nil || !strings.Contains(err.Error(), "portlama-app-bad: line 2") {
+	if _, err := Lint(l); err == nil || !strings.Contains(err.Error(), "portlama-app-bad: line 2") {
 		t.Fatalf("bad vhost: %v", err)
 	}
 	os.Remove(filepath.Join(enabled, "portlama-app-bad"))
-	if err := Lint(l); err != nil {
+	if _, err := Lint(l); err != nil {
 		t.Fatalf("clean again: %v", err)
 	}
 
@@ -163,7 +190,7 @@ func TestLintFiles(t *testing.T) {
 	if err := os.Chmod(l.NginxSnippets(), 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if err := Lint(l); err == nil || !strings.Contains(err.Error(), "writable only by root") {
+	if _, err := Lint(l); err == nil || !strings.Contains(err.Error(), "writable only by root") {
 		t.Fatalf("writable snippets: %v", err)
 	}
 }
@@ -222,5 +249,82 @@ func TestLintTokenizesLikeNginx(t *testing.T) {
 		if err := LintConfig(l, []byte(conf)); err != nil {
 			t.Errorf("%q refused: %v", conf, err)
 		}
+	}
+}
+
+// Root's own files (the distribution's default site) are copied as they
+// are; the same content written by anyone else, made writable by others or
+// hard-linked is linted.
+func TestLintTrustsOnlyRootsOwnFiles(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("ownership checks need root")
+	}
+	l := config.DirLayout(tempDir(t))
+	renderAll(t, l)
+	avail, enabled := l.NginxSitesAvailable(), l.NginxSitesEnabled()
+	def := filepath.Join(avail, "default")
+	writeFile(t, def, []byte("server {\n listen 80 default_server;\n root /var/www/html;\n}\n"), 0o644)
+	if err := os.Symlink(def, filepath.Join(enabled, "default")); err != nil {
+		t.Fatal(err)
+	}
+	checked, err := Lint(l)
+	if err != nil {
+		t.Fatalf("root's default site: %v", err)
+	}
+	if !strings.Contains(string(checked["default"]), "/var/www/html") {
+		t.Fatal("the default site is not among the checked entries")
+	}
+	os.Chmod(def, 0o664)
+	if _, err := Lint(l); err == nil || !strings.Contains(err.Error(), "default: line 3") {
+		t.Fatalf("group-writable: %v", err)
+	}
+	os.Chmod(def, 0o644)
+	if err := os.Link(def, filepath.Join(tempDir(t), "hard")); err == nil {
+		if _, err := Lint(l); err == nil {
+			t.Fatal("a hard-linked root file was trusted")
+		}
+	}
+}
+
+// Publish copies exactly the checked entries; nginx reads only those, so
+// changing a vhost after the check changes nothing nginx loads.
+func TestPublish(t *testing.T) {
+	l := config.DirLayout(tempDir(t))
+	renderAll(t, l)
+	avail, enabled := l.NginxSitesAvailable(), l.NginxSitesEnabled()
+	if err := Publish(l); err != nil {
+		t.Fatal(err)
+	}
+	dir := CheckedSitesDir(l)
+	want, _ := os.ReadDir(enabled)
+	got, _ := os.ReadDir(dir)
+	if len(got) != len(want) {
+		t.Fatalf("%d checked entries for %d enabled", len(got), len(want))
+	}
+	for _, e := range got {
+		if !e.Type().IsRegular() {
+			t.Errorf("%s is not a plain copy", e.Name())
+		}
+	}
+	app := filepath.Join(dir, "portlama-app-app")
+	before, _ := os.ReadFile(app)
+
+	// A refused vhost: nothing published changes.
+	bad := filepath.Join(avail, "portlama-app-app")
+	writeFile(t, bad, []byte("error_log /etc/cron.d/x;\n"), 0o644)
+	untrust(t, bad)
+	if err := Publish(l); err == nil {
+		t.Fatal("published a refused vhost")
+	}
+	if after, _ := os.ReadFile(app); string(after) != string(before) {
+		t.Fatal("a refused publish changed the checked copy")
+	}
+	// A removed vhost disappears from the checked copies.
+	os.Remove(filepath.Join(enabled, "portlama-app-app"))
+	if err := Publish(l); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(app); !os.IsNotExist(err) {
+		t.Fatal("a disabled vhost stays published")
 	}
 }
