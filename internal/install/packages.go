@@ -12,10 +12,10 @@ import (
 
 // Packages the relay needs, and those the hardening tasks need.
 var (
-	basePackages    = []string{"nginx", "ca-certificates"}
-	hardenPackages  = []string{"ufw", "fail2ban", "python3-systemd"}
-	allPackages     = append(slices.Clone(basePackages), hardenPackages...)
-	aptEnvironment  = []string{"DEBIAN_FRONTEND=noninteractive", "NEEDRESTART_MODE=a", "LC_ALL=C"}
+	basePackages   = []string{"nginx", "ca-certificates"}
+	hardenPackages = []string{"ufw", "fail2ban", "python3-systemd"}
+	allPackages    = append(slices.Clone(basePackages), hardenPackages...)
+	aptEnvironment = []string{"DEBIAN_FRONTEND=noninteractive", "NEEDRESTART_MODE=a", "LC_ALL=C"}
 )
 
 // packageInstalled asks dpkg whether a package is installed.

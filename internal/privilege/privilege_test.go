@@ -84,9 +84,9 @@ func FuzzCheck(f *testing.F) {
 
 func TestParseCgroupUnit(t *testing.T) {
 	for in, want := range map[string]string{
-		"0::/system.slice/portlama-panel.service\n":                                                   "portlama-panel.service",
-		"12:pids:/\n1:name=systemd:/system.slice/portlama-renew.service\n0::/\n":                      "portlama-renew.service",
-		"1:name=systemd:/machine.slice/x/system.slice/portlama-panel.service\n":                       "portlama-panel.service",
+		"0::/system.slice/portlama-panel.service\n":                                                    "portlama-panel.service",
+		"12:pids:/\n1:name=systemd:/system.slice/portlama-renew.service\n0::/\n":                       "portlama-renew.service",
+		"1:name=systemd:/machine.slice/x/system.slice/portlama-panel.service\n":                        "portlama-panel.service",
 		"13:memory:/lab\n1:name=systemd:/system.slice/run-u3.service\n0::/system.slice/run-u3.service": "run-u3.service",
 	} {
 		got, err := ParseCgroupUnit(in)

@@ -258,4 +258,3 @@ func ParseCgroupUnit(text string) (string, error) {
 	}
 	return unit, nil
 }
-
