@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -126,15 +127,28 @@ var MetadataSources = []MetadataSource{
 	{Name: "Azure", URL: "http://169.254.169.254/metadata/instance/network/interface/0/ipv4/ipAddress/0/publicIpAddress?api-version=2021-02-01&format=text", Headers: map[string]string{"Metadata": "true"}},
 }
 
-// MetadataIP asks the metadata sources for the public IPv4, each with a
-// short timeout; it returns the first valid answer and its source.
+// MetadataIP asks the metadata sources for the public IPv4, all at once
+// with a short timeout (off a cloud, or on another provider's, the others
+// do not answer), and returns the first valid answer in the order of
+// sources, with its source.
 func MetadataIP(ctx context.Context, client *http.Client, sources []MetadataSource) (netip.Addr, string) {
-	for _, s := range sources {
-		ctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
-		a, err := askMetadata(ctx, client, s)
-		cancel()
-		if err == nil {
-			return a, s.Name
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	results := make([]netip.Addr, len(sources))
+	var wg sync.WaitGroup
+	for i, s := range sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if a, err := askMetadata(ctx, client, s); err == nil {
+				results[i] = a
+			}
+		}()
+	}
+	wg.Wait()
+	for i, a := range results {
+		if a.IsValid() {
+			return a, sources[i].Name
 		}
 	}
 	return netip.Addr{}, ""

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/portlama/portlama/internal/config"
+	"github.com/portlama/portlama/internal/nginx"
 )
 
 // Unit file names the installer writes into /etc/systemd/system.
@@ -120,12 +121,12 @@ func Units(p UnitParams) ([]UnitFile, error) {
 		"[Install]\nWantedBy=sockets.target\n"
 	// The helper runs as root but only ever runs nginx -t and systemctl
 	// for the fixed list in package privilege; nginx -t reads the relay's
-	// keys (owned by portlama, hence the DAC capabilities) and opens its
-	// log files.
+	// keys (owned by portlama, hence the DAC capabilities), opens its log
+	// files and binds the listen addresses to test them.
 	helper := "# Managed by portlama install.\n[Unit]\nDescription=Portlama root helper (started on demand by portlama-helper.socket)\nRequires=" + UnitHelperSocket + "\nAfter=" + UnitHelperSocket + "\n\n" +
 		"[Service]\nType=exec\nExecStart=" + bin + " helper serve\n" +
-		"CapabilityBoundingSet=CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_CHOWN CAP_FOWNER\n" +
-		"NoNewPrivileges=yes\nProtectSystem=strict\nReadWritePaths=/var/log/nginx /var/lib/nginx /run\nProtectHome=yes\nPrivateTmp=yes\nPrivateDevices=yes\n" +
+		"CapabilityBoundingSet=CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_CHOWN CAP_FOWNER CAP_NET_BIND_SERVICE\n" +
+		"NoNewPrivileges=yes\nProtectSystem=strict\nReadWritePaths=/var/log/nginx /var/lib/nginx /run " + nginx.CheckedSitesDir(l) + "\nProtectHome=yes\nPrivateTmp=yes\nPrivateDevices=yes\n" +
 		"ProtectKernelTunables=yes\nProtectKernelModules=yes\nProtectKernelLogs=yes\nProtectControlGroups=yes\nProtectClock=yes\nProtectHostname=yes\n" +
 		"RestrictNamespaces=yes\nRestrictRealtime=yes\nRestrictSUIDSGID=yes\nLockPersonality=yes\nMemoryDenyWriteExecute=yes\n" +
 		"RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\nSystemCallArchitectures=native\nSystemCallFilter=@system-service\nSystemCallErrorNumber=EPERM\n" +

@@ -374,14 +374,26 @@ func (d *Droplet) Exec(ctx context.Context, argv ...string) ([]byte, error) {
 // Services is the relay's systemd ServiceManager pointed at the droplet.
 func (d *Droplet) Services() system.Systemd { return system.Systemd{Command: d.Command} }
 
+// RunOpts say how Cmd runs a command.
+type RunOpts struct {
+	// User runs the command; "" is root.
+	User string
+	// Properties are extra unit properties (systemd-run -p), e.g.
+	// "SupplementaryGroups=systemd-journal".
+	Properties []string
+}
+
 // Cmd builds argv to run as a transient service of the droplet's systemd
 // (systemd-run --pipe): in the droplet's cgroup, with its capabilities and
 // seccomp filter, as a root shell on a real server would run it. Stdin,
 // stdout and stderr are the caller's.
-func (d *Droplet) Cmd(ctx context.Context, user string, argv ...string) *exec.Cmd {
+func (d *Droplet) Cmd(ctx context.Context, o RunOpts, argv ...string) *exec.Cmd {
 	args := []string{"-t", strconv.Itoa(d.initPID), "-a", "--", "systemd-run", "--wait", "--pipe", "--quiet", "--collect", "--service-type=exec"}
-	if user != "" {
-		args = append(args, "--uid="+user)
+	if o.User != "" {
+		args = append(args, "--uid="+o.User)
+	}
+	for _, p := range o.Properties {
+		args = append(args, "-p", p)
 	}
 	args = append(append(args, "--"), argv...)
 	cmd := exec.CommandContext(ctx, "nsenter", args...)
@@ -392,18 +404,40 @@ func (d *Droplet) Cmd(ctx context.Context, user string, argv ...string) *exec.Cm
 // Run runs argv as root in the droplet (Cmd) and returns its combined
 // output; a non-zero exit is an error.
 func (d *Droplet) Run(ctx context.Context, argv ...string) ([]byte, error) {
-	return d.RunAs(ctx, "", argv...)
+	return d.RunWith(ctx, RunOpts{}, argv...)
 }
 
 // RunAs runs argv as user in the droplet (Cmd).
 func (d *Droplet) RunAs(ctx context.Context, user string, argv ...string) ([]byte, error) {
-	cmd := d.Cmd(ctx, user, argv...)
+	return d.RunWith(ctx, RunOpts{User: user}, argv...)
+}
+
+// RunWith runs argv in the droplet with o (Cmd).
+func (d *Droplet) RunWith(ctx context.Context, o RunOpts, argv ...string) ([]byte, error) {
+	cmd := d.Cmd(ctx, o, argv...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return out, &system.CommandError{Argv: argv, Output: strings.TrimSpace(string(out)), Err: err}
 	}
 	return out, nil
 }
+
+// Start runs argv in the background as transient unit name (systemd-run
+// --unit), for a server the test talks to; StopUnit ends it.
+func (d *Droplet) Start(ctx context.Context, unit string, argv ...string) error {
+	_, err := d.Exec(ctx, append([]string{"systemd-run", "--quiet", "--collect", "--unit=" + unit, "--"}, argv...)...)
+	return err
+}
+
+// StopUnit stops a unit of the droplet.
+func (d *Droplet) StopUnit(ctx context.Context, unit string) error {
+	_, err := d.Exec(ctx, "systemctl", "stop", unit)
+	return err
+}
+
+// Rootfs is the root file system the droplet boots from (its pristine
+// files, before anything ran).
+func (d *Droplet) Rootfs() *Rootfs { return d.cfg.Rootfs }
 
 // Path is where path inside the droplet is on the host.
 func (d *Droplet) Path(path string) string { return filepath.Join(d.Root, path) }

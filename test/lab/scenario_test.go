@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -59,7 +60,7 @@ func TestMain(m *testing.M) {
 // its events.
 func installEvents(t *testing.T, ctx context.Context, d *Droplet, args ...string) []install.Event {
 	t.Helper()
-	cmd := d.Cmd(ctx, "", append([]string{"/root/portlama", "install", "--json"}, args...)...)
+	cmd := d.Cmd(ctx, RunOpts{}, append([]string{"/root/portlama", "install", "--json"}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -278,13 +279,675 @@ func TestRelayLab(t *testing.T) {
 			!strings.Contains(last.Summary.SCP, "scp root@203.0.113.10:/etc/portlama/pki/client.p12") {
 			t.Fatalf("summary: %+v", last)
 		}
-		return fmt.Sprintf("%d tasks, %s", len(f), f["ip"].Message)
+		return fmt.Sprintf("%d tasks, %s; slowest: %s", len(f), f["ip"].Message, slowest(events))
 	})
-	_ = attacker
-	_ = operatorKey
-	_ = home
-	_ = system.StateActive
-	_ = sort.Strings
-	_ = slices.Contains[[]string]
-	_ = errors.New
+
+	sd := d.Services()
+	r.Step(t, "units", func(t *testing.T) string {
+		want := map[string][2]string{ // unit → state, unit file state
+			"portlama-panel":         {"active", "enabled"},
+			"portlama-helper.socket": {"active", "enabled"},
+			"nginx":                  {"active", "enabled"},
+			"fail2ban":               {"active", "enabled"},
+			"ufw":                    {"active", "enabled"},
+			"portlama-tunnel":        {"inactive", "disabled"},
+			"portlama-auth":          {"inactive", "disabled"},
+			"portlama-renew.timer":   {"inactive", "disabled"},
+		}
+		for u, w := range want {
+			st, err := sd.Status(ctx, u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.LoadState != "loaded" || st.State != w[0] || st.UnitFileState != w[1] {
+				t.Errorf("%s: %s/%s (%s), want %s/%s", u, st.State, st.UnitFileState, st.LoadState, w[0], w[1])
+			}
+		}
+		// The stock fail2ban failed at boot; after install nothing fails.
+		if state := d.SystemState(ctx); state != "running" {
+			out, _ := d.Exec(ctx, "systemctl", "--failed", "--no-legend")
+			t.Fatalf("system state %s after install; failed units:\n%s", state, out)
+		}
+		return "panel and helper socket active; tunnel and auth installed, disabled until provisioning; system running"
+	})
+
+	r.Step(t, "listeners", func(t *testing.T) string {
+		ls, err := d.Listeners(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var public []string
+		ports := map[uint16][]string{}
+		for _, l := range ls {
+			if !l.Public() {
+				continue
+			}
+			public = append(public, fmt.Sprintf("%s %s %v", l.Proto, l.Addr, l.Processes))
+			ports[l.Addr.Port()] = append(ports[l.Addr.Port()], l.Processes...)
+			for _, p := range l.Processes {
+				if !(p == "nginx" || p == "sshd" && l.Addr.Port() == 22) {
+					t.Errorf("%s listens on public %s %s", p, l.Proto, l.Addr)
+				}
+			}
+			if len(l.Processes) == 0 {
+				t.Errorf("an unknown process listens on %s %s", l.Proto, l.Addr)
+			}
+		}
+		for _, p := range []uint16{80, 443, 9292} {
+			if !slices.Contains(ports[p], "nginx") {
+				t.Errorf("nginx does not listen on :%d", p)
+			}
+		}
+		panelOK := false
+		for _, l := range ls {
+			if l.Addr.String() == "127.0.0.1:3100" && slices.Contains(l.Processes, "portlama") {
+				panelOK = true
+			}
+		}
+		if !panelOK {
+			t.Error("the panel does not listen on 127.0.0.1:3100")
+		}
+		sort.Strings(public)
+		return "public: nginx on 80, 443, 9292; sshd on 22; panel on 127.0.0.1:3100"
+	})
+
+	r.Step(t, "firewall rules", func(t *testing.T) string {
+		out, err := d.Exec(ctx, "ufw", "status", "verbose")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := string(out)
+		for _, want := range []string{"Status: active", "deny (incoming)", "22/tcp ", "80/tcp ", "443/tcp ", "9292/tcp "} {
+			if !strings.Contains(st, want) {
+				t.Errorf("ufw status lacks %q:\n%s", want, st)
+			}
+		}
+		for _, line := range strings.Split(st, "\n") {
+			if strings.Contains(line, "ALLOW IN") && !strings.Contains(line, "portlama") {
+				t.Errorf("unexpected rule: %s", line)
+			}
+		}
+		return "active, deny incoming, allow 22, 80, 443, 9292/tcp"
+	})
+
+	r.Step(t, "fail2ban jails", func(t *testing.T) string {
+		out, err := d.Exec(ctx, "fail2ban-client", "status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		jails := install.ParseFail2banJails(string(out))
+		for _, j := range []string{"sshd", "portlama-auth"} {
+			if !slices.Contains(jails, j) {
+				t.Errorf("jail %s missing: %v", j, jails)
+			}
+		}
+		// The auth-server filter on the auth server's line format (the
+		// jail itself is exercised once provisioning starts portlama-auth).
+		lines := authFailureLines(t)
+		if err := d.WriteFile("/root/auth-failures.log", []byte(lines), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err = d.Exec(ctx, "fail2ban-regex", "--out", "ip", "/root/auth-failures.log", "/etc/fail2ban/filter.d/portlama-auth.conf")
+		if err != nil {
+			t.Fatalf("fail2ban-regex: %v\n%s", err, out)
+		}
+		ips := strings.Fields(string(out))
+		if want := []string{"198.51.100.7", "198.51.100.8", "198.51.100.9"}; !slices.Equal(ips, want) {
+			t.Errorf("the auth filter finds %v, want %v (a user name must not choose the address)", ips, want)
+		}
+		return "jails " + strings.Join(jails, ", ") + "; auth filter matches failed logins, not injected addresses"
+	})
+
+	r.Step(t, "file modes", func(t *testing.T) string {
+		want := map[string]string{
+			"/etc/portlama":                                  "700 portlama:portlama directory",
+			"/etc/portlama/panel.json":                       "640 portlama:portlama regular file",
+			"/etc/portlama/proxy-secret":                     "600 portlama:portlama regular file",
+			"/etc/portlama/install-state.json":               "600 root:root regular file",
+			"/etc/portlama/pki":                              "700 portlama:portlama directory",
+			"/etc/portlama/pki/ca.key":                       "600 portlama:portlama regular file",
+			"/etc/portlama/pki/ca.crt":                       "644 portlama:portlama regular file",
+			"/etc/portlama/pki/client.key":                   "600 portlama:portlama regular file",
+			"/etc/portlama/pki/client.p12":                   "600 portlama:portlama regular file",
+			"/etc/portlama/pki/.p12-password":                "600 portlama:portlama regular file",
+			"/etc/portlama/pki/self-signed-key.pem":          "600 portlama:portlama regular file",
+			"/etc/portlama/pki/revoked.json":                 "600 portlama:portlama regular file",
+			"/etc/portlama/pki/crl.pem":                      "644 portlama:portlama regular file",
+			"/etc/portlama/tunnel":                           "700 portlama:portlama directory",
+			"/etc/portlama/auth":                             "700 portlama:portlama directory",
+			"/etc/portlama/certs":                            "700 portlama:portlama directory",
+			"/var/www/portlama":                              "755 portlama:portlama directory",
+			"/var/lib/portlama":                              "700 portlama:portlama directory",
+			"/usr/local/bin/portlama":                        "755 root:root regular file",
+			"/etc/nginx/nginx.conf":                          "644 root:root regular file",
+			"/etc/nginx/sites-available":                     "775 root:portlama directory",
+			"/etc/nginx/sites-enabled":                       "775 root:portlama directory",
+			"/etc/nginx/portlama-checked":                    "755 root:root directory",
+			"/etc/nginx/snippets/portlama-proxy-secret.conf": "600 root:root regular file",
+			"/etc/systemd/system/portlama-panel.service":     "644 root:root regular file",
+			"/etc/fail2ban/jail.d/portlama.conf":             "644 root:root regular file",
+			"/etc/ssh/sshd_config":                           "644 root:root regular file",
+		}
+		for p, w := range want {
+			if got := fileInfo(t, ctx, d, p); got != w {
+				t.Errorf("%s: %s, want %s", p, got, w)
+			}
+		}
+		if _, err := d.ReadFile("/etc/nginx/sites-enabled/default"); err == nil {
+			t.Error("the default site is still enabled")
+		}
+		if b, _ := d.ReadFile("/etc/nginx/nginx.conf.portlama-orig"); len(b) == 0 {
+			t.Error("the distribution's nginx.conf was not kept")
+		}
+		return fmt.Sprintf("%d paths as the contract says", len(want))
+	})
+
+	r.Step(t, "privilege", func(t *testing.T) string {
+		// Root may ask the helper (socket activation starts it).
+		out, err := d.Run(ctx, "/usr/local/bin/portlama", "helper", "call", "nginx-test")
+		if err != nil || !strings.Contains(string(out), "test is successful") {
+			t.Fatalf("root: %v\n%s", err, out)
+		}
+		// The service user outside the panel's unit is refused.
+		out, err = d.RunAs(ctx, "portlama", "/usr/local/bin/portlama", "helper", "call", "service", "restart", "nginx")
+		if err == nil || !strings.Contains(string(out), "may not use the helper") {
+			t.Errorf("portlama outside the panel: %v\n%s", err, out)
+		}
+		// Anyone else cannot even connect.
+		out, err = d.RunAs(ctx, "nobody", "/usr/local/bin/portlama", "helper", "call", "nginx-test")
+		if err == nil || !strings.Contains(string(out), "permission denied") {
+			t.Errorf("nobody: %v\n%s", err, out)
+		}
+		// Requests outside the list are refused even for root.
+		for _, req := range [][]string{{"service", "stop", "portlama-panel"}, {"service", "restart", "ssh"}, {"enable", "nginx"}, {"exec"}} {
+			out, err := d.Run(ctx, append([]string{"/usr/local/bin/portlama", "helper", "call"}, req...)...)
+			if err == nil || !strings.Contains(string(out), "refused") {
+				t.Errorf("%v: %v\n%s", req, err, out)
+			}
+		}
+		// No sudo rights: the helper is the only way up.
+		out, _ = d.Exec(ctx, "sudo", "-l", "-U", "portlama")
+		if !strings.Contains(string(out), "not allowed to run sudo") {
+			t.Errorf("sudo -l -U portlama:\n%s", out)
+		}
+
+		// The lint gate: a vhost the panel user writes that would make
+		// nginx (root) write a file is refused, and nginx keeps running.
+		evil := "server {\n    listen 8081;\n    access_log /etc/cron.d/portlama-evil;\n}\n"
+		writeAsPortlama(t, ctx, d, "/etc/nginx/sites-available/portlama-app-evil", evil)
+		if _, err := d.RunAs(ctx, "portlama", "ln", "-s", "/etc/nginx/sites-available/portlama-app-evil", "/etc/nginx/sites-enabled/portlama-app-evil"); err != nil {
+			t.Fatal(err)
+		}
+		out, err = d.Run(ctx, "/usr/local/bin/portlama", "helper", "call", "nginx-reload")
+		if err == nil || !strings.Contains(string(out), "access_log may only be off") {
+			t.Errorf("helper reload with an evil vhost: %v\n%s", err, out)
+		}
+		if _, err := d.Exec(ctx, "systemctl", "reload", "nginx"); err == nil {
+			t.Error("systemctl reload nginx passed the evil vhost (the drop-in's gate did not run)")
+		}
+		if _, err := d.ReadFile("/etc/cron.d/portlama-evil"); err == nil {
+			t.Error("nginx created the evil log file")
+		}
+		if st, _ := sd.Status(ctx, "nginx"); st.State != system.StateActive {
+			t.Errorf("nginx is %s after a refused reload", st.State)
+		}
+
+		// A valid vhost is published; what nginx reads is the checked copy,
+		// so rewriting the file afterwards changes nothing nginx loads.
+		good := "server {\n    listen 127.0.0.1:8082;\n    location / { return 200 \"probe-v1\"; }\n}\n"
+		writeAsPortlama(t, ctx, d, "/etc/nginx/sites-available/portlama-app-evil", good)
+		if out, err := d.Run(ctx, "/usr/local/bin/portlama", "helper", "call", "nginx-reload"); err != nil {
+			t.Fatalf("reload with a good vhost: %v\n%s", err, out)
+		}
+		writeAsPortlama(t, ctx, d, "/etc/nginx/sites-available/portlama-app-evil", evil)
+		dump, err := d.Exec(ctx, "nginx", "-T")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(dump), "probe-v1") || strings.Contains(string(dump), "portlama-evil") {
+			t.Errorf("nginx reads something else than the checked copy:\n%s", tail(string(dump), 1500))
+		}
+		d.Exec(ctx, "rm", "-f", "/etc/nginx/sites-enabled/portlama-app-evil", "/etc/nginx/sites-available/portlama-app-evil")
+		if out, err := d.Run(ctx, "/usr/local/bin/portlama", "helper", "call", "nginx-reload"); err != nil {
+			t.Fatalf("reload after cleaning up: %v\n%s", err, out)
+		}
+		return "root allowed; portlama outside the panel, nobody, off-list requests refused; no sudo; lint gate holds"
+	})
+
+	r.Step(t, "panel access", func(t *testing.T) string {
+		base := "https://" + d.Addr.String() + ":9292"
+		code, body := get(t, visitor.HTTPClient(noCertTLS(t, d)), base+"/api/health")
+		if code != http.StatusBadRequest || !strings.Contains(body, "client.p12") {
+			t.Errorf("no certificate: %d %s", code, tail(body, 300))
+		}
+		code, body = get(t, visitor.HTTPClient(adminTLS(t, d)), base+"/api/health")
+		if code != http.StatusOK || !strings.Contains(body, `"status":"ok"`) {
+			t.Errorf("visitor with the admin certificate: %d %s", code, body)
+		}
+		code, body = get(t, home.HTTPClient(adminTLS(t, d)), base+"/api/onboarding/status")
+		var st struct {
+			Status string  `json:"status"`
+			Domain *string `json:"domain"`
+			IP     string  `json:"ip"`
+		}
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &st) != nil || st.Status != "FRESH" || st.IP != d.Addr.String() || st.Domain != nil {
+			t.Errorf("home with the admin P12: %d %s", code, body)
+		}
+		// Plain HTTP goes to HTTPS.
+		c := visitor.HTTPClient(nil)
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		resp, err := c.Get("http://" + d.Addr.String() + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMovedPermanently || !strings.HasPrefix(resp.Header.Get("Location"), "https://") {
+			t.Errorf("http: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		return "no cert → 400 + help page; admin cert → health ok; home (NAT) → onboarding FRESH"
+	})
+
+	r.Step(t, "service manager", func(t *testing.T) string {
+		before, err := sd.Status(ctx, "portlama-panel")
+		if err != nil || before.State != system.StateActive || before.MainPID == 0 || before.Uptime(time.Now()) <= 0 {
+			t.Fatalf("status: %+v %v", before, err)
+		}
+		lines := make(chan system.LogLine, 256)
+		fctx, stop := context.WithCancel(ctx)
+		followed := make(chan error, 1)
+		go func() {
+			followed <- sd.Follow(fctx, "portlama-panel", 5, func(l system.LogLine) error {
+				select {
+				case lines <- l:
+				default:
+				}
+				return nil
+			})
+		}()
+		if err := sd.Restart(ctx, "portlama-panel"); err != nil {
+			t.Fatal(err)
+		}
+		after, err := sd.Status(ctx, "portlama-panel")
+		if err != nil || after.State != system.StateActive || after.MainPID == before.MainPID || !after.Since.After(before.Since.Add(-time.Second)) {
+			t.Fatalf("after restart: %+v (before %+v) %v", after, before, err)
+		}
+		// The restart shows up in the followed journal.
+		deadline := time.After(30 * time.Second)
+		seen := false
+		for !seen {
+			select {
+			case l := <-lines:
+				if l.Timestamp != "" && strings.Contains(l.Message, "Started portlama-panel.service") {
+					seen = true
+				}
+			case <-deadline:
+				t.Fatal("the restart did not appear in the followed journal")
+			}
+		}
+		stop()
+		if err := <-followed; err != nil {
+			t.Fatalf("follow ended with %v", err)
+		}
+		if err := sd.Reload(ctx, "nginx"); err != nil {
+			t.Fatal(err)
+		}
+		if err := sd.Stop(ctx, "nginx"); err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := sd.Status(ctx, "nginx"); st.State != system.StateInactive || st.Uptime(time.Now()) != 0 {
+			t.Fatalf("nginx after stop: %+v", st)
+		}
+		if err := sd.Start(ctx, "nginx"); err != nil {
+			t.Fatal(err)
+		}
+		if err := sd.Reload(ctx, "portlama-no-such-unit"); err == nil {
+			t.Error("reload of a unit that does not exist succeeded")
+		}
+		// The panel's user can read the journal the way the unit allows.
+		out, err := d.RunWith(ctx, RunOpts{User: "portlama", Properties: []string{"SupplementaryGroups=systemd-journal", "ProtectSystem=strict", "ProtectHome=yes", "PrivateDevices=yes"}},
+			"journalctl", "-u", "portlama-panel", "-n", "3", "--no-pager", "-q", "--output=short-iso")
+		if err != nil || !strings.Contains(string(out), "portlama") {
+			t.Errorf("journal as the panel's user: %v\n%s", err, out)
+		}
+		if waitHealthy(ctx, home.HTTPClient(adminTLS(t, d)), "https://"+d.Addr.String()+":9292/api/health") != nil {
+			t.Fatal("the panel does not come back after the restart")
+		}
+		return fmt.Sprintf("status/uptime, restart (pid %d → %d), follow, reload/stop/start nginx; journal readable by the panel user", before.MainPID, after.MainPID)
+	})
+
+	r.Step(t, "firewall blocks", func(t *testing.T) string {
+		// A service bound to every address on 9091 is still unreachable.
+		if err := d.Start(ctx, "lab-probe", "python3", "-m", "http.server", "--bind", "0.0.0.0", "9091"); err != nil {
+			t.Fatal(err)
+		}
+		defer d.StopUnit(ctx, "lab-probe")
+		if err := waitFor(ctx, 20*time.Second, func() bool {
+			out, _ := d.Exec(ctx, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://203.0.113.10:9091/")
+			return string(out) == "200"
+		}); err != nil {
+			t.Fatal("the probe server does not answer inside the droplet")
+		}
+		for _, port := range []string{"3100", "9090", "9091"} {
+			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			c, err := visitor.Dial(dctx, "tcp", d.Addr.String()+":"+port)
+			cancel()
+			if err == nil {
+				c.Close()
+				t.Errorf("the visitor reached :%s", port)
+				continue
+			}
+			// A refusal (RST) would mean no firewall: ufw drops.
+			var ne net.Error
+			if !errors.Is(err, context.DeadlineExceeded) && !(errors.As(err, &ne) && ne.Timeout()) {
+				t.Errorf(":%s: %v, want a timeout (dropped)", port, err)
+			}
+		}
+		return "3100, 9090, 9091 dropped from the visitor (a listener on 0.0.0.0:9091 included)"
+	})
+
+	r.Step(t, "ssh and fail2ban", func(t *testing.T) string {
+		sshAddr := d.Addr.String() + ":22"
+		signer, err := ssh.NewSignerFromKey(operatorKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dialSSH := func(h *Host, user string, auth ...ssh.AuthMethod) error {
+			c, err := h.Dial(ctx, "tcp", sshAddr)
+			if err != nil {
+				return err
+			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			cc, _, _, err := ssh.NewClientConn(c, sshAddr, &ssh.ClientConfig{User: user, Auth: auth, HostKeyCallback: ssh.InsecureIgnoreHostKey()})
+			if err != nil {
+				c.Close()
+				return err
+			}
+			cc.Close()
+			return nil
+		}
+		if err := dialSSH(visitor, "root", ssh.PublicKeys(signer)); err != nil {
+			t.Fatalf("the operator's key: %v", err)
+		}
+		err = dialSSH(visitor, "root", ssh.Password("guess"))
+		if err == nil || strings.Contains(err.Error(), "attempted methods [none password]") {
+			t.Errorf("password login is offered: %v", err)
+		}
+		for i := 0; i < 8; i++ {
+			if err := dialSSH(attacker, fmt.Sprintf("admin%d", i), ssh.Password("hunter2")); err == nil {
+				t.Fatal("an invalid user logged in")
+			}
+			out, _ := d.Exec(ctx, "fail2ban-client", "status", "sshd")
+			if strings.Contains(string(out), AttackerAddr.String()) {
+				break
+			}
+		}
+		if err := waitFor(ctx, 60*time.Second, func() bool {
+			out, _ := d.Exec(ctx, "fail2ban-client", "status", "sshd")
+			return strings.Contains(string(out), AttackerAddr.String())
+		}); err != nil {
+			out, _ := d.Exec(ctx, "fail2ban-client", "status", "sshd")
+			t.Fatalf("the attacker is not banned:\n%s", out)
+		}
+		// fail2ban lists the ban before its ufw action has run: wait for the
+		// effect itself.
+		if err := waitFor(ctx, 30*time.Second, func() bool {
+			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			c, err := attacker.Dial(dctx, "tcp", sshAddr)
+			if err == nil {
+				c.Close()
+			}
+			return err != nil
+		}); err != nil {
+			diag, _ := d.Exec(ctx, "sh", "-c", "ufw status numbered; tail -20 /var/log/fail2ban.log")
+			t.Errorf("the banned attacker still connects to :22\n%s", diag)
+		}
+		if err := dialSSH(visitor, "root", ssh.PublicKeys(signer)); err != nil {
+			t.Errorf("the visitor is locked out too: %v", err)
+		}
+		return "key login works, password not offered; attacker banned after failed logins (ufw), visitor unaffected"
+	})
+
+	r.Step(t, "hardening figures", func(t *testing.T) string {
+		var notes []string
+		for _, u := range []string{install.UnitPanel, install.UnitTunnel, install.UnitAuth, install.UnitHelper, install.UnitRenew} {
+			out, err := d.Exec(ctx, "systemd-analyze", "security", "--no-pager", u)
+			if err != nil && len(out) == 0 {
+				t.Fatalf("systemd-analyze security %s: %v", u, err)
+			}
+			score := strings.Join(strings.Fields(exposure(string(out)))[:min(2, len(strings.Fields(exposure(string(out)))))], " ")
+			if score == "" {
+				t.Errorf("%s: no exposure level in\n%s", u, tail(string(out), 500))
+			}
+			notes = append(notes, strings.TrimSuffix(u, ".service")+" "+score)
+			r.Note("  systemd-analyze "+u, score)
+		}
+		st, _ := sd.Status(ctx, "portlama-panel")
+		rss, err := d.Exec(ctx, "ps", "-o", "rss=", "-p", fmt.Sprint(st.MainPID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Note("  panel idle RSS", strings.TrimSpace(string(rss))+" KiB")
+		ngx, _ := d.Exec(ctx, "ps", "-C", "nginx", "-o", "rss=")
+		r.Note("  nginx RSS (all processes)", fmt.Sprintf("%d KiB", sumFields(string(ngx))))
+		return strings.Join(notes, ", ")
+	})
+
+	r.Step(t, "reinstall", func(t *testing.T) string {
+		before := snapshot(t, ctx, d)
+		panelBefore, _ := sd.Status(ctx, "portlama-panel")
+		ev := installEvents(t, ctx, d, "--dev")
+		for _, e := range finished(ev) {
+			if e.Changed {
+				t.Errorf("a second install changed %s: %s", e.Task, e.Message)
+			}
+		}
+		after := snapshot(t, ctx, d)
+		for f, sum := range before {
+			if after[f] != sum {
+				t.Errorf("%s changed", f)
+			}
+		}
+		for f := range after {
+			if _, ok := before[f]; !ok {
+				t.Errorf("%s appeared", f)
+			}
+		}
+		panelAfter, _ := sd.Status(ctx, "portlama-panel")
+		if panelAfter.MainPID != panelBefore.MainPID {
+			t.Error("a second install restarted the panel")
+		}
+		return fmt.Sprintf("nothing changed (%d files compared), panel not restarted", len(before))
+	})
+
+	r.Step(t, "reboot", func(t *testing.T) string {
+		start := time.Now()
+		if err := d.Reboot(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitHealthy(ctx, home.HTTPClient(adminTLS(t, d)), "https://"+d.Addr.String()+":9292/api/onboarding/status"); err != nil {
+			t.Fatalf("the panel does not come back after a reboot: %v", err)
+		}
+		took := time.Since(start)
+		if state := d.SystemState(ctx); state != "running" {
+			out, _ := d.Exec(ctx, "systemctl", "--failed", "--no-legend")
+			t.Fatalf("after the reboot: %s\n%s", state, out)
+		}
+		out, _ := d.Exec(ctx, "ufw", "status")
+		if !strings.Contains(string(out), "Status: active") {
+			t.Error("ufw is off after the reboot")
+		}
+		return fmt.Sprintf("panel answers again %s after the power cycle", took.Round(100*time.Millisecond))
+	})
+
+	r.Step(t, "uninstall", func(t *testing.T) string {
+		caBefore, _ := d.ReadFile("/etc/portlama/pki/ca.crt")
+		out, err := d.Run(ctx, "/usr/local/bin/portlama", "uninstall", "--yes", "--json")
+		if err != nil {
+			t.Fatalf("uninstall: %v\n%s", err, out)
+		}
+		var uev []install.Event
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			var e install.Event
+			if json.Unmarshal([]byte(line), &e) == nil {
+				uev = append(uev, e)
+			}
+		}
+		for _, p := range []string{"/usr/local/bin/portlama", "/etc/systemd/system/portlama-panel.service", "/etc/systemd/system/nginx.service.d/portlama.conf",
+			"/etc/nginx/conf.d/portlama.conf", "/etc/nginx/sites-available/portlama-panel-ip", "/etc/nginx/snippets/portlama-tls.conf",
+			"/etc/fail2ban/jail.d/portlama.conf", "/var/www/portlama", "/var/lib/portlama", "/etc/portlama/panel.json", "/etc/ssh/sshd_config.portlama-orig"} {
+			if _, err := os.Lstat(d.Path(p)); err == nil {
+				t.Errorf("%s is still there", p)
+			}
+		}
+		for _, p := range []string{"/etc/nginx/nginx.conf", "/etc/ssh/sshd_config"} {
+			orig, _ := os.ReadFile(filepath.Join(d.Rootfs().Dir, p))
+			cur, _ := d.ReadFile(p)
+			if !bytes.Equal(orig, cur) {
+				t.Errorf("%s differs from the original", p)
+			}
+		}
+		if target, err := os.Readlink(d.Path("/etc/nginx/sites-enabled/default")); err != nil || target != "/etc/nginx/sites-available/default" {
+			t.Errorf("the default site is not back: %q %v", target, err)
+		}
+		if got := fileInfo(t, ctx, d, "/etc/portlama/pki/ca.key"); got != "600 root:root regular file" {
+			t.Errorf("kept CA key: %s", got)
+		}
+		if _, err := d.Exec(ctx, "getent", "passwd", "portlama"); err == nil {
+			t.Error("the user portlama is still there")
+		}
+		ufw, _ := d.Exec(ctx, "ufw", "status")
+		for _, p := range []string{"80/tcp", "443/tcp", "9292/tcp"} {
+			if strings.Contains(string(ufw), p) {
+				t.Errorf("ufw still allows %s", p)
+			}
+		}
+		if st, _ := sd.Status(ctx, "nginx"); st.State != system.StateActive {
+			t.Error("nginx is not running after uninstall")
+		}
+		// The distribution's default site answers again (on the machine:
+		// the firewall no longer opens 80).
+		body, err := d.Exec(ctx, "curl", "-s", "http://127.0.0.1/")
+		if err != nil || !strings.Contains(string(body), "Welcome to nginx") {
+			t.Errorf("the distribution's default site: %v %s", err, tail(string(body), 200))
+		}
+		// Installing again keeps the kept CA.
+		installEvents(t, ctx, d, "--dev")
+		caAfter, _ := d.ReadFile("/etc/portlama/pki/ca.crt")
+		if len(caBefore) == 0 || !bytes.Equal(caBefore, caAfter) {
+			t.Error("a new install after uninstall made a new CA")
+		}
+		return "everything removed, originals back, PKI kept; a new install reuses the CA; slowest: " + slowest(uev)
+	})
+}
+
+// writeAsPortlama writes a file as the service user, as a compromised
+// panel could.
+func writeAsPortlama(t *testing.T, ctx context.Context, d *Droplet, path, content string) {
+	t.Helper()
+	cmd := d.Cmd(ctx, RunOpts{User: "portlama"}, "tee", path)
+	cmd.Stdin = strings.NewReader(content)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("write %s as portlama: %v\n%s", path, err, out)
+	}
+}
+
+// authFailureLines are log lines in the auth server's format: three failed
+// logins (one with a user name that tries to smuggle in an address) and
+// one success-like line.
+func authFailureLines(t *testing.T) string {
+	t.Helper()
+	var b bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&b, nil))
+	log.Warn("first factor failed", "user", "bob", "ip", "198.51.100.7")
+	log.Warn("second factor failed", "user", "alice", "ip", "198.51.100.8")
+	log.Warn("first factor failed", "user", `x" ip=9.9.9.9`, "ip", "198.51.100.9")
+	log.Info("login", "user", "bob", "ip", "9.9.9.9")
+	return b.String()
+}
+
+// exposure finds systemd-analyze's "Overall exposure level" line.
+func exposure(out string) string {
+	for _, line := range strings.Split(out, "\n") {
+		if i := strings.Index(line, "Overall exposure level for "); i >= 0 {
+			if _, v, ok := strings.Cut(line[i:], ": "); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
+	return ""
+}
+
+func sumFields(s string) int {
+	n := 0
+	for _, f := range strings.Fields(s) {
+		var v int
+		fmt.Sscan(f, &v)
+		n += v
+	}
+	return n
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(ctx context.Context, d time.Duration, cond func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// waitHealthy polls url until it answers 200.
+func waitHealthy(ctx context.Context, c *http.Client, url string) error {
+	var last error
+	err := waitFor(ctx, 60*time.Second, func() bool {
+		resp, err := c.Get(url)
+		if err != nil {
+			last = err
+			return false
+		}
+		resp.Body.Close()
+		last = fmt.Errorf("%s", resp.Status)
+		return resp.StatusCode == http.StatusOK
+	})
+	if err != nil {
+		return fmt.Errorf("%w (last: %v)", err, last)
+	}
+	return nil
+}
+
+// slowest names the install tasks that took longest, from the events'
+// time stamps.
+func slowest(events []install.Event) string {
+	type d struct {
+		task string
+		dur  time.Duration
+	}
+	var ds []d
+	started := map[string]time.Time{}
+	for _, e := range events {
+		ts, err := time.Parse("2006-01-02T15:04:05.000Z", e.Time)
+		if err != nil {
+			continue
+		}
+		switch e.Status {
+		case install.StatusRunning:
+			started[e.Task] = ts
+		case install.StatusDone, install.StatusSkipped:
+			if s, ok := started[e.Task]; ok {
+				ds = append(ds, d{e.Task, ts.Sub(s)})
+			}
+		}
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i].dur > ds[j].dur })
+	var parts []string
+	for i := 0; i < len(ds) && i < 3; i++ {
+		parts = append(parts, fmt.Sprintf("%s %s", ds[i].task, ds[i].dur.Round(100*time.Millisecond)))
+	}
+	return strings.Join(parts, ", ")
 }
