@@ -4,7 +4,7 @@ BIN     := bin
 DEMODIR ?=
 AGENT_TARGETS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
 
-.PHONY: all build demo deps test-deps test check unit cross bench clean
+.PHONY: all build demo deps test-deps lab-deps test check unit cross bench lab clean
 
 all: build
 
@@ -18,6 +18,9 @@ deps:
 test-deps:
 	scripts/deps.sh --test
 
+lab-deps:
+	scripts/deps.sh --lab
+
 # Runs the relay locally on loopback with a sample app behind a tunnel.
 demo: deps build
 	$(BIN)/portlama demo $(if $(DEMODIR),--dir $(DEMODIR))
@@ -30,6 +33,7 @@ test: test-deps check unit cross
 check:
 	@out=$$(gofmt -l cmd internal test 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags lab ./test/lab/
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m ./...
@@ -43,6 +47,13 @@ cross:
 # Benchmarks print ratios measured in one run (tunnel vs direct etc.).
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/...
+
+# The lab (needs root): boots a Debian 12 "droplet" with systemd-nspawn on a
+# namespaced network with a visitor and a home behind NAT, runs the real
+# portlama install there and checks the result. The droplet's root file
+# system is cached in /var/cache/portlama-lab (PORTLAMA_LAB_CACHE).
+lab: lab-deps
+	$(GO) test -tags lab -count=1 -timeout 30m -v -run . ./test/lab/
 
 clean:
 	rm -rf $(BIN)

@@ -275,28 +275,31 @@ func (in *Installer) fail2ban(ctx context.Context) (Result, error) {
 			return Result{}, err
 		}
 	}
-	jails, err := in.fail2banJails(ctx)
+	want := []string{"sshd", "portlama-auth"}
+	jails, err := in.fail2banJails(ctx, want)
 	if err != nil {
 		return Result{}, err
-	}
-	for _, j := range []string{"sshd", "portlama-auth"} {
-		if !slices.Contains(jails, j) {
-			return Result{}, fmt.Errorf("fail2ban runs without the %s jail (jails: %s); see journalctl -u fail2ban", j, strings.Join(jails, ", "))
-		}
 	}
 	return done(c1 || c2, "jails %s", strings.Join(jails, ", "))
 }
 
-// fail2banJails waits for fail2ban to answer and returns its jails.
-func (in *Installer) fail2banJails(ctx context.Context) ([]string, error) {
-	deadline := time.Now().Add(30 * time.Second)
+// fail2banJails waits until fail2ban runs the wanted jails (it answers
+// before it has loaded them) and returns its jails.
+func (in *Installer) fail2banJails(ctx context.Context, want []string) ([]string, error) {
+	// fail2ban (Python) can take half a minute on a busy small machine.
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		out, err := in.run(ctx, "fail2ban-client", "status")
-		if err == nil {
-			return ParseFail2banJails(string(out)), nil
+		jails := ParseFail2banJails(string(out))
+		missing := slices.DeleteFunc(slices.Clone(want), func(j string) bool { return slices.Contains(jails, j) })
+		if err == nil && len(missing) == 0 {
+			return jails, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("fail2ban does not answer: %w", err)
+			if err != nil {
+				return nil, fmt.Errorf("fail2ban does not answer: %w", err)
+			}
+			return nil, fmt.Errorf("fail2ban runs without the %s jail (jails: %s); see journalctl -u fail2ban", strings.Join(missing, ", "), strings.Join(jails, ", "))
 		}
 		select {
 		case <-ctx.Done():

@@ -26,13 +26,13 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/portlama/portlama/internal/system"
 	"github.com/portlama/portlama/internal/testutil"
 )
 
@@ -172,13 +172,7 @@ func (l *Lab) quiet(argv ...string) {
 
 // run runs argv on the host and returns its combined output.
 func run(ctx context.Context, argv ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return out, fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
-	}
-	return out, nil
+	return system.Run(ctx, nil, argv...)
 }
 
 func prefixed(a netip.Addr, p netip.Prefix) string {

@@ -185,7 +185,9 @@ func TestRelayLab(t *testing.T) {
 	var d *Droplet
 	var visitor, attacker, home *Host
 	r.Step(t, "boot", func(t *testing.T) string {
-		d = l.Droplet(ctx, DropletConfig{Rootfs: rootfs})
+		// The product promises 512 MB: the whole droplet runs under that
+		// limit (cgroup v1 memory controller around the container).
+		d = l.Droplet(ctx, DropletConfig{Rootfs: rootfs, MemoryLimit: 512 << 20})
 		visitor = l.Host("visitor", VisitorAddr)
 		attacker = l.Host("attacker", AttackerAddr)
 		home = l.NATHome("home")
@@ -832,12 +834,29 @@ func TestRelayLab(t *testing.T) {
 			t.Errorf("the distribution's default site: %v %s", err, tail(string(body), 200))
 		}
 		// Installing again keeps the kept CA.
-		installEvents(t, ctx, d, "--dev")
+		again := installEvents(t, ctx, d, "--dev")
 		caAfter, _ := d.ReadFile("/etc/portlama/pki/ca.crt")
 		if len(caBefore) == 0 || !bytes.Equal(caBefore, caAfter) {
 			t.Error("a new install after uninstall made a new CA")
 		}
-		return "everything removed, originals back, PKI kept; a new install reuses the CA; slowest: " + slowest(uev)
+		return "everything removed, originals back, PKI kept; a new install reuses the CA; slowest: " + slowest(uev) + "; install again: " + slowest(again)
+	})
+
+	r.Step(t, "memory", func(t *testing.T) string {
+		m, err := d.Memory()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Limit != 512<<20 {
+			t.Errorf("limit %d, want 512 MiB", m.Limit)
+		}
+		if m.OOMKills != 0 {
+			t.Errorf("%d processes were OOM-killed under 512 MiB", m.OOMKills)
+		}
+		if m.Peak <= 0 || m.Usage <= 0 {
+			t.Errorf("no memory accounted: %+v", m)
+		}
+		return fmt.Sprintf("whole run under a 512 MiB limit: peak %d MiB (page cache included), limit hits %d, OOM kills %d", m.Peak>>20, m.Failcnt, m.OOMKills)
 	})
 }
 
