@@ -215,7 +215,7 @@ func (in *Installer) Tasks() []Task {
 		{Name: "root", Title: "Running as root", Changes: "nothing (refuses to run as another user)", Run: in.checkRoot},
 		{Name: "os", Title: "Operating system", Changes: "nothing (refuses anything but Ubuntu 24.04 and Debian 12)", Run: in.checkOS},
 		{Name: "ip", Title: "Public IP address", Changes: "nothing (reads cloud metadata, else the network interfaces; refuses a private address without --dev)", Run: in.detectIP},
-		{Name: "packages", Title: "Packages", Changes: "installs nginx, ca-certificates and, unless --skip-harden, ufw, fail2ban and python3-systemd with apt-get, when missing", Run: in.packages},
+		{Name: "packages", Title: "Packages", Changes: "installs nginx, libnginx-mod-http-js, ca-certificates and, unless --skip-harden, ufw, fail2ban and python3-systemd with apt-get, when missing", Run: in.packages},
 		{Name: "swap", Title: "Swap", Harden: true, Changes: "creates a 1 GiB /swapfile (in /etc/fstab) and sets vm.swappiness=10 in " + in.paths.SysctlFile + ", unless the machine has swap or is a container", Run: in.swap},
 		{Name: "firewall", Title: "Firewall (ufw)", Harden: true, Changes: "ufw: deny incoming, allow outgoing, allow the SSH port, 80, 443 and 9292/tcp; enables ufw; existing rules are kept", Run: in.firewall},
 		{Name: "fail2ban", Title: "fail2ban", Harden: true, Changes: "writes " + in.paths.Fail2banDir + "/jail.d/portlama.conf (jails sshd and portlama-auth, banning through ufw) and filter.d/portlama-auth.conf; enables fail2ban", Run: in.fail2ban},

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/portlama/portlama/internal/config"
@@ -147,10 +148,49 @@ func (in *Installer) nginx(ctx context.Context) (Result, error) {
 		}
 		what = append(what, "vhosts portlama-http, portlama-default, portlama-panel-ip")
 	}
+	// Portlama's entries in the vhost directories (vhosts, backups, the
+	// nginx lock file) are the panel's to rewrite.
+	for _, dir := range []string{in.layout.NginxSitesAvailable(), in.layout.NginxSitesEnabled()} {
+		n, err := chownPortlamaEntries(dir, in.uid, in.gid)
+		if err != nil {
+			return Result{}, err
+		}
+		if n > 0 && len(what) == 0 {
+			what = append(what, "vhost owners")
+		}
+	}
 	if len(what) == 0 {
 		return done(false, "configuration current, nginx active")
 	}
 	return done(true, "%s", strings.Join(what, ", "))
+}
+
+// chownPortlamaEntries gives the entries of dir named portlama-* or
+// .portlama* (links themselves, never their targets) to uid:gid.
+func chownPortlamaEntries(dir string, uid, gid int) (int, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "portlama-") && !strings.HasPrefix(e.Name(), ".portlama") {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return n, err
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == uid && int(st.Gid) == gid {
+			continue
+		}
+		if err := os.Lchown(p, uid, gid); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }
 
 // sharedCurrent reports whether every shared file and vhost is on disk as

@@ -77,6 +77,9 @@ var lintAllowed = map[string]bool{
 	"ssl_session_cache": true, "ssl_session_timeout": true, "ssl_session_tickets": true,
 	"ssl_reject_handshake": true, "ssl_early_data": true,
 	"include": true, "root": true, "alias": true, "access_log": true,
+	// njs: vhosts may call functions of modules that conf.d (root's)
+	// imports; js_import itself, which reads a file, is not allowed here.
+	"js_header_filter": true, "js_body_filter": true, "js_set": true, "js_var": true, "js_content": true,
 	"proxy_pass": true, "proxy_set_header": true, "proxy_http_version": true, "proxy_method": true,
 	"proxy_pass_request_body": true, "proxy_pass_request_headers": true, "proxy_pass_header": true,
 	"proxy_hide_header": true, "proxy_ignore_headers": true, "proxy_redirect": true,

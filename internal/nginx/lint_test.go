@@ -120,6 +120,7 @@ func TestLintRefuses(t *testing.T) {
 		"ticket key":                 "ssl_session_ticket_key /etc/shadow;",
 		"store":                      "location / { proxy_store /etc/x; }",
 		"unknown module directive":   "js_import /etc/x.js;",
+		"njs import from a vhost":    "js_import x from /etc/x/nginx/snippets/portlama.js;",
 		"perl":                       "perl_require x.pm;",
 		"closing the http block":     "} user root; http {",
 		"unterminated":               "server { listen 80;",

@@ -3,7 +3,6 @@ package nginx
 import (
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -27,23 +26,19 @@ type RelayConf struct {
 	AccessLog string
 	// WorkerConnections per worker; 0 means DefaultWorkerConnections.
 	WorkerConnections int
-	// ConnPerAddr limits the concurrent requests (WebSockets included) of
-	// one client address; 0 means DefaultConnPerAddr.
-	ConnPerAddr int
 	// ShutdownTimeout is worker_shutdown_timeout; 0 means
 	// DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
 }
 
-// Sizing for a 512 MB relay. An active proxied connection holds at most
-// one 64 KiB proxy buffer (the app vhosts relay unbuffered) plus small
-// header buffers, so 1024 connections cost at most ~70 MiB per worker, and
-// worker_processes auto is one or two workers on such a machine. Each
-// proxied connection needs two descriptors, hence the rlimit.
-const (
-	DefaultWorkerConnections = 1024
-	DefaultConnPerAddr       = 100
-)
+// Sizing for a 512 MB relay: a worker holds at most 4096 connections
+// (client and upstream sides count separately); idle ones cost a few
+// hundred bytes, a busy TLS one some tens of KiB, and worker_processes
+// auto is one or two workers on such a machine. Each connection needs a
+// descriptor, plus files, hence the rlimit. The per-address limit
+// (limit_conn, 100 requests in progress) is set per public server by
+// conf.d and the vhosts, so the tunnel vhost can be left out of it.
+const DefaultWorkerConnections = 4096
 
 // RelayConfOrigSuffix is appended to the distribution's nginx.conf when the
 // installer first replaces it.
@@ -83,12 +78,8 @@ func RenderRelayConf(c RelayConf) ([]byte, error) {
 	if conns == 0 {
 		conns = DefaultWorkerConnections
 	}
-	perAddr := c.ConnPerAddr
-	if perAddr == 0 {
-		perAddr = DefaultConnPerAddr
-	}
-	if conns < 64 || conns > 65536 || perAddr < 1 || perAddr > conns {
-		return nil, fmt.Errorf("worker connections %d / per-address limit %d out of range", conns, perAddr)
+	if conns < 64 || conns > 65536 {
+		return nil, fmt.Errorf("worker connections %d out of range", conns)
 	}
 	shutdown := c.ShutdownTimeout
 	if shutdown <= 0 {
@@ -100,7 +91,7 @@ func RenderRelayConf(c RelayConf) ([]byte, error) {
 	w("# kept as nginx.conf%s; portlama uninstall puts it back.", RelayConfOrigSuffix)
 	w("user %s;", user)
 	w("worker_processes auto;")
-	w("worker_rlimit_nofile %d;", conns*4)
+	w("worker_rlimit_nofile %d;", conns*5/2)
 	w("# Old workers keep agents' tunnel WebSockets after a reload until they")
 	w("# close or this passes; without it they would linger for a day.")
 	w("worker_shutdown_timeout %ds;", int(shutdown/time.Second))
@@ -122,13 +113,6 @@ func RenderRelayConf(c RelayConf) ([]byte, error) {
 	w("    keepalive_timeout 65;")
 	w("    access_log %s;", c.AccessLog)
 	w("    gzip on;")
-	w("")
-	w("    # At most %s requests in progress per client address (WebSockets", strconv.Itoa(perAddr))
-	w("    # count for their whole life), so one address cannot take every")
-	w("    # connection of a small relay.")
-	w("    limit_conn_zone $binary_remote_addr zone=portlama_conn_per_addr:10m;")
-	w("    limit_conn portlama_conn_per_addr %d;", perAddr)
-	w("    limit_conn_status 429;")
 	w("")
 	w("    include %s/*.conf;", filepath.Join(dir, "conf.d"))
 	w("    include %s/*;", sites)

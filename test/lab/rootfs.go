@@ -21,7 +21,7 @@ import (
 // plus what the tests use inside (curl, iproute2's ss, procps).
 var DropletPackages = []string{
 	"systemd", "systemd-sysv", "dbus", "iproute2", "ca-certificates", "procps", "curl",
-	"nginx", "fail2ban", "python3-systemd", "ufw", "nftables", "iptables",
+	"nginx", "libnginx-mod-http-js", "fail2ban", "python3-systemd", "ufw", "nftables", "iptables",
 	"sudo", "openssh-server",
 }
 
@@ -74,9 +74,13 @@ func buildRootfs(ctx context.Context, cacheDir, mirror string, packages []string
 		return nil, err
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
-	if _, err := os.Stat(filepath.Join(dir, "etc", "portlama-lab-rootfs")); err == nil {
+	marker := filepath.Join(dir, "etc", "portlama-lab-rootfs")
+	if _, err := os.Stat(marker); err == nil {
+		now := time.Now()
+		os.Chtimes(marker, now, now) // in use: keep it through pruning
 		return r, nil
 	}
+	pruneRootfs(cacheDir, 7*24*time.Hour, logf)
 	logf("lab: building the droplet's root file system (debootstrap bookworm from %s, key %s)", mirror, key)
 	tmp := dir + ".tmp"
 	os.RemoveAll(tmp)
@@ -124,6 +128,20 @@ func customize(root string) error {
 		}
 	}
 	return nil
+}
+
+// pruneRootfs removes cached root file systems not used for maxAge (an
+// older package list).
+func pruneRootfs(cacheDir string, maxAge time.Duration, logf func(string, ...any)) {
+	dirs, _ := filepath.Glob(filepath.Join(cacheDir, "rootfs-*"))
+	for _, d := range dirs {
+		fi, err := os.Stat(filepath.Join(d, "etc", "portlama-lab-rootfs"))
+		if err == nil && time.Since(fi.ModTime()) < maxAge {
+			continue
+		}
+		logf("lab: removing the unused cached root file system %s", d)
+		os.RemoveAll(d)
+	}
 }
 
 func tail(s string, n int) string {

@@ -425,6 +425,8 @@ func TestRelayLab(t *testing.T) {
 			"/etc/nginx/sites-available":                     "775 root:portlama directory",
 			"/etc/nginx/sites-enabled":                       "775 root:portlama directory",
 			"/etc/nginx/portlama-checked":                    "755 root:root directory",
+			"/etc/nginx/sites-available/portlama-panel-ip":   "644 portlama:portlama regular file",
+			"/etc/nginx/portlama-checked/portlama-panel-ip":  "644 root:root regular file",
 			"/etc/nginx/snippets/portlama-proxy-secret.conf": "600 root:root regular file",
 			"/etc/systemd/system/portlama-panel.service":     "644 root:root regular file",
 			"/etc/fail2ban/jail.d/portlama.conf":             "644 root:root regular file",
