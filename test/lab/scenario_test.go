@@ -33,7 +33,10 @@ import (
 	"github.com/portlama/portlama/internal/system"
 )
 
-var portlamaBin string
+var portlamaBin, portlamaNext string
+
+// nextVersion is what the "update" binary reports.
+const nextVersion = "0.0.1-lab-update"
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "portlama-lab-bin-")
@@ -51,6 +54,14 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
+	// The same source as a newer version, for the update step.
+	portlamaNext = filepath.Join(dir, "portlama-next")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version="+nextVersion, "-o", portlamaNext, "github.com/portlama/portlama/cmd/portlama")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build portlama (update): %v\n%s", err, out)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -60,7 +71,13 @@ func TestMain(m *testing.M) {
 // its events.
 func installEvents(t *testing.T, ctx context.Context, d *Droplet, args ...string) []install.Event {
 	t.Helper()
-	cmd := d.Cmd(ctx, RunOpts{}, append([]string{"/root/portlama", "install", "--json"}, args...)...)
+	return installWith(t, ctx, d, "/root/portlama", args...)
+}
+
+// installWith runs `<bin> install --json` in the droplet.
+func installWith(t *testing.T, ctx context.Context, d *Droplet, bin string, args ...string) []install.Event {
+	t.Helper()
+	cmd := d.Cmd(ctx, RunOpts{}, append([]string{bin, "install", "--json"}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -762,6 +779,41 @@ func TestRelayLab(t *testing.T) {
 			t.Error("a second install restarted the panel")
 		}
 		return fmt.Sprintf("nothing changed (%d files compared), panel not restarted", len(before))
+	})
+
+	r.Step(t, "update", func(t *testing.T) string {
+		// A newer binary: install replaces it, restarts what runs it, and
+		// keeps configuration and certificates.
+		if err := d.CopyIn(portlamaNext, "/root/portlama-next", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		keep := snapshot(t, ctx, d)
+		panelBefore, _ := sd.Status(ctx, "portlama-panel")
+		ev := installWith(t, ctx, d, "/root/portlama-next", "--dev")
+		f := finished(ev)
+		if !f["binary"].Changed || !f["services"].Changed || !strings.Contains(f["services"].Message, "panel restarted") {
+			t.Errorf("update: binary %+v, services %+v", f["binary"], f["services"])
+		}
+		for _, task := range []string{"pki", "config", "units", "nginx", "firewall", "fail2ban", "ssh"} {
+			if f[task].Changed {
+				t.Errorf("an update changed %s: %s", task, f[task].Message)
+			}
+		}
+		after := snapshot(t, ctx, d)
+		for file, sum := range keep {
+			if strings.HasPrefix(file, "etc/portlama/") && after[file] != sum {
+				t.Errorf("the update changed %s", file)
+			}
+		}
+		panelAfter, _ := sd.Status(ctx, "portlama-panel")
+		if panelAfter.MainPID == panelBefore.MainPID {
+			t.Error("the panel still runs the old binary")
+		}
+		_, body := get(t, home.HTTPClient(adminTLS(t, d)), "https://"+d.Addr.String()+":9292/api/health")
+		if !strings.Contains(body, nextVersion) {
+			t.Errorf("health after the update: %s", body)
+		}
+		return "binary replaced, panel restarted on " + nextVersion + ", /etc/portlama unchanged"
 	})
 
 	r.Step(t, "reboot", func(t *testing.T) string {
