@@ -80,6 +80,7 @@ func (l *Lab) Droplet(ctx context.Context, cfg DropletConfig) *Droplet {
 	}
 	l.must(ctx, "mount", "-t", "overlay", "overlay", "-o",
 		"lowerdir="+cfg.Rootfs.Dir+",upperdir="+filepath.Join(d.dir, "upper")+",workdir="+filepath.Join(d.dir, "work"), d.Root)
+	l.recordMount(d.Root)
 	l.onClose(func() { l.quiet("umount", d.Root) })
 	if err := d.makeCgroups(); err != nil {
 		l.t.Fatal(err)
@@ -165,20 +166,25 @@ func (d *Droplet) Memory() (Memory, error) {
 	return m, nil
 }
 
-// removeCgroups removes the container's cgroups, deepest first (the
-// container's systemd made sub-cgroups).
+// removeCgroups removes the container's cgroups.
 func (d *Droplet) removeCgroups() {
 	for _, dir := range d.cgroups {
-		var dirs []string
-		filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-			if err == nil && e.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- {
-			os.Remove(dirs[i])
+		removeCgroupTree(dir)
+	}
+}
+
+// removeCgroupTree removes a cgroup directory, deepest first (the
+// container's systemd made sub-cgroups).
+func removeCgroupTree(dir string) {
+	var dirs []string
+	filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err == nil && e.IsDir() {
+			dirs = append(dirs, p)
 		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		os.Remove(dirs[i])
 	}
 }
 
@@ -238,6 +244,8 @@ func (d *Droplet) Boot(ctx context.Context) error {
 		"-M", d.machine, "--hostname="+d.cfg.Name, "--network-namespace-path=/run/netns/"+d.NS,
 		"--capability=CAP_NET_ADMIN", "--console=read-only")
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// If the test process dies (a timeout), nspawn shuts the droplet down.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := d.startInCgroups(cmd); err != nil {
 		logf.Close()
 		return fmt.Errorf("lab: start systemd-nspawn: %w", err)

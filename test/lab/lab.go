@@ -104,6 +104,7 @@ func New(t testing.TB, opts Options) *Lab {
 	if opts.Mirror == "" {
 		opts.Mirror = hostMirror()
 	}
+	sweep(t.Logf)
 	b := make([]byte, 2)
 	rand.Read(b)
 	l := &Lab{t: t, opts: opts, prefix: "pl" + hex.EncodeToString(b), hosts: map[string]*Host{}, Report: NewReport()}
@@ -113,6 +114,9 @@ func New(t testing.TB, opts Options) *Lab {
 	}
 	l.dir = dir
 	t.Cleanup(l.close)
+	if err := l.register(); err != nil {
+		t.Fatal(err)
+	}
 	l.wan = l.prefix + "-wan"
 	ctx := context.Background()
 	l.must(ctx, "ip", "netns", "add", l.wan)

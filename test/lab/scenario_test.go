@@ -255,12 +255,32 @@ func TestRelayLab(t *testing.T) {
 		return "home behind NAT (seen as " + RouterAddr.String() + "), no inbound"
 	})
 
-	var events []install.Event
-	var operatorKey ed25519.PrivateKey
-	r.Step(t, "install", func(t *testing.T) string {
+	r.Step(t, "refusals", func(t *testing.T) string {
 		if err := d.CopyIn(portlamaBin, "/root/portlama", 0o755); err != nil {
 			t.Fatal(err)
 		}
+		// Not as another user, and not on an address nobody can reach.
+		if err := d.CopyIn(portlamaBin, "/opt/portlama", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(d.Path("/opt/portlama"))
+		out, err := d.RunAs(ctx, "nobody", "/opt/portlama", "install")
+		if err == nil || !strings.Contains(string(out), "must run as root") {
+			t.Errorf("as nobody: %v\n%s", err, out)
+		}
+		out, err = d.Run(ctx, "/root/portlama", "install")
+		if err == nil || !strings.Contains(string(out), "203.0.113.10") || !strings.Contains(string(out), "--dev") {
+			t.Errorf("without --dev: %v\n%s", err, out)
+		}
+		if _, err := d.Exec(ctx, "getent", "passwd", "portlama"); err == nil {
+			t.Error("a refused install created the user")
+		}
+		return "refused as nobody and for 203.0.113.10 without --dev, nothing changed"
+	})
+
+	var events []install.Event
+	var operatorKey ed25519.PrivateKey
+	r.Step(t, "install", func(t *testing.T) string {
 		// The operator's SSH key, as a provider puts it on a new VPS:
 		// password login can go off without locking anyone out.
 		pub, priv, err := ed25519.GenerateKey(rand.Reader)
