@@ -390,3 +390,46 @@ func TestChownTreeStaysInside(t *testing.T) {
 		t.Errorf("second run changed %d", n)
 	}
 }
+
+// The swap file is a real swap area (mkswap) without holes, and fstab
+// gains it once, after its marker.
+func TestSwapfileAndFstab(t *testing.T) {
+	testutil.NeedBinary(t, "mkswap")
+	dir := t.TempDir()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil || st.Bavail*uint64(st.Bsize) < 3*swapSize {
+		t.Skip("needs 3 GiB free in the temporary directory")
+	}
+	in := New(Config{})
+	p := filepath.Join(dir, "swapfile")
+	if err := createSwapfile(context.Background(), in, p); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(p)
+	if err != nil || fi.Size() != swapSize || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("swap file: %v %v", fi, err)
+	}
+	if blocks := fi.Sys().(*syscall.Stat_t).Blocks * 512; blocks < swapSize {
+		t.Fatalf("the swap file has holes: %d bytes allocated", blocks)
+	}
+	sig := make([]byte, 10)
+	f, _ := os.Open(p)
+	f.ReadAt(sig, 4096-10)
+	f.Close()
+	if string(sig) != "SWAPSPACE2" {
+		t.Fatalf("no swap signature: %q", sig)
+	}
+	fstab := filepath.Join(dir, "fstab")
+	os.WriteFile(fstab, []byte("UUID=x / ext4 defaults 0 1"), 0o644)
+	in.paths.Fstab, in.paths.Swapfile = fstab, p
+	for i := 0; i < 2; i++ {
+		if err := in.addFstab(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ := os.ReadFile(fstab)
+	want := "UUID=x / ext4 defaults 0 1\n" + fstabMarker + "\n" + p + " none swap sw 0 0\n"
+	if string(got) != want {
+		t.Fatalf("fstab:\n%s\nwant:\n%s", got, want)
+	}
+}

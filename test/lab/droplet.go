@@ -22,8 +22,11 @@ import (
 type DropletConfig struct {
 	// Name is the machine's name; default "droplet".
 	Name string
-	// Addr is its public address; default DropletAddr.
+	// Addr is its address; default DropletAddr (on the internet).
 	Addr netip.Addr
+	// LAN puts the droplet on the LAN of this NAT home (Lab.NATHome)
+	// instead of the internet: a home machine booted with systemd.
+	LAN string
 	// Rootfs is the root file system it boots from (Lab.Rootfs).
 	Rootfs *Rootfs
 	// MemoryLimit puts the whole container under a cgroup-v1 memory limit
@@ -64,8 +67,12 @@ func (l *Lab) Droplet(ctx context.Context, cfg DropletConfig) *Droplet {
 		l.t.Fatal("lab: a droplet needs a Rootfs")
 	}
 	d := &Droplet{lab: l, cfg: cfg, machine: l.prefix + cfg.Name}
+	seg := l.internet()
+	if cfg.LAN != "" {
+		seg = l.lan(cfg.LAN)
+	}
 	d.Host = &Host{Name: cfg.Name, NS: l.newNS(ctx, cfg.Name), Addr: cfg.Addr}
-	l.attach(ctx, d.NS, "eth0", cfg.Addr, WANPrefix, GatewayAddr)
+	l.attach(ctx, seg, d.NS, "eth0", cfg.Addr)
 	l.mu.Lock()
 	l.hosts[cfg.Name] = d.Host
 	l.mu.Unlock()

@@ -72,6 +72,7 @@ type Lab struct {
 	mu       sync.Mutex
 	cleanups []func()
 	hosts    map[string]*Host
+	lans     map[string]segment
 	links    int
 	cgroupMu sync.Mutex // serialises the cgroup move around starting a container
 }
@@ -107,7 +108,7 @@ func New(t testing.TB, opts Options) *Lab {
 	sweep(t.Logf)
 	b := make([]byte, 2)
 	rand.Read(b)
-	l := &Lab{t: t, opts: opts, prefix: "pl" + hex.EncodeToString(b), hosts: map[string]*Host{}, Report: NewReport()}
+	l := &Lab{t: t, opts: opts, prefix: "pl" + hex.EncodeToString(b), hosts: map[string]*Host{}, lans: map[string]segment{}, Report: NewReport()}
 	dir, err := os.MkdirTemp("/var/tmp", "portlama-lab-")
 	if err != nil {
 		t.Fatal(err)
@@ -209,10 +210,25 @@ func hostMirror() string {
 	return "http://deb.debian.org/debian"
 }
 
-// attach creates namespace ns (if new) and a link from the bridge into it
-// named ifname, with addr/bits, default route via gw (when valid).
-func (l *Lab) attach(ctx context.Context, ns, ifname string, addr netip.Addr, p netip.Prefix, gw netip.Addr) {
+// segment is a network machines attach to: a bridge in a namespace.
+type segment struct {
+	ns, bridge string
+	prefix     netip.Prefix
+	gw         netip.Addr
+}
+
+// internet is the lab's public network.
+func (l *Lab) internet() segment {
+	return segment{ns: l.wan, bridge: "br0", prefix: WANPrefix, gw: GatewayAddr}
+}
+
+// attach links namespace ns to seg: a veth named ifname inside ns with
+// addr, and a default route through the segment's gateway.
+func (l *Lab) attach(ctx context.Context, seg segment, ns, ifname string, addr netip.Addr) {
 	l.t.Helper()
+	if !seg.prefix.Contains(addr) {
+		l.t.Fatalf("lab: %s is not in %s", addr, seg.prefix)
+	}
 	l.mu.Lock()
 	l.links++
 	hostEnd := fmt.Sprintf("%s-v%d", l.prefix, l.links) // at most 15 characters
@@ -221,14 +237,12 @@ func (l *Lab) attach(ctx context.Context, ns, ifname string, addr netip.Addr, p 
 	l.must(ctx, "ip", "link", "add", hostEnd, "type", "veth", "peer", "name", peer)
 	l.must(ctx, "ip", "link", "set", peer, "netns", ns)
 	l.must(ctx, "ip", "-n", ns, "link", "set", peer, "name", ifname)
-	l.must(ctx, "ip", "link", "set", hostEnd, "netns", l.wan)
-	l.must(ctx, "ip", "-n", l.wan, "link", "set", hostEnd, "master", "br0", "up")
-	l.must(ctx, "ip", "-n", ns, "addr", "add", prefixed(addr, p), "dev", ifname)
+	l.must(ctx, "ip", "link", "set", hostEnd, "netns", seg.ns)
+	l.must(ctx, "ip", "-n", seg.ns, "link", "set", hostEnd, "master", seg.bridge, "up")
+	l.must(ctx, "ip", "-n", ns, "addr", "add", prefixed(addr, seg.prefix), "dev", ifname)
 	l.must(ctx, "ip", "-n", ns, "link", "set", ifname, "up")
 	l.must(ctx, "ip", "-n", ns, "link", "set", "lo", "up")
-	if gw.IsValid() {
-		l.must(ctx, "ip", "-n", ns, "route", "add", "default", "via", gw.String())
-	}
+	l.must(ctx, "ip", "-n", ns, "route", "add", "default", "via", seg.gw.String())
 }
 
 // newNS creates a network namespace that the lab removes at the end.
@@ -244,9 +258,14 @@ func (l *Lab) newNS(ctx context.Context, name string) string {
 // with addr (processes there use the host's file system).
 func (l *Lab) Host(name string, addr netip.Addr) *Host {
 	l.t.Helper()
+	return l.addHost(l.internet(), name, addr)
+}
+
+func (l *Lab) addHost(seg segment, name string, addr netip.Addr) *Host {
+	l.t.Helper()
 	ctx := context.Background()
 	h := &Host{Name: name, NS: l.newNS(ctx, name), Addr: addr}
-	l.attach(ctx, h.NS, "eth0", addr, WANPrefix, GatewayAddr)
+	l.attach(ctx, seg, h.NS, "eth0", addr)
 	l.mu.Lock()
 	l.hosts[name] = h
 	l.mu.Unlock()
@@ -255,21 +274,16 @@ func (l *Lab) Host(name string, addr netip.Addr) *Host {
 
 // NATHome adds a home network: a router on the internet at RouterAddr
 // that masquerades the home's traffic and accepts no inbound connection,
-// and a machine behind it at HomeAddr. It returns the home machine.
+// its LAN HomePrefix, and a machine on it at HomeAddr, which it returns.
+// More machines join the LAN with LANHost or DropletConfig.LAN.
 func (l *Lab) NATHome(name string) *Host {
 	l.t.Helper()
 	ctx := context.Background()
 	router := &Host{Name: name + "-router", NS: l.newNS(ctx, name+"-rt"), Addr: RouterAddr}
-	l.attach(ctx, router.NS, "wan0", RouterAddr, WANPrefix, GatewayAddr)
-	home := &Host{Name: name, NS: l.newNS(ctx, name), Addr: HomeAddr}
-	// The home link is a veth straight from the router.
-	l.must(ctx, "ip", "-n", router.NS, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", home.NS)
+	l.attach(ctx, l.internet(), router.NS, "wan0", RouterAddr)
+	l.must(ctx, "ip", "-n", router.NS, "link", "add", "lan0", "type", "bridge")
 	l.must(ctx, "ip", "-n", router.NS, "addr", "add", prefixed(HomeGateway, HomePrefix), "dev", "lan0")
 	l.must(ctx, "ip", "-n", router.NS, "link", "set", "lan0", "up")
-	l.must(ctx, "ip", "-n", home.NS, "addr", "add", prefixed(HomeAddr, HomePrefix), "dev", "eth0")
-	l.must(ctx, "ip", "-n", home.NS, "link", "set", "eth0", "up")
-	l.must(ctx, "ip", "-n", home.NS, "link", "set", "lo", "up")
-	l.must(ctx, "ip", "-n", home.NS, "route", "add", "default", "via", HomeGateway.String())
 	l.must(ctx, "ip", "netns", "exec", router.NS, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
 	rules := `table inet nat {
 	chain postrouting { type nat hook postrouting priority srcnat; oifname "wan0" masquerade; }
@@ -288,9 +302,26 @@ table inet filter {
 	l.must(ctx, "ip", "netns", "exec", router.NS, "nft", "-f", rf)
 	l.mu.Lock()
 	l.hosts[router.Name] = router
-	l.hosts[name] = home
+	l.lans[name] = segment{ns: router.NS, bridge: "lan0", prefix: HomePrefix, gw: HomeGateway}
 	l.mu.Unlock()
-	return home
+	return l.LANHost(name, name, HomeAddr)
+}
+
+// LANHost adds a machine to the LAN of NAT home home.
+func (l *Lab) LANHost(home, name string, addr netip.Addr) *Host {
+	l.t.Helper()
+	return l.addHost(l.lan(home), name, addr)
+}
+
+func (l *Lab) lan(home string) segment {
+	l.t.Helper()
+	l.mu.Lock()
+	seg, ok := l.lans[home]
+	l.mu.Unlock()
+	if !ok {
+		l.t.Fatalf("lab: no NAT home %q", home)
+	}
+	return seg
 }
 
 // Lookup returns a host added earlier by name (the router of a NAT home is

@@ -295,6 +295,10 @@ func TestRelayLab(t *testing.T) {
 		if err := d.WriteFile("/root/.ssh/authorized_keys", ssh.MarshalAuthorizedKey(spub), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		// A rule the operator had: install keeps it.
+		if _, err := d.Exec(ctx, "ufw", "allow", "8443/tcp", "comment", "operator"); err != nil {
+			t.Fatal(err)
+		}
 		events = installEvents(t, ctx, d, "--dev")
 		f := finished(events)
 		for _, task := range install.New(install.Config{}).Tasks() {
@@ -396,17 +400,17 @@ func TestRelayLab(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := string(out)
-		for _, want := range []string{"Status: active", "deny (incoming)", "22/tcp ", "80/tcp ", "443/tcp ", "9292/tcp "} {
+		for _, want := range []string{"Status: active", "deny (incoming)", "22/tcp ", "80/tcp ", "443/tcp ", "9292/tcp ", "8443/tcp "} {
 			if !strings.Contains(st, want) {
 				t.Errorf("ufw status lacks %q:\n%s", want, st)
 			}
 		}
 		for _, line := range strings.Split(st, "\n") {
-			if strings.Contains(line, "ALLOW IN") && !strings.Contains(line, "portlama") {
+			if strings.Contains(line, "ALLOW IN") && !strings.Contains(line, "portlama") && !strings.Contains(line, "# operator") {
 				t.Errorf("unexpected rule: %s", line)
 			}
 		}
-		return "active, deny incoming, allow 22, 80, 443, 9292/tcp"
+		return "active, deny incoming, allow 22, 80, 443, 9292/tcp; the operator's 8443 rule kept"
 	})
 
 	r.Step(t, "fail2ban jails", func(t *testing.T) string {
@@ -477,8 +481,12 @@ func TestRelayLab(t *testing.T) {
 		if _, err := d.ReadFile("/etc/nginx/sites-enabled/default"); err == nil {
 			t.Error("the default site is still enabled")
 		}
-		if b, _ := d.ReadFile("/etc/nginx/nginx.conf.portlama-orig"); len(b) == 0 {
-			t.Error("the distribution's nginx.conf was not kept")
+		for _, p := range []string{"/etc/nginx/nginx.conf", "/etc/ssh/sshd_config"} {
+			orig, _ := os.ReadFile(filepath.Join(d.Rootfs().Dir, p))
+			kept, _ := d.ReadFile(p + ".portlama-orig")
+			if len(orig) == 0 || !bytes.Equal(orig, kept) {
+				t.Errorf("%s.portlama-orig is not the original", p)
+			}
 		}
 		return fmt.Sprintf("%d paths as the contract says", len(want))
 	})
@@ -893,10 +901,14 @@ func TestRelayLab(t *testing.T) {
 			t.Error("the user portlama is still there")
 		}
 		ufw, _ := d.Exec(ctx, "ufw", "status")
-		for _, p := range []string{"80/tcp", "443/tcp", "9292/tcp"} {
-			if strings.Contains(string(ufw), p) {
-				t.Errorf("ufw still allows %s", p)
+		for _, line := range strings.Split(string(ufw), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 0 && slices.Contains([]string{"80/tcp", "443/tcp", "9292/tcp"}, f[0]) {
+				t.Errorf("ufw still allows %s", f[0])
 			}
+		}
+		if !strings.Contains(string(ufw), "8443/tcp") || !strings.Contains(string(ufw), "22/tcp") {
+			t.Errorf("uninstall took the operator's or the SSH rule:\n%s", ufw)
 		}
 		if st, _ := sd.Status(ctx, "nginx"); st.State != system.StateActive {
 			t.Error("nginx is not running after uninstall")
@@ -913,7 +925,14 @@ func TestRelayLab(t *testing.T) {
 		if len(caBefore) == 0 || !bytes.Equal(caBefore, caAfter) {
 			t.Error("a new install after uninstall made a new CA")
 		}
-		return "everything removed, originals back, PKI kept; a new install reuses the CA; slowest: " + slowest(uev) + "; install again: " + slowest(again)
+		// --purge takes the PKI too.
+		if out, err := d.Run(ctx, "/usr/local/bin/portlama", "uninstall", "--yes", "--purge"); err != nil {
+			t.Fatalf("uninstall --purge: %v\n%s", err, out)
+		}
+		if _, err := os.Lstat(d.Path("/etc/portlama")); err == nil {
+			t.Error("--purge left /etc/portlama")
+		}
+		return "everything removed, originals back, PKI kept; a new install reuses the CA; --purge removes it; slowest: " + slowest(uev) + "; install again: " + slowest(again)
 	})
 
 	r.Step(t, "memory", func(t *testing.T) string {
