@@ -137,6 +137,9 @@ func (in *Installer) removeNginx(ctx context.Context) (Result, error) {
 	if err := rm(filepath.Join(l.NginxConfD(), "portlama.conf")); err != nil {
 		return Result{}, err
 	}
+	if err := os.RemoveAll(nginx.CheckedSitesDir(l)); err != nil {
+		return Result{}, err
+	}
 	conf := in.nginxConfPath()
 	if orig, err := os.ReadFile(conf + nginx.RelayConfOrigSuffix); err == nil {
 		if err := writeLike(conf, orig, 0o644); err != nil {
@@ -294,7 +297,10 @@ func (in *Installer) removeSwap(ctx context.Context) (Result, error) {
 }
 
 func (in *Installer) removeFiles(_ context.Context, purge bool) (Result, error) {
-	for _, p := range []string{in.paths.Binary, in.layout.WWWDir, in.paths.StateDir} {
+	for _, p := range []string{in.paths.Binary, in.layout.WWWDir, in.paths.StateDir, filepath.Dir(in.paths.Socket)} {
+		if p == "/run" || p == "/" {
+			continue
+		}
 		if err := os.RemoveAll(p); err != nil {
 			return Result{}, err
 		}

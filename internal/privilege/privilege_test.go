@@ -255,8 +255,13 @@ func TestServerAsRoot(t *testing.T) {
 	}
 }
 
-// TestMain lets the tests run this binary as an unprivileged client.
+// TestMain lets the tests run this binary as an unprivileged client, and
+// as a stand-in systemctl/journalctl printing PORTLAMA_FAKE_OUTPUT.
 func TestMain(m *testing.M) {
+	if out, ok := os.LookupEnv("PORTLAMA_FAKE_OUTPUT"); ok {
+		fmt.Print(out)
+		os.Exit(0)
+	}
 	if sock := os.Getenv("PORTLAMA_HELPER_CLIENT"); sock != "" {
 		_, err := Client{Socket: sock}.Do(context.Background(), Request{Verb: VerbNginxTest})
 		if err != nil {
@@ -341,5 +346,54 @@ func TestServerIdleExit(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("an idle helper keeps running")
+	}
+}
+
+// Services sends actions to the helper and reads status and logs itself.
+func TestServicesThroughHelper(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the helper's peer checks are tested as root")
+	}
+	f := startHelper(t, 65534)
+	var argv [][]string
+	fake := func(out string) system.Systemd {
+		return system.Systemd{Command: func(ctx context.Context, a []string) *exec.Cmd {
+			argv = append(argv, a)
+			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), "PORTLAMA_FAKE_OUTPUT="+out)
+			return cmd
+		}}
+	}
+	ctx := context.Background()
+	s := Services{Client: Client{Socket: f.sock}, Systemd: fake("ActiveState=active\nLoadState=loaded\nMainPID=7\nActiveEnterTimestamp=@1764752179\n")}
+	for _, step := range []func() error{
+		func() error { return s.Start(ctx, "portlama-tunnel") },
+		func() error { return s.Stop(ctx, "portlama-auth") },
+		func() error { return s.Restart(ctx, "nginx") },
+		func() error { return s.Reload(ctx, "portlama-panel") },
+		func() error { return s.Enable(ctx, "portlama-tunnel") },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := f.rec.got(); got != "start portlama-tunnel,stop portlama-auth,restart nginx,reload portlama-panel,enable portlama-tunnel" {
+		t.Fatalf("actions %q", got)
+	}
+	if err := s.Stop(ctx, "portlama-panel"); err == nil {
+		t.Fatal("the helper stopped the panel")
+	}
+	st, err := s.Status(ctx, "portlama-panel")
+	if err != nil || st.State != system.StateActive || st.MainPID != 7 {
+		t.Fatalf("status %+v %v", st, err)
+	}
+	s.Systemd = fake("2026-12-03T08:56:19+0000 droplet portlama[7]: up\n")
+	var lines []system.LogLine
+	err = s.Follow(ctx, "portlama-panel", 10, func(l system.LogLine) error { lines = append(lines, l); return nil })
+	if !errors.Is(err, system.ErrLogEnded) || len(lines) != 1 || lines[0].Message != "droplet portlama[7]: up" {
+		t.Fatalf("follow: %v %+v", err, lines)
+	}
+	if len(argv) != 2 || argv[0][0] != "systemctl" || argv[1][0] != "journalctl" {
+		t.Fatalf("status and logs must not go through the helper: %v", argv)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/portlama/portlama/internal/system"
 )
 
 // Host is a machine on the lab's network: a network namespace. Commands
@@ -32,7 +34,7 @@ func (h *Host) Command(ctx context.Context, argv ...string) *exec.Cmd {
 
 // Run runs argv in the host's namespace and returns its combined output.
 func (h *Host) Run(ctx context.Context, argv ...string) ([]byte, error) {
-	return run(ctx, append([]string{"ip", "netns", "exec", h.NS}, argv...)...)
+	return system.Run(ctx, func(ctx context.Context, argv []string) *exec.Cmd { return h.Command(ctx, argv...) }, argv...)
 }
 
 // inNS runs fn on an OS thread switched into the host's network namespace.

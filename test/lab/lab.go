@@ -129,9 +129,6 @@ func New(t testing.TB, opts Options) *Lab {
 	return l
 }
 
-// Dir is the lab's per-run directory (logs land there).
-func (l *Lab) Dir() string { return l.dir }
-
 // Logf logs through the test.
 func (l *Lab) Logf(format string, args ...any) { l.t.Helper(); l.t.Logf(format, args...) }
 
@@ -322,12 +319,4 @@ func (l *Lab) lan(home string) segment {
 		l.t.Fatalf("lab: no NAT home %q", home)
 	}
 	return seg
-}
-
-// Lookup returns a host added earlier by name (the router of a NAT home is
-// "<home>-router").
-func (l *Lab) Lookup(name string) *Host {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.hosts[name]
 }

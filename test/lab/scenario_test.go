@@ -1,5 +1,3 @@
-//go:build lab
-
 package lab
 
 import (
@@ -33,38 +31,35 @@ import (
 	"github.com/portlama/portlama/internal/system"
 )
 
-var portlamaBin, portlamaNext string
-
 // nextVersion is what the "update" binary reports.
 const nextVersion = "0.0.1-lab-update"
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "portlama-lab-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+// buildBinaries builds the relay binary, and the same source as a newer
+// version for the update step, into a temporary directory.
+func buildBinaries(t *testing.T) (current, next string) {
+	t.Helper()
+	if p := os.Getenv("PORTLAMA_BIN"); p != "" {
+		current = p
 	}
-	portlamaBin = os.Getenv("PORTLAMA_BIN")
-	if portlamaBin == "" {
-		portlamaBin = filepath.Join(dir, "portlama")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", portlamaBin, "github.com/portlama/portlama/cmd/portlama")
+	dir := t.TempDir()
+	build := func(out string, ldflags string) {
+		args := []string{"build", "-trimpath"}
+		if ldflags != "" {
+			args = append(args, "-ldflags", ldflags)
+		}
+		cmd := exec.Command("go", append(args, "-o", out, "github.com/portlama/portlama/cmd/portlama")...)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build portlama: %v\n%s", err, out)
-			os.Exit(1)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build portlama: %v\n%s", err, b)
 		}
 	}
-	// The same source as a newer version, for the update step.
-	portlamaNext = filepath.Join(dir, "portlama-next")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version="+nextVersion, "-o", portlamaNext, "github.com/portlama/portlama/cmd/portlama")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build portlama (update): %v\n%s", err, out)
-		os.Exit(1)
+	if current == "" {
+		current = filepath.Join(dir, "portlama")
+		build(current, "")
 	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	next = filepath.Join(dir, "portlama-next")
+	build(next, "-X main.version="+nextVersion)
+	return current, next
 }
 
 // installEvents runs portlama install --json in the droplet and returns
@@ -185,9 +180,15 @@ func snapshot(t *testing.T, ctx context.Context, d *Droplet) map[string]string {
 	return m
 }
 
+// TestRelayLab is the lab scenario. It runs with `make lab` (as root,
+// PORTLAMA_LAB=1); the quick test run skips it.
 func TestRelayLab(t *testing.T) {
+	if os.Getenv("PORTLAMA_LAB") != "1" {
+		t.Skip("the lab runs with make lab (root, PORTLAMA_LAB=1)")
+	}
 	ctx := context.Background()
 	l := New(t, Options{})
+	portlamaBin, portlamaNext := buildBinaries(t)
 	r := l.Report
 	defer func() { t.Log("\n" + r.String()) }()
 
@@ -251,6 +252,11 @@ func TestRelayLab(t *testing.T) {
 				c.Close()
 				t.Fatalf("the visitor connected to the home at %s", target)
 			}
+		}
+		// The home's own view: everything goes through its router.
+		out, err := home.Run(ctx, "ip", "route", "get", d.Addr.String())
+		if err != nil || !strings.Contains(string(out), "via "+HomeGateway.String()) {
+			t.Errorf("home's route to the droplet: %v %s", err, out)
 		}
 		return "home behind NAT (seen as " + RouterAddr.String() + "), no inbound"
 	})
@@ -879,7 +885,8 @@ func TestRelayLab(t *testing.T) {
 		}
 		for _, p := range []string{"/usr/local/bin/portlama", "/etc/systemd/system/portlama-panel.service", "/etc/systemd/system/nginx.service.d/portlama.conf",
 			"/etc/nginx/conf.d/portlama.conf", "/etc/nginx/sites-available/portlama-panel-ip", "/etc/nginx/snippets/portlama-tls.conf",
-			"/etc/fail2ban/jail.d/portlama.conf", "/var/www/portlama", "/var/lib/portlama", "/etc/portlama/panel.json", "/etc/ssh/sshd_config.portlama-orig"} {
+			"/etc/fail2ban/jail.d/portlama.conf", "/var/www/portlama", "/var/lib/portlama", "/etc/portlama/panel.json", "/etc/ssh/sshd_config.portlama-orig",
+			"/etc/nginx/portlama-checked", "/etc/nginx/nginx.conf.portlama-orig", "/run/portlama", "/etc/fail2ban/filter.d/portlama-auth.conf"} {
 			if _, err := os.Lstat(d.Path(p)); err == nil {
 				t.Errorf("%s is still there", p)
 			}
