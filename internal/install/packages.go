@@ -12,7 +12,8 @@ import (
 
 // Packages the relay needs, and those the hardening tasks need.
 var (
-	basePackages   = []string{"nginx", "ca-certificates"}
+	// libnginx-mod-http-js: njs runs the relay's cookie filter.
+	basePackages   = []string{"nginx", "libnginx-mod-http-js", "ca-certificates"}
 	hardenPackages = []string{"ufw", "fail2ban", "python3-systemd"}
 	allPackages    = append(slices.Clone(basePackages), hardenPackages...)
 	aptEnvironment = []string{"DEBIAN_FRONTEND=noninteractive", "NEEDRESTART_MODE=a", "LC_ALL=C"}
