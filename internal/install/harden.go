@@ -286,8 +286,8 @@ func (in *Installer) fail2ban(ctx context.Context) (Result, error) {
 // fail2banJails waits until fail2ban runs the wanted jails (it answers
 // before it has loaded them) and returns its jails.
 func (in *Installer) fail2banJails(ctx context.Context, want []string) ([]string, error) {
-	// fail2ban (Python) can take half a minute on a busy small machine.
-	deadline := time.Now().Add(90 * time.Second)
+	// fail2ban (Python) can take a while on a busy small machine.
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		out, err := in.run(ctx, "fail2ban-client", "status")
 		jails := ParseFail2banJails(string(out))

@@ -48,7 +48,8 @@ func (e *LintError) Error() string {
 }
 
 // lintAllowed are the directives a vhost may contain, in any context.
-// Everything else — every *_log, log_format, *_temp_path, *_cache_path,
+// Logs may only be off or /dev/null (checked below). Everything else —
+// log_format, *_temp_path, *_cache_path,
 // proxy_store, ssl_password_file, ssl_session_ticket_key, ssl_dhparam,
 // proxy_ssl_* files, perl/js/lua, … — is refused.
 var lintAllowed = map[string]bool{
@@ -76,7 +77,8 @@ var lintAllowed = map[string]bool{
 	"ssl_protocols": true, "ssl_ciphers": true, "ssl_prefer_server_ciphers": true,
 	"ssl_session_cache": true, "ssl_session_timeout": true, "ssl_session_tickets": true,
 	"ssl_reject_handshake": true, "ssl_early_data": true,
-	"include": true, "root": true, "alias": true, "access_log": true,
+	"include": true, "root": true, "alias": true, "access_log": true, "error_log": true,
+	"reset_timedout_connection": true, "limit_conn_log_level": true, "limit_req_log_level": true,
 	// njs: vhosts may call functions of modules that conf.d (root's)
 	// imports; js_import itself, which reads a file, is not allowed here.
 	"js_header_filter": true, "js_body_filter": true, "js_set": true, "js_var": true, "js_content": true,
@@ -306,8 +308,13 @@ func LintConfig(l config.Layout, data []byte) error {
 				problems = append(problems, fmt.Sprintf("line %d: directive %q is not allowed in a Portlama vhost", d.line, d.name))
 				continue
 			}
-			if d.name == "access_log" && !(len(d.args) == 1 && d.args[0] == "off") {
+			if d.name == "access_log" && !(len(d.args) == 1 && (d.args[0] == "off" || d.args[0] == "/dev/null")) {
 				problems = append(problems, fmt.Sprintf("line %d: access_log may only be off", d.line))
+			}
+			// error_log cannot be off; /dev/null (with a level) is how a
+			// location silences it.
+			if d.name == "error_log" && !(len(d.args) >= 1 && len(d.args) <= 2 && d.args[0] == "/dev/null" && !d.escaped[0]) {
+				problems = append(problems, fmt.Sprintf("line %d: error_log may only go to /dev/null", d.line))
 			}
 			if dirs, ok := paths[d.name]; ok {
 				if err := lintPathArg(d, dirs); err != nil {

@@ -106,6 +106,8 @@ func TestLintRefuses(t *testing.T) {
 	for name, conf := range map[string]string{
 		"log to a root-owned path":   "server { access_log /etc/cron.d/x; }",
 		"error log":                  "error_log /etc/cron.d/x;",
+		"error log, escaped":         "error_log /dev/nul\\l;",
+		"error log, extra":           "error_log /dev/null warn /etc/x;",
 		"log format":                 "log_format x '* * * * * root sh';",
 		"include outside snippets":   "server { include /etc/shadow; }",
 		"include with glob":          "include /etc/nginx/snippets/*.conf;",
@@ -136,6 +138,9 @@ func TestLintRefuses(t *testing.T) {
 		if !errors.As(err, &le) {
 			t.Errorf("%s: %q admitted (err %v)", name, conf, err)
 		}
+	}
+	if err := LintConfig(l, []byte("location / { error_log /dev/null crit; access_log off; }")); err != nil {
+		t.Fatalf("silenced logs refused: %v", err)
 	}
 	ok := "server {\n  listen 443 ssl; # comment\n  ssl_certificate /etc/x/etc/certs/a/fullchain.pem;\n  location ~ ^/(?<p>.*)$ { return 301 \"https://${host}/$p\"; }\n  include /etc/x/nginx/snippets/portlama-tls.conf;\n}\n"
 	if err := LintConfig(l, []byte(ok)); err != nil {
@@ -219,7 +224,7 @@ func FuzzLintConfig(f *testing.F) {
 				if !data && !lintAllowed[d.name] {
 					t.Fatalf("admitted directive %q", d.name)
 				}
-				if strings.HasSuffix(d.name, "_log") && !(len(d.args) == 1 && d.args[0] == "off") {
+				if strings.HasSuffix(d.name, "_log") && !(len(d.args) >= 1 && (d.args[0] == "off" || d.args[0] == "/dev/null")) {
 					t.Fatalf("admitted %s %v", d.name, d.args)
 				}
 				walk(d.block, lintData[d.name])

@@ -307,6 +307,10 @@ func TestRelayLab(t *testing.T) {
 		}
 		events = installEvents(t, ctx, d, "--dev")
 		f := finished(events)
+		if strings.HasPrefix(slowest(events), "fail2ban") {
+			diag, _ := d.Exec(ctx, "sh", "-c", "journalctl -u fail2ban --no-pager -o short-precise | tail -30; cat /var/log/fail2ban.log | tail -30")
+			t.Logf("fail2ban was the slowest task:\n%s", diag)
+		}
 		for _, task := range install.New(install.Config{}).Tasks() {
 			if _, ok := f[task.Name]; !ok {
 				t.Errorf("task %s did not finish", task.Name)
@@ -928,7 +932,9 @@ func TestRelayLab(t *testing.T) {
 		}
 		// Installing again (as a person would, without --json) keeps the
 		// kept CA.
+		againStart := time.Now()
 		human, err := d.Run(ctx, "/root/portlama", "install", "--dev")
+		againTook := time.Since(againStart)
 		if err != nil {
 			t.Fatalf("install again: %v\n%s", err, human)
 		}
@@ -943,13 +949,15 @@ func TestRelayLab(t *testing.T) {
 			t.Error("a new install after uninstall made a new CA")
 		}
 		// --purge takes the PKI too.
+		purgeStart := time.Now()
 		if out, err := d.Run(ctx, "/usr/local/bin/portlama", "uninstall", "--yes", "--purge"); err != nil {
 			t.Fatalf("uninstall --purge: %v\n%s", err, out)
 		}
 		if _, err := os.Lstat(d.Path("/etc/portlama")); err == nil {
 			t.Error("--purge left /etc/portlama")
 		}
-		return "everything removed, originals back, PKI kept; a new install reuses the CA; --purge removes it; slowest: " + slowest(uev)
+		return fmt.Sprintf("everything removed, originals back, PKI kept; a new install (%s) reuses the CA; --purge (%s) removes it; slowest: %s",
+			againTook.Round(100*time.Millisecond), time.Since(purgeStart).Round(100*time.Millisecond), slowest(uev))
 	})
 
 	r.Step(t, "memory", func(t *testing.T) string {
