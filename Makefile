@@ -4,7 +4,7 @@ BIN     := bin
 DEMODIR ?=
 AGENT_TARGETS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
 
-.PHONY: all build demo deps test-deps test check unit cross bench clean
+.PHONY: all build demo deps test-deps lab-deps test check unit cross bench lab clean
 
 all: build
 
@@ -17,6 +17,9 @@ deps:
 
 test-deps:
 	scripts/deps.sh --test
+
+lab-deps:
+	scripts/deps.sh --lab
 
 # Runs the relay locally on loopback with a sample app behind a tunnel.
 demo: deps build
@@ -44,6 +47,13 @@ cross:
 # Benchmarks print ratios measured in one run (tunnel vs direct etc.).
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/...
+
+# The lab (needs root): boots a Debian 12 "droplet" with systemd-nspawn on a
+# namespaced network with a visitor and a home behind NAT, runs the real
+# portlama install there and checks the result. The droplet's root file
+# system is cached in /var/cache/portlama-lab (PORTLAMA_LAB_CACHE).
+lab: lab-deps
+	PORTLAMA_LAB=1 $(GO) test -count=1 -timeout 30m -v -run TestRelayLab ./test/lab/
 
 clean:
 	rm -rf $(BIN)

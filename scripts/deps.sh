@@ -3,10 +3,16 @@
 # `make demo`, `make test` and .ci/run.
 #   scripts/deps.sh          run-time dependencies (nginx and its njs module)
 #   scripts/deps.sh --test   plus everything the test suite starts
+#   scripts/deps.sh --lab    plus what the lab (make lab) needs to build and
+#                            boot a systemd droplet and its network
 set -euo pipefail
 
 want_test=0
-[ "${1:-}" = "--test" ] && want_test=1
+want_lab=0
+case "${1:-}" in
+  --test) want_test=1 ;;
+  --lab) want_test=1; want_lab=1 ;;
+esac
 
 # libnginx-mod-http-js: njs runs the relay's cookie filter (portlama.js).
 pkgs=(nginx libnginx-mod-http-js)
@@ -17,6 +23,12 @@ if [ "$want_test" = 1 ]; then
   # util-linux: flock(1) holds the nginx lock in a test.
   pkgs+=(systemd curl ca-certificates wrk util-linux)
   command -v node >/dev/null || pkgs+=(nodejs)
+fi
+if [ "$want_lab" = 1 ]; then
+  # debootstrap builds the droplet's Debian 12 root file system,
+  # systemd-container boots it (systemd-nspawn), iproute2 and nftables make
+  # the lab's network and the home's NAT router.
+  pkgs+=(debootstrap systemd-container iproute2 nftables util-linux)
 fi
 
 missing=()

@@ -37,6 +37,9 @@ func newRootCmd() *cobra.Command {
 		newTunnelServerCmd(),
 		newAuthServerCmd(),
 		newDemoCmd(),
+		newInstallCmd(root),
+		newUninstallCmd(),
+		newHelperCmd(),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

@@ -1,5 +1,3 @@
-// Package system reads the relay host's resource usage for
-// GET /api/system/stats (contract §13) from /proc and statfs.
 package system
 
 import (
