@@ -59,10 +59,11 @@ func (in *Installer) nginx(ctx context.Context) (Result, error) {
 	if err := nginx.Publish(in.layout); err != nil {
 		return Result{}, err
 	}
-	conf, err := nginx.RenderRelayConf(nginx.RelayConf{NginxDir: in.layout.NginxDir, SitesDir: nginx.CheckedSitesDir(in.layout)})
+	cf, err := nginx.RenderSystemConf(nginx.SystemConf{NginxDir: in.layout.NginxDir, SitesDir: nginx.CheckedSitesDir(in.layout)})
 	if err != nil {
 		return Result{}, err
 	}
+	conf := cf.Content
 	path := in.nginxConfPath()
 	confChanged := false
 	if !sameContent(path, conf) {
@@ -70,7 +71,7 @@ func (in *Installer) nginx(ctx context.Context) (Result, error) {
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return Result{}, err
 		}
-		orig := path + nginx.RelayConfOrigSuffix
+		orig := path + nginx.SystemConfOrigSuffix
 		if _, err := os.Stat(orig); errors.Is(err, fs.ErrNotExist) && err != nil && len(old) > 0 && !strings.HasPrefix(string(old), "# Managed by Portlama") {
 			if err := writeLike(orig, old, 0o644); err != nil {
 				return Result{}, fmt.Errorf("keep the distribution's nginx.conf: %w", err)

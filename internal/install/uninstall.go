@@ -141,11 +141,11 @@ func (in *Installer) removeNginx(ctx context.Context) (Result, error) {
 		return Result{}, err
 	}
 	conf := in.nginxConfPath()
-	if orig, err := os.ReadFile(conf + nginx.RelayConfOrigSuffix); err == nil {
+	if orig, err := os.ReadFile(conf + nginx.SystemConfOrigSuffix); err == nil {
 		if err := writeLike(conf, orig, 0o644); err != nil {
 			return Result{}, err
 		}
-		if err := rm(conf + nginx.RelayConfOrigSuffix); err != nil {
+		if err := rm(conf + nginx.SystemConfOrigSuffix); err != nil {
 			return Result{}, err
 		}
 	}

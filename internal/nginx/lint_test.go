@@ -41,7 +41,7 @@ func renderAll(t *testing.T, l config.Layout) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p.Subdomain = "agent-" + p.Subdomain
+		p.Subdomain, p.Owner = "agent-"+p.Subdomain, p.Subdomain
 		ap, err := r.AgentPanel(p)
 		if err != nil {
 			t.Fatal(err)

@@ -145,7 +145,15 @@ type SystemConf struct {
 	// ShutdownTimeout is worker_shutdown_timeout; 0 means
 	// DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// SitesDir holds the vhosts nginx includes; "" means
+	// <NginxDir>/sites-enabled. An installed relay uses CheckedSitesDir
+	// (only vhosts that passed the lint gate, nginx.Publish).
+	SitesDir string
 }
+
+// SystemConfOrigSuffix is appended to the distribution's nginx.conf when the
+// installer first replaces it; uninstall puts it back.
+const SystemConfOrigSuffix = ".portlama-orig"
 
 // RenderSystemConf renders the relay's nginx.conf. Its modules-enabled
 // include loads the distribution's dynamic modules, njs among them.
@@ -168,6 +176,13 @@ func RenderSystemConf(c SystemConf) (File, error) {
 	if err := validUser(user); err != nil {
 		return File{}, err
 	}
+	sites := c.SitesDir
+	if sites == "" {
+		sites = filepath.Join(dir, "sites-enabled")
+	}
+	if sites, err = safePath("sites dir", sites); err != nil {
+		return File{}, err
+	}
 	var b strings.Builder
 	b.WriteString("# Managed by Portlama: the relay's nginx.conf. Changes are overwritten.\n")
 	fmt.Fprintf(&b, "user %s;\n", user)
@@ -181,7 +196,7 @@ func RenderSystemConf(c SystemConf) (File, error) {
 	b.WriteString("    default_type application/octet-stream;\n")
 	b.WriteString("    access_log /var/log/nginx/access.log;\n")
 	fmt.Fprintf(&b, "    include %s/conf.d/*.conf;\n", dir)
-	fmt.Fprintf(&b, "    include %s/sites-enabled/*;\n", dir)
+	fmt.Fprintf(&b, "    include %s/*;\n", sites)
 	b.WriteString("}\n")
 	return File{Path: filepath.Join(dir, "nginx.conf"), Mode: 0o644, Content: []byte(b.String())}, nil
 }

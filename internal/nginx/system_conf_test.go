@@ -103,3 +103,16 @@ type noopCtl struct{}
 
 func (noopCtl) Test(context.Context) (string, error) { return "", nil }
 func (noopCtl) Reload(context.Context) error         { return nil }
+
+func TestSystemConfSitesDir(t *testing.T) {
+	f, err := RenderSystemConf(SystemConf{NginxDir: "/etc/nginx", SitesDir: "/etc/nginx/portlama-checked"})
+	if err != nil || !strings.Contains(string(f.Content), "include /etc/nginx/portlama-checked/*;") || strings.Contains(string(f.Content), "sites-enabled") {
+		t.Fatalf("%v\n%s", err, f.Content)
+	}
+	if _, err := RenderSystemConf(SystemConf{NginxDir: "/etc/nginx", SitesDir: "relative"}); err == nil {
+		t.Fatal("relative sites dir accepted")
+	}
+	if _, err := RenderSystemConf(SystemConf{NginxDir: "/etc/nginx", SitesDir: "/etc/nginx/x y"}); err == nil {
+		t.Fatal("sites dir with a space accepted")
+	}
+}
