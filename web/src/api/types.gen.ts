@@ -200,6 +200,13 @@ export interface EnrollmentToken {
   token: string;
   label: string;
   expiresAt: string;
+  /**
+   * PanelFingerprint is the SHA-256 fingerprint (AB:CD:… form) of the
+   * self-signed certificate of https://<ip>:9292, for
+   * `portlama-agent setup --panel-fingerprint` when the agent enrolls by
+   * IP (an addition to the contract's shape; omitted when unreadable).
+   */
+  panelFingerprint?: string;
 }
 
 /** TokenRevoked answers DELETE /api/certs/agent/enroll/:label. */
@@ -302,6 +309,12 @@ export interface OnboardingStatus {
   status: string;
   domain: string | null;
   ip: string;
+  /**
+   * HTTPSPort is the port of the domain vhosts (443 on an installed
+   * relay), so clients can link to https://<name>.<d> (an addition to the
+   * contract's shape, for the web UI).
+   */
+  httpsPort: number;
 }
 
 /** SetDomainRequest is the body of POST /api/onboarding/domain. */
