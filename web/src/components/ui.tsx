@@ -2,8 +2,8 @@
 import { useEffect, useId, useRef, useState, type ReactNode, type ButtonHTMLAttributes, type InputHTMLAttributes } from "react";
 import { AlertTriangle, Check, CheckCircle2, Copy, Eye, EyeOff, Info, Loader2, RefreshCw, X, XCircle } from "lucide-react";
 
-export function cx(...c: (string | false | null | undefined)[]) {
-  return c.filter(Boolean).join(" ");
+export function cx(...c: unknown[]) {
+  return c.filter((x) => typeof x === "string" && x).join(" ");
 }
 
 type Variant = "primary" | "secondary" | "danger" | "ghost";
@@ -157,7 +157,7 @@ export function Notice({ tone = "info", title, children }: { tone?: "info" | "wa
 const inputClass =
   "block w-full rounded-md border-0 bg-white px-3 py-2 text-sm text-zinc-900 shadow-sm ring-1 ring-inset ring-zinc-300 placeholder:text-zinc-500 focus:ring-2 focus:ring-teal-600 focus-visible:outline-none disabled:bg-zinc-100 dark:bg-zinc-950 dark:text-zinc-100 dark:ring-zinc-700 dark:placeholder:text-zinc-500 dark:focus:ring-teal-400 dark:disabled:bg-zinc-900";
 
-export interface FieldProps extends Omit<InputHTMLAttributes<HTMLInputElement>, "onChange"> {
+export interface FieldProps extends Omit<InputHTMLAttributes<HTMLInputElement>, "onChange" | "prefix"> {
   label: ReactNode;
   hint?: ReactNode;
   error?: string;
