@@ -34,7 +34,7 @@ export function AccessPicker({ value, onChange, errors = {} }: { value: Access; 
             )}
           >
             <span className="flex items-center gap-2 font-medium">
-              <input type="radio" name={name} className="accent-teal-700 focus-visible:outline-none" checked={value.accessMode === m.value} onChange={() => onChange({ ...value, accessMode: m.value })} />
+              <input type="radio" name={name} value={m.value} className="accent-teal-700 focus-visible:outline-none" checked={value.accessMode === m.value} onChange={() => onChange({ ...value, accessMode: m.value })} />
               {m.label}
             </span>
             <span className="text-xs text-zinc-600 dark:text-zinc-400">{m.description}</span>

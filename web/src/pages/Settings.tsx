@@ -8,6 +8,10 @@ import { useToast } from "../components/toast";
 import { Badge, Button, Card, CodeLine, ErrorState, Loading, Notice, PageHeader, TextField } from "../components/ui";
 import { hostURL } from "../lib/format";
 
+export function isIPHost(h: string): boolean {
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(h) || h.startsWith("[");
+}
+
 function codeError(e: unknown): string {
   if (e instanceof ApiError && e.status === 401) return "That code is not right. Enter the current one from your app.";
   if (e instanceof ApiError && e.status === 429) return `Too many wrong codes. Try again in ${Math.ceil((Number(e.body.retryAfter) || 60) / 60)} minutes.`;
@@ -36,6 +40,7 @@ export function SettingsPage() {
 function Enable() {
   const { data: ob } = useOnboarding();
   const [setup, setSetup] = useState<TwoFASetup | null>(null);
+  const [enabled, setEnabled] = useState(false);
   const [code, setCode] = useState("");
   const [err, setErr] = useState("");
   const qc = useQueryClient();
@@ -43,9 +48,12 @@ function Enable() {
   const start = useMutation({ mutationFn: () => post<TwoFASetup>("/api/settings/2fa/setup"), onSuccess: setSetup });
   const confirm = useMutation({
     mutationFn: () => post<TwoFAEnabled>("/api/settings/2fa/confirm", { code }),
-    onSuccess: async () => {
+    onSuccess: () => {
       toast("Two-factor authentication is on");
-      await qc.invalidateQueries({ queryKey: keys.twofa });
+      setEnabled(true);
+      // Through the IP address the panel is gone now; through
+      // panel.<d> the status is refreshed.
+      if (!isIPHost(window.location.hostname)) qc.invalidateQueries({ queryKey: keys.twofa });
     },
     onError: (e) => {
       setErr(codeError(e));
@@ -53,6 +61,24 @@ function Enable() {
     },
   });
   const panelDomain = ob?.domain ? hostURL(`panel.${ob.domain}`, ob.httpsPort) : null;
+  if (enabled) {
+    return (
+      <div className="space-y-3 text-sm">
+        <Notice tone="success" title="Two-factor authentication is on">
+          From now on the panel asks for a code from your authenticator app.
+        </Notice>
+        {isIPHost(window.location.hostname) && panelDomain && (
+          <p>
+            Access by IP address is now off. Continue at{" "}
+            <a className="font-medium text-teal-700 underline dark:text-teal-400" href={panelDomain + "settings"}>
+              {panelDomain}
+            </a>
+            .
+          </p>
+        )}
+      </div>
+    );
+  }
   if (!setup) {
     return (
       <div className="space-y-3 text-sm">

@@ -1,0 +1,261 @@
+package browser
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/pquerna/otp/totp"
+	pkcs12 "software.sslmate.com/src/go-pkcs12"
+
+	"github.com/portlama/portlama/internal/api"
+	"github.com/portlama/portlama/internal/demo"
+	"github.com/portlama/portlama/internal/panelclient"
+)
+
+// TestPanelUI walks every management page in one browser against one
+// relay, in the order an admin would: the steps build on each other (the
+// 2FA step moves the browser from the IP address to panel.<d>; the
+// rotation revokes the certificate the browser holds, so it comes last).
+func TestPanelUI(t *testing.T) {
+	st := startStack(t, 24000)
+	b := NewBrowser(t, adminCert(st))
+	base := st.Info.PanelURL
+	domainBase := st.Relay.Addrs.HostURL("panel", demo.Domain)
+
+	t.Run("dashboard", func(t *testing.T) {
+		b.Use(t)
+		b.Must("open the dashboard", chromedp.Navigate(base+"/"), WaitHeading("Dashboard"), WaitText("CPU"), WaitText("Uptime"), WaitText("active agent"))
+		b.Screenshot("dashboard")
+		b.Axe("dashboard")
+		b.Must("dark mode", Dark(true))
+		b.Screenshot("dashboard-dark")
+		b.Axe("dashboard (dark)")
+		b.Must("light mode", Dark(false), Phone(true), chromedp.Reload(), WaitHeading("Dashboard"), WaitText("Uptime"))
+		b.Screenshot("dashboard-phone")
+		b.Axe("dashboard (phone)")
+		b.Must("desktop", Phone(false))
+		b.NoProblems(t, "dashboard")
+	})
+
+	t.Run("tunnels", func(t *testing.T) {
+		b.Use(t)
+		app := startApp(t, "Hello from the browser test")
+		b.Must("open tunnels", chromedp.Navigate(base+"/tunnels"), WaitHeading("Tunnels"), WaitText("app."+demo.Domain))
+		b.Screenshot("tunnels")
+		b.Axe("tunnels")
+		// A subdomain already in use: the API's answer appears at the field.
+		b.Must("refused subdomain", Click("New tunnel"), Fill("subdomain", "app"), Fill("port", fmt.Sprint(app)),
+			chromedp.Click(chromedp.CSS(`input[type="radio"][value="public"]`)), Click("Create tunnel"), WaitText("Subdomain 'app' is already in use"))
+		describedBy := Get(b, "error is tied to the field", chromedp.AttributeValue(chromedp.CSS(`input[name="subdomain"]`), "aria-describedby")).Value
+		if !strings.Contains(describedBy, "err") {
+			t.Errorf("subdomain error is not described by the field: %q", describedBy)
+		}
+		b.Screenshot("tunnels-new")
+		b.Axe("new tunnel dialog")
+		b.Must("create a public tunnel", Fill("subdomain", "browser"), Click("Create tunnel"), WaitText("browser."+demo.Domain+" created"))
+		created := false
+		list, err := adminAPI(t, st).ListTunnels(context.Background())
+		for _, tu := range list {
+			created = created || (tu.Subdomain == "browser" && tu.AccessMode == api.AccessPublic && tu.Port == app)
+		}
+		if err != nil || !created {
+			t.Fatalf("the API does not list the tunnel the form created: %v %+v", err, list)
+		}
+		// The agent picks the tunnel up on its next poll; the page it
+		// serves is the app's.
+		url := st.Relay.Addrs.HostURL("browser", demo.Domain) + "/"
+		deadline := time.Now().Add(45 * time.Second)
+		for {
+			err := b.Run(15*time.Second, chromedp.Navigate(url))
+			text := ""
+			if err == nil {
+				text = Get(b, "read the app", chromedp.Text(chromedp.CSS("body")))
+			}
+			if err == nil && strings.Contains(text, "Hello from the browser test") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the new tunnel did not serve the app within 45 s: %v %q", err, text)
+			}
+			time.Sleep(time.Second)
+		}
+		// Toggle and delete with confirmation.
+		b.Must("disable", chromedp.Navigate(base+"/tunnels"), WaitText("browser."+demo.Domain), Click("Enable browser."+demo.Domain),
+			Visible(`button[aria-label="Enable browser.`+demo.Domain+`"][aria-checked="false"]`))
+		b.Must("delete", Click("Delete browser."+demo.Domain), WaitText("Delete tunnel?"), Click("Delete tunnel"),
+			Until(`!document.body.innerText.includes("browser.`+demo.Domain+`")`))
+		b.NoProblems(t, "tunnels")
+	})
+
+	t.Run("users", func(t *testing.T) {
+		b.Use(t)
+		b.Must("open users", chromedp.Navigate(base+"/users"), WaitHeading("Users"), WaitText("demo"))
+		b.Must("add a user", Click("Add user"), Fill("username", "carol"), Fill("displayname", "Carol"), Fill("email", "carol@example.com"),
+			Fill("password", "carol-password-1"), Fill("groups", "family, friends"), Click("Add user"), WaitText("carol@example.com"))
+		b.Must("reset TOTP", Click("Reset TOTP of carol"), WaitText("Reset the two-factor code of carol?"), Click("Reset TOTP"),
+			Visible(`img[data-testid="totp-qr"]`))
+		b.Must("QR image", Until(`(() => { const i = document.querySelector('img[data-testid="totp-qr"]'); return !!i && i.complete && i.naturalWidth > 100 })()`))
+		b.Screenshot("users-totp")
+		b.Axe("reset TOTP dialog")
+		b.Must("close", Click("Done"))
+		b.Must("invite", Click("Invite user"), Fill("username", "dave"), Fill("email", "dave@example.com"), Click("Create invitation"), WaitText("/invite/#"))
+		b.Must("close", Click("Done"), WaitText("pending"))
+		b.Screenshot("users")
+		b.Axe("users")
+		b.NoProblems(t, "users")
+	})
+
+	t.Run("agents", func(t *testing.T) {
+		b.Use(t)
+		b.Must("open agents", chromedp.Navigate(base+"/agents"), WaitHeading("Agents"), WaitText(demo.AgentLabel))
+		b.Must("create a token", Click("Connect an agent"), Fill("label", "laptop"), Click("Create enrollment token"), WaitText("portlama-agent setup --token"))
+		cmd := Get(b, "read the command", chromedp.Text(chromedp.CSS(`code[aria-label="setup command"]`)))
+		b.Screenshot("agents-enroll")
+		b.Axe("enrollment dialog")
+		// The command as shown works on a machine that knows nothing of
+		// the relay: it pins the panel's certificate by fingerprint.
+		if !regexp.MustCompile(`^portlama-agent setup --token [0-9a-f]{64} --panel-url https://127\.0\.0\.1:\d+ --panel-fingerprint [0-9A-F:]{95}$`).MatchString(cmd) {
+			t.Fatalf("setup command %q", cmd)
+		}
+		argv := append([]string{filepath.Join(binDir, "portlama-agent"), "--home", t.TempDir()}, strings.Fields(cmd)[1:]...)
+		if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("the shown command failed: %v\n%s", err, out)
+		}
+		b.Must("the agent is listed", Click("Done"), chromedp.Reload(), WaitText("laptop"), WaitText("Enrolled (key on the agent)"))
+		b.Screenshot("agents")
+		b.Axe("agents")
+		b.NoProblems(t, "agents")
+	})
+
+	t.Run("certificates", func(t *testing.T) {
+		b.Use(t)
+		b.Must("open certificates", chromedp.Navigate(base+"/certificates"), WaitHeading("Certificates"), WaitText("Admin client certificate"), WaitText("days left"))
+		b.Screenshot("certificates")
+		b.Axe("certificates")
+		b.NoProblems(t, "certificates")
+	})
+
+	var secret string
+	t.Run("panel 2FA", func(t *testing.T) {
+		b.Use(t)
+		b.Must("open settings", chromedp.Navigate(base+"/settings"), WaitHeading("Settings"), Click("Set up two-factor authentication"),
+			Visible(`img[data-testid="panel-totp-qr"]`))
+		secret = Get(b, "read the key", chromedp.Text(chromedp.CSS(`code[aria-label="manual key"]`)))
+		b.Screenshot("settings-2fa-setup")
+		b.Axe("2FA setup")
+		code, err := totp.GenerateCode(strings.TrimSpace(secret), time.Now())
+		if err != nil {
+			t.Fatalf("manual key %q: %v", secret, err)
+		}
+		b.Must("confirm", Fill("code", code), Click("Turn on"), WaitText("Two-factor authentication is on"), WaitText("Access by IP address is now off"))
+		// The IP address stops answering; the panel is at panel.<d>, where
+		// the first call answers 2fa_required and the prompt appears. The
+		// code of the next step (a used one is refused for 90 s).
+		b.Must("panel by domain", chromedp.Navigate(domainBase+"/settings"), WaitText("Two-factor code"), Visible(`dialog input[name="code"]`))
+		b.Screenshot("twofa-prompt")
+		b.Axe("2FA prompt")
+		b.Must("wrong code", Fill("code", "000000"), Click("Verify"), WaitText("That code is not right"))
+		next, _ := totp.GenerateCode(strings.TrimSpace(secret), time.Now().Add(30*time.Second))
+		b.Must("verify", Fill("code", next), Click("Verify"), WaitHeading("Settings"), WaitText("Access by IP address is off"))
+		b.Screenshot("settings")
+		b.Axe("settings")
+		b.NoProblems(t, "panel 2FA")
+	})
+
+	t.Run("rotate admin certificate", func(t *testing.T) {
+		b.Use(t)
+		if secret == "" {
+			t.Skip("needs the 2FA step")
+		}
+		b.Must("open certificates", chromedp.Navigate(domainBase+"/certificates"), WaitHeading("Certificates"), Click("Rotate admin certificate"),
+			WaitText("Rotate the admin certificate?"))
+		b.Axe("rotation dialog")
+		b.Must("rotate", chromedp.Click(chromedp.Search(`//label[contains(., "I understand")]`)), Click("Rotate now"), WaitText("New admin certificate"),
+			WaitText("Your current browser certificate is now invalid"), Click("Show P12 password"))
+		password := Get(b, "read the password", chromedp.AttributeValue(chromedp.CSS(`code[aria-label="P12 password"]`), "data-secret")).Value
+		b.Screenshot("certificates-rotated")
+		// The page saved the new bundle at once; it opens with the
+		// password shown, and it is what the panel now accepts.
+		p12 := waitFile(t, filepath.Join(b.Download, "client.p12"))
+		key, cert, _, err := pkcs12.DecodeChain(p12, password)
+		if err != nil {
+			t.Fatalf("the saved client.p12 does not open with the shown password: %v", err)
+		}
+		newCert := tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
+		old, err := tls.LoadX509KeyPair(st.Info.AdminCert+".bak", st.Info.AdminKey+".bak")
+		if err != nil {
+			t.Fatalf("load the rotated-out certificate: %v", err)
+		}
+		ctx := context.Background()
+		if _, err := panelAs(st, domainBase, &newCert).OnboardingStatus(ctx); !errors.Is(err, api.ErrTwoFARequired) {
+			t.Fatalf("new certificate: %v, want 2fa_required (identity accepted, 2FA session bound to the old serial)", err)
+		}
+		if _, err := panelAs(st, domainBase, &old).OnboardingStatus(ctx); err == nil || errors.Is(err, api.ErrTwoFARequired) {
+			t.Fatalf("old certificate still accepted: %v", err)
+		}
+		b.NoProblems(t, "rotation")
+	})
+}
+
+func adminAPI(t *testing.T, st *demo.Stack) *panelclient.Client {
+	t.Helper()
+	pc, err := st.Panel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pc
+}
+
+func panelAs(st *demo.Stack, base string, cert *tls.Certificate) *panelclient.Client {
+	hc, _ := st.AdminClient()
+	tr := hc.Transport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tr.TLSClientConfig.Clone()
+	tr.TLSClientConfig.Certificates = []tls.Certificate{*cert}
+	return panelclient.New(base, &http.Client{Timeout: 20 * time.Second, Transport: tr})
+}
+
+// startApp serves a page on a free loopback port: the "home" app of a
+// tunnel the test creates.
+func startApp(t *testing.T, text string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, "<!doctype html><title>app</title><p>%s</p>", text)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// waitFile waits for a download to be complete.
+func waitFile(t *testing.T, path string) []byte {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if data, err := os.ReadFile(path); err == nil && len(data) > 0 {
+			if _, err := os.Stat(path + ".crdownload"); os.IsNotExist(err) {
+				return data
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s was not downloaded within 20 s", path)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
