@@ -37,6 +37,24 @@ func TestPanelUI(t *testing.T) {
 	t.Run("dashboard", func(t *testing.T) {
 		b.Use(t)
 		b.Must("open the dashboard", chromedp.Navigate(base+"/"), WaitHeading("Dashboard"), WaitText("CPU"), WaitText("Uptime"), WaitText("active agent"))
+		// The first load, with an empty cache: what it transferred, and when
+		// the page was usable (reported, not asserted: no timing checks).
+		load := Get(b, "measure the load", chromedp.Evaluate[loadFigures](`(() => {
+			const nav = performance.getEntriesByType("navigation")[0];
+			const res = performance.getEntriesByType("resource");
+			const sum = (xs) => xs.reduce((n, r) => n + r.transferSize, 0);
+			const api = res.filter((r) => new URL(r.name).pathname.startsWith("/api/"));
+			const assets = res.filter((r) => !new URL(r.name).pathname.startsWith("/api/"));
+			return {document: nav.transferSize, assets: sum(assets), assetCount: assets.length, api: sum(api), apiCount: api.length,
+				domInteractive: nav.domInteractive, domContentLoaded: nav.domContentLoadedEventEnd, loadEvent: nav.loadEventEnd,
+				decoded: nav.decodedBodySize + assets.reduce((n, r) => n + r.decodedBodySize, 0)};
+		})()`))
+		static := load.Document + load.Assets
+		t.Logf("initial load: %d bytes transferred for the page (index.html %d + %d assets %d; %d bytes decoded), %d bytes for %d API calls; DOM interactive at %.0f ms, DOMContentLoaded at %.0f ms, load at %.0f ms",
+			static, load.Document, load.AssetCount, load.Assets, load.Decoded, load.API, load.APICount, load.DOMInteractive, load.DOMContentLoaded, load.LoadEvent)
+		if static > 250*1024 || static < 10*1024 {
+			t.Errorf("the initial load transfers %d bytes; the budget is 250 KB (and under 10 KB means nothing was measured)", static)
+		}
 		b.Screenshot("dashboard")
 		b.Axe("dashboard")
 		b.Must("dark mode", Dark(true))
@@ -207,6 +225,13 @@ func TestPanelUI(t *testing.T) {
 		}
 		b.NoProblems(t, "rotation")
 	})
+}
+
+type loadFigures struct {
+	Document, Assets, AssetCount, API, APICount, Decoded int
+	DOMInteractive                                       float64 `json:"domInteractive"`
+	DOMContentLoaded                                     float64 `json:"domContentLoaded"`
+	LoadEvent                                            float64 `json:"loadEvent"`
 }
 
 func adminAPI(t *testing.T, st *demo.Stack) *panelclient.Client {

@@ -37,11 +37,11 @@ export function Onboarding({ status, onStay }: { status: OnboardingStatus; onSta
   const refresh = () => qc.invalidateQueries({ queryKey: keys.onboarding });
   return (
     <div className="min-h-screen px-4 py-8 sm:py-12">
-      <div className="mx-auto max-w-3xl">
-        <div className="mb-8 flex flex-wrap items-center justify-between gap-4">
-          <Logo />
-          <span className="text-sm text-zinc-600 dark:text-zinc-400">Relay {status.ip}</span>
-        </div>
+      <header className="mx-auto mb-8 flex max-w-3xl flex-wrap items-center justify-between gap-4">
+        <Logo />
+        <span className="text-sm text-zinc-600 dark:text-zinc-400">Relay {status.ip}</span>
+      </header>
+      <main id="main" className="mx-auto max-w-3xl">
         <h1 className="text-2xl font-semibold tracking-tight">Set up your relay</h1>
         <ol className="mt-4 mb-6 grid grid-cols-4 gap-2" aria-label="Steps">
           {steps.map((s, i) => (
@@ -53,7 +53,7 @@ export function Onboarding({ status, onStay }: { status: OnboardingStatus; onSta
             </li>
           ))}
         </ol>
-        <main id="main">
+        <div>
           {step === 1 && (
             <DomainStep
               status={status}
@@ -87,8 +87,8 @@ export function Onboarding({ status, onStay }: { status: OnboardingStatus; onSta
               }}
             />
           )}
-        </main>
-      </div>
+        </div>
+      </main>
     </div>
   );
 }
