@@ -142,6 +142,9 @@ func NewBrowser(t *testing.T, cc ClientCert) *Browser {
 		chromedp.WindowSize(1280, 860),
 		chromedp.Env("HOME="+home, wrapEnv+"="+etc),
 	}
+	if nl := os.Getenv("PORTLAMA_CHROMIUM_NETLOG"); nl != "" {
+		opts = append(opts, chromedp.Flag("log-net-log", nl), chromedp.Flag("net-log-capture-mode", "Everything"))
+	}
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	b.ctx = ctx

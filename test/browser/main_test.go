@@ -72,6 +72,21 @@ func startStack(t *testing.T, relayPortMin int) *demo.Stack {
 		t.Fatalf("start demo stack: %v", err)
 	}
 	t.Cleanup(st.Stop)
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		// The relay's logs explain most browser-side failures.
+		logs, _ := filepath.Glob(filepath.Join(st.Info.Dir, "*", "*.log"))
+		more, _ := filepath.Glob(filepath.Join(st.Info.Dir, "*.log"))
+		for _, f := range append(logs, more...) {
+			data, _ := os.ReadFile(f)
+			if len(data) > 4000 {
+				data = data[len(data)-4000:]
+			}
+			t.Logf("--- %s (tail)\n%s", f, data)
+		}
+	})
 	return st
 }
 

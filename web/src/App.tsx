@@ -10,6 +10,7 @@ import { Agents } from "./pages/Agents";
 import { Users } from "./pages/Users";
 import { Certificates } from "./pages/Certificates";
 import { SettingsPage } from "./pages/Settings";
+import { Services } from "./pages/Services";
 import { Onboarding } from "./pages/Onboarding";
 import { NotFound } from "./pages/NotFound";
 import { useState } from "react";
@@ -54,6 +55,7 @@ function Shell() {
         <Route path="/agents" component={Agents} />
         <Route path="/users" component={Users} />
         <Route path="/certificates" component={Certificates} />
+        <Route path="/services" component={Services} />
         <Route path="/settings" component={SettingsPage} />
         <Route component={NotFound} />
       </Switch>

@@ -137,9 +137,11 @@ export function streamURL(path: string, loc: Location = window.location): string
   return `${loc.protocol === "https:" ? "wss:" : "ws:"}//${loc.host}${path}`;
 }
 
-export interface StreamHandlers {
-  onFrame(f: Frame): void;
-  onStatus(s: "connecting" | "open" | "reconnecting" | "closed"): void;
+export type StreamStatus = "connecting" | "open" | "reconnecting" | "closed";
+
+export interface StreamHandlers<T = Frame> {
+  onFrame(f: T): void;
+  onStatus(s: StreamStatus): void;
 }
 
 /**
@@ -147,7 +149,7 @@ export interface StreamHandlers {
  * until stop() is called or shouldStop() says the stream has nothing more
  * to tell. Each frame is one JSON object.
  */
-export function openStream(path: string, h: StreamHandlers, shouldStop: () => boolean = () => false, WS: typeof WebSocket = WebSocket) {
+export function openStream<T = Frame>(path: string, h: StreamHandlers<T>, shouldStop: () => boolean = () => false, WS: typeof WebSocket = WebSocket) {
   let ws: WebSocket | null = null;
   let attempt = 0;
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -163,7 +165,7 @@ export function openStream(path: string, h: StreamHandlers, shouldStop: () => bo
     };
     ws.onmessage = (ev) => {
       try {
-        h.onFrame(JSON.parse(String(ev.data)) as Frame);
+        h.onFrame(JSON.parse(String(ev.data)) as T);
       } catch {
         // A frame that is not JSON is not ours; ignore it.
       }

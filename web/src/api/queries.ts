@@ -52,7 +52,8 @@ export const useServices = () =>
         throw e;
       }
     },
-    refetchInterval: 5_000,
+    // No route (null): nothing to refresh.
+    refetchInterval: (q) => (q.state.data === null ? false : 5_000),
   });
 
 export function activeAgents(agents: AgentList["agents"] | undefined) {

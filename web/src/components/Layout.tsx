@@ -1,6 +1,6 @@
 import { useState, type ReactNode } from "react";
 import { Link, useLocation } from "wouter";
-import { Cable, Gauge, KeyRound, Menu, Monitor, Settings, ShieldCheck, Users, X } from "lucide-react";
+import { Cable, Gauge, KeyRound, Menu, Monitor, Server, Settings, ShieldCheck, Users, X } from "lucide-react";
 import { useHealth, useOnboarding } from "../api/queries";
 import { cx } from "./ui";
 
@@ -10,6 +10,7 @@ export const nav = [
   { href: "/agents", label: "Agents", icon: Monitor },
   { href: "/users", label: "Users", icon: Users },
   { href: "/certificates", label: "Certificates", icon: ShieldCheck },
+  { href: "/services", label: "Services", icon: Server },
   { href: "/settings", label: "Settings", icon: Settings },
 ];
 

@@ -2,10 +2,10 @@ import { useState } from "react";
 import { Link } from "wouter";
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { Download, RotateCcw, ShieldCheck } from "lucide-react";
-import { getBlob, post } from "../api/client";
-import { keys, useCerts } from "../api/queries";
+import { ApiError, getBlob, post } from "../api/client";
+import { keys, useCerts, useOnboarding } from "../api/queries";
 import type { AdminRotation, Cert } from "../api/types.gen";
-import { Badge, Button, Card, Checkbox, Dialog, Empty, ErrorState, Loading, Notice, PageHeader, Secret } from "../components/ui";
+import { Badge, Button, Card, Checkbox, CodeLine, Dialog, Empty, ErrorState, Loading, Notice, PageHeader, Secret } from "../components/ui";
 import { base64ToBlob, saveBlob } from "../lib/download";
 import { formatDate, plural } from "../lib/format";
 
@@ -98,6 +98,24 @@ function CertRow({ c }: { c: Cert }) {
   );
 }
 
+/** answerLost: the rotation's answer did not arrive (the connection closed,
+ * or the retried request met the already revoked certificate). */
+export function answerLost(e: unknown): boolean {
+  return e instanceof ApiError && (e.status === 0 || ((e.status === 400 || e.status === 496) && !e.body.error));
+}
+
+function LostAnswer() {
+  const { data: ob } = useOnboarding();
+  const host = ob?.ip ?? "<server-ip>";
+  return (
+    <Notice tone="danger" title="The answer with the new certificate did not arrive">
+      <p>The rotation has most likely happened: this browser's certificate no longer opens the panel. Fetch the new certificate and its password from the server, import it, then reload this page:</p>
+      <CodeLine text={`scp root@${host}:/etc/portlama/pki/client.p12 .`} label="copy command" />
+      <CodeLine text={`ssh root@${host} cat /etc/portlama/pki/.p12-password`} label="password command" />
+    </Notice>
+  );
+}
+
 function RotateDialog({ onClose }: { onClose: () => void }) {
   const [sure, setSure] = useState(false);
   const [res, setRes] = useState<AdminRotation | null>(null);
@@ -138,7 +156,7 @@ function RotateDialog({ onClose }: { onClose: () => void }) {
           <Button onClick={onClose} disabled={m.isPending}>
             Cancel
           </Button>
-          <Button variant="danger" disabled={!sure} loading={m.isPending} onClick={() => m.mutate()}>
+          <Button variant="danger" disabled={!sure || (m.isError && answerLost(m.error))} loading={m.isPending} onClick={() => m.mutate()}>
             Rotate now
           </Button>
         </>
@@ -149,7 +167,7 @@ function RotateDialog({ onClose }: { onClose: () => void }) {
           A new key and certificate are made and the current one is revoked. This page saves the new <code className="font-mono">client.p12</code> and shows its password once; import it before closing the page. If you lose it, only <code className="font-mono">portlama reset-admin</code> on the server helps.
         </Notice>
         <Checkbox label="I understand that the current certificate stops working immediately" checked={sure} onChange={setSure} />
-        {m.isError && <Notice tone="danger">{m.error.message}</Notice>}
+        {m.isError && (answerLost(m.error) ? <LostAnswer /> : <Notice tone="danger">{m.error.message}</Notice>)}
       </div>
     </Dialog>
   );

@@ -75,8 +75,8 @@ export function Users() {
                     </td>
                     <td className="px-4 py-2.5">
                       <div className="flex justify-end gap-1">
-                        <Button size="sm" variant="ghost" onClick={() => setResetting(u)} icon={<KeyRound aria-hidden className="size-4" />}>
-                          Reset TOTP<span className="sr-only"> of {u.username}</span>
+                        <Button size="sm" variant="ghost" aria-label={`Reset TOTP of ${u.username}`} onClick={() => setResetting(u)} icon={<KeyRound aria-hidden className="size-4" />}>
+                          Reset TOTP
                         </Button>
                         <Button size="sm" variant="ghost" aria-label={`Edit ${u.username}`} onClick={() => setEditing(u)} icon={<Pencil aria-hidden className="size-4" />} />
                         <Button
