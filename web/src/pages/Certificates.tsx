@@ -5,6 +5,7 @@ import { Download, RotateCcw, ShieldCheck } from "lucide-react";
 import { ApiError, getBlob, post } from "../api/client";
 import { keys, useCerts, useOnboarding } from "../api/queries";
 import type { AdminRotation, Cert } from "../api/types.gen";
+import { MsgCertificateRequired, MsgRevoked } from "../api/types.gen";
 import { Badge, Button, Card, Checkbox, CodeLine, Dialog, Empty, ErrorState, Loading, Notice, PageHeader, Secret } from "../components/ui";
 import { base64ToBlob, saveBlob } from "../lib/download";
 import { formatDate, plural } from "../lib/format";
@@ -101,7 +102,12 @@ function CertRow({ c }: { c: Cert }) {
 /** answerLost: the rotation's answer did not arrive (the connection closed,
  * or the retried request met the already revoked certificate). */
 export function answerLost(e: unknown): boolean {
-  return e instanceof ApiError && (e.status === 0 || ((e.status === 400 || e.status === 496) && !e.body.error));
+  if (!(e instanceof ApiError)) return false;
+  if (e.status === 0) return true;
+  // nginx refusing the (already revoked) certificate: its HTML 400/496, or
+  // its JSON answer; or the panel's own revocation check.
+  const refused = !e.body.error || e.message === MsgCertificateRequired || e.message === MsgRevoked;
+  return [400, 403, 495, 496].includes(e.status) && refused;
 }
 
 function LostAnswer() {
