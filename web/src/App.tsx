@@ -36,11 +36,13 @@ function Shell() {
       </div>
     );
   }
-  if (ob.isError) {
+  // A failed refresh keeps the app up with the data it has (a revoked
+  // certificate after a rotation must not hide the rotation's result).
+  if (!ob.data) {
     return (
       <div className="mx-auto max-w-xl space-y-4 px-4 py-16">
         <Logo />
-        <ErrorState what="The panel" error={ob.error} retry={() => ob.refetch()} />
+        <ErrorState what="The panel" error={ob.error ?? "no answer"} retry={() => ob.refetch()} />
       </div>
     );
   }

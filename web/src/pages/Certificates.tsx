@@ -3,8 +3,8 @@ import { Link } from "wouter";
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { Download, RotateCcw, ShieldCheck } from "lucide-react";
 import { ApiError, getBlob, post } from "../api/client";
-import { keys, useCerts, useOnboarding } from "../api/queries";
-import type { AdminRotation, Cert } from "../api/types.gen";
+import { keys, useCerts } from "../api/queries";
+import type { AdminRotation, Cert, OnboardingStatus } from "../api/types.gen";
 import { MsgCertificateRequired, MsgRevoked } from "../api/types.gen";
 import { Badge, Button, Card, Checkbox, CodeLine, Dialog, Empty, ErrorState, Loading, Notice, PageHeader, Secret } from "../components/ui";
 import { base64ToBlob, saveBlob } from "../lib/download";
@@ -111,7 +111,9 @@ export function answerLost(e: unknown): boolean {
 }
 
 function LostAnswer() {
-  const { data: ob } = useOnboarding();
+  // From the cache: asking the panel again would only meet the revoked
+  // certificate.
+  const ob = useQueryClient().getQueryData<OnboardingStatus>(keys.onboarding);
   const host = ob?.ip ?? "<server-ip>";
   return (
     <Notice tone="danger" title="The answer with the new certificate did not arrive">
@@ -132,7 +134,9 @@ function RotateDialog({ onClose }: { onClose: () => void }) {
       setRes(r);
       // The old certificate is already refused: save the new one at once.
       saveBlob(base64ToBlob(r.p12, "application/x-pkcs12"), "client.p12");
-      qc.invalidateQueries({ queryKey: keys.certs });
+      // The admin certificate's new expiry, without asking the panel again
+      // (this browser's certificate no longer opens it).
+      qc.setQueryData<Cert[]>(keys.certs, (old) => old?.map((c) => (c.type === "mtls-client" ? { ...c, expiresAt: r.expiresAt, daysUntilExpiry: Math.floor((Date.parse(r.expiresAt) - Date.now()) / 86400_000), expiringSoon: false } : c)));
     },
   });
   if (res) {
