@@ -4,13 +4,37 @@ BIN     := bin
 DEMODIR ?=
 AGENT_TARGETS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
 
-.PHONY: all build demo deps test-deps lab-deps test check unit cross bench lab clean
+.PHONY: all build ui ui-test generate screenshots demo deps test-deps lab-deps test check unit cross bench lab clean
 
 all: build
 
-build:
+# The web UI (web/, Node.js 20+ and npm) is built into internal/webui/dist,
+# which the portlama binary embeds. A plain `go build` without it still
+# works and serves a page that says how to build the UI.
+build: ui
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/portlama ./cmd/portlama
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/portlama-agent ./cmd/portlama-agent
+
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	@touch $@
+
+ui: web/node_modules/.package-lock.json
+	cd web && npm run build
+
+# The UI's unit and component tests (Vitest).
+ui-test: web/node_modules/.package-lock.json
+	cd web && npx vitest run
+
+# Regenerates the UI's TypeScript types from internal/api (a test fails
+# when they are stale).
+generate:
+	$(GO) generate ./internal/api/...
+
+# Runs the browser tests and saves a screenshot of every page into
+# docs/screenshots.
+screenshots: ui
+	PORTLAMA_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -timeout 10m ./test/browser/...
 
 deps:
 	scripts/deps.sh
@@ -25,10 +49,11 @@ lab-deps:
 demo: deps build
 	$(BIN)/portlama demo $(if $(DEMODIR),--dir $(DEMODIR))
 
-# The whole test suite: formatting, vet, unit + integration tests (real nginx,
-# tunnel server, agent, auth server) with the race detector, and the agent's
+# The whole test suite: formatting, vet, the UI's build and Vitest tests,
+# unit + integration tests (real nginx, tunnel server, agent, auth server,
+# the UI in headless Chromium) with the race detector, and the agent's
 # cross-compilation for every supported platform.
-test: test-deps check unit cross
+test: test-deps check ui ui-test unit cross
 
 check:
 	@out=$$(gofmt -l cmd internal test tools 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -57,3 +82,4 @@ lab: lab-deps
 
 clean:
 	rm -rf $(BIN)
+	find internal/webui/dist -mindepth 1 ! -name README.md -delete

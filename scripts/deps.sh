@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Installs what Portlama needs on a Debian/Ubuntu machine, shared by
 # `make demo`, `make test` and .ci/run.
-#   scripts/deps.sh          run-time dependencies (nginx and its njs module)
+#   scripts/deps.sh          run-time and build dependencies (nginx and its
+#                            njs module; Node.js and npm build the web UI)
 #   scripts/deps.sh --test   plus everything the test suite starts
 #   scripts/deps.sh --lab    plus what the lab (make lab) needs to build and
 #                            boot a systemd droplet and its network
+#
+# Versions: apt packages come from the distribution's release; npm packages
+# are pinned by web/package-lock.json (make ui runs npm ci) and Go modules by
+# go.sum.
 set -euo pipefail
 
 want_test=0
@@ -16,13 +21,16 @@ esac
 
 # libnginx-mod-http-js: njs runs the relay's cookie filter (portlama.js).
 pkgs=(nginx libnginx-mod-http-js)
+# The web UI's build needs Node.js 20.19+ (Vite 8) and npm.
+command -v node >/dev/null || pkgs+=(nodejs)
+command -v npm >/dev/null || pkgs+=(npm)
 if [ "$want_test" = 1 ]; then
   # systemd: systemd-analyze verifies generated units; node runs the
   # invitation page's script against the real panel; wrk and curl drive
-  # the benchmarks.
-  # util-linux: flock(1) holds the nginx lock in a test.
-  pkgs+=(systemd curl ca-certificates wrk util-linux)
-  command -v node >/dev/null || pkgs+=(nodejs)
+  # the benchmarks; util-linux: flock(1) holds the nginx lock in a test;
+  # chromium (driven by chromedp), libnss3-tools (the client certificate in
+  # Chromium's NSS database) and a font run the browser tests of the web UI.
+  pkgs+=(systemd curl ca-certificates wrk util-linux chromium libnss3-tools fonts-dejavu-core)
 fi
 if [ "$want_lab" = 1 ]; then
   # debootstrap builds the droplet's Debian 12 root file system,
@@ -55,6 +63,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     "${sudo[@]}" systemctl disable --now nginx >/dev/null 2>&1 || true
   fi
+fi
+
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+node_minor=$(node -p 'process.versions.node.split(".")[1]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ] || { [ "$node_major" = 20 ] && [ "$node_minor" -lt 19 ]; }; then
+  echo "error: the web UI needs Node.js 20.19 or newer (found $(node --version 2>/dev/null || echo none)); install it from nodejs.org or your distribution's backports" >&2
+  exit 1
 fi
 
 if ! command -v go >/dev/null && [ ! -x /usr/local/go/bin/go ]; then

@@ -131,6 +131,11 @@ type EnrollmentToken struct {
 	Token     string `json:"token"`
 	Label     string `json:"label"`
 	ExpiresAt string `json:"expiresAt"`
+	// PanelFingerprint is the SHA-256 fingerprint (AB:CD:… form) of the
+	// self-signed certificate of https://<ip>:9292, for
+	// `portlama-agent setup --panel-fingerprint` when the agent enrolls by
+	// IP (an addition to the contract's shape; omitted when unreadable).
+	PanelFingerprint string `json:"panelFingerprint,omitempty"`
 }
 
 // TokenRevoked answers DELETE /api/certs/agent/enroll/:label.

@@ -25,6 +25,10 @@ type OnboardingStatus struct {
 	Status string  `json:"status"`
 	Domain *string `json:"domain"`
 	IP     string  `json:"ip"`
+	// HTTPSPort is the port of the domain vhosts (443 on an installed
+	// relay), so clients can link to https://<name>.<d> (an addition to the
+	// contract's shape, for the web UI).
+	HTTPSPort int `json:"httpsPort"`
 }
 
 // SetDomainRequest is the body of POST /api/onboarding/domain.

@@ -30,8 +30,7 @@
 //  4. CORS for the allowed origins and cross-origin refusal of POST, PUT,
 //     PATCH, DELETE and WebSocket upgrades with a foreign Origin → 403
 //  5. routing: unmatched /api paths (and wrong methods) → 404
-//     {"error":"Not found"}; other paths → a small HTML page (no web UI in
-//     this build).
+//     {"error":"Not found"}; other paths → the web UI (internal/webui).
 //
 // # What runs for each route (route.go, contract §2.4 order)
 //

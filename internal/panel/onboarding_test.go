@@ -37,11 +37,11 @@ func TestGatingTable(t *testing.T) {
 		{"GET", "/api/health", "", map[string]cell{
 			"FRESH": {200, `{"status":"ok","version":"1.2.3"}`}, "DOMAIN_SET": {200, ""}, "DNS_READY": {200, ""}, "PROVISIONING": {200, ""}, "COMPLETED": {200, ""}}},
 		{"GET", "/api/onboarding/status", "", map[string]cell{
-			"FRESH":        {200, `{"status":"FRESH","domain":null,"ip":"` + testIP + `"}`},
-			"DOMAIN_SET":   {200, `{"status":"DOMAIN_SET","domain":"example.com","ip":"` + testIP + `"}`},
-			"DNS_READY":    {200, `{"status":"DNS_READY","domain":"example.com","ip":"` + testIP + `"}`},
-			"PROVISIONING": {200, `{"status":"PROVISIONING","domain":"example.com","ip":"` + testIP + `"}`},
-			"COMPLETED":    {200, `{"status":"COMPLETED","domain":"example.com","ip":"` + testIP + `"}`}}},
+			"FRESH":        {200, `{"status":"FRESH","domain":null,"ip":"` + testIP + `","httpsPort":443}`},
+			"DOMAIN_SET":   {200, `{"status":"DOMAIN_SET","domain":"example.com","ip":"` + testIP + `","httpsPort":443}`},
+			"DNS_READY":    {200, `{"status":"DNS_READY","domain":"example.com","ip":"` + testIP + `","httpsPort":443}`},
+			"PROVISIONING": {200, `{"status":"PROVISIONING","domain":"example.com","ip":"` + testIP + `","httpsPort":443}`},
+			"COMPLETED":    {200, `{"status":"COMPLETED","domain":"example.com","ip":"` + testIP + `","httpsPort":443}`}}},
 		{"POST", "/api/onboarding/domain", domainBody, map[string]cell{
 			"FRESH":        {200, `{"ok":true,"domain":"new.com","email":"ops@new.com"}`},
 			"DOMAIN_SET":   {200, `{"ok":true,"domain":"new.com","email":"ops@new.com"}`},
@@ -333,4 +333,12 @@ func TestConcurrentDomainUpdates(t *testing.T) {
 	if c.Extra()["custom"] == nil {
 		t.Fatal("unknown key lost under concurrency")
 	}
+}
+
+// The status names the public HTTPS port, so the web UI can link to
+// https://<name>.<d>:<port> on a relay (or the demo) that does not use 443.
+func TestOnboardingStatusNamesHTTPSPort(t *testing.T) {
+	h := newHarness(t, config.StatusCompleted, func(c *Config) { c.Addrs.HTTPSPort = 8443 })
+	h.do("GET", "/api/onboarding/status", "", adminHeaders()).
+		expect(t, 200, `{"status":"COMPLETED","domain":"example.com","ip":"`+testIP+`","httpsPort":8443}`)
 }

@@ -2,15 +2,18 @@ package panel
 
 import (
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"io/fs"
 	"math"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
 
+	"github.com/portlama/portlama/internal/agent"
 	"github.com/portlama/portlama/internal/agents"
 	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/pki"
@@ -101,6 +104,23 @@ func agentView(e agents.Entry, now time.Time) api.Agent {
 		EnrollmentMethod: e.EnrollmentMethod, CreatedAt: e.CreatedAt, ExpiresAt: e.ExpiresAt,
 		Revoked: e.Revoked, RevokedAt: e.RevokedAt, ExpiringSoon: e.ExpiringSoon(now),
 	}
+}
+
+// ipCertFingerprint is the fingerprint of the panel-IP vhost's self-signed
+// certificate, which an agent enrolling by IP pins; "" when it cannot be
+// read (the answer is still useful without it).
+func (s *Server) ipCertFingerprint(c *Ctx) string {
+	data, err := os.ReadFile(filepath.Join(s.cfg.Layout.PKIDir(), pki.SelfSignedCertFile))
+	if err != nil {
+		c.Log.Warn("read the panel IP certificate", "err", err)
+		return ""
+	}
+	b, _ := pem.Decode(data)
+	if b == nil || b.Type != "CERTIFICATE" {
+		c.Log.Warn("the panel IP certificate is not PEM")
+		return ""
+	}
+	return agent.Fingerprint(b.Bytes)
 }
 
 // registerCerts: the certificate and agent certificate routes of contract
@@ -391,7 +411,8 @@ func (s *Server) registerAgentCerts() {
 			if err != nil {
 				return agentError(err, "Failed to create enrollment token")
 			}
-			return c.OK(api.EnrollmentToken{OK: true, Token: tok.Token, Label: tok.Label, ExpiresAt: tok.ExpiresAt})
+			return c.OK(api.EnrollmentToken{OK: true, Token: tok.Token, Label: tok.Label, ExpiresAt: tok.ExpiresAt,
+				PanelFingerprint: s.ipCertFingerprint(c)})
 		},
 	})
 

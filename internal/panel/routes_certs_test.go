@@ -14,6 +14,7 @@ import (
 
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
+	"github.com/portlama/portlama/internal/agent"
 	"github.com/portlama/portlama/internal/agents"
 	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/pki"
@@ -288,6 +289,16 @@ func TestEnrollmentTokens(t *testing.T) {
 	tok, _ := r.body["token"].(string)
 	if len(tok) != 64 || r.body["label"] != "laptop" || r.body["ok"] != true {
 		t.Fatalf("body %s", r.raw)
+	}
+	// The fingerprint an agent enrolling by IP pins: the panel-IP vhost's
+	// self-signed certificate.
+	ipPEM, err := os.ReadFile(e.pki.Path(pki.SelfSignedCertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ipBlock, _ := pem.Decode(ipPEM)
+	if ipBlock == nil || r.body["panelFingerprint"] != agent.Fingerprint(ipBlock.Bytes) {
+		t.Fatalf("panelFingerprint %v", r.body["panelFingerprint"])
 	}
 	exp, err := time.Parse("2006-01-02T15:04:05.000Z", r.body["expiresAt"].(string))
 	if err != nil || !exp.Equal(e.clock().Add(10*time.Minute).Truncate(time.Millisecond)) {

@@ -14,6 +14,7 @@ import (
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/onboarding"
 	"github.com/portlama/portlama/internal/system"
+	"github.com/portlama/portlama/internal/webui"
 )
 
 // StatsSource provides GET /api/system/stats; *system.Collector is one.
@@ -139,7 +140,7 @@ func New(cfg Config) (*Server, error) {
 
 	s.registerRoutes()
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) { writeError(w, errNotFound) })
-	s.mux.HandleFunc("/", serveNoUI)
+	s.mux.Handle("/", webui.New())
 	s.handler = s.outer(s.mux)
 	return s, nil
 }
@@ -202,22 +203,4 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 	}
 	s.log.Info("panel listening", "addr", ln.Addr().String())
 	return s.Serve(ctx, ln)
-}
-
-const noUIPage = `<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>Portlama panel</title></head>
-<body>
-<h1>Portlama panel</h1>
-<p>The web UI is not part of this build.</p>
-<p>The REST API is available under <code>/api</code> (for example <code>/api/health</code>),
-for the agent CLI and for curl with a client certificate.</p>
-</body>
-</html>
-`
-
-func serveNoUI(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'")
-	io.WriteString(w, noUIPage)
 }

@@ -1,0 +1,7 @@
+package e
+
+type Base struct{ A string }
+
+type Outer struct {
+	Base
+}

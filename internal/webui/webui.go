@@ -1,0 +1,229 @@
+// Package webui serves the panel's web UI: the single-page app built from
+// web/ (make ui) and embedded in the binary. Hashed assets are cached for a
+// year, index.html is revalidated on every load, files are sent
+// precompressed (brotli or gzip, by Accept-Encoding), client-side routes
+// fall back to index.html, and every answer carries a strict
+// Content-Security-Policy: scripts, styles and connections only from the
+// panel's own origin, nothing inline, no third-party host.
+//
+// A binary built without the UI (a fresh clone, `go build ./...`) serves a
+// page that says how to build it.
+package webui
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"io/fs"
+	"mime"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+//go:embed all:dist
+var dist embed.FS
+
+// CSP is the Content-Security-Policy of every answer. 'self' covers the
+// panel's WebSocket streams on the same host; data: images are the TOTP QR
+// codes the API renders.
+const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; " +
+	"connect-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// Cache-Control values.
+const (
+	cacheImmutable  = "public, max-age=31536000, immutable" // hashed names under assets/
+	cacheRevalidate = "no-cache"                            // index.html, the SPA routes
+)
+
+type file struct {
+	data, gz, br []byte
+	ctype        string
+	etag         string // quoted, without the encoding suffix
+	cache        string
+}
+
+// Handler serves the UI. It implements http.Handler.
+type Handler struct {
+	files map[string]*file // by slash path without a leading slash
+	index *file            // nil: the UI was not built into this binary
+}
+
+// New returns the handler for the UI embedded in this binary (read once).
+func New() *Handler { return embedded() }
+
+var embedded = sync.OnceValue(func() *Handler {
+	sub, err := fs.Sub(dist, "dist")
+	if err != nil {
+		panic(err) // the directory is embedded at build time
+	}
+	h, err := FromFS(sub)
+	if err != nil {
+		panic(err) // an embedded file that cannot be read is a broken build
+	}
+	return h
+})
+
+// Built reports whether the UI is in this binary (false: the placeholder
+// page is served).
+func (h *Handler) Built() bool { return h.index != nil }
+
+// FromFS returns the handler for a built UI in fsys (index.html and
+// assets/, each file possibly with .gz and .br beside it).
+func FromFS(fsys fs.FS) (*Handler, error) {
+	h := &Handler{files: map[string]*file{}}
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if strings.HasSuffix(p, ".gz") || strings.HasSuffix(p, ".br") || p == "README.md" {
+			return nil
+		}
+		data, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(data)
+		f := &file{data: data, etag: `"` + hex.EncodeToString(sum[:12]) + `"`, cache: cacheRevalidate}
+		if f.ctype = mime.TypeByExtension(path.Ext(p)); f.ctype == "" {
+			f.ctype = "application/octet-stream"
+		}
+		if strings.HasPrefix(p, "assets/") {
+			f.cache = cacheImmutable
+		}
+		// Precompressed copies are used only when they are smaller.
+		if gz, err := fs.ReadFile(fsys, p+".gz"); err == nil && len(gz) < len(data) {
+			f.gz = gz
+		}
+		if br, err := fs.ReadFile(fsys, p+".br"); err == nil && len(br) < len(data) {
+			f.br = br
+		}
+		h.files[p] = f
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	h.index = h.files["index.html"]
+	return h, nil
+}
+
+// setSecurityHeaders sets the headers every answer carries.
+func setSecurityHeaders(hd http.Header) {
+	hd.Set("Content-Security-Policy", CSP)
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("X-Frame-Options", "DENY")
+	hd.Set("Referrer-Policy", "no-referrer")
+	hd.Set("Cross-Origin-Opener-Policy", "same-origin")
+	hd.Set("Cross-Origin-Resource-Policy", "same-origin")
+	hd.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()")
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	setSecurityHeaders(w.Header())
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "Method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if h.index == nil {
+		servePlaceholder(w)
+		return
+	}
+	p := strings.TrimPrefix(path.Clean("/"+r.URL.Path), "/")
+	if f, ok := h.files[p]; ok {
+		h.serve(w, r, f)
+		return
+	}
+	// A missing asset or file is a 404, never the app's HTML (a stale
+	// script URL must not be answered with a page).
+	if p == "assets" || strings.HasPrefix(p, "assets/") || (p != "" && strings.Contains(path.Base(p), ".")) {
+		http.Error(w, "Not found", http.StatusNotFound)
+		return
+	}
+	h.serve(w, r, h.index) // a client-side route
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, f *file) {
+	hd := w.Header()
+	hd.Set("Content-Type", f.ctype)
+	hd.Set("Cache-Control", f.cache)
+	data, etag := f.data, f.etag
+	if f.gz != nil || f.br != nil {
+		hd.Add("Vary", "Accept-Encoding")
+		switch enc := pickEncoding(r.Header.Get("Accept-Encoding"), f.br != nil, f.gz != nil); enc {
+		case "br":
+			data, etag = f.br, strings.TrimSuffix(etag, `"`)+`-br"`
+			hd.Set("Content-Encoding", enc)
+		case "gzip":
+			data, etag = f.gz, strings.TrimSuffix(etag, `"`)+`-gz"`
+			hd.Set("Content-Encoding", enc)
+		}
+	}
+	hd.Set("ETag", etag)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+}
+
+// pickEncoding chooses br, gzip or "" (identity) from an Accept-Encoding
+// header, honouring q-values; br wins a tie.
+func pickEncoding(accept string, haveBr, haveGz bool) string {
+	best, bestQ := "", 0.0
+	star := -1.0
+	q := map[string]float64{}
+	for _, part := range strings.Split(accept, ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		name = strings.ToLower(strings.TrimSpace(name))
+		v := 1.0
+		if k, val, ok := strings.Cut(strings.TrimSpace(params), "="); ok && strings.TrimSpace(k) == "q" {
+			f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+			if err != nil {
+				continue
+			}
+			v = f
+		}
+		if name == "*" {
+			star = v
+			continue
+		}
+		q[name] = v
+	}
+	for _, c := range []struct {
+		name string
+		have bool
+	}{{"br", haveBr}, {"gzip", haveGz}} {
+		v, ok := q[c.name]
+		if !ok && star >= 0 {
+			v, ok = star, true
+		}
+		if c.have && ok && v > bestQ {
+			best, bestQ = c.name, v
+		}
+	}
+	return best
+}
+
+const placeholderPage = `<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Portlama panel</title></head>
+<body>
+<h1>Portlama panel</h1>
+<p>This portlama binary was built without its web UI.</p>
+<p>To build it, install Node.js 20 and npm, then run <code>make ui</code> followed by
+<code>make build</code> in the source tree (<code>make build</code> alone does both).</p>
+<p>The REST API works without it, under <code>/api</code> (for example <code>/api/health</code>),
+for the agent CLI and for curl with a client certificate.</p>
+</body>
+</html>
+`
+
+func servePlaceholder(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", cacheRevalidate)
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+	w.Write([]byte(placeholderPage))
+}
