@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/portlama/portlama/internal/auth"
+	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/validate"
 )
 
@@ -238,5 +239,29 @@ func TestProtectedSite(t *testing.T) {
 	resp, body = do(t, c, request(t, "GET", a.appURL("docs", "/"), strings.Join(big, "; ")+"; "+alice))
 	if resp.StatusCode != 431 || !strings.Contains(body, "document.cookie") {
 		t.Fatalf("oversized cookies: %d %.100q", resp.StatusCode, body)
+	}
+}
+
+// Only validated values reach the site vhost.
+func TestSiteRenderRefusesBadParams(t *testing.T) {
+	r, err := NewRenderer(config.DirLayout("/srv/portlama"), config.DefaultAddrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tls := TLSFiles{Cert: "/srv/portlama/certs/x/fullchain.pem", Key: "/srv/portlama/certs/x/privkey.pem"}
+	for _, p := range []SiteParams{
+		{ID: "../../etc", FQDN: "blog.example.com", TLS: tls},
+		{ID: strings.ToUpper(testSiteID), FQDN: "blog.example.com", TLS: tls},
+		{ID: testSiteID, FQDN: "blog.example.com; include /etc/shadow", TLS: tls},
+		{ID: testSiteID, FQDN: "Blog.example.com", TLS: tls},
+		{ID: testSiteID, FQDN: "blog.example.com", TLS: TLSFiles{Cert: "relative.pem", Key: tls.Key}},
+	} {
+		if _, err := r.Site(p); err == nil {
+			t.Errorf("Site(%+v) rendered", p)
+		}
+	}
+	v, err := r.Site(SiteParams{ID: testSiteID, FQDN: "blog.example.com", TLS: tls})
+	if err != nil || v.Name != "portlama-site-"+testSiteID || !strings.Contains(string(v.Content), "root /srv/portlama/www/"+testSiteID+";") {
+		t.Fatalf("%v %s", err, v.Content)
 	}
 }

@@ -467,3 +467,13 @@ func TestAgentsSeeTheirAllowedSites(t *testing.T) {
 	_, err = e.Files(ag, "8a4b3c2d-1e0f-4a5b-8c7d-6e5f4a3b2c1d", ".", false)
 	wantErr(t, err, errkind.NotFound, "Site not found")
 }
+
+func TestCreateNeedsDomainAndEmail(t *testing.T) {
+	e := newEnv(t)
+	e.cfg.Settings = func() (Settings, error) { return Settings{IP: testIP}, nil }
+	_, err := e.Create(ctx, api.CreateSiteRequest{Name: "blog", Type: api.SiteManaged})
+	wantErr(t, err, errkind.Invalid, "Domain and email must be configured before creating sites")
+	if got := e.rec.took(); len(got) != 0 {
+		t.Fatalf("calls %v", got)
+	}
+}

@@ -577,3 +577,59 @@ func TestUploadIsStreamed(t *testing.T) {
 		t.Fatalf("the panel's peak RSS grew by %d KiB during a 100 MiB upload: it is buffered in memory", growth)
 	}
 }
+
+// The schema and the route checks answer before anything changes.
+func TestSiteRequestValidation(t *testing.T) {
+	st := startSites(t, false)
+	site := createSite(t, st.admin, api.CreateSiteRequest{Name: "blog", Type: api.SiteManaged})
+	c := st.client(&st.adminCert)
+	for _, tc := range []struct {
+		method, path string
+		body         any
+		status       int
+		msg          string
+	}{
+		{"POST", "/api/sites", map[string]any{"name": "Bad Name", "type": "managed"}, 400, "Validation failed"},
+		{"POST", "/api/sites", map[string]any{"name": "x"}, 400, "Validation failed"},
+		{"POST", "/api/sites", map[string]any{"name": "x", "type": "static"}, 400, "Validation failed"},
+		{"POST", "/api/sites", map[string]any{"name": "x", "type": "custom", "customDomain": "a..b"}, 400, "Validation failed"},
+		{"POST", "/api/sites", map[string]any{"name": "x", "type": "custom", "customDomain": "localhost"}, 400, "Validation failed"},
+		{"POST", "/api/sites", map[string]any{"name": "x", "type": "managed", "spaMode": "true"}, 400, "Validation failed"},
+		{"POST", "/api/sites", map[string]any{"name": strings.Repeat("a", 64), "type": "managed"}, 400, "Validation failed"},
+		{"POST", "/api/sites", map[string]any{"name": "xn--bcher-kva", "type": "managed"}, 400, "Validation failed"},
+		{"POST", "/api/sites", map[string]any{"name": "blog", "type": "managed"}, 400, "Site name 'blog' is already in use"},
+		{"PATCH", "/api/sites/not-a-uuid", map[string]any{"spaMode": true}, 400, "Validation failed"},
+		{"PATCH", "/api/sites/8a4b3c2d-1e0f-4a5b-8c7d-6e5f4a3b2c1d", map[string]any{"spaMode": true}, 404, "Site not found"},
+		{"PATCH", "/api/sites/" + site.ID, map[string]any{"allowedUsers": []string{"Not A User"}}, 400, "Validation failed"},
+		{"PATCH", "/api/sites/" + site.ID, map[string]any{"allowedUsers": []string{"alice", "alice"}}, 400, "Validation failed"},
+		{"DELETE", "/api/sites/8a4b3c2d-1e0f-4a5b-8c7d-6e5f4a3b2c1d", nil, 404, "Site not found"},
+		{"POST", "/api/sites/8a4b3c2d-1e0f-4a5b-8c7d-6e5f4a3b2c1d/verify-dns", nil, 404, "Site not found"},
+		{"GET", "/api/sites/" + site.ID + "/files?path=" + strings.Repeat("a", 501), nil, 400, "Validation failed"},
+		{"GET", "/api/sites/" + site.ID + "/files?recursive=yes", nil, 400, "Validation failed"},
+		{"GET", "/api/sites/8a4b3c2d-1e0f-4a5b-8c7d-6e5f4a3b2c1d/files", nil, 404, "Site not found"},
+		{"POST", "/api/sites/" + site.ID + "/files", map[string]any{"path": "x"}, 400, "Upload failed: the body must be multipart/form-data"},
+		{"DELETE", "/api/sites/" + site.ID + "/files", map[string]any{}, 400, "Validation failed"},
+		{"DELETE", "/api/sites/" + site.ID + "/files", map[string]any{"path": ""}, 400, "Validation failed"},
+		{"DELETE", "/api/sites/" + site.ID + "/files", map[string]any{"path": "nope.html"}, 404, "File not found"},
+	} {
+		code, body := call(t, c, tc.method, st.panelURL()+tc.path, tc.body)
+		var e api.Error
+		json.Unmarshal([]byte(body), &e)
+		if code != tc.status || e.Message != tc.msg {
+			t.Errorf("%s %s %v: %d %s, want %d %q", tc.method, tc.path, tc.body, code, body, tc.status, tc.msg)
+		}
+	}
+	if list, _ := st.admin.ListSites(bg); len(list) != 1 {
+		t.Fatalf("refused requests created sites: %+v", list)
+	}
+	// An agent gets the scope refusal on admin routes, after body parsing.
+	ag := st.client(ptr(st.agentCert("home", []string{api.CapTunnelsRead, api.CapSitesRead, api.CapSitesWrite}, []string{"blog"})))
+	for _, tc := range []struct{ method, path string }{
+		{"POST", "/api/sites"}, {"PATCH", "/api/sites/" + site.ID}, {"DELETE", "/api/sites/" + site.ID}, {"POST", "/api/sites/" + site.ID + "/verify-dns"},
+	} {
+		code, body := call(t, ag, tc.method, st.panelURL()+tc.path, map[string]any{"spaMode": true})
+		if code != 403 || !strings.Contains(body, "Insufficient certificate scope") {
+			t.Errorf("agent %s %s: %d %s", tc.method, tc.path, code, body)
+		}
+	}
+}
