@@ -16,8 +16,17 @@ import (
 	"github.com/portlama/portlama/internal/validate"
 )
 
-// resolveSite maps a site name, fqdn or id to the site, among the sites
-// this agent may use.
+// siteClient returns a panel client and the site ref names (a name, fqdn
+// or id), among the sites this agent may use.
+func siteClient(ctx context.Context, g *globals, ref string) (*agent.Client, api.Site, error) {
+	_, c, err := apiClient(g)
+	if err != nil {
+		return nil, api.Site{}, err
+	}
+	site, err := resolveSite(ctx, c, ref)
+	return c, site, err
+}
+
 func resolveSite(ctx context.Context, c *agent.Client, ref string) (api.Site, error) {
 	list, err := c.ListSites(ctx)
 	if err != nil {
@@ -86,11 +95,7 @@ does not have are removed. Hidden files and extensions sites may not have are
 skipped and listed. --json prints one JSON event per line.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, c, err := apiClient(g)
-			if err != nil {
-				return err
-			}
-			site, err := resolveSite(cmd.Context(), c, args[0])
+			c, site, err := siteClient(cmd.Context(), g, args[0])
 			if err != nil {
 				return err
 			}
@@ -122,11 +127,7 @@ skipped and listed. --json prints one JSON event per line.`,
 		Short: "List a site's files (one directory, or everything below it with --recursive)",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, c, err := apiClient(g)
-			if err != nil {
-				return err
-			}
-			site, err := resolveSite(cmd.Context(), c, args[0])
+			c, site, err := siteClient(cmd.Context(), g, args[0])
 			if err != nil {
 				return err
 			}

@@ -3,7 +3,6 @@ package sites
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -26,31 +25,33 @@ const maxFieldSize = 64 << 10
 
 var errFileNotFound = errkind.New(errkind.NotFound, "File not found")
 
-// openRoot opens the site's directory for the file operations.
-func openRoot(site api.Site) (*os.Root, error) {
+// openFiles finds the caller's site, applies the file rules to rel (the
+// root itself is allowed when root is true; "" means the root) and opens
+// the site's directory for the file operations.
+func (s *Service) openFiles(c Caller, id, rel string, root bool) (api.Site, string, *os.Root, error) {
+	site, err := s.Get(c, id)
+	if err != nil {
+		return api.Site{}, "", nil, err
+	}
+	if rel == "" && root {
+		rel = "."
+	}
+	clean, err := sitepath.Clean(rel, root)
+	if err != nil {
+		return api.Site{}, "", nil, err
+	}
 	r, err := os.OpenRoot(site.RootPath)
 	if err != nil {
-		return nil, errkind.Wrap(errkind.Failed, err, "Failed to open the site's files")
+		return api.Site{}, "", nil, errkind.Wrap(errkind.Failed, err, "Failed to open the site's files")
 	}
-	return r, nil
+	return site, clean, r, nil
 }
 
 // Files lists the direct children of rel (directories first, then by name)
 // or, with recursive, every file and directory below rel with the SHA-256
 // of each file (by relativePath). Hidden entries are never listed.
 func (s *Service) Files(c Caller, id, rel string, recursive bool) (api.SiteFileList, error) {
-	site, err := s.Get(c, id)
-	if err != nil {
-		return api.SiteFileList{}, err
-	}
-	if rel == "" {
-		rel = "."
-	}
-	clean, err := sitepath.Clean(rel, true)
-	if err != nil {
-		return api.SiteFileList{}, err
-	}
-	root, err := openRoot(site)
+	_, clean, root, err := s.openFiles(c, id, rel, true)
 	if err != nil {
 		return api.SiteFileList{}, err
 	}
@@ -65,7 +66,7 @@ func (s *Service) Files(c Caller, id, rel string, recursive bool) (api.SiteFileL
 	if !fi.IsDir() {
 		return api.SiteFileList{}, errkind.New(errkind.Invalid, "Path is not a directory")
 	}
-	out := api.SiteFileList{Files: []api.SiteFile{}, Path: rel}
+	out := api.SiteFileList{Files: []api.SiteFile{}, Path: clean}
 	if recursive {
 		err = fs.WalkDir(root.FS(), clean, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
@@ -154,11 +155,7 @@ func fileHash(root *os.Root, p string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return sitepath.SHA256(f)
 }
 
 // Upload stores every file part of mr at <dir>/<its filename> (the file
@@ -169,18 +166,7 @@ func fileHash(root *os.Root, p string) (string, error) {
 // <reason>"; the parts stored before it stay. The site's totalSize is
 // recomputed either way; above maxSiteSize the answer carries a warning.
 func (s *Service) Upload(ctx context.Context, c Caller, id, dir string, mr *multipart.Reader) (api.SiteUpload, error) {
-	site, err := s.Get(c, id)
-	if err != nil {
-		return api.SiteUpload{}, err
-	}
-	if dir == "" {
-		dir = "."
-	}
-	cleanDir, err := sitepath.Clean(dir, true)
-	if err != nil {
-		return api.SiteUpload{}, err
-	}
-	root, err := openRoot(site)
+	site, cleanDir, root, err := s.openFiles(c, id, dir, true)
 	if err != nil {
 		return api.SiteUpload{}, err
 	}
@@ -341,15 +327,7 @@ func mkdirs(root *os.Root, dir string) error {
 // rules apply; the root itself is "Path traversal detected") and
 // recomputes the site's totalSize.
 func (s *Service) DeleteFile(ctx context.Context, c Caller, id, rel string) error {
-	site, err := s.Get(c, id)
-	if err != nil {
-		return err
-	}
-	clean, err := sitepath.Clean(rel, false)
-	if err != nil {
-		return err
-	}
-	root, err := openRoot(site)
+	site, clean, root, err := s.openFiles(c, id, rel, false)
 	if err != nil {
 		return err
 	}

@@ -303,7 +303,7 @@ func TestProtectedSiteLogin(t *testing.T) {
 		t.Fatalf("access rules %+v", rules)
 	}
 	// Protection off: anyone.
-	off := false
+	on, off := true, false
 	if _, err := st.admin.UpdateSite(bg, site.ID, api.UpdateSiteRequest{AutheliaProtected: &off}); err != nil {
 		t.Fatal(err)
 	}
@@ -312,6 +312,19 @@ func TestProtectedSiteLogin(t *testing.T) {
 	}
 	if rules := st.rules(); len(rules.Rules) != 0 {
 		t.Fatalf("rule kept for an unprotected site: %+v", rules)
+	}
+	// DELETE removes the access rule and the host.
+	if _, err := st.admin.UpdateSite(bg, site.ID, api.UpdateSiteRequest{AutheliaProtected: &on}); err != nil {
+		t.Fatal(err)
+	}
+	if rules := st.rules(); len(rules.Rules) != 1 {
+		t.Fatalf("no rule for the protected site: %+v", rules)
+	}
+	if _, err := st.admin.DeleteSite(bg, site.ID); err != nil {
+		t.Fatal(err)
+	}
+	if rules := st.rules(); len(rules.Rules) != 0 || slices.Contains(rules.Hosts, site.FQDN) {
+		t.Fatalf("rules after DELETE: %+v", rules)
 	}
 }
 
