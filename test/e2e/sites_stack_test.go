@@ -56,6 +56,8 @@ type siteStack struct {
 	pool      *x509.CertPool // the relay CA and the panel's IP certificate
 	ipCert    string
 	panel     *exec.Cmd // the child panel, or nil
+	// stopAuth stops the auth server (and waits for it).
+	stopAuth func()
 }
 
 // caIssuer issues certificates with the relay CA: the certificate
@@ -187,9 +189,11 @@ func startSites(t *testing.T, childPanel bool) *siteStack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	authCtx, authCancel := context.WithCancel(ctx)
 	authDone := make(chan struct{})
-	go func() { defer close(authDone); asrv.Serve(ctx, authLn, mln) }()
-	t.Cleanup(func() { cancel(); <-authDone })
+	go func() { defer close(authDone); asrv.Serve(authCtx, authLn, mln) }()
+	st.stopAuth = func() { authCancel(); <-authDone }
+	t.Cleanup(st.stopAuth)
 
 	if childPanel {
 		st.startChildPanel(ctx)

@@ -326,6 +326,17 @@ func TestProtectedSiteLogin(t *testing.T) {
 	if rules := st.rules(); len(rules.Rules) != 0 || slices.Contains(rules.Hosts, site.FQDN) {
 		t.Fatalf("rules after DELETE: %+v", rules)
 	}
+	// Without the auth server the change is saved, and the answer says it
+	// is not confirmed.
+	st.stopAuth()
+	other := createSite(t, st.admin, api.CreateSiteRequest{Name: "notes", Type: api.SiteManaged, AutheliaProtected: true})
+	r, err = st.admin.UpdateSite(bg, other.ID, api.UpdateSiteRequest{AllowedUsers: &users})
+	if err != nil || r.Warning == "" || !strings.Contains(r.Warning, "not confirmed") {
+		t.Fatalf("unconfirmed change: %+v %v", r, err)
+	}
+	if rules := st.rules(); len(rules.Rules) != 1 || rules.Rules[0].Host != other.FQDN {
+		t.Fatalf("unconfirmed rules not saved: %+v", rules)
+	}
 }
 
 // Agents reach only the sites in their allowedSites; one that may deploys
