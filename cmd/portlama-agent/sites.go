@@ -52,8 +52,8 @@ func newSitesCmd(g *globals) *cobra.Command {
 		Short: "List static sites on the relay, deploy a built directory to one, list its files",
 		Long: `Static sites are served by the relay itself from its disk, so they stay online
 when this machine is off. An admin creates a site and adds its name to this
-agent's allowedSites; the agent needs sites:read to list and sites:write to
-deploy.`,
+agent's allowedSites; the agent needs sites:read to list sites and files, and
+sites:read with sites:write to deploy.`,
 	}
 	var jsonOut bool
 	list := &cobra.Command{
