@@ -70,6 +70,7 @@ func newRootCmd() *cobra.Command {
 		newRunCmd(g),
 		newStatusCmd(g),
 		newTunnelsCmd(g),
+		newSitesCmd(g),
 		newServiceCmd(g),
 		newLogsCmd(g),
 		newListCmd(g),

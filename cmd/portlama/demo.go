@@ -92,6 +92,11 @@ func printDemo(w io.Writer, i demo.Info) {
 		p(`  %s -b jar -c jar -H 'Content-Type: application/json' -d "{\"token\":\"$(oathtool --totp -b %s)\"}" %s/api/secondfactor/totp`, curl, i.User.TOTPSecret, auth)
 		p("  %s -b jar %s", curl, a.URL)
 	}
+	for _, site := range i.Sites {
+		p("")
+		p("A static site, served by nginx from the relay's disk (portlama-agent sites deploy updates it):")
+		p("  curl --cacert %s --resolve %s %s", i.CACert, site.Resolve, site.URL)
+	}
 	p("")
 	p("Press Ctrl-C to stop everything. The sample app through nginx -> tunnel -> agent:")
 	for _, a := range i.Apps {

@@ -234,13 +234,8 @@ func (s *Store) ForHost(ctx context.Context, fqdn string) (Files, error) {
 	if err := validate.FQDN(fqdn); err != nil {
 		return Files{}, fmt.Errorf("host %q: %w", fqdn, err)
 	}
-	if d := s.Domain(); d != "" && strings.HasSuffix(fqdn, "."+d) && !strings.Contains(strings.TrimSuffix(fqdn, "."+d), ".") && s.usable(d) {
-		p := s.Paths(d)
-		p.Wildcard = true
-		return p, nil
-	}
-	if s.usable(fqdn) {
-		return s.Paths(fqdn), nil
+	if f, ok := s.Existing(fqdn); ok {
+		return f, nil
 	}
 	if s.Issuer == nil {
 		return Files{}, fmt.Errorf("no valid certificate for %s and automatic issuance is not configured", fqdn)
@@ -253,6 +248,21 @@ func (s *Store) ForHost(ctx context.Context, fqdn string) (Files, error) {
 		return Files{}, err
 	}
 	return s.Paths(fqdn), nil
+}
+
+// Existing returns the certificate ForHost would use for fqdn without
+// obtaining one: the wildcard, or fqdn's own, valid for more than 24 h. ok
+// is false when ForHost would have to issue a certificate.
+func (s *Store) Existing(fqdn string) (_ Files, ok bool) {
+	if d := s.Domain(); d != "" && strings.HasSuffix(fqdn, "."+d) && !strings.Contains(strings.TrimSuffix(fqdn, "."+d), ".") && s.usable(d) {
+		p := s.Paths(d)
+		p.Wildcard = true
+		return p, true
+	}
+	if s.usable(fqdn) {
+		return s.Paths(fqdn), true
+	}
+	return Files{}, false
 }
 
 // DeleteIndividual removes fqdn's own certificate. The base domain's

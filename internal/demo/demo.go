@@ -79,6 +79,12 @@ type App struct {
 	Resolve string `json:"resolve"`
 }
 
+// Site is a static site the demo serves (demo.json "sites").
+type Site struct {
+	URL     string `json:"url"`
+	Resolve string `json:"resolve"`
+}
+
 // User is the demo's two-factor user (demo.json "user").
 type User struct {
 	Username   string `json:"username"`
@@ -97,6 +103,7 @@ type Info struct {
 	HTTPSPort        int    `json:"httpsPort"`
 	Domain           string `json:"domain"`
 	Apps             []App  `json:"apps"`
+	Sites            []Site `json:"sites"`
 	AgentLabel       string `json:"agentLabel"`
 	User             *User  `json:"user,omitempty"`
 	AuthURL          string `json:"authURL,omitempty"`
@@ -214,6 +221,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		{"start the sample app", func(context.Context) error { return s.startApp(runCtx) }},
 		{"enroll the agent", s.enrollAgent},
 		{"create the tunnels", s.createTunnels},
+		{"create the sample site", s.createSite},
 		{"create the demo user", s.createUser},
 		{"start the agent", s.startAgent},
 		{"wait for the app through the tunnel", s.waitForApps},
@@ -572,6 +580,49 @@ func (s *Stack) createTunnels(ctx context.Context) error {
 			Resolve: fmt.Sprintf("%s.%s:%d:127.0.0.1", t.sub, Domain, s.Info.HTTPSPort),
 		})
 	}
+	return nil
+}
+
+// SampleSite is the name of the demo's static site (<name>.<domain>).
+const SampleSite = "site"
+
+// createSite (re)creates the sample static site, served by nginx from the
+// relay's disk, and uploads its two files.
+func (s *Stack) createSite(ctx context.Context) error {
+	pc, err := s.Panel()
+	if err != nil {
+		return err
+	}
+	list, err := pc.ListSites(ctx)
+	if err != nil {
+		return err
+	}
+	for _, old := range list {
+		if old.Name == SampleSite {
+			if _, err := pc.DeleteSite(ctx, old.ID); err != nil {
+				return err
+			}
+		}
+	}
+	res, err := pc.CreateSite(ctx, api.CreateSiteRequest{Name: SampleSite, Type: api.SiteManaged})
+	if err != nil {
+		return err
+	}
+	file := func(p, content string) panelclient.UploadFile {
+		return panelclient.UploadFile{Path: p, Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(content)), nil }}
+	}
+	if _, err := pc.UploadSiteFiles(ctx, res.Site.ID, ".", []panelclient.UploadFile{
+		file("index.html", `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Portlama demo site</title>`+
+			`<link rel="stylesheet" href="style.css"></head><body><h1>A static site</h1>`+
+			`<p>Served by nginx from the relay's disk: it stays online when the home machine is off.</p></body></html>`+"\n"),
+		file("style.css", "body { font-family: sans-serif; max-width: 40em; margin: 3em auto; }\n"),
+	}, nil); err != nil {
+		return err
+	}
+	s.Info.Sites = []Site{{
+		URL:     s.Relay.Addrs.HostURL(SampleSite, Domain) + "/",
+		Resolve: fmt.Sprintf("%s.%s:%d:127.0.0.1", SampleSite, Domain, s.Info.HTTPSPort),
+	}}
 	return nil
 }
 

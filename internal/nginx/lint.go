@@ -53,7 +53,7 @@ func (e *LintError) Error() string {
 // proxy_store, ssl_password_file, ssl_session_ticket_key, ssl_dhparam,
 // proxy_ssl_* files, perl/js/lua, … — is refused.
 var lintAllowed = map[string]bool{
-	"server": true, "listen": true, "server_name": true, "location": true, "if": true, "set": true,
+	"server": true, "types": true, "listen": true, "server_name": true, "location": true, "if": true, "set": true,
 	"return": true, "rewrite": true, "break": true, "error_page": true, "internal": true,
 	"index": true, "try_files": true, "default_type": true, "charset": true,
 	"add_header": true, "expires": true, "etag": true, "if_modified_since": true,

@@ -2,8 +2,11 @@ package nginx
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/validate"
@@ -165,6 +168,7 @@ type vhostData struct {
 	Protected bool
 	SPA       bool
 	Root      string
+	Site      *siteTable
 }
 
 func (r *Renderer) domainVhost(name, tmplName, sub, domain string, tls TLSFiles) (Vhost, error) {
@@ -272,15 +276,21 @@ func (r *Renderer) AgentPanel(p AppParams) (Vhost, error) {
 type SiteParams struct {
 	ID        string // site UUID; the root is <www>/<id>
 	FQDN      string // the site's host name
-	SPA       bool
-	Protected bool // autheliaProtected: forward authentication
+	SPA       bool   // unknown paths without a file extension get /index.html
+	Protected bool   // autheliaProtected: forward authentication
 	TLS       TLSFiles
 }
 
-// Site renders portlama-site-<id>.
+// Site renders portlama-site-<id>: the files below <www>/<id> with the
+// types of the site file rules only, revalidated HTML and files, long-lived
+// hashed assets, gzip, no directory listings, no dot files, and the
+// security headers of docs/security.md ("Static sites").
 func (r *Renderer) Site(p SiteParams) (Vhost, error) {
 	if err := validate.UUID(p.ID); err != nil {
 		return Vhost{}, fmt.Errorf("render site vhost: %w", err)
+	}
+	if p.ID != strings.ToLower(p.ID) {
+		return Vhost{}, fmt.Errorf("render site vhost: id %q must be lower case", p.ID)
 	}
 	if err := validate.FQDN(p.FQDN); err != nil {
 		return Vhost{}, fmt.Errorf("render site vhost: %w", err)
@@ -289,14 +299,74 @@ func (r *Renderer) Site(p SiteParams) (Vhost, error) {
 	if err != nil {
 		return Vhost{}, fmt.Errorf("render site vhost: %w", err)
 	}
-	root, err := safePath("site root", filepath.Join(r.layout.WWWDir, p.ID))
+	root, err := safePath("site root", SiteRoot(r.layout, p.ID))
 	if err != nil {
 		return Vhost{}, err
 	}
 	name := SiteVhostName(p.ID)
-	b, err := render("vhost-site", vhostData{Env: r.env, TLS: t, FQDN: p.FQDN, Root: root, SPA: p.SPA, Protected: p.Protected})
+	b, err := render("vhost-site", vhostData{Env: r.env, TLS: t, FQDN: p.FQDN, Root: root, SPA: p.SPA, Protected: p.Protected, Site: siteTables})
 	if err != nil {
 		return Vhost{}, err
 	}
 	return Vhost{Name: name, FQDN: p.FQDN, Content: b}, nil
+}
+
+// SiteRoot is the directory a site's files live in: <www>/<id>.
+func SiteRoot(l config.Layout, id string) string { return filepath.Join(l.WWWDir, id) }
+
+// siteTable is what the site template derives from the site file types.
+type siteTable struct {
+	Types     []siteType // the types block: every allowed extension, nothing else
+	GzipTypes string     // compressible types (text/html is always compressed)
+	// FilePattern matches a path ending in an allowed extension;
+	// AssetPattern one whose file name carries a content hash
+	// (name.<hash>.ext or name-<hash>.ext, the hash 8–64 letters, digits or
+	// underscores with at least one letter and one digit).
+	FilePattern  string
+	AssetPattern string
+}
+
+type siteType struct {
+	Type string
+	Exts string // space-separated
+}
+
+// siteTables is computed once from validate's site file types.
+var siteTables = buildSiteTable()
+
+// notCompressed are types that are compressed already.
+var notCompressed = map[string]bool{
+	"text/html": true, // always compressed by gzip on; listing it again is an error
+	"image/png": true, "image/jpeg": true, "image/gif": true, "image/webp": true, "image/avif": true,
+	"font/woff": true, "font/woff2": true, "video/mp4": true, "video/webm": true,
+	"audio/ogg": true, "audio/mpeg": true, "audio/flac": true, "application/pdf": true,
+}
+
+// noLongCache are extensions that are never cached as immutable assets:
+// pages and manifests keep their names across deploys.
+var noLongCache = map[string]bool{"html": true, "htm": true, "webmanifest": true, "manifest": true}
+
+func buildSiteTable() *siteTable {
+	byType := map[string][]string{}
+	var all, assets []string
+	for _, ext := range validate.SiteFileExtensions() {
+		ct, _ := validate.SiteFileType(ext)
+		byType[ct] = append(byType[ct], ext)
+		all = append(all, ext)
+		if !noLongCache[ext] {
+			assets = append(assets, ext)
+		}
+	}
+	t := &siteTable{}
+	var gz []string
+	for _, ct := range slices.Sorted(maps.Keys(byType)) {
+		t.Types = append(t.Types, siteType{Type: ct, Exts: strings.Join(byType[ct], " ")})
+		if !notCompressed[ct] {
+			gz = append(gz, ct)
+		}
+	}
+	t.GzipTypes = strings.Join(gz, " ")
+	t.FilePattern = `\.(?:` + strings.Join(all, "|") + `)$`
+	t.AssetPattern = `[.-](?=[a-z0-9_]*[0-9])(?=[a-z0-9_]*[a-z])[a-z0-9_]{8,64}\.(?:` + strings.Join(assets, "|") + `)$`
+	return t
 }

@@ -622,25 +622,97 @@ server {
 }
 {{end}}
 
+{{- /* Static sites (docs/security.md, "Static sites"): the headers every
+       location repeats (add_header is not inherited into a location that
+       sets its own). */}}
+{{- define "siteHeaders"}}
+        include {{.Env.Snippets}}/portlama-hsts.conf;
+        add_header X-Content-Type-Options nosniff always;
+        add_header X-Frame-Options SAMEORIGIN always;
+        add_header Content-Security-Policy "frame-ancestors 'self'; object-src 'none'; base-uri 'self'" always;
+        add_header Referrer-Policy strict-origin-when-cross-origin always;
+        add_header Cross-Origin-Opener-Policy same-origin always;
+{{- end}}
+
+{{- /* Revalidated on every use (ETag / Last-Modified): a deploy shows at
+       once. Protected content is never kept by shared caches. */}}
+{{- define "siteRevalidate"}}
+{{- if .Protected}}
+        add_header Cache-Control "private, no-cache" always;
+{{- else}}
+        add_header Cache-Control "no-cache" always;
+{{- end}}
+{{- end}}
+
+{{- define "siteLocation"}}
+{{- if .Protected}}
+{{- template "authzRequest"}}
+{{- end}}
+{{- template "siteHeaders" .}}
+{{- end}}
+
 {{- define "vhost-site"}}{{template "header"}}server {
     listen {{.Env.HTTPSListen}} ssl;
     server_name {{.FQDN}};
 {{- template "tls" .}}
     include {{.Env.Snippets}}/portlama-hsts.conf;
-    add_header X-Frame-Options SAMEORIGIN always;
-    add_header X-Content-Type-Options nosniff always;
 {{template "serverBasics" .}}
-
-    root {{.Root}};
-    index index.html;
 {{- if .Protected}}
 {{template "authzLocations" .}}
 {{- end}}
 
-    location / {
-{{- if .Protected}}
-{{- template "authzRequest"}}
+    root {{.Root}};
+    # The site file rules' types only: nothing else can be uploaded.
+    types {
+{{- range .Site.Types}}
+        {{.Type}} {{.Exts}};
 {{- end}}
+    }
+    default_type application/octet-stream;
+    charset utf-8;
+    gzip on;
+    gzip_vary on;
+    gzip_min_length 256;
+    gzip_types {{.Site.GzipTypes}};
+
+    # Dot files and directories are never served.
+    location ~ /\. {
+        return 404;
+    }
+
+    # A directory: its index.html, never a listing.
+    location ~ /$ {
+{{- template "siteLocation" .}}
+{{- template "siteRevalidate" .}}
+{{- if .SPA}}
+        try_files ${uri}index.html /index.html;
+{{- else}}
+        try_files ${uri}index.html =404;
+{{- end}}
+    }
+
+    # Files whose name carries a content hash never change.
+    location ~* "{{.Site.AssetPattern}}" {
+{{- template "siteLocation" .}}
+{{- if .Protected}}
+        add_header Cache-Control "private, max-age=31536000, immutable" always;
+{{- else}}
+        add_header Cache-Control "public, max-age=31536000, immutable" always;
+{{- end}}
+        try_files $uri =404;
+    }
+
+    # Any other file with an allowed extension; a missing one is 404, also
+    # in SPA mode.
+    location ~* "{{.Site.FilePattern}}" {
+{{- template "siteLocation" .}}
+{{- template "siteRevalidate" .}}
+        try_files $uri =404;
+    }
+
+    location / {
+{{- template "siteLocation" .}}
+{{- template "siteRevalidate" .}}
 {{- if .SPA}}
         try_files $uri $uri/ /index.html;
 {{- else}}

@@ -11,6 +11,7 @@ import (
 	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/errkind"
 	"github.com/portlama/portlama/internal/pki"
+	"github.com/portlama/portlama/internal/sites"
 	"github.com/portlama/portlama/internal/tunnels"
 	"github.com/portlama/portlama/internal/validate"
 )
@@ -21,6 +22,7 @@ import (
 // Internal server error (and logs why), so a partly wired panel still starts.
 type RelayDeps struct {
 	Tunnels *tunnels.Service // tunnels.json and its side effects
+	Sites   *sites.Service   // sites.json, site roots and their side effects (routes_sites.go)
 	Agents  *agents.Manager  // agents registry, tokens, enrollment
 	PKI     *pki.PKI         // CA, admin credential, revocation
 	Certs   *acme.Store      // TLS certificate store (GET /api/certs)

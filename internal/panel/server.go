@@ -155,6 +155,7 @@ func (s *Server) registerRoutes() {
 	s.registerSettings()
 	s.registerIdentity()
 	s.registerTunnels()
+	s.registerSites()
 	s.registerCerts()
 	s.registerEnroll()
 }

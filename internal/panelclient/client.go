@@ -105,25 +105,32 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 // send sends a request and returns the body of a 2xx answer.
 func (c *Client) send(ctx context.Context, method, path string, in any) ([]byte, http.Header, error) {
 	var body io.Reader
+	contentType := ""
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return nil, nil, fmt.Errorf("encode request: %w", err)
 		}
-		body = bytes.NewReader(b)
+		body, contentType = bytes.NewReader(b), "application/json"
 	}
+	return c.roundTrip(ctx, c.http, method, path, body, contentType, maxAnswer)
+}
+
+// roundTrip sends one request through hc and returns the body of a 2xx
+// answer, read up to limit bytes.
+func (c *Client) roundTrip(ctx context.Context, hc *http.Client, method, path string, body io.Reader, contentType string, limit int64) ([]byte, http.Header, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return nil, nil, fmt.Errorf("build request %s %s: %w", method, path, err)
 	}
 	req.Header.Set("Accept", "application/json")
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	if ck := c.TwoFASession(); ck != nil {
 		req.AddCookie(ck)
 	}
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
@@ -133,7 +140,7 @@ func (c *Client) send(ctx context.Context, method, path string, in any) ([]byte,
 	}
 	defer resp.Body.Close()
 	c.keepSession(resp)
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}

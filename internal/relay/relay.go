@@ -10,17 +10,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/portlama/portlama/internal/acme"
 	"github.com/portlama/portlama/internal/agents"
 	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/auth"
 	"github.com/portlama/portlama/internal/config"
+	"github.com/portlama/portlama/internal/hostnames"
 	"github.com/portlama/portlama/internal/nginx"
 	"github.com/portlama/portlama/internal/onboarding"
 	"github.com/portlama/portlama/internal/panel"
 	"github.com/portlama/portlama/internal/pki"
+	"github.com/portlama/portlama/internal/sites"
 	"github.com/portlama/portlama/internal/tunnel"
 	"github.com/portlama/portlama/internal/tunnels"
 )
@@ -33,12 +37,15 @@ type Services struct {
 	PKI     *pki.PKI
 	Agents  *agents.Manager
 	Tunnels *tunnels.Service
+	Sites   *sites.Service
 	ACL     *tunnel.ACL
 	// TunnelManage reaches the tunnel server's management socket.
 	TunnelManage *tunnel.ManageClient
 	Nginx        *nginx.Manager
 	Render       *nginx.Renderer
 	Certs        *acme.Store
+
+	rules *accessRules
 }
 
 // Open connects the services of the relay described by cfg. ctl drives
@@ -67,6 +74,8 @@ func Open(cfg config.Relay, ctl nginx.Controller, log *slog.Logger) (*Services, 
 	s.ACL = tunnel.NewACL(tcfg.ACLFile)
 	s.TunnelManage = tunnel.NewManageClient(tcfg.ManageSocket, tcfg.ACLFile)
 	s.Certs = &acme.Store{Dir: cfg.Layout.CertsDir, Domain: s.domain}
+	s.rules = &accessRules{s: s}
+	names := hostnames.New() // tunnels and sites share one name space
 	s.Tunnels = tunnels.New(tunnels.Config{
 		File:     cfg.Layout.TunnelsFile(),
 		Settings: s.tunnelSettings,
@@ -74,7 +83,19 @@ func Open(cfg config.Relay, ctl nginx.Controller, log *slog.Logger) (*Services, 
 		Vhosts:   tunnelVhosts{s},
 		Certs:    s.Certs,
 		ACL:      agentPorts{s},
-		Rules:    accessRules{s},
+		Rules:    s.rules,
+		Names:    names,
+	})
+	s.Sites = sites.New(sites.Config{
+		File:     cfg.Layout.SitesFile(),
+		WWWDir:   cfg.Layout.WWWDir,
+		Settings: s.siteSettings,
+		Vhosts:   siteVhosts{s},
+		Certs:    s.Certs,
+		Rules:    s.rules,
+		Resolver: s.resolver(),
+		Names:    names,
+		Log:      log,
 	})
 	am, err := agents.New(agents.Config{PKI: p, Tunnels: credentials{s}, Logger: log})
 	if err != nil {
@@ -103,6 +124,23 @@ func (s *Services) tunnelSettings() (tunnels.Settings, error) {
 		RelayPortMin: c.RelayPortRange.Min,
 		RelayPortMax: c.RelayPortRange.Max,
 	}, nil
+}
+
+func (s *Services) siteSettings() (sites.Settings, error) {
+	c, err := s.Panel.Load()
+	if err != nil {
+		return sites.Settings{}, err
+	}
+	return sites.Settings{Domain: c.DomainOrEmpty(), Email: c.EmailOrEmpty(), IP: c.IP, MaxSiteSize: c.MaxSiteSize}, nil
+}
+
+// resolver answers the DNS checks (onboarding, sites): the configured DNS
+// server, else the system's resolver.
+func (s *Services) resolver() onboarding.Resolver {
+	if s.Config.DNSServer != "" {
+		return onboarding.DNSServerResolver{Server: s.Config.DNSServer}
+	}
+	return onboarding.SystemResolver{}
 }
 
 // TunnelServerURL is the URL agents connect their tunnels to. It always
@@ -238,10 +276,6 @@ func NewPanel(s *Services, version string, log *slog.Logger) (*panel.Server, err
 	if err != nil {
 		return nil, err
 	}
-	var resolver onboarding.Resolver
-	if s.Config.DNSServer != "" {
-		resolver = onboarding.DNSServerResolver{Server: s.Config.DNSServer}
-	}
 	return panel.New(panel.Config{
 		Layout:      s.Config.Layout,
 		Addrs:       s.Config.Addrs,
@@ -250,10 +284,11 @@ func NewPanel(s *Services, version string, log *slog.Logger) (*panel.Server, err
 		Logger:      log,
 		Revocations: s.PKI,
 		Agents:      panel.RegistryDirectory{Manager: s.Agents},
-		Resolver:    resolver,
+		Resolver:    s.resolver(),
 		PanelStore:  s.Panel,
 		Relay: panel.RelayDeps{
 			Tunnels:     s.Tunnels,
+			Sites:       s.Sites,
 			Agents:      s.Agents,
 			PKI:         s.PKI,
 			Certs:       s.Certs,
@@ -271,13 +306,89 @@ type ipVhost struct{ m *nginx.Manager }
 func (v ipVhost) Enable(ctx context.Context) error  { return v.m.EnableVhost(ctx, nginx.VhostPanelIP) }
 func (v ipVhost) Disable(ctx context.Context) error { return v.m.DisableVhost(ctx, nginx.VhostPanelIP) }
 
-// accessRules writes the auth server's access rules (contract §17.9): one
-// rule per restricted tunnel, and every tunnel's host as a post-login
-// redirect target (docs/security.md), read by portlama-auth without a
-// restart.
-type accessRules struct{ s *Services }
+// siteVhosts writes site vhosts with nginx's safe procedure.
+type siteVhosts struct{ s *Services }
 
-func (a accessRules) SyncTunnels(ctx context.Context, ts []api.Tunnel) error {
+func (v siteVhosts) WriteSite(ctx context.Context, site api.Site, cert acme.Files) error {
+	vh, err := v.s.Render.Site(nginx.SiteParams{
+		ID: site.ID, FQDN: site.FQDN, SPA: site.SPAMode, Protected: site.AutheliaProtected,
+		TLS: nginx.TLSFiles{Cert: cert.Cert, Key: cert.Key},
+	})
+	if err != nil {
+		return err
+	}
+	return v.s.Nginx.Apply(ctx, vh)
+}
+
+func (v siteVhosts) RemoveSite(ctx context.Context, site api.Site) error {
+	return v.s.Nginx.RemoveVhost(ctx, nginx.SiteVhostName(site.ID))
+}
+
+// accessRules writes the auth server's access rules (contract §17.9): one
+// rule per restricted tunnel and per protected site with allowed users
+// (those users and group admins), and every host the tunnels and live
+// sites serve as a post-login redirect target (docs/security.md), read by
+// portlama-auth without a restart. Each service hands over its whole list
+// on every change; the other list is the one that service handed over
+// last (its stored state the first time), so neither overwrites the
+// other's rules.
+type accessRules struct {
+	s *Services
+
+	mu      sync.Mutex
+	tunnels []api.Tunnel // nil until the tunnels first sync
+	sites   []api.Site   // nil until the sites first sync
+}
+
+func (a *accessRules) SyncTunnels(ctx context.Context, ts []api.Tunnel) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ss := a.sites
+	if ss == nil {
+		var err error
+		if ss, err = a.s.Sites.All(); err != nil {
+			return err
+		}
+	}
+	if err := a.write(ts, ss); err != nil {
+		return err
+	}
+	a.tunnels, a.sites = slices.Clone(nonNilSlice(ts)), ss
+	// (Reporting an unconfirmed change to the caller is issue 7's wiring.)
+	if err := a.reload(ctx); err != nil {
+		a.s.Log.Warn("access rules saved but not confirmed by the auth server", "err", err)
+	}
+	return nil
+}
+
+// SyncSites writes the rules with the sites given; an unconfirmed reload
+// is returned (it wraps manage.ErrNotConfirmed) for the API's warning.
+func (a *accessRules) SyncSites(ctx context.Context, ss []api.Site) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ts := a.tunnels
+	if ts == nil {
+		var err error
+		if ts, err = a.s.Tunnels.All(); err != nil {
+			return err
+		}
+	}
+	if err := a.write(ts, ss); err != nil {
+		return err
+	}
+	a.tunnels, a.sites = ts, slices.Clone(nonNilSlice(ss))
+	return a.reload(ctx)
+}
+
+func nonNilSlice[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// write saves the rules of ts and ss.
+func (a *accessRules) write(ts []api.Tunnel, ss []api.Site) error {
 	rules := auth.AccessRules{Rules: []auth.AccessRule{}, Hosts: []string{}}
 	for _, t := range ts {
 		rules.Hosts = append(rules.Hosts, t.FQDN)
@@ -295,15 +406,23 @@ func (a accessRules) SyncTunnels(ctx context.Context, ts []api.Tunnel) error {
 		}
 		rules.Rules = append(rules.Rules, r)
 	}
-	dir := a.s.Config.Layout.AuthDir()
-	if err := auth.WriteAccessRules(dir, rules); err != nil {
-		return err
+	for _, site := range ss {
+		if !site.CertIssued {
+			continue // not served yet
+		}
+		rules.Hosts = append(rules.Hosts, site.FQDN)
+		if site.AutheliaProtected && len(site.AllowedUsers) > 0 {
+			rules.Rules = append(rules.Rules, auth.AccessRule{Host: site.FQDN, Users: site.AllowedUsers, Groups: []string{auth.AdminsGroup}})
+		}
 	}
-	// In force before the API answers when the auth server runs; it also
-	// reads the file at start and every 30 s. (Reporting an unconfirmed
-	// change to the caller is issue 7's wiring.)
-	if err := auth.NewManageClient(auth.ManageSocketPath(dir)).Reload(ctx); err != nil {
-		a.s.Log.Warn("access rules saved but not confirmed by the auth server", "err", err)
-	}
-	return nil
+	return auth.WriteAccessRules(a.s.Config.Layout.AuthDir(), rules)
+}
+
+// reload has the auth server apply the saved rules: in force before the API
+// answers when it runs (ManageClient.Reload returns once it serves them);
+// it also reads the file at start and every 30 s. An error wraps
+// manage.ErrNotConfirmed (saved, not confirmed) or is a
+// *manage.RejectedError (refused: the previous rules stay in force).
+func (a *accessRules) reload(ctx context.Context) error {
+	return auth.NewManageClient(auth.ManageSocketPath(a.s.Config.Layout.AuthDir())).Reload(ctx)
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/portlama/portlama/internal/acme"
 	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/errkind"
+	"github.com/portlama/portlama/internal/hostnames"
 	"github.com/portlama/portlama/internal/store"
 	"github.com/portlama/portlama/internal/validate"
 )
@@ -104,7 +105,10 @@ type Config struct {
 	Certs    Certificates
 	ACL      ACL
 	Rules    AccessRules // may be nil until the auth server is configured
-	Now      func() time.Time
+	// Names is the relay's name space shared with sites; nil gives the
+	// tunnels a name space of their own.
+	Names *hostnames.Registry
+	Now   func() time.Time
 	// PortFree reports whether nothing listens on 127.0.0.1:port; nil uses a
 	// real listen probe.
 	PortFree func(port int) bool
@@ -130,7 +134,25 @@ func New(cfg Config) *Service {
 	if cfg.PortFree == nil {
 		cfg.PortFree = portFree
 	}
-	return &Service{cfg: cfg, doc: store.NewDoc[[]api.Tunnel](cfg.File, 0o600), reserved: map[string]api.Tunnel{}}
+	if cfg.Names == nil {
+		cfg.Names = hostnames.New()
+	}
+	s := &Service{cfg: cfg, doc: store.NewDoc[[]api.Tunnel](cfg.File, 0o600), reserved: map[string]api.Tunnel{}}
+	cfg.Names.AddSource(s.hostNames)
+	return s
+}
+
+// hostNames lists the stored tunnels' names for the shared name space.
+func (s *Service) hostNames() ([]hostnames.Name, error) {
+	ts, err := s.doc.Load()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]hostnames.Name, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, hostnames.Name{Kind: hostnames.Tunnel, Label: t.Subdomain, FQDN: t.FQDN})
+	}
+	return out, nil
 }
 
 func portFree(port int) bool {
@@ -207,10 +229,11 @@ func failed(msg, step string, err error) error {
 // is obtained without holding the service's lock, so a slow ACME order
 // delays only this request.
 func (s *Service) Create(ctx context.Context, c Caller, r CreateRequest) (api.Tunnel, error) {
-	t, err := s.reserve(c, r)
+	t, hold, err := s.reserve(c, r)
 	if err != nil {
 		return api.Tunnel{}, err
 	}
+	defer hold.Release() // after commit: the name is stored by then
 	cert, err := s.cfg.Certs.ForHost(ctx, t.FQDN)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -225,8 +248,8 @@ func (s *Service) Create(ctx context.Context, c Caller, r CreateRequest) (api.Tu
 }
 
 // reserve runs the checks of a create under the lock and reserves the new
-// tunnel's subdomain, local port and relay port.
-func (s *Service) reserve(c Caller, r CreateRequest) (api.Tunnel, error) {
+// tunnel's subdomain (in the shared name space), local port and relay port.
+func (s *Service) reserve(c Caller, r CreateRequest) (_ api.Tunnel, _ *hostnames.Hold, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
@@ -240,60 +263,76 @@ func (s *Service) reserve(c Caller, r CreateRequest) (api.Tunnel, error) {
 		r.AccessMode = api.AccessAuthenticated
 	}
 	if validate.IsReservedSubdomain(r.Subdomain) {
-		return api.Tunnel{}, errkind.New(errkind.Invalid, "Subdomain '%s' is reserved", r.Subdomain)
+		return api.Tunnel{}, nil, errkind.New(errkind.Invalid, "Subdomain '%s' is reserved", r.Subdomain)
 	}
 	if validate.HasAgentPanelPrefix(r.Subdomain) && r.Type != api.TypePanel {
-		return api.Tunnel{}, errkind.New(errkind.Invalid, "Subdomain prefix 'agent-' is reserved for agent panel tunnels")
+		return api.Tunnel{}, nil, errkind.New(errkind.Invalid, "Subdomain prefix 'agent-' is reserved for agent panel tunnels")
 	}
 	if r.Type == api.TypeApp && r.AccessMode == api.AccessPublic && !c.Admin {
-		return api.Tunnel{}, errkind.New(errkind.Forbidden, "Only administrators can set tunnel access mode to public")
+		return api.Tunnel{}, nil, errkind.New(errkind.Forbidden, "Only administrators can set tunnel access mode to public")
 	}
 	if r.Type == api.TypePanel && !c.Admin {
 		if !c.has(api.CapPanelExpose) {
-			return api.Tunnel{}, errkind.New(errkind.Forbidden, "Cannot create panel tunnel without panel:expose capability")
+			return api.Tunnel{}, nil, errkind.New(errkind.Forbidden, "Cannot create panel tunnel without panel:expose capability")
 		}
 		if r.Subdomain != "agent-"+c.Label {
-			return api.Tunnel{}, errkind.New(errkind.Forbidden, "Agents can only create panel tunnels for their own label")
+			return api.Tunnel{}, nil, errkind.New(errkind.Forbidden, "Agents can only create panel tunnels for their own label")
 		}
 	}
 
 	owner, err := s.owner(c, r.AgentLabel)
 	if err != nil {
-		return api.Tunnel{}, err
+		return api.Tunnel{}, nil, err
 	}
 	if c.Admin && r.Type == api.TypePanel && r.Subdomain != "agent-"+owner {
-		return api.Tunnel{}, errkind.New(errkind.Invalid, "Panel tunnel subdomain must be 'agent-%s'", owner)
+		return api.Tunnel{}, nil, errkind.New(errkind.Invalid, "Panel tunnel subdomain must be 'agent-%s'", owner)
 	}
 
 	stored, err := s.All()
 	if err != nil {
-		return api.Tunnel{}, failed("Failed to create tunnel", "state", err)
+		return api.Tunnel{}, nil, failed("Failed to create tunnel", "state", err)
 	}
 	set, err := s.cfg.Settings()
 	if err != nil {
-		return api.Tunnel{}, failed("Failed to create tunnel", "state", err)
+		return api.Tunnel{}, nil, failed("Failed to create tunnel", "state", err)
 	}
 	all := stored
 	for _, t := range s.reserved {
 		all = append(all, t)
 	}
 	fqdn := r.Subdomain + "." + set.Domain
-	for _, t := range all {
-		if t.Subdomain == r.Subdomain || (set.Domain != "" && t.FQDN == fqdn) {
-			return api.Tunnel{}, errkind.New(errkind.Invalid, "Subdomain '%s' is already in use", r.Subdomain)
-		}
+	name := hostnames.Name{Kind: hostnames.Tunnel, Label: r.Subdomain}
+	if set.Domain != "" {
+		name.FQDN = fqdn
 	}
+	hold, err := s.cfg.Names.Reserve(name, func(held []hostnames.Name) error {
+		if _, clash := hostnames.Clashes(held, name); clash {
+			return errkind.New(errkind.Invalid, "Subdomain '%s' is already in use", r.Subdomain)
+		}
+		return nil
+	})
+	if err != nil {
+		if errkind.KindOf(err) == nil {
+			err = failed("Failed to create tunnel", "state", err)
+		}
+		return api.Tunnel{}, nil, err
+	}
+	defer func() {
+		if err != nil {
+			hold.Release()
+		}
+	}()
 	for _, t := range all {
 		if t.AgentLabel == owner && t.Port == r.Port {
-			return api.Tunnel{}, errkind.New(errkind.Invalid, "Port %d is already in use by another tunnel", r.Port)
+			return api.Tunnel{}, nil, errkind.New(errkind.Invalid, "Port %d is already in use by another tunnel", r.Port)
 		}
 	}
 	if set.Domain == "" || set.Email == "" {
-		return api.Tunnel{}, errkind.New(errkind.Invalid, "Domain and email must be configured before creating tunnels")
+		return api.Tunnel{}, nil, errkind.New(errkind.Invalid, "Domain and email must be configured before creating tunnels")
 	}
 	relayPort, ok := s.allocatePort(all, set)
 	if !ok {
-		return api.Tunnel{}, errkind.New(errkind.Conflict, "No free relay port in the configured range")
+		return api.Tunnel{}, nil, errkind.New(errkind.Conflict, "No free relay port in the configured range")
 	}
 
 	enabled := true
@@ -319,7 +358,7 @@ func (s *Service) reserve(c Caller, r CreateRequest) (api.Tunnel, error) {
 		t.AllowedUsers, t.AllowedGroups = &users, &groups
 	}
 	s.reserved[t.ID] = t
-	return t, nil
+	return t, hold, nil
 }
 
 // commit applies a reserved tunnel's side effects after its certificate

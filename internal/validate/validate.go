@@ -24,6 +24,8 @@
 //	Token            invitation / enrollment token (64 lower-case hex)
 //	UUID             8-4-4-4-12 hex id (any case, any version)
 //	FQDN             host name placed into nginx server_name and vhosts
+//	SiteFileType     Content-Type of an allowed static site file extension
+//	                 (SiteFileExtensions lists them)
 //
 // IsReservedSubdomain reports the names §2.6 reserves.
 package validate

@@ -75,6 +75,13 @@ func TestDemoCommand(t *testing.T) {
 	if !strings.Contains(out.String(), "curl --cacert "+info.CACert+" --resolve "+public.Resolve+" "+public.URL) {
 		t.Fatalf("the printout lacks the app's curl line:\n%s", out.String())
 	}
+	// And the sample static site's.
+	if len(info.Sites) != 1 || !strings.Contains(out.String(), "curl --cacert "+info.CACert+" --resolve "+info.Sites[0].Resolve+" "+info.Sites[0].URL) {
+		t.Fatalf("demo.json sites %+v, or the printout lacks the site's curl line:\n%s", info.Sites, out.String())
+	}
+	if body, err := exec.Command(curl, "-sf", "--cacert", info.CACert, "--resolve", info.Sites[0].Resolve, info.Sites[0].URL).Output(); err != nil || !strings.Contains(string(body), "A static site") {
+		t.Fatalf("curl %s: %v %s", info.Sites[0].URL, err, body)
+	}
 
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {

@@ -149,11 +149,18 @@ func newAgentCert(t *testing.T, st *demo.Stack, label string, caps ...string) tl
 	if err != nil {
 		t.Fatalf("create agent certificate: %v", err)
 	}
-	p12, err := pc.AgentP12(ctx, label)
+	return decodeAgentP12(t, pc, label, res.P12Password)
+}
+
+// decodeAgentP12 downloads an agent's P12 and returns its certificate and
+// key.
+func decodeAgentP12(t *testing.T, pc *panelclient.Client, label, password string) tls.Certificate {
+	t.Helper()
+	p12, err := pc.AgentP12(context.Background(), label)
 	if err != nil {
 		t.Fatalf("download agent P12: %v", err)
 	}
-	key, cert, _, err := pkcs12.DecodeChain(p12, res.P12Password)
+	key, cert, _, err := pkcs12.DecodeChain(p12, password)
 	if err != nil {
 		t.Fatalf("decode agent P12: %v", err)
 	}

@@ -10,6 +10,12 @@ export type AccessMode = "authenticated" | "restricted" | "public";
  */
 export type Capability = "tunnels:read" | "tunnels:write" | "services:read" | "services:write" | "system:read" | "sites:read" | "sites:write" | "panel:expose" | "identity:read" | "identity:query";
 
+/** SiteFileType is what a site file entry is. */
+export type SiteFileType = "file" | "directory";
+
+/** SiteType says where a static site lives. */
+export type SiteType = "managed" | "custom";
+
 /** TunnelType is what a tunnel serves. */
 export type TunnelType = "app" | "panel";
 
@@ -51,6 +57,14 @@ export const StatusDNSReady = "DNS_READY";
 export const StatusProvisioning = "PROVISIONING";
 export const StatusCompleted = "COMPLETED";
 export const PortalCookieName = "portlama_session";
+/** <name>.<d>, under the relay's domain */
+export const SiteManaged = "managed" satisfies SiteType;
+/** its own domain, live after verify-dns */
+export const SiteCustom = "custom" satisfies SiteType;
+export const SiteFileRegular = "file" satisfies SiteFileType;
+export const SiteFileDirectory = "directory" satisfies SiteFileType;
+export const MsgSiteNotFound = "Site not found";
+export const MsgSiteAccessDenied = "You do not have access to this site";
 export const TimeLayout = "2006-01-02T15:04:05.000Z";
 /** a web app behind the login portal (or public) */
 export const TypeApp = "app" satisfies TunnelType;
@@ -70,6 +84,8 @@ export const TwoFACookieName = "portlama_2fa_session";
 
 export const AccessModeValues: readonly AccessMode[] = [AccessAuthenticated, AccessRestricted, AccessPublic];
 export const CapabilityValues: readonly Capability[] = [CapTunnelsRead, CapTunnelsWrite, CapServicesRead, CapServicesWrite, CapSystemRead, CapSitesRead, CapSitesWrite, CapPanelExpose, CapIdentityRead, CapIdentityQuery];
+export const SiteFileTypeValues: readonly SiteFileType[] = [SiteFileRegular, SiteFileDirectory];
+export const SiteTypeValues: readonly SiteType[] = [SiteManaged, SiteCustom];
 export const TunnelTypeValues: readonly TunnelType[] = [TypeApp, TypePanel];
 
 /** Cert is an entry of GET /api/certs. */
@@ -387,6 +403,129 @@ export interface TOTPRequest {
 export interface PortalStatus {
   status: string;
   message?: string;
+}
+
+/**
+ * Site is a static site as stored in sites.json and returned by every site
+ * route. AutheliaProtected keeps its name for compatibility: visitors must
+ * sign in through portlama-auth.
+ */
+export interface Site {
+  id: string;
+  name: string;
+  fqdn: string;
+  type: SiteType;
+  spaMode: boolean;
+  autheliaProtected: boolean;
+  allowedUsers: string[];
+  dnsVerified: boolean;
+  certIssued: boolean;
+  /** <www>/<id> */
+  rootPath: string;
+  createdAt: string;
+  /** bytes of the site's files */
+  totalSize: number;
+}
+
+/**
+ * CreateSiteRequest is the body of POST /api/sites. CustomDomain is used
+ * only by custom sites.
+ */
+export interface CreateSiteRequest {
+  name: string;
+  type: SiteType;
+  customDomain?: string;
+  spaMode?: boolean;
+  autheliaProtected?: boolean;
+}
+
+/**
+ * UpdateSiteRequest is the body of PATCH /api/sites/:id; nil fields are
+ * absent.
+ */
+export interface UpdateSiteRequest {
+  spaMode?: boolean;
+  autheliaProtected?: boolean;
+  allowedUsers?: string[];
+}
+
+/**
+ * SiteResponse answers POST /api/sites and PATCH /api/sites/:id. Message
+ * is set for custom sites ("add an A record") and unchanged PATCHes ("No
+ * changes"); Warning when the change is saved but the auth server has not
+ * confirmed it is in force.
+ */
+export interface SiteResponse {
+  ok: boolean;
+  site: Site;
+  message?: string;
+  warning?: string;
+}
+
+/** SiteList answers GET /api/sites (newest first). */
+export interface SiteList {
+  sites: Site[];
+}
+
+/** SiteDeleted answers DELETE /api/sites/:id; Warning as in SiteResponse. */
+export interface SiteDeleted {
+  ok: boolean;
+  warning?: string;
+}
+
+/**
+ * SiteDNSCheck answers POST /api/sites/:id/verify-dns. FQDN, ExpectedIP and
+ * ResolvedIPs are sent only when the check failed (ok false).
+ */
+export interface SiteDNSCheck {
+  ok: boolean;
+  fqdn?: string;
+  expectedIp?: string;
+  resolvedIps?: string[];
+  message: string;
+}
+
+/**
+ * SiteFile is one entry of a site's files. Size is 0 for directories;
+ * SHA256 (hex) is sent for files of a recursive listing.
+ */
+export interface SiteFile {
+  name: string;
+  type: SiteFileType;
+  size: number;
+  modifiedAt: string;
+  relativePath: string;
+  sha256?: string;
+}
+
+/**
+ * SiteFileList answers GET /api/sites/:id/files: the direct children of
+ * Path, directories first, then by name; with recursive=true every entry
+ * below Path, by relativePath.
+ */
+export interface SiteFileList {
+  files: SiteFile[];
+  path: string;
+}
+
+/**
+ * SiteUpload answers POST /api/sites/:id/files: the stored files' paths
+ * relative to the site root. Warning and TotalSize are sent when the site
+ * is now larger than maxSiteSize (the files are stored anyway).
+ */
+export interface SiteUpload {
+  ok: boolean;
+  files: string[];
+  warning?: string;
+  totalSize?: number;
+}
+
+/**
+ * DeleteSiteFileRequest is the body of DELETE /api/sites/:id/files: a file
+ * or a whole directory, relative to the site root.
+ */
+export interface DeleteSiteFileRequest {
+  path: string;
 }
 
 /**
