@@ -80,7 +80,12 @@ func TestInstallKeepsCertificateAndKeyTogether(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
-	// Old versions are cleaned up: the current and the previous remain.
+	// Old versions are cleaned up once their grace time has passed: the
+	// current and the previous remain.
+	s.Now = func() time.Time { return time.Now().Add(versionGrace + time.Minute) }
+	if err := s.Install("app.example.com", pairs[0].cert, pairs[0].key, []string{"app.example.com"}, "http-01"); err != nil {
+		t.Fatal(err)
+	}
 	if v := s.versions("app.example.com"); len(v) > 2 {
 		t.Fatalf("versions kept: %v", v)
 	}

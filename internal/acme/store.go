@@ -192,14 +192,21 @@ func (s *Store) swap(name, version string) error {
 	if err := syncDir(s.Dir); err != nil {
 		return err
 	}
+	// Older versions go once no reader can still be on them: one that
+	// resolved the link a moment ago (nginx during a reload, a renewal run)
+	// keeps its files for versionGrace even if two installs follow.
 	keep := map[string]bool{filepath.Base(version): true, filepath.Base(previous): true}
 	for _, v := range s.versions(name) {
-		if !keep[v] {
-			os.RemoveAll(filepath.Join(s.Dir, v))
+		dir := filepath.Join(s.Dir, v)
+		if fi, err := os.Stat(dir); !keep[v] && err == nil && s.now().Sub(fi.ModTime()) > versionGrace {
+			os.RemoveAll(dir)
 		}
 	}
 	return nil
 }
+
+// versionGrace is how long a replaced certificate version stays on disk.
+const versionGrace = time.Minute
 
 // versions lists the version directories of name (".<name>.<n>").
 func (s *Store) versions(name string) []string {
