@@ -29,9 +29,23 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	return writeFileAtomic(path, data, mode, nil)
 }
 
+// WriteFileAtomicOwned is WriteFileAtomic for a file owned by uid:gid: the
+// temporary file gets its owner before it is renamed into place, so the
+// file never exists with another owner (the installer, running as root,
+// writes files a service user owns).
+func WriteFileAtomicOwned(path string, data []byte, mode os.FileMode, uid, gid int) error {
+	return writeFileAtomicOwned(path, data, mode, uid, gid, nil)
+}
+
 // writeFileAtomic is WriteFileAtomic with a hook between the write of the
 // temporary file and the rename, used by tests to inject failures.
 func writeFileAtomic(path string, data []byte, mode os.FileMode, beforeRename func() error) (err error) {
+	return writeFileAtomicOwned(path, data, mode, -1, -1, beforeRename)
+}
+
+// writeFileAtomicOwned is writeFileAtomic with an owner; -1 keeps the
+// creating process's.
+func writeFileAtomicOwned(path string, data []byte, mode os.FileMode, uid, gid int, beforeRename func() error) (err error) {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -44,6 +58,11 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode, beforeRename fu
 			os.Remove(tmpName)
 		}
 	}()
+	if uid >= 0 || gid >= 0 {
+		if err = tmp.Chown(uid, gid); err != nil {
+			return fmt.Errorf("set owner of %s: %w", tmpName, err)
+		}
+	}
 	if err = tmp.Chmod(mode); err != nil {
 		return fmt.Errorf("set mode of %s: %w", tmpName, err)
 	}

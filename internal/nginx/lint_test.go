@@ -1,0 +1,226 @@
+package nginx
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/portlama/portlama/internal/config"
+)
+
+// renderAll writes every vhost the relay can produce into l's
+// sites-available/sites-enabled: the installer's pieces, the provisioning
+// vhosts, app and agent-panel tunnels of both access modes, and sites.
+func renderAll(t *testing.T, l config.Layout) {
+	t.Helper()
+	m := NewManager(l, noopCtl{}, nil)
+	r := testRendererFor(t, l)
+	sh, err := r.Shared(SharedParams{ProxySecret: testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := m.WriteShared(ctx, sh); err != nil {
+		t.Fatal(err)
+	}
+	tlsf := CertFiles(l, testDomain)
+	var vs []Vhost
+	for _, f := range []func(string, TLSFiles) (Vhost, error){r.PanelDomain, r.Auth, r.Tunnel} {
+		v, err := f(testDomain, tlsf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs = append(vs, v)
+	}
+	for i, public := range []bool{false, true} {
+		p := AppParams{Domain: testDomain, Subdomain: []string{"app", "open"}[i], RelayPort: 20000 + i, Public: public, TLS: tlsf}
+		app, err := r.App(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Subdomain = "agent-" + p.Subdomain
+		ap, err := r.AgentPanel(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs = append(vs, app, ap)
+	}
+	for i, id := range []string{"5f0c6f8e-5d4a-4c1b-9a53-3f5e2b7c1d20", "6a1d7e9f-6e5b-4d2c-8b64-4e6f3c8d2e31"} {
+		s, err := r.Site(SiteParams{ID: id, FQDN: "site" + string(rune('a'+i)) + "." + testDomain, SPA: i == 0, Protected: i == 1, TLS: tlsf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs = append(vs, s)
+	}
+	if err := m.Apply(ctx, vs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Every vhost the templates produce passes the gate: a template change that
+// adds a directive must add it to lintAllowed (or the panel's nginx changes
+// would be refused on a relay).
+func TestLintAdmitsEveryTemplate(t *testing.T) {
+	l := config.DirLayout(tempDir(t))
+	renderAll(t, l)
+	if err := Lint(l); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := os.ReadDir(l.NginxSitesEnabled())
+	if len(n) < 10 {
+		t.Fatalf("only %d vhosts enabled; the test must cover every template", len(n))
+	}
+}
+
+func TestLintRefuses(t *testing.T) {
+	l := config.DirLayout("/etc/x")
+	for name, conf := range map[string]string{
+		"log to a root-owned path":   "server { access_log /etc/cron.d/x; }",
+		"error log":                  "error_log /etc/cron.d/x;",
+		"log format":                 "log_format x '* * * * * root sh';",
+		"include outside snippets":   "server { include /etc/shadow; }",
+		"include with glob":          "include /etc/nginx/snippets/*.conf;",
+		"include climbing out":       "include /etc/x/nginx/snippets/../../../shadow;",
+		"key outside pki":            "server { ssl_certificate_key /root/key.pem; }",
+		"key with variable":          "server { ssl_certificate_key /etc/x/etc/pki/$host.key; }",
+		"root outside www":           "server { location / { root /; } }",
+		"alias outside www":          "location /x { alias /etc/; }",
+		"temp path":                  "proxy_temp_path /etc/cron.d;",
+		"cache path":                 "proxy_cache_path /etc/cron.d keys_zone=x:1m;",
+		"password file":              "ssl_password_file /etc/shadow;",
+		"ticket key":                 "ssl_session_ticket_key /etc/shadow;",
+		"store":                      "location / { proxy_store /etc/x; }",
+		"unknown module directive":   "js_import /etc/x.js;",
+		"perl":                       "perl_require x.pm;",
+		"closing the http block":     "} user root; http {",
+		"unterminated":               "server { listen 80;",
+		"unterminated string":        "add_header X \"a;",
+		"directive inside map data":  "map $a $b { default x; include /etc/shadow; }",
+		"quoted log directive":       "\"access_log\" /etc/cron.d/x;",
+		"two args to include":        "include /etc/x/nginx/snippets/a.conf /etc/shadow;",
+		"crl outside pki":            "ssl_crl /etc/x/etc/certs/crl.pem;",
+		"client CA from certs store": "ssl_client_certificate /etc/x/etc/certs/ca.pem;",
+	} {
+		err := LintConfig(l, []byte(conf))
+		var le *LintError
+		if !errors.As(err, &le) {
+			t.Errorf("%s: %q admitted (err %v)", name, conf, err)
+		}
+	}
+	ok := "server {\n  listen 443 ssl; # comment\n  ssl_certificate /etc/x/etc/certs/a/fullchain.pem;\n  location ~ ^/(?<p>.*)$ { return 301 \"https://${host}/$p\"; }\n  include /etc/x/nginx/snippets/portlama-tls.conf;\n}\n"
+	if err := LintConfig(l, []byte(ok)); err != nil {
+		t.Fatalf("a plain vhost refused: %v", err)
+	}
+}
+
+func TestLintFiles(t *testing.T) {
+	l := config.DirLayout(tempDir(t))
+	renderAll(t, l)
+	avail, enabled := l.NginxSitesAvailable(), l.NginxSitesEnabled()
+
+	// A link to a file outside sites-available is refused without reading it.
+	secret := filepath.Join(tempDir(t), "secret")
+	writeFile(t, secret, []byte("root:$6$hash"), 0o600)
+	if err := os.Symlink(secret, filepath.Join(enabled, "portlama-evil")); err != nil {
+		t.Fatal(err)
+	}
+	err := Lint(l)
+	if err == nil || !strings.Contains(err.Error(), "links outside sites-available") || strings.Contains(err.Error(), "hash") {
+		t.Fatalf("link outside: %v", err)
+	}
+	os.Remove(filepath.Join(enabled, "portlama-evil"))
+
+	// A file in sites-available that is itself a link out is not followed.
+	if err := os.Symlink(secret, filepath.Join(avail, "portlama-hop")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(avail, "portlama-hop"), filepath.Join(enabled, "portlama-hop")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Lint(l); err == nil || strings.Contains(err.Error(), "hash") {
+		t.Fatalf("second hop: %v", err)
+	}
+	os.Remove(filepath.Join(enabled, "portlama-hop"))
+
+	// A bad directive in an enabled vhost names the file and line.
+	writeFile(t, filepath.Join(avail, "portlama-app-bad"), []byte("server {\n access_log /etc/cron.d/x;\n}\n"), 0o644)
+	if err := os.Symlink(filepath.Join(avail, "portlama-app-bad"), filepath.Join(enabled, "portlama-app-bad")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Lint(l); err == nil || !strings.Contains(err.Error(), "portlama-app-bad: line 2") {
+		t.Fatalf("bad vhost: %v", err)
+	}
+	os.Remove(filepath.Join(enabled, "portlama-app-bad"))
+	if err := Lint(l); err != nil {
+		t.Fatalf("clean again: %v", err)
+	}
+
+	// A snippets directory others can write is refused: the gate would not
+	// cover what nginx includes from there.
+	if err := os.Chmod(l.NginxSnippets(), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := Lint(l); err == nil || !strings.Contains(err.Error(), "writable only by root") {
+		t.Fatalf("writable snippets: %v", err)
+	}
+}
+
+func FuzzLintConfig(f *testing.F) {
+	f.Add("server { listen 80; location / { return 301 https://$host$request_uri; } }")
+	f.Add("include /etc/x/nginx/snippets/a.conf;")
+	f.Add("map $a $b { default x; }")
+	f.Add("add_header X \"a\\\"b\";")
+	f.Add("} {")
+	l := config.DirLayout("/etc/x")
+	f.Fuzz(func(t *testing.T, s string) {
+		err := LintConfig(l, []byte(s))
+		if err != nil {
+			return
+		}
+		// Whatever passes has only allowed directives with confined paths.
+		dirs, perr := parseConf([]byte(s))
+		if perr != nil {
+			t.Fatalf("admitted text that does not parse: %v", perr)
+		}
+		var walk func([]confDirective, bool)
+		walk = func(ds []confDirective, data bool) {
+			for _, d := range ds {
+				if !data && !lintAllowed[d.name] {
+					t.Fatalf("admitted directive %q", d.name)
+				}
+				if strings.HasSuffix(d.name, "_log") && !(len(d.args) == 1 && d.args[0] == "off") {
+					t.Fatalf("admitted %s %v", d.name, d.args)
+				}
+				walk(d.block, lintData[d.name])
+			}
+		}
+		walk(dirs, false)
+	})
+}
+
+// The gate tokenizes like nginx: text that nginx reads as a second
+// directive must not hide inside one of the gate's tokens.
+func TestLintTokenizesLikeNginx(t *testing.T) {
+	l := config.DirLayout("/etc/x")
+	for _, conf := range []string{
+		"set $x ${a;access_log /etc/cron.d/x;}",
+		"return 200 x} access_log /etc/cron.d/x; {",
+		"root \"/etc/x/www/\\..\\..\\etc\";",
+		"acc\\ess_log /etc/cron.d/x;",
+		"include /etc/x/nginx/snippets/a\\.conf;",
+		"add_header X \"a\"access_log /etc/x;",
+	} {
+		if err := LintConfig(l, []byte(conf)); err == nil {
+			t.Errorf("%q admitted", conf)
+		}
+	}
+	// nginx reads "x}" as one word and "${host}" as a variable.
+	for _, conf := range []string{"return 200 x};", "return 301 https://${host}/;", "add_header X \"a;b\";"} {
+		if err := LintConfig(l, []byte(conf)); err != nil {
+			t.Errorf("%q refused: %v", conf, err)
+		}
+	}
+}
