@@ -258,7 +258,7 @@ type user struct {
 	reg   *legoacme.ExtendedAccount
 }
 
-func (u *user) GetEmail() string                            { return u.email }
+func (u *user) GetEmail() string                           { return u.email }
 func (u *user) GetRegistration() *legoacme.ExtendedAccount { return u.reg }
 func (u *user) GetPrivateKey() crypto.Signer               { return u.key }
 

@@ -103,9 +103,9 @@ func sameSet(a, b []string) bool {
 
 // RenewResult is what RenewDue did.
 type RenewResult struct {
-	Renewed []string          // names renewed
-	Kept    []string          // names with more than the window left
-	Failed  map[string]error  // names whose renewal failed
+	Renewed []string         // names renewed
+	Kept    []string         // names with more than the window left
+	Failed  map[string]error // names whose renewal failed
 }
 
 // RenewDue renews every certificate in the store with less than window
