@@ -37,6 +37,8 @@ func newRootCmd() *cobra.Command {
 		newTunnelServerCmd(),
 		newAuthServerCmd(),
 		newDemoCmd(),
+		newCertsCmd(),
+		newResetAdminCmd(),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/portlama/portlama/internal/config"
+	"github.com/portlama/portlama/internal/panel"
 	"github.com/portlama/portlama/internal/relay"
 )
 
@@ -13,11 +14,11 @@ func newPanelCmd() *cobra.Command {
 	return relayCommand("panel", "Run the panel API (unit portlama-panel) on 127.0.0.1:3100, behind nginx",
 		func(ctx context.Context, r config.Relay) error {
 			log := newLogger()
-			svc, err := relay.Open(r, nil, log)
+			svc, err := relay.Open(relay.Options{Config: r, Logger: log})
 			if err != nil {
 				return err
 			}
-			srv, err := relay.NewPanel(svc, version, log)
+			srv, err := panel.New(panel.FromRelay(svc, version, log))
 			if err != nil {
 				return err
 			}
