@@ -58,4 +58,3 @@ func newResetAdminCmd() *cobra.Command {
 			return nil
 		})
 }
-

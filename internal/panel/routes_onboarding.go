@@ -103,7 +103,6 @@ func onboardingError(err error) error {
 	return err
 }
 
-
 // provisionStream is WS /api/onboarding/provision/stream: the snapshot on
 // connect, then every event until the client closes the socket. The
 // cross-origin check already ran (middleware), so the upgrade skips

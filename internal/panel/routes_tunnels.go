@@ -2,10 +2,10 @@ package panel
 
 import (
 	"context"
-	"time"
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/portlama/portlama/internal/acme"
 	"github.com/portlama/portlama/internal/agents"

@@ -3,12 +3,12 @@ package panel
 import (
 	"context"
 	"fmt"
-	"slices"
-	"strings"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
