@@ -155,13 +155,15 @@ type Stack struct {
 	// password is only here and in Info).
 	Onboarding api.ProvisionResult
 
-	opts     Options
-	log      *slog.Logger
-	progress func(string, ...any)
-	dns      *dnstest.Server
-	cancel   context.CancelFunc
-	bg       chan error
-	panelRun chan struct{}
+	opts      Options
+	log       *slog.Logger
+	progress  func(string, ...any)
+	dns       *dnstest.Server
+	cancel    context.CancelFunc
+	runCtx    context.Context
+	bg        chan error
+	panelRun  chan struct{}
+	panelStop context.CancelFunc
 
 	adminOnce sync.Once
 	admin     *http.Client
@@ -218,7 +220,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		s.progress = func(string, ...any) {}
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s.cancel = cancel
+	s.cancel, s.runCtx = cancel, runCtx
 	defer func() {
 		if err != nil {
 			s.Stop()
@@ -383,7 +385,9 @@ func (s *Stack) startNginx(ctx context.Context) error {
 		Prefix:   s.Relay.Nginx.Prefix,
 		NginxDir: s.Relay.Layout.NginxDir,
 		Workers:  1,
-		Logger:   s.log,
+		// The access log helps when a test fails; the demo keeps it too.
+		AccessLog: true,
+		Logger:    s.log,
 	})
 	if err != nil {
 		return fmt.Errorf("%w (install nginx: sudo apt-get install nginx)", err)
@@ -428,15 +432,34 @@ func (s *Stack) startPanel(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.panelRun = make(chan struct{})
+	pctx, stop := context.WithCancel(ctx)
+	run := make(chan struct{})
+	s.panelRun, s.panelStop = run, stop
 	go func() {
-		err := srv.Serve(ctx, ln)
-		close(s.panelRun)
-		if ctx.Err() == nil {
+		err := srv.Serve(pctx, ln)
+		close(run)
+		if pctx.Err() == nil {
 			s.bg <- err
 		}
 	}()
 	return nil
+}
+
+// RestartPanel stops the panel, opens the relay again from its files (as
+// a restarted portlama-panel does) and serves it again.
+func (s *Stack) RestartPanel(ctx context.Context) error {
+	s.panelStop()
+	<-s.panelRun
+	opts := relay.Options{Config: s.Relay, Nginx: s.Nginx, Services: s.Supervisor, Logger: s.log}
+	if !s.opts.ACME {
+		opts.Issuer = relayCAIssuer{dir: s.Relay.Layout.PKIDir(), log: s.log}
+	}
+	svc, err := relay.Open(opts)
+	if err != nil {
+		return err
+	}
+	s.Services = svc
+	return s.startPanel(s.runCtx)
 }
 
 // AdminClient returns an HTTP client that presents the admin certificate
@@ -466,9 +489,12 @@ func (s *Stack) resetAdmin() {
 }
 
 // HTTPClient returns a client with tc that reaches the stack's names on
-// loopback and does not follow redirects.
+// loopback and does not follow redirects. It opens a connection per
+// request: an nginx reload closes idle keep-alive connections, and a POST
+// sent on one just then fails with EOF (Go retries only idempotent
+// requests).
 func (s *Stack) HTTPClient(tc *tls.Config) *http.Client {
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, DialContext: s.DialContext},
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, DialContext: s.DialContext, DisableKeepAlives: true},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
@@ -484,11 +510,15 @@ func (s *Stack) TrustPool() (*x509.CertPool, error) {
 		pool.AppendCertsFromPEM(pem)
 	}
 	if s.Pebble != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		root, err := s.Pebble.Roots(ctx)
+		// The root saved at onboarding (Pebble may be stopped now), else
+		// the running Pebble's.
+		root, err := os.ReadFile(filepath.Join(s.TrustDir(), "pebble-root.pem"))
 		if err != nil {
-			return nil, err
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if root, err = s.Pebble.Roots(ctx); err != nil {
+				return nil, err
+			}
 		}
 		pool.AppendCertsFromPEM(root)
 	}

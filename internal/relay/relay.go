@@ -17,6 +17,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -33,6 +35,7 @@ import (
 	"github.com/portlama/portlama/internal/onboarding"
 	"github.com/portlama/portlama/internal/pki"
 	"github.com/portlama/portlama/internal/provision"
+	"github.com/portlama/portlama/internal/store"
 	"github.com/portlama/portlama/internal/system"
 	"github.com/portlama/portlama/internal/tunnel"
 	"github.com/portlama/portlama/internal/tunnels"
@@ -265,6 +268,13 @@ func (s *Services) Fingerprint() (string, error) {
 // SyncTunnelACL gives every active agent its tunnel credentials and the
 // relay ports of its enabled tunnels (provisioning's start-tunnel-server).
 func (s *Services) SyncTunnelACL(ctx context.Context) error {
+	// The file exists even before the first agent: the tunnel server
+	// starts from it.
+	if _, err := os.Stat(s.ACL.Path()); errors.Is(err, fs.ErrNotExist) {
+		if err := store.WriteFileAtomic(s.ACL.Path(), []byte("{\n  \"agents\": []\n}\n"), 0o600); err != nil {
+			return err
+		}
+	}
 	labels, err := activeLabels{s}.ActiveLabels()
 	if err != nil {
 		return err

@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -149,6 +150,9 @@ func start(t testing.TB, opts ...Option) (*Stack, error) {
 		}
 		o.Dir = dir
 	}
+	if f, err := os.OpenFile(filepath.Join(o.Dir, "relay.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+		o.Logger = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	ds, err := demo.Start(ctx, o)
@@ -158,10 +162,14 @@ func start(t testing.TB, opts ...Option) (*Stack, error) {
 	return &Stack{Stack: ds, T: t, Domain: o.Domain, agents: &agentSet{m: map[string]*Agent{}}}, nil
 }
 
-// Stop stops the stack and removes its directory.
+// Stop stops the stack and removes its directory (kept when
+// PORTLAMA_KEEP_STACKS is set, for debugging: relay.log has the panel's
+// messages, nginx-run/error.log nginx's).
 func (s *Stack) Stop() {
 	s.Stack.Stop()
-	os.RemoveAll(s.Info.Dir)
+	if os.Getenv("PORTLAMA_KEEP_STACKS") == "" {
+		os.RemoveAll(s.Info.Dir)
+	}
 }
 
 // ctx is a context bounded like one helper call.
