@@ -42,7 +42,6 @@ func servedCert(t *testing.T, st *relaytest.Stack, host string, roots *x509.Cert
 	return conn.ConnectionState().PeerCertificates[0]
 }
 
-
 func pebbleRoots(t *testing.T, st *relaytest.Stack) *x509.CertPool {
 	t.Helper()
 	pool, err := st.Pebble.RootPool(ctxFor(t, 10*time.Second))
@@ -139,7 +138,10 @@ func TestOnboardingThroughAPI(t *testing.T) {
 	// Every onboarding route now answers 410; management works, also at
 	// https://panel.<d>.
 	for name, call := range map[string]func() error{
-		"domain":     func() error { _, err := pc.SetDomain(ctx, api.SetDomainRequest{Domain: "x.example", Email: "a@x.example"}); return err },
+		"domain": func() error {
+			_, err := pc.SetDomain(ctx, api.SetDomainRequest{Domain: "x.example", Email: "a@x.example"})
+			return err
+		},
 		"verify-dns": func() error { _, err := pc.VerifyDNS(ctx); return err },
 		"provision":  func() error { _, err := pc.StartProvisioning(ctx); return err },
 		"stream":     func() error { _, err := pc.OpenProvisionStream(ctx); return err },
@@ -304,7 +306,9 @@ func TestCertsRenewCommand(t *testing.T) {
 	for _, c := range []struct{ sub, profile string }{{"panel", pebble.ProfileShort}, {"auth", pebble.ProfileSixty}} {
 		iss, err := acme.NewIssuer(acme.IssuerConfig{
 			AccountDir: filepath.Join(t.TempDir(), "account"), Webroot: st.Relay.Layout.ACMEWebroot,
-			Settings:   func() (acme.Settings, error) { return acme.Settings{DirectoryURL: st.Pebble.DirectoryURL, Email: "ops@" + st.Domain}, nil },
+			Settings: func() (acme.Settings, error) {
+				return acme.Settings{DirectoryURL: st.Pebble.DirectoryURL, Email: "ops@" + st.Domain}, nil
+			},
 			CACertFile: st.Pebble.CACertFile, Profile: c.profile,
 		})
 		if err != nil {
