@@ -290,6 +290,9 @@ func (s *Stack) install(ctx context.Context) error {
 		}
 		s.Pebble = p
 		p.AddZone(o.Domain)
+		if err := s.TrustACMERoot(ctx); err != nil {
+			return err
+		}
 		directory = p.DirectoryURL
 		s.Relay.DNSServer = p.DNSAddr
 		s.Relay.ACME = config.ACMEClient{CACertFile: p.CACertFile, DNSResolvers: []string{p.DNSAddr}, Profile: pebble.ProfileDefault}
@@ -356,6 +359,7 @@ func (s *Stack) install(ctx context.Context) error {
 	}
 	if o.ACME {
 		s.Info.Issuer = "pebble"
+		s.Info.CACert = filepath.Join(s.TrustDir(), "pebble-root.pem")
 	}
 	return nil
 }

@@ -68,7 +68,7 @@ func (s *Stack) onboard(ctx context.Context) error {
 	s.Info.AuthURL = res.AuthURL + "/"
 	s.Info.AuthResolve = fmt.Sprintf("auth.%s:%d:127.0.0.1", d, s.Info.HTTPSPort)
 	if s.Pebble != nil {
-		if err := s.writePebbleRoot(ctx); err != nil {
+		if err := s.TrustACMERoot(ctx); err != nil {
 			return err
 		}
 	}
@@ -89,7 +89,7 @@ func (s *Stack) restore(ctx context.Context) error {
 				return err
 			}
 		}
-		if err := s.writePebbleRoot(ctx); err != nil {
+		if err := s.TrustACMERoot(ctx); err != nil {
 			return err
 		}
 	}

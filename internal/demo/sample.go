@@ -44,9 +44,10 @@ func sampleSteps(s *Stack, runCtx context.Context) []step {
 	}
 }
 
-// writePebbleRoot saves Pebble's current root, which the domain
-// certificates chain to, for curl --cacert and browsers.
-func (s *Stack) writePebbleRoot(ctx context.Context) error {
+// TrustACMERoot saves Pebble's current root, which the domain
+// certificates chain to, for curl --cacert, browsers and agents (Pebble
+// makes a new root each time it starts).
+func (s *Stack) TrustACMERoot(ctx context.Context) error {
 	root, err := s.Pebble.Roots(ctx)
 	if err != nil {
 		return err
