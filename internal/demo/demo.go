@@ -40,6 +40,7 @@ import (
 	"github.com/portlama/portlama/internal/panelclient"
 	"github.com/portlama/portlama/internal/pebble"
 	"github.com/portlama/portlama/internal/pki"
+	"github.com/portlama/portlama/internal/ports"
 	"github.com/portlama/portlama/internal/provision"
 	"github.com/portlama/portlama/internal/relay"
 	"github.com/portlama/portlama/internal/store"
@@ -271,7 +272,8 @@ func (s *Stack) install(ctx context.Context) error {
 	}
 	// A previous run's demo.json must not be mistaken for this one's.
 	os.Remove(filepath.Join(o.Dir, "demo.json"))
-	ports, err := allocPorts([]portSpec{{o.HTTPSPort, 8443, "--https-port"}, {o.PanelPort, 9292, "--panel-port"}, {o.HTTPPort, 8080, "--http-port"}, {-1, 0, ""}, {-1, 0, ""}, {-1, 0, ""}})
+	ports, err := ports.Alloc([]ports.Spec{{V: o.HTTPSPort, Def: 8443, Flag: "--https-port"}, {V: o.PanelPort, Def: 9292, Flag: "--panel-port"},
+		{V: o.HTTPPort, Def: 8080, Flag: "--http-port"}, {V: -1}, {V: -1}, {V: -1}})
 	if err != nil {
 		return err
 	}

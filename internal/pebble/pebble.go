@@ -36,6 +36,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portlama/portlama/internal/ports"
 	"github.com/portlama/portlama/internal/supervisor"
 )
 
@@ -126,7 +127,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(4)
+	ports, err := ports.Free(4)
 	if err != nil {
 		return nil, err
 	}
@@ -316,30 +317,6 @@ func (s *Server) SetA(ctx context.Context, host string, addrs ...string) error {
 // ClearA makes host resolve to 127.0.0.1 again.
 func (s *Server) ClearA(ctx context.Context, host string) error {
 	return s.chall(ctx, "/clear-a", map[string]string{"host": fqdn(host)})
-}
-
-// Log returns the end of Pebble's log (for failure messages).
-func (s *Server) Log() string { return s.sup.Tail("pebble", 4096) }
-
-// freePorts picks n distinct free loopback ports, holding every listener
-// until all are chosen.
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var out []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	return out, nil
 }
 
 // writeTLS makes a throwaway CA and a certificate for 127.0.0.1 and

@@ -72,10 +72,6 @@ func Fresh() Option { return func(o *demo.Options) { o.NoOnboarding = true } }
 // (two-factor) and the user "demo" (Stack.Info has them).
 func WithSample() Option { return func(o *demo.Options) { o.Sample = true } }
 
-// WithDir puts the stack in dir instead of a test temp dir (a stack
-// shared by several tests).
-func WithDir(dir string) Option { return func(o *demo.Options) { o.Dir = dir } }
-
 // Stack is a running relay and its clients.
 type Stack struct {
 	*demo.Stack
@@ -334,6 +330,18 @@ func (s *Stack) EnrollAgent(label string, caps ...api.Capability) *Agent {
 // Log returns the end of the agent's log.
 func (a *Agent) Log() string { return a.s.Supervisor.Tail(a.unit, 4096) }
 
+// agentLogs are the ends of the logs of the agents the test enrolled, for
+// failure messages.
+func (s *Stack) agentLogs() string {
+	s.agents.mu.Lock()
+	defer s.agents.mu.Unlock()
+	var b strings.Builder
+	for label, a := range s.agents.m {
+		fmt.Fprintf(&b, "\nlog of agent %s:\n%s", label, a.Log())
+	}
+	return b.String()
+}
+
 // StartApp runs a sample app for the test and returns its port.
 func (s *Stack) StartApp(name string) int {
 	s.T.Helper()
@@ -449,7 +457,7 @@ func (s *Stack) WaitHTTP(c *http.Client, url string, status int, within time.Dur
 		return nil
 	})
 	if err != nil {
-		s.T.Fatalf("%s: %v", url, err)
+		s.T.Fatalf("%s: %v%s", url, err, s.agentLogs())
 	}
 	return time.Since(start)
 }

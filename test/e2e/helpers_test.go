@@ -8,12 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/pquerna/otp/totp"
 
 	"github.com/portlama/portlama/internal/panelclient"
 	"github.com/portlama/portlama/internal/relaytest"
@@ -115,23 +112,14 @@ func newUser(t *testing.T, st *relaytest.Stack, name string, groups ...string) u
 // where one user signs in twice, so no code is a replay).
 func code(t *testing.T, secret string, at time.Time) string {
 	t.Helper()
-	c, err := totp.GenerateCode(secret, at)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return relaytest.User{Secret: secret}.Code(t, at)
 }
 
 // login signs u in through the portal's JSON API and returns the session
 // cookie.
 func login(t *testing.T, st *relaytest.Stack, u user, at time.Time) *http.Cookie {
 	t.Helper()
-	portal := panelclient.NewPortal(strings.TrimSuffix(st.Info.AuthURL, "/"), visitor(st))
-	ck, err := portal.Login(context.Background(), u.name, u.password, code(t, u.secret, at), "")
-	if err != nil {
-		t.Fatalf("login of %s: %v", u.name, err)
-	}
-	return ck
+	return st.For(t).Login(relaytest.User{Name: u.name, Password: u.password, Secret: u.secret}, at)
 }
 
 func postJSON(t *testing.T, c *http.Client, url string, body any, cookie *http.Cookie) *http.Response {
