@@ -17,6 +17,9 @@ if [ "$want_test" = 1 ]; then
   command -v node >/dev/null || pkgs+=(nodejs)
 fi
 
+sudo=()
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then sudo=(sudo); fi
+
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,12 +30,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "error: missing packages ${missing[*]} and no apt-get here; install them with your package manager" >&2
     exit 1
   fi
-  sudo=()
-  if [ "$(id -u)" != 0 ]; then
-    if command -v sudo >/dev/null; then sudo=(sudo); else
-      echo "error: missing packages ${missing[*]}; run as root or install sudo" >&2
-      exit 1
-    fi
+  if [ "$(id -u)" != 0 ] && [ "${#sudo[@]}" = 0 ]; then
+    echo "error: missing packages ${missing[*]}; run as root or install sudo" >&2
+    exit 1
   fi
   echo "installing: ${missing[*]}"
   "${sudo[@]}" apt-get update -qq
@@ -48,10 +48,24 @@ if ! command -v go >/dev/null && [ ! -x /usr/local/go/bin/go ]; then
   exit 1
 fi
 
+go_bin=go
+command -v go >/dev/null || go_bin=/usr/local/go/bin/go
+
+# Pebble (Let's Encrypt's test CA) and its DNS test server: `portlama demo`
+# gets real ACME certificates from them, and the ACME tests run against
+# them. Built from the pinned module version, installed into /usr/local/bin.
+pebble_version=v2.10.3
+if ! command -v pebble >/dev/null || ! command -v pebble-challtestsrv >/dev/null; then
+  echo "installing: pebble and pebble-challtestsrv $pebble_version"
+  tmp=$(mktemp -d)
+  GOBIN="$tmp" "$go_bin" install "github.com/letsencrypt/pebble/v2/cmd/pebble@$pebble_version" \
+    "github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv@$pebble_version"
+  "${sudo[@]}" install -m 0755 "$tmp/pebble" "$tmp/pebble-challtestsrv" /usr/local/bin/
+  rm -rf "$tmp"
+fi
+
 # The test suite's static checks build deadcode from the pinned tools module
 # (make check runs it).
 if [ "$want_test" = 1 ]; then
-  go_bin=go
-  command -v go >/dev/null || go_bin=/usr/local/go/bin/go
   (cd "$(dirname "$0")/.." && "$go_bin" build -C tools -o ../bin/deadcode golang.org/x/tools/cmd/deadcode)
 fi
