@@ -218,7 +218,10 @@ func (i *ACMEIssuer) client(ctx context.Context, set Settings) (*lego.Client, er
 	}
 	lc := lego.NewConfig(user)
 	lc.CADirURL = set.DirectoryURL
-	lc.HTTPClient = i.hc
+	// lego wraps the client's transport in place: each lego client gets
+	// its own http.Client (the transport underneath is shared).
+	hc := *i.hc
+	lc.HTTPClient = &hc
 	lc.UserAgent = "portlama"
 	client, err := lego.NewClient(lc)
 	if err != nil {

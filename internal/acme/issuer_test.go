@@ -315,3 +315,27 @@ func TestRenewUnits(t *testing.T) {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }
+
+// Provisioning orders its three certificates at once through one issuer.
+func TestConcurrentOrders(t *testing.T) {
+	e := newEnv(t, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for _, sub := range []string{"panel", "auth", "tunnel"} {
+		wg.Go(func() {
+			name := sub + ".concurrent.localhost"
+			_, err := e.store.Obtain(ctx(t), name, []string{name})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, sub := range []string{"panel", "auth", "tunnel"} {
+		e.verify(t, sub+".concurrent.localhost", sub+".concurrent.localhost")
+	}
+}

@@ -167,6 +167,9 @@ func startHarness(t *testing.T, status string, realIdentity bool, opts ...harnes
 		Issuer:   relayCA{func() *relay.Services { return h.svc }},
 		Resolver: onboarding.DNSServerResolver{Server: dns.Addr, Timeout: 2 * time.Second},
 		Now:      h.clock,
+		// Relay ports are allocated, not bound, in these tests: other
+		// processes on the machine may hold ports of the default range.
+		PortFree: func(int) bool { return true },
 	})
 	if err != nil {
 		t.Fatal(err)

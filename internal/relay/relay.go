@@ -61,8 +61,12 @@ type Options struct {
 	Resolver onboarding.Resolver
 	// Now is the clock of the PKI, agents, tunnels and certificates
 	// (tests); nil is time.Now.
-	Now    func() time.Time
-	Logger *slog.Logger
+	Now func() time.Time
+	// PortFree says whether a relay port is free for a new tunnel; nil
+	// probes 127.0.0.1 (tests whose port range other processes use pass
+	// one that does not).
+	PortFree func(port int) bool
+	Logger   *slog.Logger
 }
 
 // Services are the relay's connected parts.
@@ -187,6 +191,7 @@ func Open(o Options) (*Services, error) {
 		ACL:      agentPorts{s.ACL},
 		Rules:    accessRules{s},
 		Now:      o.Now,
+		PortFree: o.PortFree,
 	})
 	if s.Agents, err = agents.New(agents.Config{PKI: s.PKI, Tunnels: credentials{s}, Logger: log, Now: o.Now}); err != nil {
 		return nil, err
