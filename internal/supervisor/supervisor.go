@@ -262,8 +262,7 @@ func (s *Supervisor) TimerStatus(_ context.Context, name string) (system.TimerSt
 	return ts, nil
 }
 
-// StopAll stops every unit, in the reverse order of addition is not
-// guaranteed; each gets its grace period.
+// StopAll stops every unit at once, each with its grace period.
 func (s *Supervisor) StopAll(ctx context.Context) {
 	s.mu.Lock()
 	us := make([]*unit, 0, len(s.units))
