@@ -91,6 +91,18 @@ func (s *Stack) enrollAgent(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A demo started again on its directory enrolls its agent anew.
+	agents, err := pc.ListAgents(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range agents {
+		if a.Label == AgentLabel && !a.Revoked {
+			if err := pc.RevokeAgent(ctx, AgentLabel); err != nil {
+				return err
+			}
+		}
+	}
 	caps := []api.Capability{api.CapTunnelsRead, api.CapTunnelsWrite}
 	tok, err := pc.CreateEnrollmentToken(ctx, api.NewAgentRequest{Label: AgentLabel, Capabilities: &caps})
 	if err != nil {
