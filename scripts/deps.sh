@@ -39,6 +39,9 @@ if [ "$want_lab" = 1 ]; then
   pkgs+=(debootstrap systemd-container iproute2 nftables util-linux)
 fi
 
+sudo=()
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then sudo=(sudo); fi
+
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -49,12 +52,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "error: missing packages ${missing[*]} and no apt-get here; install them with your package manager" >&2
     exit 1
   fi
-  sudo=()
-  if [ "$(id -u)" != 0 ]; then
-    if command -v sudo >/dev/null; then sudo=(sudo); else
-      echo "error: missing packages ${missing[*]}; run as root or install sudo" >&2
-      exit 1
-    fi
+  if [ "$(id -u)" != 0 ] && [ "${#sudo[@]}" = 0 ]; then
+    echo "error: missing packages ${missing[*]}; run as root or install sudo" >&2
+    exit 1
   fi
   echo "installing: ${missing[*]}"
   "${sudo[@]}" apt-get update -qq
@@ -77,9 +77,23 @@ if ! command -v go >/dev/null && [ ! -x /usr/local/go/bin/go ]; then
   exit 1
 fi
 
+go=$(command -v go || echo /usr/local/go/bin/go)
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+# Pebble (Let's Encrypt's test CA) and its DNS test server: `portlama demo`
+# gets real ACME certificates from them, and the ACME tests run against
+# them. Built from the pinned module version, installed into /usr/local/bin.
+pebble_version=v2.10.3
+if ! command -v pebble >/dev/null || ! command -v pebble-challtestsrv >/dev/null; then
+  echo "installing: pebble and pebble-challtestsrv $pebble_version"
+  tmp=$(mktemp -d)
+  GOBIN="$tmp" "$go" install "github.com/letsencrypt/pebble/v2/cmd/pebble@$pebble_version" \
+    "github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv@$pebble_version"
+  "${sudo[@]}" install -m 0755 "$tmp/pebble" "$tmp/pebble-challtestsrv" /usr/local/bin/
+  rm -rf "$tmp"
+fi
+
 if [ "$want_test" = 1 ]; then
-  go=$(command -v go || echo /usr/local/go/bin/go)
-  root=$(cd "$(dirname "$0")/.." && pwd)
   # The test suite's static checks build deadcode from the pinned tools
   # module (make check runs it).
   (cd "$root" && "$go" build -C tools -o ../bin/deadcode golang.org/x/tools/cmd/deadcode)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,10 +19,14 @@ func newDemoCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the whole relay locally on loopback, with a sample app behind a tunnel",
-		Long: `Runs nginx, the panel, the tunnel server, the auth server, a sample web app and an
-agent on this machine, on 127.0.0.1 and unprivileged ports, with all state in one
-directory. It prints how to reach each part and writes demo.json there. Ctrl-C
-stops everything it started.`,
+		Long: `Runs a whole relay on this machine, on 127.0.0.1 and unprivileged ports, with all
+state in one directory: nginx, the panel, then the onboarding a user clicks through
+(domain, DNS check against a local DNS server, provisioning of the tunnel server,
+the auth server, certificates and vhosts), then a sample web app behind a tunnel of
+an agent that enrolls with a one-time token. With --acme (the default) the
+certificates are real ACME certificates from a local Pebble (Let's Encrypt's test
+CA); --acme=false issues them from the relay's own CA, offline. It prints each
+step and how to reach each part, and writes demo.json. Ctrl-C stops everything.`,
 		Args: cobra.NoArgs,
 	}
 	f := cmd.Flags()
@@ -30,15 +35,19 @@ stops everything it started.`,
 	f.IntVar(&o.PanelPort, "panel-port", 9292, "nginx port of the admin panel by IP (mTLS)")
 	f.IntVar(&o.HTTPPort, "http-port", 8080, "nginx HTTP port (redirects to HTTPS)")
 	f.StringVar(&o.AgentBinary, "agent-binary", "", "portlama-agent binary (default: next to this binary)")
+	f.BoolVar(&o.ACME, "acme", true, "get the certificates from a local Pebble over ACME (false: from the relay CA, offline)")
+	f.BoolVar(&o.Wildcard, "wildcard", false, "with --acme: one DNS-01 wildcard certificate through a local stand-in of DigitalOcean's DNS API")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if _, err := exec.LookPath("nginx"); err != nil {
 			if _, err := os.Stat("/usr/sbin/nginx"); err != nil {
 				return fmt.Errorf("nginx is not installed; install it with `sudo apt-get install nginx` (Debian/Ubuntu), or run `make demo`, which does that for you")
 			}
 		}
-		o.Logger = newLogger()
+		o.Logger = newDemoLogger(o.Dir)
 		o.Version = version
+		o.Sample = true
 		out := cmd.OutOrStdout()
+		o.Progress = func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
 		fmt.Fprintf(out, "Starting the Portlama demo in %s ...\n", o.Dir)
 		st, err := demo.Start(cmd.Context(), o)
 		if err != nil {
@@ -55,6 +64,17 @@ stops everything it started.`,
 	return cmd
 }
 
+// newDemoLogger writes the components' messages to demo.log in the demo
+// directory: the terminal shows the steps a user sees.
+func newDemoLogger(dir string) *slog.Logger {
+	if err := os.MkdirAll(dir, 0o700); err == nil {
+		if f, err := os.OpenFile(filepath.Join(dir, "demo.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+			return slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		}
+	}
+	return newLogger()
+}
+
 func defaultDemoDir() string {
 	if d, err := os.UserCacheDir(); err == nil {
 		return filepath.Join(d, "portlama-demo")
@@ -67,11 +87,17 @@ func printDemo(w io.Writer, i demo.Info) {
 	p("")
 	p("Portlama demo is running. Everything is in %s (summary: demo.json).", i.Dir)
 	p("")
+	p("Certificates: %s (trust %s).", map[string]string{"pebble": "real ACME certificates from the local Pebble", "relay-ca": "issued by the relay CA"}[i.Issuer], i.CACert)
+	p("")
 	p("Admin panel (mTLS, admin client certificate):")
 	p("  curl --cacert %s --cert %s --key %s %s/api/health", i.IPCert, i.AdminCert, i.AdminKey, i.PanelURL)
 	p("  Browser: import %s (password %s), then open %s", i.AdminP12, i.AdminP12Password, i.PanelURL)
 	p("")
 	p("Agent %q enrolled with a one-time token and tunnels the sample app (port %d).", i.AgentLabel, i.AppPort)
+	if i.PortalAdmin != nil {
+		p("")
+		p("Provisioning created the portal user %s with password %s (shown once; give it a TOTP via Users -> Reset TOTP).", i.PortalAdmin.Username, i.PortalAdmin.Password)
+	}
 	if i.User != nil {
 		p("")
 		p("Login portal: %s   (curl: --resolve %s)", i.AuthURL, i.AuthResolve)

@@ -40,6 +40,8 @@ func newRootCmd() *cobra.Command {
 		newInstallCmd(root),
 		newUninstallCmd(),
 		newHelperCmd(),
+		newCertsCmd(),
+		newResetAdminCmd(),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the version",

@@ -6,7 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/portlama/portlama/internal/config"
-	"github.com/portlama/portlama/internal/nginx"
+	"github.com/portlama/portlama/internal/panel"
 	"github.com/portlama/portlama/internal/privilege"
 	"github.com/portlama/portlama/internal/relay"
 )
@@ -15,17 +15,19 @@ func newPanelCmd() *cobra.Command {
 	return relayCommand("panel", "Run the panel API (unit portlama-panel) on 127.0.0.1:3100, behind nginx",
 		func(ctx context.Context, r config.Relay) error {
 			log := newLogger()
-			// An installed relay's panel runs unprivileged: nginx -t and
-			// reloads go through the root helper (package privilege).
-			var ctl nginx.Controller
+			opts := relay.Options{Config: r, Logger: log}
+			// An installed relay's panel runs unprivileged: nginx -t,
+			// reloads and unit actions go through the root helper
+			// (package privilege).
 			if r.Layout == config.ProductionLayout() {
-				ctl = privilege.Nginx{}
+				opts.Nginx = privilege.Nginx{}
+				opts.Services = privilege.Services{}
 			}
-			svc, err := relay.Open(r, ctl, log)
+			svc, err := relay.Open(opts)
 			if err != nil {
 				return err
 			}
-			srv, err := relay.NewPanel(svc, version, log)
+			srv, err := panel.New(panel.FromRelay(svc, version, log))
 			if err != nil {
 				return err
 			}

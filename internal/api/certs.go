@@ -22,6 +22,22 @@ type CertList struct {
 	Certs []Cert `json:"certs"`
 }
 
+// AutoRenewStatus answers GET /api/certs/auto-renew-status (the renewal
+// timer's state).
+type AutoRenewStatus struct {
+	Active  bool    `json:"active"`
+	NextRun *string `json:"nextRun"`
+	LastRun *string `json:"lastRun"`
+}
+
+// CertRenewed answers POST /api/certs/:domain/renew.
+type CertRenewed struct {
+	OK        bool    `json:"ok"`
+	Domain    string  `json:"domain"`
+	NewExpiry *string `json:"newExpiry"`
+	Warning   string  `json:"warning,omitempty"`
+}
+
 // AdminRotation answers POST /api/certs/mtls/rotate.
 type AdminRotation struct {
 	OK          bool   `json:"ok"`

@@ -17,6 +17,29 @@ type Relay struct {
 	// DNSServer is the resolver (host:port) for onboarding's DNS check;
 	// empty means the system resolver.
 	DNSServer string `json:"dnsServer,omitempty"`
+
+	// ACME configures the ACME client beyond panel.json's acme settings.
+	ACME ACMEClient `json:"acme,omitempty"`
+
+	// Nginx names a self-run nginx (the demo's) that every relay process
+	// tests and reloads instead of the system's nginx service.
+	Nginx *NginxInstance `json:"nginx,omitempty"`
+}
+
+// ACMEClient are the ACME client's settings that belong to the machine
+// rather than to panel.json: whom to trust for the CA's HTTPS (Pebble's
+// test CA; Let's Encrypt needs none), which resolvers DNS-01 checks use,
+// and which ACME profile to ask for (Pebble picks a random one otherwise).
+type ACMEClient struct {
+	CACertFile   string   `json:"caCertFile,omitempty"`
+	DNSResolvers []string `json:"dnsResolvers,omitempty"`
+	Profile      string   `json:"profile,omitempty"`
+}
+
+// NginxInstance is a self-run nginx: its instance directory (nginx.conf,
+// nginx.pid, error.log).
+type NginxInstance struct {
+	Prefix string `json:"prefix"`
 }
 
 // ProductionRelay is the configuration of an installed relay.

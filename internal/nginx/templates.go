@@ -364,6 +364,11 @@ ssl_verify_depth 1;
 {{- define "snippet-panel-proxy"}}{{template "header"}}# For locations that proxy to the panel (contract §19.1, §3.2).
 proxy_pass http://portlama_panel;
 proxy_http_version 1.1;
+# Unbuffered: nginx 1.22 drops a buffered response that is still arriving
+# when a reload makes the worker shut down (its upstream timer is removed
+# and the worker exits): an API call that reloads nginx itself (admin
+# rotation, revocation, tunnel changes) lost its answer.
+proxy_buffering off;
 client_max_body_size 200m;
 include {{.Snippets}}/portlama-proxy-secret.conf;
 proxy_set_header X-SSL-Client-Verify $ssl_client_verify;

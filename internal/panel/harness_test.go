@@ -16,6 +16,10 @@ import (
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/onboarding"
 	"github.com/portlama/portlama/internal/onboarding/dnstest"
+	"github.com/portlama/portlama/internal/pki/pkitest"
+	"github.com/portlama/portlama/internal/provision"
+	"github.com/portlama/portlama/internal/relay"
+	"github.com/portlama/portlama/internal/supervisor"
 	"github.com/portlama/portlama/internal/system"
 )
 
@@ -69,6 +73,8 @@ func (s stubStats) Stats(context.Context) (system.Stats, error) {
 type harness struct {
 	t      *testing.T
 	srv    *Server
+	svc    *relay.Services // the relay the panel runs on (relay.Open)
+	ngx    *fakeNginx
 	http   *httptest.Server
 	store  *config.PanelStore
 	dns    *dnstest.Server
@@ -80,9 +86,49 @@ type harness struct {
 
 type harnessOpt func(*Config)
 
+// fakeNginx is the one stand-in of the panel tests: nginx itself. It
+// counts tests and fails the next one on request; the vhost files are
+// real (written by nginx.Manager in the test's layout).
+type fakeNginx struct {
+	mu       sync.Mutex
+	tests    int
+	failNext string // output of the next failing nginx -t
+}
+
+func (f *fakeNginx) Test(context.Context) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tests++
+	if out := f.failNext; out != "" {
+		f.failNext = ""
+		return out, errors.New("nginx -t: exit status 1")
+	}
+	return "syntax is ok", nil
+}
+
+func (f *fakeNginx) Reload(context.Context) error { return nil }
+
+// relayCA issues domain certificates from the test relay's CA.
+type relayCA struct{ svc func() *relay.Services }
+
+func (r relayCA) Obtain(_ context.Context, names []string) ([]byte, []byte, string, error) {
+	c, k, err := r.svc().PKI.IssueServer(names, 90*24*time.Hour)
+	return c, k, "relay-ca", err
+}
+
 // newHarness starts a panel with panel.json in state status (domain set
-// for every state after FRESH) on a real loopback HTTP server.
+// for every state after FRESH) on a real loopback HTTP server. The relay
+// underneath is opened by relay.Open on a relay installed by
+// provision.Install; identity uses in-memory revocations and agents
+// unless an option replaces them (newRelayEnv keeps the real ones).
 func newHarness(t *testing.T, status string, opts ...harnessOpt) *harness {
+	t.Helper()
+	return startHarness(t, status, false, opts...)
+}
+
+// startHarness is newHarness; with realIdentity the relay's PKI and agents
+// registry decide identity.
+func startHarness(t *testing.T, status string, realIdentity bool, opts ...harnessOpt) *harness {
 	t.Helper()
 	layout := config.DirLayout(t.TempDir())
 	if err := os.MkdirAll(layout.DataDir, 0o700); err != nil {
@@ -97,28 +143,44 @@ func newHarness(t *testing.T, status string, opts ...harnessOpt) *harness {
 	if err := os.WriteFile(layout.PanelConfig(), []byte(doc), 0o640); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(layout.ProxySecretFile(), []byte(testSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provision.Install(context.Background(), provision.InstallConfig{Layout: layout, IP: testIP, GenerateKey: pkitest.GenerateKey}); err != nil {
+		t.Fatal(err)
+	}
 	dns, err := dnstest.Start("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dns.Close() })
 	h := &harness{
-		t: t, dns: dns,
+		t: t, dns: dns, ngx: &fakeNginx{},
 		revs:   &memRevocations{set: map[string]bool{}},
 		agents: &memAgents{agents: map[string]Agent{}},
 		now:    time.Unix(1_800_000_000, 0),
 	}
-	cfg := Config{
-		Layout:      layout,
-		Addrs:       config.DefaultAddrs(),
-		ProxySecret: testSecret,
-		Version:     "1.2.3",
-		Now:         h.clock,
-		Revocations: h.revs,
-		Agents:      h.agents,
-		Resolver:    onboarding.DNSServerResolver{Server: dns.Addr, Timeout: 2 * time.Second},
-		Stats:       stubStats{},
+	svc, err := relay.Open(relay.Options{
+		Config:   config.Relay{Layout: layout, Addrs: config.DefaultAddrs()},
+		Nginx:    h.ngx,
+		Services: supervisor.New(nil),
+		Issuer:   relayCA{func() *relay.Services { return h.svc }},
+		Resolver: onboarding.DNSServerResolver{Server: dns.Addr, Timeout: 2 * time.Second},
+		Now:      h.clock,
+		// Relay ports are allocated, not bound, in these tests: other
+		// processes on the machine may hold ports of the default range.
+		PortFree: func(int) bool { return true },
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
+	h.svc = svc
+	cfg := FromRelay(svc, "1.2.3", nil)
+	if !realIdentity {
+		cfg.Revocations = h.revs
+		cfg.Agents = h.agents
+	}
+	cfg.Stats = stubStats{}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -127,7 +189,7 @@ func newHarness(t *testing.T, status string, opts ...harnessOpt) *harness {
 		t.Fatal(err)
 	}
 	h.srv = s
-	h.store = config.NewPanelStore(layout.PanelConfig())
+	h.store = svc.Panel
 	h.http = httptest.NewServer(s)
 	t.Cleanup(h.http.Close)
 	return h

@@ -150,9 +150,9 @@ func TestDuplicateIdentityHeadersRefused(t *testing.T) {
 }
 
 func TestNewRefusesInvalidPanelJSON(t *testing.T) {
-	layout := config.DirLayout(t.TempDir())
-	os.MkdirAll(layout.DataDir, 0o700)
-	cfg := Config{Layout: layout, Revocations: &memRevocations{}, Agents: &memAgents{}}
+	h := newHarness(t, config.StatusFresh)
+	cfg := FromRelay(h.svc, "1", nil)
+	layout := cfg.Layout
 	os.WriteFile(layout.PanelConfig(), []byte(`{"ip":"1.2.3.4","dataDir":"/x","relayPortRange":{"min":9000,"max":9500}}`), 0o640)
 	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "relayPortRange") {
 		t.Fatalf("err = %v", err)

@@ -7,12 +7,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,99 +19,21 @@ import (
 	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/pki"
-	"github.com/portlama/portlama/internal/pki/pkitest"
+	"github.com/portlama/portlama/internal/store"
 	"github.com/portlama/portlama/internal/tunnel"
 	"github.com/portlama/portlama/internal/tunnels"
 )
 
-// This file builds a panel on the relay's real services (PKI, agents
-// registry, tunnel ACL, tunnels.json, certificate store) in a temp
-// directory. Only nginx is replaced, by recordingVhosts; the lead's
-// end-to-end tests run the real nginx and tunnel server.
+// relayEnv is a panel on the relay's real services as relay.Open wires
+// them (PKI, agents registry, tunnel ACL, tunnels.json, certificate store,
+// nginx.Manager writing real vhost files); only nginx itself is the
+// fakeNginx controller. The end-to-end tests run the real nginx.
 
 const (
 	testFingerprint = "O6ssY+Ss0zrUaXnR0QSxtvlDW9pPHZTU2RqkG5xV3Eg=" // chisel's SHA-256 form
 	testDomain      = "example.com"
 )
 
-// recordingVhosts records vhost operations; fail makes the next operation of
-// the given kind fail.
-type recordingVhosts struct {
-	mu      sync.Mutex
-	calls   []string
-	enabled map[string]bool
-	fail    map[string]error // "write", "remove", "enable"
-}
-
-func (v *recordingVhosts) record(op string, t api.Tunnel) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.calls = append(v.calls, op+" "+tunnels.VhostName(t))
-	kind := op
-	if op == "disable" {
-		kind = "enable"
-	}
-	if err := v.fail[kind]; err != nil {
-		delete(v.fail, kind)
-		return err
-	}
-	return nil
-}
-
-func (v *recordingVhosts) WriteTunnel(_ context.Context, t api.Tunnel, _ acme.Files) error {
-	if err := v.record("write", t); err != nil {
-		return err
-	}
-	v.mu.Lock()
-	v.enabled[tunnels.VhostName(t)] = true
-	v.mu.Unlock()
-	return nil
-}
-
-func (v *recordingVhosts) RemoveTunnel(_ context.Context, t api.Tunnel) error {
-	if err := v.record("remove", t); err != nil {
-		return err
-	}
-	v.mu.Lock()
-	delete(v.enabled, tunnels.VhostName(t))
-	v.mu.Unlock()
-	return nil
-}
-
-func (v *recordingVhosts) SetTunnelEnabled(_ context.Context, t api.Tunnel, enabled bool) error {
-	op := "disable"
-	if enabled {
-		op = "enable"
-	}
-	if err := v.record(op, t); err != nil {
-		return err
-	}
-	v.mu.Lock()
-	v.enabled[tunnels.VhostName(t)] = enabled
-	v.mu.Unlock()
-	return nil
-}
-
-func (v *recordingVhosts) callCount() int {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return len(v.calls)
-}
-
-func (v *recordingVhosts) failNext(kind string, err error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.fail[kind] = err
-}
-
-func (v *recordingVhosts) isEnabled(name string) (enabled, exists bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	enabled, exists = v.enabled[name]
-	return
-}
-
-// relayEnv is a panel harness wired to real relay services.
 type relayEnv struct {
 	*harness
 	pki     *pki.PKI
@@ -121,131 +41,76 @@ type relayEnv struct {
 	acl     *tunnel.ACL
 	tunnels *tunnels.Service
 	certs   *acme.Store
-	vhosts  *recordingVhosts
+	vhosts  vhostFiles
 	ctx     context.Context
-
-	mu    sync.Mutex
-	fpErr error // returned by the Fingerprint dependency when set
-}
-
-func (e *relayEnv) fingerprint() (string, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.fpErr != nil {
-		return "", e.fpErr
-	}
-	return testFingerprint, nil
-}
-
-func (e *relayEnv) setFingerprintErr(err error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.fpErr = err
-}
-
-// credentials gives agents their tunnel credentials, as relay.Open does.
-type envCredentials struct{ e *relayEnv }
-
-func (c envCredentials) AddAgent(ctx context.Context, label string) error {
-	if err := c.e.acl.AddAgent(ctx, label); err != nil {
-		return err
-	}
-	return c.e.tunnels.SyncACL(ctx, label)
-}
-
-func (c envCredentials) RemoveAgent(ctx context.Context, label string) error {
-	return c.e.acl.RemoveAgent(ctx, label)
-}
-
-type envActiveLabels struct{ e *relayEnv }
-
-func (a envActiveLabels) ActiveLabels() ([]string, error) {
-	entries, err := a.e.agents.List()
-	if err != nil {
-		return nil, err
-	}
-	var labels []string
-	for _, x := range entries {
-		if !x.Revoked {
-			labels = append(labels, x.Label)
-		}
-	}
-	return labels, nil
 }
 
 // newRelayEnv starts a COMPLETED panel for example.com (e-mail set) with a
-// wildcard certificate for *.example.com in the store.
+// wildcard certificate for *.example.com in the store; identity comes from
+// the relay's PKI and agents registry.
 func newRelayEnv(t *testing.T) *relayEnv {
 	t.Helper()
-	e := &relayEnv{vhosts: &recordingVhosts{enabled: map[string]bool{}, fail: map[string]error{}}, ctx: context.Background()}
-	var setupErr error
-	e.harness = newHarness(t, config.StatusCompleted, func(cfg *Config) {
-		setupErr = e.setup(t, cfg)
-	})
-	if setupErr != nil {
-		t.Fatal(setupErr)
-	}
-	return e
-}
-
-func (e *relayEnv) setup(t *testing.T, cfg *Config) error {
-	now := cfg.Now // the harness clock (advance with h.advance)
-	layout := cfg.Layout
-	panelStore := config.NewPanelStore(layout.PanelConfig())
-	if _, err := panelStore.Update(func(c *config.PanelConfig) error {
+	h := startHarness(t, config.StatusCompleted, true)
+	s := h.svc
+	e := &relayEnv{harness: h, pki: s.PKI, agents: s.Agents, acl: s.ACL, tunnels: s.Tunnels, certs: s.Certs,
+		vhosts: vhostFiles{h: h}, ctx: context.Background()}
+	if _, err := s.Panel.Update(func(c *config.PanelConfig) error {
 		email := "ops@example.com"
 		c.Email = &email
 		return nil
 	}); err != nil {
-		return err
+		t.Fatal(err)
 	}
-	p, _, err := pki.Init(pki.Config{Dir: layout.PKIDir(), Now: now, GenerateKey: pkitest.GenerateKey}, "192.0.2.10")
+	certPEM, keyPEM, err := s.PKI.IssueServer([]string{testDomain, "*." + testDomain}, 90*24*time.Hour)
 	if err != nil {
-		return err
+		t.Fatal(err)
 	}
-	e.pki = p
-	e.acl = tunnel.NewACL(filepath.Join(t.TempDir(), "acl.json"))
-	e.certs = &acme.Store{Dir: layout.CertsDir, Domain: func() string { return testDomain }, Now: now}
-	certPEM, keyPEM, err := p.IssueServer([]string{testDomain, "*." + testDomain}, 90*24*time.Hour)
+	if err := s.Certs.Install(testDomain, certPEM, keyPEM, []string{testDomain, "*." + testDomain}, "dns-01"); err != nil {
+		t.Fatal(err)
+	}
+	e.setFingerprintErr(nil)
+	return e
+}
+
+// vhostFiles reads the vhost files nginx.Manager wrote and drives the
+// fake nginx's failures.
+type vhostFiles struct{ h *harness }
+
+// isEnabled reports whether sites-enabled links name and whether
+// sites-available has it.
+func (v vhostFiles) isEnabled(name string) (enabled, exists bool) {
+	l := v.h.svc.Config.Layout
+	_, err := os.Stat(filepath.Join(l.NginxSitesAvailable(), name))
+	exists = err == nil
+	_, err = os.Lstat(filepath.Join(l.NginxSitesEnabled(), name))
+	return err == nil, exists
+}
+
+// callCount counts nginx configuration tests so far.
+func (v vhostFiles) callCount() int {
+	v.h.ngx.mu.Lock()
+	defer v.h.ngx.mu.Unlock()
+	return v.h.ngx.tests
+}
+
+// failNext makes the next nginx -t fail with output.
+func (v vhostFiles) failNext(output string) {
+	v.h.ngx.mu.Lock()
+	defer v.h.ngx.mu.Unlock()
+	v.h.ngx.failNext = output
+}
+
+// setFingerprintErr removes the tunnel server's fingerprint file (err set)
+// or writes testFingerprint to it.
+func (e *relayEnv) setFingerprintErr(err error) {
+	path := tunnel.DirConfig(e.svc.Config.Layout.TunnelDir()).FingerprintFile
 	if err != nil {
-		return err
+		os.Remove(path)
+		return
 	}
-	if err := e.certs.Install(testDomain, certPEM, keyPEM, []string{testDomain, "*." + testDomain}, "dns-01"); err != nil {
-		return err
+	if werr := store.WriteFileAtomic(path, []byte(testFingerprint+"\n"), 0o644); werr != nil {
+		e.t.Fatal(werr)
 	}
-	e.tunnels = tunnels.New(tunnels.Config{
-		File: layout.TunnelsFile(),
-		Settings: func() (tunnels.Settings, error) {
-			c, err := panelStore.Load()
-			if err != nil {
-				return tunnels.Settings{}, err
-			}
-			return tunnels.Settings{Domain: c.DomainOrEmpty(), Email: c.EmailOrEmpty(),
-				RelayPortMin: c.RelayPortRange.Min, RelayPortMax: c.RelayPortRange.Max}, nil
-		},
-		Agents:   envActiveLabels{e},
-		Vhosts:   e.vhosts,
-		Certs:    e.certs,
-		ACL:      e.acl,
-		Now:      now,
-		PortFree: func(int) bool { return true },
-	})
-	e.agents, err = agents.New(agents.Config{PKI: p, Tunnels: envCredentials{e}, Now: now})
-	if err != nil {
-		return err
-	}
-	cfg.Revocations = p
-	cfg.Agents = RegistryDirectory{Manager: e.agents}
-	cfg.Relay = RelayDeps{
-		Tunnels:     e.tunnels,
-		Agents:      e.agents,
-		PKI:         p,
-		Certs:       e.certs,
-		Credential:  e.acl.Credential,
-		Fingerprint: e.fingerprint,
-		ServerURL:   func(d string) string { return "https://tunnel." + d + ":443" },
-	}
-	return nil
 }
 
 // newAgent issues a P12 agent with caps and returns its request headers.
@@ -311,6 +176,7 @@ func jsonString(s string) string {
 	return string(b)
 }
 
-var errFailNginx = errors.New("nginx -t failed: unknown directive")
+// errFailNginx is the output of a failing nginx -t.
+const errFailNginx = "unknown directive"
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }

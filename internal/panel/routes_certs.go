@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/portlama/portlama/internal/agent"
+	"github.com/portlama/portlama/internal/acme"
 	"github.com/portlama/portlama/internal/agents"
 	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/pki"
@@ -89,6 +90,15 @@ func agentError(err error, failMsg string) error {
 	return err
 }
 
+// optTime is t in the API's format, or nil for the zero time.
+func optTime(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	v := api.FormatTime(t)
+	return &v
+}
+
 func (s *Server) certEntry(typ string, domain *string, notAfter time.Time, path string) api.Cert {
 	days := int(math.Floor(notAfter.Sub(s.now()).Hours() / 24))
 	return api.Cert{
@@ -124,7 +134,7 @@ func (s *Server) ipCertFingerprint(c *Ctx) string {
 }
 
 // registerCerts: the certificate and agent certificate routes of contract
-// §11.2 (auto-renew-status and renew come with ACME issuance).
+// §11.2.
 func (s *Server) registerCerts() {
 	d := &s.cfg.Relay
 
@@ -163,12 +173,63 @@ func (s *Server) registerCerts() {
 	})
 
 	s.Handle(Route{
+		Method: http.MethodGet, Path: "/api/certs/auto-renew-status",
+		Access: AdminOnly, Gate: GateManagement,
+		Handler: func(c *Ctx) error {
+			ts, err := d.Timers.TimerStatus(c.R.Context(), acme.RenewTimerUnit)
+			if err != nil {
+				c.Log.Warn("renewal timer status", "err", err)
+			}
+			return c.OK(api.AutoRenewStatus{Active: ts.Active, NextRun: optTime(ts.NextRun), LastRun: optTime(ts.LastRun)})
+		},
+	})
+
+	renew := func(c *Ctx, name string) error {
+		if err := validate.CertName(name); err != nil {
+			return ValidationError(Issue{Path: []any{"domain"}, Message: err.Error()})
+		}
+		na, reloadErr, err := d.RenewCert(c.R.Context(), name)
+		switch {
+		case errors.Is(err, acme.ErrNoCertificate):
+			return NewError(http.StatusNotFound, "Certificate not found")
+		case err != nil:
+			return Failed("Certificate renewal failed", err)
+		}
+		res := api.CertRenewed{OK: true, Domain: name, NewExpiry: optTime(na)}
+		if reloadErr != nil {
+			c.Log.Error("nginx reload after certificate renewal", "name", name, "err", reloadErr)
+			res.Warning = "The certificate was renewed but nginx could not be reloaded: " + reloadErr.Error()
+		}
+		return c.OK(res)
+	}
+	// POST /api/certs/{domain}/renew would conflict with
+	// /api/certs/agent/{label} (both match /api/certs/agent/renew, and
+	// net/http panics on such a pair). It is registered as
+	// /api/certs/{domain}/{action}, which every literal /api/certs/x/y
+	// route and /api/certs/agent/{label} are more specific than; any
+	// action but renew is 404. The literal /api/certs/agent/renew serves
+	// both meanings of that one path: POST renews the certificate "agent"
+	// (not a certificate name: 400), DELETE revokes the agent "renew".
+	s.Handle(Route{
+		Method: http.MethodPost, Path: "/api/certs/{domain}/{action}",
+		Access: AdminOnly, Gate: GateManagement,
+		Handler: func(c *Ctx) error {
+			if c.Param("action") != "renew" {
+				return errNotFound
+			}
+			return renew(c, c.Param("domain"))
+		},
+	})
+	s.Handle(Route{
+		Method: http.MethodPost, Path: "/api/certs/agent/renew",
+		Access: AdminOnly, Gate: GateManagement,
+		Handler: func(c *Ctx) error { return renew(c, "agent") },
+	})
+
+	s.Handle(Route{
 		Method: http.MethodPost, Path: "/api/certs/mtls/rotate",
 		Access: AdminOnly, Gate: GateManagement,
 		Handler: func(c *Ctx) error {
-			if d.PKI == nil {
-				return errNotWired
-			}
 			rot, err := d.PKI.RotateAdmin(c.R.Context(), pki.LabelAdminRotated)
 			if err != nil {
 				return Failed("Failed to rotate mTLS certificate", err)
@@ -192,9 +253,6 @@ func (s *Server) registerCerts() {
 		Method: http.MethodGet, Path: "/api/certs/mtls/download",
 		Access: AdminOnly, Gate: GateManagement,
 		Handler: func(c *Ctx) error {
-			if d.PKI == nil {
-				return errNotWired
-			}
 			data, err := os.ReadFile(d.PKI.Path(pki.ClientP12File))
 			if errors.Is(err, fs.ErrNotExist) {
 				return NewError(http.StatusNotFound, "No client certificate found")
@@ -246,9 +304,6 @@ func (s *Server) registerAgentCerts() {
 		Access: AdminOnly, Gate: GateManagement,
 		Body: newAgentSchema,
 		Handler: func(c *Ctx) error {
-			if d.Agents == nil {
-				return errNotWired
-			}
 			label, caps, sites, err := decodeNewAgent(c)
 			if err != nil {
 				return err
@@ -268,9 +323,6 @@ func (s *Server) registerAgentCerts() {
 		Method: http.MethodGet, Path: "/api/certs/agent",
 		Access: AdminOnly, Gate: GateManagement,
 		Handler: func(c *Ctx) error {
-			if d.Agents == nil {
-				return errNotWired
-			}
 			entries, err := d.Agents.List()
 			if err != nil {
 				return Failed("Failed to list agent certificates", err)
@@ -289,9 +341,6 @@ func (s *Server) registerAgentCerts() {
 		Access: AdminOnly, Gate: GateManagement,
 		Params: agentLabelParams,
 		Handler: func(c *Ctx) error {
-			if d.Agents == nil {
-				return errNotWired
-			}
 			label := c.Param("label")
 			data, err := d.Agents.AgentP12(label)
 			if err != nil {
@@ -302,9 +351,6 @@ func (s *Server) registerAgentCerts() {
 	})
 
 	revokeAgent := func(c *Ctx, label string) error {
-		if d.Agents == nil {
-			return errNotWired
-		}
 		rev, err := d.Agents.Revoke(c.R.Context(), label)
 		if err != nil {
 			return agentError(err, "Failed to revoke agent certificate")
@@ -329,9 +375,6 @@ func (s *Server) registerAgentCerts() {
 		Params: agentLabelParams,
 		Body:   Object(Required("capabilities", capabilitiesSchema)),
 		Handler: func(c *Ctx) error {
-			if d.Agents == nil {
-				return errNotWired
-			}
 			var b api.CapabilitiesRequest
 			if err := c.Decode(&b); err != nil {
 				return err
@@ -350,9 +393,6 @@ func (s *Server) registerAgentCerts() {
 		Params: agentLabelParams,
 		Body:   Object(Required("allowedSites", allowedSitesSchema)),
 		Handler: func(c *Ctx) error {
-			if d.Agents == nil {
-				return errNotWired
-			}
 			var b api.AllowedSitesRequest
 			if err := c.Decode(&b); err != nil {
 				return err
@@ -373,9 +413,6 @@ func (s *Server) registerAgentCerts() {
 		Handler: func(c *Ctx) error {
 			if c.Identity.IsAdmin() {
 				return errAgentLabelRequired(http.StatusForbidden)
-			}
-			if d.Agents == nil {
-				return errNotWired
 			}
 			var b api.CSRRequest
 			if err := c.Decode(&b); err != nil {
@@ -400,9 +437,6 @@ func (s *Server) registerAgentCerts() {
 		Access: AdminOnly, Gate: GateManagement,
 		Body: newAgentSchema,
 		Handler: func(c *Ctx) error {
-			if d.Agents == nil {
-				return errNotWired
-			}
 			label, caps, sites, err := decodeNewAgent(c)
 			if err != nil {
 				return err
@@ -424,9 +458,6 @@ func (s *Server) registerAgentCerts() {
 		if err := validate.AgentLabelParam(label); err != nil {
 			return ValidationError(Issue{Path: []any{"label"}, Message: err.Error()})
 		}
-		if d.Agents == nil {
-			return errNotWired
-		}
 		revoked, err := d.Agents.RevokeToken(label)
 		if err != nil {
 			return Failed("Failed to revoke enrollment token", err)
@@ -445,7 +476,7 @@ func (s *Server) registerAgentCerts() {
 			Handler: func(c *Ctx) error { return revokeToken(c, c.Param("label"), suffix) },
 		})
 	}
-	for _, label := range []string{"enroll", "upgrade-cert"} {
+	for _, label := range []string{"enroll", "upgrade-cert", "renew"} {
 		s.Handle(Route{
 			Method: http.MethodDelete, Path: "/api/certs/agent/" + label,
 			Access: AdminOnly, Gate: GateManagement,

@@ -77,9 +77,8 @@ func TestCertsList(t *testing.T) {
 		expect(t, 403, `{"error":"Insufficient certificate scope","details":{"required":["admin"],"current":"agent"}}`)
 	e.do("GET", "/api/certs/admin/auth-mode", "", adminHeaders()).expect(t, 200, `{"adminAuthMode":"p12"}`)
 	e.do("GET", "/api/certs/admin/auth-mode", "", a.headers()).expect(t, 403, "")
-	// Routes that come with ACME issuance do not exist yet.
-	e.do("GET", "/api/certs/auto-renew-status", "", adminHeaders()).expect(t, 404, `{"error":"Not found"}`)
-	e.do("POST", "/api/certs/example.com/renew", "", adminHeaders()).expect(t, 404, `{"error":"Not found"}`)
+	// The renewal timer is not running in this relay.
+	e.do("GET", "/api/certs/auto-renew-status", "", adminHeaders()).expect(t, 200, `{"active":false,"nextRun":null,"lastRun":null}`)
 	// Out of scope (contract §16).
 	e.do("POST", "/api/certs/agent/enroll-delegated", `{"label":"x"}`, adminHeaders()).expect(t, 404, `{"error":"Not found"}`)
 	e.do("POST", "/api/certs/admin/upgrade-to-hardware-bound", "", adminHeaders()).expect(t, 404, `{"error":"Not found"}`)

@@ -51,9 +51,6 @@ func (s *Server) registerEnroll() {
 			if err := c.Decode(&b); err != nil {
 				return err
 			}
-			if d.Agents == nil {
-				return errNotWired
-			}
 			enr, err := d.Agents.Enroll(c.R.Context(), b.Token, b.CSR)
 			if err != nil {
 				return enrollError(c, err)

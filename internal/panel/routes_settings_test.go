@@ -229,8 +229,14 @@ func TestPanel2FAConfirmVhostFailure(t *testing.T) {
 	f.do("GET", "/api/users", "", adminHeaders()).expect(t, 200, "")
 }
 
+// brokenIPVhost cannot switch the IP vhost (its nginx test fails).
+type brokenIPVhost struct{}
+
+func (brokenIPVhost) Enable(context.Context) error  { return errBoom }
+func (brokenIPVhost) Disable(context.Context) error { return errBoom }
+
 func TestPanel2FAWithoutIPVhostController(t *testing.T) {
-	f := newAuthFixture(t, config.StatusCompleted, func(c *Config) { c.Auth.IPVhost = nil })
+	f := newAuthFixture(t, config.StatusCompleted, func(c *Config) { c.Auth.IPVhost = brokenIPVhost{} })
 	secret := f.setup2FA(t)
 	r := f.do("POST", "/api/settings/2fa/confirm", codeJSON(totpCode(t, secret, f.clock.now())), adminHeaders())
 	if r.status != 500 || r.body["error"] != "Failed to disable IP vhost. 2FA was not enabled." {

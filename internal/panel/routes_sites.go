@@ -54,9 +54,6 @@ func (s *Server) registerSites() {
 		Method: http.MethodGet, Path: "/api/sites",
 		Access: AdminOrAgent, Capability: api.CapSitesRead, Gate: GateManagement,
 		Handler: func(c *Ctx) error {
-			if d.Sites == nil {
-				return errNotWired
-			}
 			list, err := d.Sites.List(siteCaller(c.Identity))
 			if err != nil {
 				return Failed("Failed to list sites", err)
@@ -70,9 +67,6 @@ func (s *Server) registerSites() {
 		Access: AdminOnly, Gate: GateManagement,
 		Body: createSiteSchema,
 		Handler: func(c *Ctx) error {
-			if d.Sites == nil {
-				return errNotWired
-			}
 			var b api.CreateSiteRequest
 			if err := c.Decode(&b); err != nil {
 				return err
@@ -95,9 +89,6 @@ func (s *Server) registerSites() {
 		Params: siteID,
 		Body:   patchSiteSchema,
 		Handler: func(c *Ctx) error {
-			if d.Sites == nil {
-				return errNotWired
-			}
 			var b api.UpdateSiteRequest
 			if err := c.Decode(&b); err != nil {
 				return err
@@ -119,9 +110,6 @@ func (s *Server) registerSites() {
 		Access: AdminOnly, Gate: GateManagement,
 		Params: siteID,
 		Handler: func(c *Ctx) error {
-			if d.Sites == nil {
-				return errNotWired
-			}
 			warning, err := d.Sites.Delete(c.R.Context(), c.Param("id"))
 			if err != nil {
 				return err
@@ -135,9 +123,6 @@ func (s *Server) registerSites() {
 		Access: AdminOnly, Gate: GateManagement,
 		Params: siteID,
 		Handler: func(c *Ctx) error {
-			if d.Sites == nil {
-				return errNotWired
-			}
 			res, err := d.Sites.VerifyDNS(c.R.Context(), c.Param("id"))
 			if err != nil {
 				return err
@@ -152,9 +137,6 @@ func (s *Server) registerSites() {
 		Params: siteID,
 		Query:  siteFilesQuery,
 		Handler: func(c *Ctx) error {
-			if d.Sites == nil {
-				return errNotWired
-			}
 			var q struct {
 				Path      string `json:"path"`
 				Recursive string `json:"recursive"`
@@ -177,9 +159,6 @@ func (s *Server) registerSites() {
 		Query:   siteUploadQuery,
 		RawBody: true,
 		Handler: func(c *Ctx) error {
-			if d.Sites == nil {
-				return errNotWired
-			}
 			var q struct {
 				Path string `json:"path"`
 			}
@@ -212,9 +191,6 @@ func (s *Server) registerSites() {
 		Params: siteID,
 		Body:   deleteSiteFileSchema,
 		Handler: func(c *Ctx) error {
-			if d.Sites == nil {
-				return errNotWired
-			}
 			var b api.DeleteSiteFileRequest
 			if err := c.Decode(&b); err != nil {
 				return err

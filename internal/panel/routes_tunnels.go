@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/portlama/portlama/internal/acme"
 	"github.com/portlama/portlama/internal/agents"
@@ -12,14 +13,14 @@ import (
 	"github.com/portlama/portlama/internal/errkind"
 	"github.com/portlama/portlama/internal/pki"
 	"github.com/portlama/portlama/internal/sites"
+	"github.com/portlama/portlama/internal/system"
 	"github.com/portlama/portlama/internal/tunnels"
 	"github.com/portlama/portlama/internal/validate"
 )
 
 // RelayDeps are the relay services behind the tunnel (contract §7),
 // certificate and agent (§11.2) and enrollment (§11.4) routes. Every field
-// is needed by some route; a route whose dependency is nil answers 500
-// Internal server error (and logs why), so a partly wired panel still starts.
+// is required: New refuses a panel with one missing.
 type RelayDeps struct {
 	Tunnels *tunnels.Service // tunnels.json and its side effects
 	Sites   *sites.Service   // sites.json, site roots and their side effects (routes_sites.go)
@@ -36,9 +37,27 @@ type RelayDeps struct {
 	// ServerURL returns the URL agents connect tunnels to for the base
 	// domain, e.g. https://tunnel.<d>:443 (relay.Services.TunnelServerURL).
 	ServerURL func(domain string) string
+	// RenewCert forces the renewal of one certificate and reloads nginx
+	// (relay.Services.RenewCertificate); reloadErr is a failed test or
+	// reload after a successful renewal.
+	RenewCert func(ctx context.Context, name string) (notAfter time.Time, reloadErr, err error)
+	// Timers reports the renewal timer (auto-renew-status).
+	Timers system.TimerReporter
 }
 
-var errNotWired = errors.New("panel: relay service not configured")
+func (d RelayDeps) missing() []string {
+	var m []string
+	for name, nilDep := range map[string]bool{
+		"Tunnels": d.Tunnels == nil, "Sites": d.Sites == nil, "Agents": d.Agents == nil, "PKI": d.PKI == nil, "Certs": d.Certs == nil,
+		"Credential": d.Credential == nil, "Fingerprint": d.Fingerprint == nil, "ServerURL": d.ServerURL == nil,
+		"RenewCert": d.RenewCert == nil, "Timers": d.Timers == nil,
+	} {
+		if nilDep {
+			m = append(m, "Relay."+name)
+		}
+	}
+	return m
+}
 
 // errAgentLabelRequired answers admin callers of agent-only tunnel routes.
 func errAgentLabelRequired(status int) *api.Error {
@@ -142,9 +161,6 @@ func (s *Server) registerTunnels() {
 		Method: http.MethodGet, Path: "/api/tunnels",
 		Access: AdminOrAgent, Capability: api.CapTunnelsRead, Gate: GateManagement,
 		Handler: func(c *Ctx) error {
-			if d.Tunnels == nil {
-				return errNotWired
-			}
 			list, err := d.Tunnels.List(tunnelCaller(c.Identity))
 			if err != nil {
 				return Failed("Failed to list tunnels", err)
@@ -158,9 +174,6 @@ func (s *Server) registerTunnels() {
 		Access: AdminOrAgent, Capability: api.CapTunnelsWrite, Gate: GateManagement,
 		Body: createTunnelSchema,
 		Handler: func(c *Ctx) error {
-			if d.Tunnels == nil {
-				return errNotWired
-			}
 			var b api.CreateTunnelRequest
 			if err := c.Decode(&b); err != nil {
 				return err
@@ -179,9 +192,6 @@ func (s *Server) registerTunnels() {
 		Params: map[string]func(string) error{"id": validate.UUID},
 		Body:   patchTunnelSchema,
 		Handler: func(c *Ctx) error {
-			if d.Tunnels == nil {
-				return errNotWired
-			}
 			var b api.UpdateTunnelRequest
 			if err := c.Decode(&b); err != nil {
 				return err
@@ -202,9 +212,6 @@ func (s *Server) registerTunnels() {
 		Access: AdminOrAgent, Capability: api.CapTunnelsWrite, Gate: GateManagement,
 		Params: map[string]func(string) error{"id": validate.UUID},
 		Handler: func(c *Ctx) error {
-			if d.Tunnels == nil {
-				return errNotWired
-			}
 			if err := d.Tunnels.Delete(c.R.Context(), tunnelCaller(c.Identity), strings.ToLower(c.Param("id"))); err != nil {
 				return err
 			}
@@ -302,9 +309,6 @@ func (s *Server) registerAgentPanel() {
 
 // panelTunnel finds the agent's own panel tunnel (agent-<label>).
 func (s *Server) panelTunnel(label string) (api.Tunnel, bool, error) {
-	if s.cfg.Relay.Tunnels == nil {
-		return api.Tunnel{}, false, errNotWired
-	}
 	list, err := s.cfg.Relay.Tunnels.List(tunnels.Caller{Label: label})
 	if err != nil {
 		return api.Tunnel{}, false, err
@@ -327,9 +331,6 @@ func (s *Server) agentConfig(c *Ctx, failMsg string) (api.AgentConfig, error) {
 	domain := c.Panel.DomainOrEmpty()
 	if domain == "" {
 		return api.AgentConfig{}, NewError(http.StatusBadRequest, "Domain not configured")
-	}
-	if d.Tunnels == nil || d.Credential == nil || d.Fingerprint == nil || d.ServerURL == nil {
-		return api.AgentConfig{}, errNotWired
 	}
 	label := c.Identity.Label
 	enabled, err := d.Tunnels.EnabledFor(label)

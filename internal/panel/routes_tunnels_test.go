@@ -146,9 +146,9 @@ func TestTunnelCreateRules(t *testing.T) {
 	}
 
 	// nginx failure: 500 with the step, nothing kept.
-	e.vhosts.failNext("write", errFailNginx)
+	e.vhosts.failNext(errFailNginx)
 	e.do("POST", "/api/tunnels", `{"subdomain":"broken","port":8090,"agentLabel":"home"}`, admin).
-		expect(t, 500, `{"error":"Failed to create tunnel","details":"nginx: nginx -t failed: unknown directive"}`)
+		expect(t, 500, `{"error":"Failed to create tunnel","details":"nginx: Nginx config test failed after writing vhost for broken.example.com: unknown directive"}`)
 	for _, x := range listTunnels(t, e, admin) {
 		if x.Subdomain == "broken" {
 			t.Fatal("failed tunnel kept")
@@ -326,10 +326,12 @@ func TestAgentConfigFailures(t *testing.T) {
 	e := newRelayEnv(t)
 	home := e.newAgent(t, "home")
 	e.setFingerprintErr(errBoom)
-	e.do("GET", "/api/tunnels/agent-config", "", home.headers()).
-		expect(t, 500, `{"error":"Failed to generate agent config","details":"boom"}`)
-	e.do("GET", "/api/tunnels/mac-plist", "", home.headers()).
-		expect(t, 500, `{"error":"Failed to generate Mac plist","details":"boom"}`)
+	for path, msg := range map[string]string{"/api/tunnels/agent-config": "Failed to generate agent config", "/api/tunnels/mac-plist": "Failed to generate Mac plist"} {
+		r := e.do("GET", path, "", home.headers())
+		if r.status != 500 || r.body["error"] != msg || !strings.Contains(fmt.Sprint(r.body["details"]), "is the tunnel server running?") {
+			t.Fatalf("%s without a fingerprint: %d %s", path, r.status, r.raw)
+		}
+	}
 	e.setFingerprintErr(nil)
 	// No tunnel credentials (e.g. acl.json lost): 500, no secret in the body.
 	if err := e.acl.RemoveAgent(e.ctx, "home"); err != nil {
@@ -529,16 +531,16 @@ func TestTunnelPatchRules(t *testing.T) {
 	id := tunnelOf(t, r).ID
 	e.do("PATCH", "/api/tunnels/"+id, `{"accessMode":"public"}`, a.headers()).
 		expect(t, 403, `{"error":"Only administrators can set tunnel access mode to public"}`)
-	e.vhosts.failNext("enable", errFailNginx)
+	e.vhosts.failNext(errFailNginx)
 	e.do("PATCH", "/api/tunnels/"+id, `{"enabled":false}`, a.headers()).
-		expect(t, 500, `{"error":"Failed to toggle tunnel","details":"nginx: nginx -t failed: unknown directive"}`)
+		expect(t, 500, `{"error":"Failed to toggle tunnel","details":"nginx: Nginx config test failed after disabling vhost portlama-app-app: unknown directive"}`)
 	if list := listTunnels(t, e, a.headers()); !list[0].IsEnabled() {
 		t.Fatal("failed toggle saved")
 	}
 	e.do("PATCH", "/api/tunnels/"+id, `{"allowedUsers":["alice"],"accessMode":"restricted"}`, a.headers()).expect(t, 200, "")
-	e.vhosts.failNext("remove", errFailNginx)
+	e.vhosts.failNext(errFailNginx)
 	e.do("DELETE", "/api/tunnels/"+id, "", a.headers()).
-		expect(t, 500, `{"error":"Failed to delete tunnel","details":"nginx -t failed: unknown directive"}`)
+		expect(t, 500, `{"error":"Failed to delete tunnel","details":"Nginx config test failed after removing vhost portlama-app-app: unknown directive"}`)
 	if len(listTunnels(t, e, a.headers())) != 1 {
 		t.Fatal("tunnel removed despite failure")
 	}
@@ -592,9 +594,9 @@ func TestAgentPanelTunnel(t *testing.T) {
 	e.do("GET", "/api/tunnels/agent-panel-status", "", a.headers()).
 		expect(t, 200, `{"enabled":false,"fqdn":"agent-home.example.com","port":9393}`)
 
-	e.vhosts.failNext("remove", errFailNginx)
+	e.vhosts.failNext(errFailNginx)
 	e.do("DELETE", "/api/tunnels/retract-panel", "", a.headers()).
-		expect(t, 500, `{"error":"Failed to retract agent panel","details":"nginx -t failed: unknown directive"}`)
+		expect(t, 500, `{"error":"Failed to retract agent panel","details":"Nginx config test failed after removing vhost portlama-agent-panel-agent-home: unknown directive"}`)
 	e.do("DELETE", "/api/tunnels/retract-panel", "", a.headers()).expect(t, 200, `{"ok":true}`)
 	e.do("GET", "/api/tunnels/agent-panel-status", "", a.headers()).expect(t, 200, off)
 	if _, ok := e.vhosts.isEnabled("portlama-agent-panel-agent-home"); ok {
@@ -637,21 +639,29 @@ func TestTunnelRoutesGated(t *testing.T) {
 	}
 }
 
-func TestTunnelRoutesNotWired(t *testing.T) {
+// A panel is never half-wired: New names every missing dependency.
+func TestNewRefusesMissingDependencies(t *testing.T) {
 	h := newHarness(t, config.StatusCompleted)
-	h.addAgent("home", "AB", api.CapTunnelsWrite, api.CapPanelExpose)
-	for _, rt := range []struct{ method, path, body string }{
-		{"GET", "/api/tunnels", ""},
-		{"POST", "/api/tunnels", `{"subdomain":"x","port":8080}`},
-		{"GET", "/api/tunnels/agent-config", ""},
-		{"GET", "/api/certs/agent", ""},
-		{"POST", "/api/enroll", `{"token":"x","csr":"-----BEGIN CERTIFICATE REQUEST-----"}`},
+	full := FromRelay(h.svc, "1", nil)
+	if _, err := New(full); err != nil {
+		t.Fatal(err)
+	}
+	for name, drop := range map[string]func(*Config){
+		"Relay.Tunnels":    func(c *Config) { c.Relay.Tunnels = nil },
+		"Relay.Credential": func(c *Config) { c.Relay.Credential = nil },
+		"Relay.Timers":     func(c *Config) { c.Relay.Timers = nil },
+		"Relay.RenewCert":  func(c *Config) { c.Relay.RenewCert = nil },
+		"Auth.IPVhost":     func(c *Config) { c.Auth.IPVhost = nil },
+		"Auth.Invitations": func(c *Config) { c.Auth.Invitations = nil },
+		"Provisioning":     func(c *Config) { c.Provisioning = nil },
+		"Revocations":      func(c *Config) { c.Revocations = nil },
+		"Resolver":         func(c *Config) { c.Resolver = nil },
 	} {
-		hdr := adminHeaders()
-		if strings.Contains(rt.path, "agent-config") {
-			hdr = agentHeaders("home", "AB")
+		c := full
+		drop(&c)
+		if _, err := New(c); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("without %s: %v", name, err)
 		}
-		h.do(rt.method, rt.path, rt.body, hdr).expect(t, 500, `{"error":"Internal server error"}`)
 	}
 }
 

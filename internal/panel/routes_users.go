@@ -40,49 +40,33 @@ type IPVhost interface {
 }
 
 // AuthDeps are the dependencies of the users, invitations, panel 2FA and
-// identity routes (Config.Auth). Nil fields get the defaults listed.
+// identity routes (Config.Auth). Every field is required.
 type AuthDeps struct {
-	// Users: nil → auth.NewUserStore(auth.UsersFilePath(Layout.AuthDir()), 0).
-	Users UserDirectory
-	// TOTP: nil → auth.NewManageClient(auth.ManageSocketPath(Layout.AuthDir())).
-	TOTP TOTPManager
-	// Invitations: nil → invitations.New(Layout.InvitationsFile(), Config.Now).
-	Invitations *invitations.Store
-	// IPVhost: nil → enabling panel 2FA fails (500 "Failed to disable IP
-	// vhost. 2FA was not enabled.") and disabling it logs an error, so a
-	// relay is never left with 2FA on and the IP vhost silently serving.
-	IPVhost IPVhost
+	Users       UserDirectory      // *auth.UserStore of the auth dir's users.yml
+	TOTP        TOTPManager        // *auth.ManageClient on the auth server's socket
+	Invitations *invitations.Store // invitations.json
+	IPVhost     IPVhost            // portlama-panel-ip on and off
 }
 
-// authDeps fills the defaults of Config.Auth once and returns it. It runs
-// while New registers the routes, before any request.
-func (s *Server) authDeps() *AuthDeps {
-	d := &s.cfg.Auth
-	dir := s.cfg.Layout.AuthDir()
+func (d AuthDeps) missing() []string {
+	var m []string
 	if d.Users == nil {
-		d.Users = auth.NewUserStore(auth.UsersFilePath(dir), 0)
+		m = append(m, "Auth.Users")
 	}
 	if d.TOTP == nil {
-		d.TOTP = auth.NewManageClient(auth.ManageSocketPath(dir))
+		m = append(m, "Auth.TOTP")
 	}
 	if d.Invitations == nil {
-		d.Invitations = invitations.New(s.cfg.Layout.InvitationsFile(), s.now)
+		m = append(m, "Auth.Invitations")
 	}
 	if d.IPVhost == nil {
-		d.IPVhost = missingIPVhost{}
+		m = append(m, "Auth.IPVhost")
 	}
-	return d
+	return m
 }
 
-type missingIPVhost struct{}
-
-func (missingIPVhost) Enable(context.Context) error {
-	return errors.New("no IP vhost controller configured")
-}
-
-func (missingIPVhost) Disable(context.Context) error {
-	return errors.New("no IP vhost controller configured")
-}
+// authDeps returns Config.Auth.
+func (s *Server) authDeps() *AuthDeps { return &s.cfg.Auth }
 
 var (
 	errUserNotFound = NewError(http.StatusNotFound, "User not found")

@@ -21,6 +21,7 @@ import (
 	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/auth"
 	"github.com/portlama/portlama/internal/config"
+	"github.com/portlama/portlama/internal/invitations"
 )
 
 // The routes of routes_users.go, routes_invitations.go, routes_settings.go
@@ -177,7 +178,8 @@ func newAuthFixture(t *testing.T, status string, opts ...authFixtureOpt) *authFi
 	f.totp = &recordingTOTP{inner: f.manage}
 	f.harness = newHarness(t, status, func(c *Config) {
 		c.Now = f.clock.now
-		c.Auth = AuthDeps{Users: f.users, TOTP: f.totp, IPVhost: f.vhost}
+		c.Auth.Users, c.Auth.TOTP, c.Auth.IPVhost = f.users, f.totp, f.vhost
+		c.Auth.Invitations = invitations.New(c.Layout.InvitationsFile(), f.clock.now)
 		for _, o := range opts {
 			o(c)
 		}

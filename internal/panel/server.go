@@ -2,12 +2,13 @@ package panel
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -22,8 +23,10 @@ type StatsSource interface {
 	Stats(ctx context.Context) (system.Stats, error)
 }
 
-// Config is everything the panel server needs. Layout, Revocations and
-// Agents are required; the rest has defaults.
+// Config is everything the panel server needs. The services (Revocations,
+// Agents, Resolver, Stats, PanelStore, Relay, Auth, Provisioning) are
+// required: New refuses a half-wired panel. FromRelay fills them from a
+// relay opened by relay.Open, the one composition root.
 type Config struct {
 	Layout config.Layout
 	Addrs  config.Addrs // Panel is the listen address; PanelIPPort and HTTPSPort shape the allowed origins
@@ -37,16 +40,16 @@ type Config struct {
 	Logger  *slog.Logger // nil → discard
 	Now     func() time.Time
 
-	Revocations Revocations         // required
-	Agents      AgentDirectory      // required
-	Resolver    onboarding.Resolver // DNS for verify-dns; nil → onboarding.SystemResolver{}
-	Stats       StatsSource         // nil → &system.Collector{}
+	Revocations Revocations         // revocation list (*pki.PKI)
+	Agents      AgentDirectory      // agents registry (RegistryDirectory)
+	Resolver    onboarding.Resolver // DNS for verify-dns
+	Stats       StatsSource         // system stats (*system.Collector)
 
 	// RateLimit is the number of requests per minute per client address;
 	// 0 → 100.
 	RateLimit int
 
-	// PanelStore overrides the panel.json store (default: Layout.PanelConfig()).
+	// PanelStore is panel.json.
 	PanelStore *config.PanelStore
 
 	// Relay are the services of the tunnel, certificate and enrollment
@@ -54,8 +57,27 @@ type Config struct {
 	Relay RelayDeps
 
 	// Auth are the services of the users, invitations, panel 2FA and
-	// identity routes (routes_users.go); nil fields get defaults.
+	// identity routes (routes_users.go).
 	Auth AuthDeps
+
+	// Provisioning is the onboarding provisioning job
+	// (routes_onboarding.go).
+	Provisioning Provisioning
+}
+
+// missing lists the required dependencies cfg lacks.
+func (cfg Config) missing() []string {
+	var m []string
+	for name, isNil := range map[string]bool{
+		"Revocations": cfg.Revocations == nil, "Agents": cfg.Agents == nil, "Resolver": cfg.Resolver == nil,
+		"Stats": cfg.Stats == nil, "PanelStore": cfg.PanelStore == nil, "Provisioning": cfg.Provisioning == nil,
+	} {
+		if isNil {
+			m = append(m, name)
+		}
+	}
+	m = append(m, cfg.Relay.missing()...)
+	return append(m, cfg.Auth.missing()...)
 }
 
 // Server is the panel's HTTP API. It implements http.Handler.
@@ -77,8 +99,9 @@ type Server struct {
 // on an invalid document), gives panel.json a serverId if it has none, and
 // returns the server with every route registered.
 func New(cfg Config) (*Server, error) {
-	if cfg.Revocations == nil || cfg.Agents == nil {
-		return nil, errors.New("panel: Revocations and Agents are required")
+	if m := cfg.missing(); len(m) > 0 {
+		slices.Sort(m)
+		return nil, fmt.Errorf("panel: missing dependencies: %s", strings.Join(m, ", "))
 	}
 	if cfg.ProxySecret != "" {
 		if err := checkProxySecret(cfg.ProxySecret); err != nil {
@@ -109,17 +132,7 @@ func New(cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if s.panel == nil {
-		s.panel = config.NewPanelStore(cfg.Layout.PanelConfig())
-	}
-	if s.stats == nil {
-		s.stats = &system.Collector{}
-	}
-	resolver := cfg.Resolver
-	if resolver == nil {
-		resolver = onboarding.SystemResolver{}
-	}
-	s.onboarding = &onboarding.Service{Store: s.panel, Resolver: resolver}
+	s.onboarding = &onboarding.Service{Store: s.panel, Resolver: cfg.Resolver}
 	limit := cfg.RateLimit
 	if limit == 0 {
 		limit = 100

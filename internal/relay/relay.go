@@ -1,18 +1,31 @@
-// Package relay assembles the panel's services from a relay configuration:
-// the PKI, the agents registry, tunnel definitions, nginx and the
-// certificate store. `portlama panel`, the demo and the end-to-end tests
-// build the panel through Open and NewPanel, so there is one place where the
-// parts are connected.
+// Package relay is the composition root of a relay: Open connects the
+// panel's services — the PKI, the agents registry, tunnel definitions and
+// the tunnel ACL, nginx, the certificate store with its issuer, the auth
+// server's users and management socket, invitations, the service manager
+// and provisioning — from a relay configuration. `portlama panel`, the CLI
+// commands, the demo and every test harness build a relay through Open,
+// so there is one place where the parts are connected; panel.FromRelay
+// hands them to the HTTP API.
+//
+// What differs between a relay, the demo and the tests is an Option: the
+// nginx controller, the service manager (systemd or the supervisor) and
+// the certificate issuer (ACME from panel.json, or the relay CA).
 package relay
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/portlama/portlama/internal/acme"
 	"github.com/portlama/portlama/internal/agents"
@@ -20,60 +33,166 @@ import (
 	"github.com/portlama/portlama/internal/auth"
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/hostnames"
+	"github.com/portlama/portlama/internal/invitations"
 	"github.com/portlama/portlama/internal/nginx"
 	"github.com/portlama/portlama/internal/onboarding"
-	"github.com/portlama/portlama/internal/panel"
 	"github.com/portlama/portlama/internal/pki"
+	"github.com/portlama/portlama/internal/provision"
 	"github.com/portlama/portlama/internal/sites"
+	"github.com/portlama/portlama/internal/store"
+	"github.com/portlama/portlama/internal/system"
 	"github.com/portlama/portlama/internal/tunnel"
 	"github.com/portlama/portlama/internal/tunnels"
 )
 
+// Options are what a caller chooses when opening a relay. Zero values are
+// the production choices.
+type Options struct {
+	Config config.Relay
+	// Nginx tests and reloads nginx. nil: Config.Nginx's self-run
+	// instance when set, else the system's nginx service.
+	Nginx nginx.Controller
+	// Services starts and stops the relay's services. nil: systemd.
+	Services system.ServiceManager
+	// Timers reports the renewal timer. nil: Services when it is a
+	// system.TimerReporter, else systemd.
+	Timers system.TimerReporter
+	// Issuer obtains certificates. nil: the ACME client configured by
+	// panel.json's acme settings and Config.ACME.
+	Issuer acme.Issuer
+	// Resolver answers onboarding's DNS check. nil: Config.DNSServer when
+	// set, else the system resolver.
+	Resolver onboarding.Resolver
+	// Now is the clock of the PKI, agents, tunnels and certificates
+	// (tests); nil is time.Now.
+	Now func() time.Time
+	// PortFree says whether a relay port is free for a new tunnel; nil
+	// probes 127.0.0.1 (tests whose port range other processes use pass
+	// one that does not).
+	PortFree func(port int) bool
+	Logger   *slog.Logger
+}
+
 // Services are the relay's connected parts.
 type Services struct {
-	Config  config.Relay
-	Log     *slog.Logger
-	Panel   *config.PanelStore
-	PKI     *pki.PKI
-	Agents  *agents.Manager
-	Tunnels *tunnels.Service
-	Sites   *sites.Service
-	ACL     *tunnel.ACL
+	Config      config.Relay
+	Log         *slog.Logger
+	Now         func() time.Time
+	Panel       *config.PanelStore
+	ProxySecret string
+	PKI         *pki.PKI
+	Agents      *agents.Manager
+	Tunnels     *tunnels.Service
+	Sites       *sites.Service
+	ACL         *tunnel.ACL
 	// TunnelManage reaches the tunnel server's management socket.
 	TunnelManage *tunnel.ManageClient
 	Nginx        *nginx.Manager
 	Render       *nginx.Renderer
 	Certs        *acme.Store
+	Users        *auth.UserStore
+	TOTP         *auth.ManageClient
+	Invitations  *invitations.Store
+	IPVhost      IPVhost
+	Resolver     onboarding.Resolver
+	Services     system.ServiceManager
+	Timers       system.TimerReporter
+	Provisioner  *provision.Provisioner
+	Job          *provision.Job
 
 	rules *accessRules
 }
 
-// Open connects the services of the relay described by cfg. ctl drives
-// nginx: nil means the system's nginx service; the demo passes its own
-// instance.
-func Open(cfg config.Relay, ctl nginx.Controller, log *slog.Logger) (*Services, error) {
+// IPVhost turns the panel's IP vhost on and off (panel 2FA).
+type IPVhost struct{ m *nginx.Manager }
+
+func (v IPVhost) Enable(ctx context.Context) error  { return v.m.EnableVhost(ctx, nginx.VhostPanelIP) }
+func (v IPVhost) Disable(ctx context.Context) error { return v.m.DisableVhost(ctx, nginx.VhostPanelIP) }
+
+// DNSCredentialsFile is the DNS provider's credentials file in the data
+// directory (contract §17.1).
+func DNSCredentialsFile(l config.Layout) string { return filepath.Join(l.DataDir, "acme-dns.env") }
+
+// Open connects the services of the relay described by o.Config. The
+// relay must be installed (provision.Install): its PKI and proxy secret
+// exist.
+func Open(o Options) (*Services, error) {
+	cfg := o.Config
+	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if ctl == nil {
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	s := &Services{Config: cfg, Log: log, Now: now, Panel: config.NewPanelStore(cfg.Layout.PanelConfig())}
+	secret, err := provision.ReadSecret(cfg.Layout.ProxySecretFile())
+	if err != nil {
+		return nil, fmt.Errorf("open relay (is it installed?): %w", err)
+	}
+	s.ProxySecret = secret
+
+	ctl := o.Nginx
+	switch {
+	case ctl != nil:
+	case cfg.Nginx != nil:
+		ctl = nginx.Attached{Prefix: cfg.Nginx.Prefix}
+	default:
 		ctl = nginx.System{}
 	}
-	s := &Services{Config: cfg, Log: log, Panel: config.NewPanelStore(cfg.Layout.PanelConfig())}
 	s.Nginx = nginx.NewManager(cfg.Layout, ctl, log)
-	r, err := nginx.NewRenderer(cfg.Layout, cfg.Addrs)
-	if err != nil {
+	if s.Render, err = nginx.NewRenderer(cfg.Layout, cfg.Addrs); err != nil {
 		return nil, err
 	}
-	s.Render = r
-	p, err := pki.Open(pki.Config{Dir: cfg.Layout.PKIDir(), Logger: log, Reloader: nginxReloader{s.Nginx}})
-	if err != nil {
+	s.IPVhost = IPVhost{s.Nginx}
+	if s.PKI, err = pki.Open(pki.Config{Dir: cfg.Layout.PKIDir(), Logger: log, Now: o.Now, Reloader: nginxReloader{s.Nginx}}); err != nil {
 		return nil, err
 	}
-	s.PKI = p
+
+	s.Services = o.Services
+	if s.Services == nil {
+		s.Services = system.Systemd{}
+	}
+	s.Timers = o.Timers
+	if s.Timers == nil {
+		if tr, ok := s.Services.(system.TimerReporter); ok {
+			s.Timers = tr
+		} else {
+			s.Timers = system.Systemd{}
+		}
+	}
+	s.Resolver = o.Resolver
+	if s.Resolver == nil {
+		if cfg.DNSServer != "" {
+			s.Resolver = onboarding.DNSServerResolver{Server: cfg.DNSServer}
+		} else {
+			s.Resolver = onboarding.SystemResolver{}
+		}
+	}
+
+	issuer := o.Issuer
+	if issuer == nil {
+		iss, err := acme.NewIssuer(acme.IssuerConfig{
+			AccountDir:     filepath.Join(cfg.Layout.CertsDir, "account"),
+			Webroot:        cfg.Layout.ACMEWebroot,
+			Settings:       s.acmeSettings,
+			CACertFile:     cfg.ACME.CACertFile,
+			DNSCredentials: DNSCredentialsFile(cfg.Layout),
+			DNSResolvers:   cfg.ACME.DNSResolvers,
+			Profile:        cfg.ACME.Profile,
+			Logger:         log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		issuer = iss
+	}
+	s.Certs = &acme.Store{Dir: cfg.Layout.CertsDir, Domain: s.domain, Issuer: issuer, Now: o.Now}
+
 	tcfg := tunnel.DirConfig(cfg.Layout.TunnelDir())
 	s.ACL = tunnel.NewACL(tcfg.ACLFile)
 	s.TunnelManage = tunnel.NewManageClient(tcfg.ManageSocket, tcfg.ACLFile)
-	s.Certs = &acme.Store{Dir: cfg.Layout.CertsDir, Domain: s.domain}
 	s.rules = &accessRules{s: s}
 	names := hostnames.New() // tunnels and sites share one name space
 	s.Tunnels = tunnels.New(tunnels.Config{
@@ -85,6 +204,8 @@ func Open(cfg config.Relay, ctl nginx.Controller, log *slog.Logger) (*Services, 
 		ACL:      agentPorts{s},
 		Rules:    s.rules,
 		Names:    names,
+		Now:      o.Now,
+		PortFree: o.PortFree,
 	})
 	s.Sites = sites.New(sites.Config{
 		File:     cfg.Layout.SitesFile(),
@@ -93,15 +214,32 @@ func Open(cfg config.Relay, ctl nginx.Controller, log *slog.Logger) (*Services, 
 		Vhosts:   siteVhosts{s},
 		Certs:    s.Certs,
 		Rules:    s.rules,
-		Resolver: s.resolver(),
+		Resolver: s.Resolver,
 		Names:    names,
 		Log:      log,
 	})
-	am, err := agents.New(agents.Config{PKI: p, Tunnels: credentials{s}, Logger: log})
-	if err != nil {
+	if s.Agents, err = agents.New(agents.Config{PKI: s.PKI, Tunnels: credentials{s}, Logger: log, Now: o.Now}); err != nil {
 		return nil, err
 	}
-	s.Agents = am
+	authDir := cfg.Layout.AuthDir()
+	s.Users = auth.NewUserStore(auth.UsersFilePath(authDir), 0)
+	s.TOTP = auth.NewManageClient(auth.ManageSocketPath(authDir))
+	s.Invitations = invitations.New(cfg.Layout.InvitationsFile(), now)
+
+	if s.Provisioner, err = provision.New(provision.Config{
+		Relay:         cfg,
+		Panel:         s.Panel,
+		Services:      s.Services,
+		Certs:         s.Certs,
+		Nginx:         s.Nginx,
+		Render:        s.Render,
+		SyncTunnelACL: s.SyncTunnelACL,
+		PanelHealth:   s.PanelHealth,
+		Log:           log,
+	}); err != nil {
+		return nil, err
+	}
+	s.Job = provision.NewJob(s.Provisioner.Tasks(), s.Panel, log)
 	return s, nil
 }
 
@@ -111,6 +249,18 @@ func (s *Services) domain() string {
 		return ""
 	}
 	return c.DomainOrEmpty()
+}
+
+func (s *Services) acmeSettings() (acme.Settings, error) {
+	c, err := s.Panel.Load()
+	if err != nil {
+		return acme.Settings{}, err
+	}
+	set := acme.Settings{DirectoryURL: c.ACME.DirectoryURL, Email: c.EmailOrEmpty(), Wildcard: c.ACME.Wildcard}
+	if c.ACME.DNSProvider != nil {
+		set.DNSProvider = *c.ACME.DNSProvider
+	}
+	return set, nil
 }
 
 func (s *Services) tunnelSettings() (tunnels.Settings, error) {
@@ -134,15 +284,6 @@ func (s *Services) siteSettings() (sites.Settings, error) {
 	return sites.Settings{Domain: c.DomainOrEmpty(), Email: c.EmailOrEmpty(), IP: c.IP, MaxSiteSize: c.MaxSiteSize}, nil
 }
 
-// resolver answers the DNS checks (onboarding, sites): the configured DNS
-// server, else the system's resolver.
-func (s *Services) resolver() onboarding.Resolver {
-	if s.Config.DNSServer != "" {
-		return onboarding.DNSServerResolver{Server: s.Config.DNSServer}
-	}
-	return onboarding.SystemResolver{}
-}
-
 // TunnelServerURL is the URL agents connect their tunnels to. It always
 // names the port (https://tunnel.<d>:443, as agent-config has it).
 func (s *Services) TunnelServerURL(domain string) string {
@@ -160,6 +301,81 @@ func (s *Services) Fingerprint() (string, error) {
 		return "", fmt.Errorf("read tunnel server fingerprint (is the tunnel server running?): %w", err)
 	}
 	return fp, nil
+}
+
+// SyncTunnelACL gives every active agent its tunnel credentials and the
+// relay ports of its enabled tunnels (provisioning's start-tunnel-server).
+func (s *Services) SyncTunnelACL(ctx context.Context) error {
+	// The file exists even before the first agent: the tunnel server
+	// starts from it.
+	if _, err := os.Stat(s.ACL.Path()); errors.Is(err, fs.ErrNotExist) {
+		if err := store.WriteFileAtomic(s.ACL.Path(), []byte("{\n  \"agents\": []\n}\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	labels, err := activeLabels{s}.ActiveLabels()
+	if err != nil {
+		return err
+	}
+	for _, l := range labels {
+		if err := (credentials{s}).AddAgent(ctx, l); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PanelHealth asks the panel's /api/health on its loopback address.
+func (s *Services) PanelHealth(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.Config.Addrs.Panel+"/api/health", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var h api.Health
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil || resp.StatusCode != http.StatusOK || h.Status != "ok" {
+		return fmt.Errorf("panel health: HTTP %d %+v %v", resp.StatusCode, h, err)
+	}
+	return nil
+}
+
+// RenewCertificate forces the renewal of the certificate called name and
+// reloads nginx; a failing test or reload is returned as reloadErr (the
+// new certificate is installed either way).
+func (s *Services) RenewCertificate(ctx context.Context, name string) (notAfter time.Time, reloadErr, err error) {
+	na, err := s.Certs.Renew(ctx, name)
+	if err != nil {
+		return time.Time{}, nil, err
+	}
+	return na, s.Nginx.TestAndReload(ctx), nil
+}
+
+// RenewDue renews every certificate with fewer than 30 days left, then
+// tests and reloads nginx once when anything changed; it also renews the
+// CRL when its nextUpdate is near (`portlama certs renew`, contract §11.1).
+func (s *Services) RenewDue(ctx context.Context) (acme.RenewResult, error) {
+	res, err := s.Certs.RenewDue(ctx, acme.RenewWindow)
+	if err != nil {
+		return res, err
+	}
+	crl, crlErr := s.PKI.RenewCRLIfNeeded()
+	if len(res.Renewed) > 0 || crl {
+		if rerr := s.Nginx.TestAndReload(ctx); rerr != nil {
+			return res, fmt.Errorf("certificates renewed but nginx was not reloaded: %w", rerr)
+		}
+	}
+	var errs []error
+	for name, e := range res.Failed {
+		errs = append(errs, fmt.Errorf("%s: %w", name, e))
+	}
+	if crlErr != nil {
+		errs = append(errs, fmt.Errorf("CRL: %w", crlErr))
+	}
+	return res, errors.Join(errs...)
 }
 
 // agentPorts updates the relay ports an agent may bind. A revoked agent
@@ -269,42 +485,6 @@ func (v tunnelVhosts) SetTunnelEnabled(ctx context.Context, t api.Tunnel, enable
 	}
 	return v.s.Nginx.DisableVhost(ctx, tunnels.VhostName(t))
 }
-
-// NewPanel builds the panel's HTTP API on the services.
-func NewPanel(s *Services, version string, log *slog.Logger) (*panel.Server, error) {
-	secret, err := panel.ReadProxySecret(s.Config.Layout.ProxySecretFile())
-	if err != nil {
-		return nil, err
-	}
-	return panel.New(panel.Config{
-		Layout:      s.Config.Layout,
-		Addrs:       s.Config.Addrs,
-		ProxySecret: secret,
-		Version:     version,
-		Logger:      log,
-		Revocations: s.PKI,
-		Agents:      panel.RegistryDirectory{Manager: s.Agents},
-		Resolver:    s.resolver(),
-		PanelStore:  s.Panel,
-		Relay: panel.RelayDeps{
-			Tunnels:     s.Tunnels,
-			Sites:       s.Sites,
-			Agents:      s.Agents,
-			PKI:         s.PKI,
-			Certs:       s.Certs,
-			Credential:  s.ACL.Credential,
-			Fingerprint: s.Fingerprint,
-			ServerURL:   s.TunnelServerURL,
-		},
-		Auth: panel.AuthDeps{IPVhost: ipVhost{s.Nginx}},
-	})
-}
-
-// ipVhost turns the panel's IP vhost off while panel 2FA is on.
-type ipVhost struct{ m *nginx.Manager }
-
-func (v ipVhost) Enable(ctx context.Context) error  { return v.m.EnableVhost(ctx, nginx.VhostPanelIP) }
-func (v ipVhost) Disable(ctx context.Context) error { return v.m.DisableVhost(ctx, nginx.VhostPanelIP) }
 
 // siteVhosts writes site vhosts with nginx's safe procedure.
 type siteVhosts struct{ s *Services }
@@ -424,5 +604,37 @@ func (a *accessRules) write(ts []api.Tunnel, ss []api.Site) error {
 // manage.ErrNotConfirmed (saved, not confirmed) or is a
 // *manage.RejectedError (refused: the previous rules stay in force).
 func (a *accessRules) reload(ctx context.Context) error {
-	return auth.NewManageClient(auth.ManageSocketPath(a.s.Config.Layout.AuthDir())).Reload(ctx)
+	return a.s.TOTP.Reload(ctx)
+}
+
+// AdminReset is what ResetAdmin did.
+type AdminReset struct {
+	Password  string // the new P12's password
+	IP        string
+	PanelURL  string // https://<ip>:9292
+	ReloadErr error  // nginx could not be tested or reloaded
+}
+
+// ResetAdmin is `portlama reset-admin` (contract §11.3): the admin
+// rotation without the API, then panel 2FA off with its session secret
+// cleared, and the panel's IP vhost enabled again.
+func (s *Services) ResetAdmin(ctx context.Context) (AdminReset, error) {
+	rot, err := s.PKI.RotateAdmin(ctx, pki.LabelAdminReset)
+	if err != nil {
+		return AdminReset{}, err
+	}
+	c, err := s.Panel.Update(func(c *config.PanelConfig) error {
+		c.Panel2FA.Enabled, c.Panel2FA.Secret, c.Panel2FA.SetupComplete = false, nil, false
+		c.SessionSecret = nil
+		return nil
+	})
+	if err != nil {
+		return AdminReset{}, fmt.Errorf("turn panel 2FA off: %w", err)
+	}
+	res := AdminReset{Password: rot.Password, IP: c.IP, ReloadErr: rot.ReloadErr,
+		PanelURL: fmt.Sprintf("https://%s:%d", c.IP, s.Config.Addrs.PanelIPPort)}
+	if err := s.IPVhost.Enable(ctx); err != nil {
+		res.ReloadErr = errors.Join(res.ReloadErr, err)
+	}
+	return res, nil
 }

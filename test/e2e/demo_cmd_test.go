@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/portlama/portlama/internal/demo"
+	"github.com/portlama/portlama/internal/relaytest"
 	"github.com/portlama/portlama/internal/testutil"
 )
 
@@ -22,9 +23,11 @@ import (
 // checks that nothing it started is left running.
 func TestDemoCommand(t *testing.T) {
 	testutil.NeedBinary(t, "nginx")
+	testutil.NeedBinary(t, "pebble")
+	relayBin, _ := relaytest.Binaries(t)
 	dir := t.TempDir()
 	var out syncBuffer
-	cmd := exec.Command(filepath.Join(binDir, "portlama"), "demo", "--dir", dir,
+	cmd := exec.Command(relayBin, "demo", "--dir", dir,
 		"--https-port", strconv.Itoa(testutil.FreePort(t)),
 		"--panel-port", strconv.Itoa(testutil.FreePort(t)),
 		"--http-port", strconv.Itoa(testutil.FreePort(t)))
@@ -81,6 +84,16 @@ func TestDemoCommand(t *testing.T) {
 	}
 	if body, err := exec.Command(curl, "-sf", "--cacert", info.CACert, "--resolve", info.Sites[0].Resolve, info.Sites[0].URL).Output(); err != nil || !strings.Contains(string(body), "A static site") {
 		t.Fatalf("curl %s: %v %s", info.Sites[0].URL, err, body)
+	}
+	// The printout shows the onboarding a user walks through, and the
+	// certificates are Pebble's.
+	for _, step := range []string{"Onboarding 1/3 - domain", "Onboarding 2/3 - DNS check", "[1/6] Starting tunnel server", "[3/6] Issuing TLS certificates", "[6/6] Finalizing setup", "Provisioning complete"} {
+		if !strings.Contains(out.String(), step) {
+			t.Fatalf("the printout lacks %q:\n%s", step, out.String())
+		}
+	}
+	if info.Issuer != "pebble" || info.PortalAdmin == nil || info.PortalAdmin.Password == "" {
+		t.Fatalf("demo.json: issuer %q, portal admin %+v", info.Issuer, info.PortalAdmin)
 	}
 
 	cmd.Process.Signal(syscall.SIGTERM)

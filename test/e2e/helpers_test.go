@@ -4,58 +4,40 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
-	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/pquerna/otp/totp"
-	pkcs12 "software.sslmate.com/src/go-pkcs12"
-
-	"github.com/portlama/portlama/internal/api"
-	"github.com/portlama/portlama/internal/demo"
 	"github.com/portlama/portlama/internal/panelclient"
+	"github.com/portlama/portlama/internal/relaytest"
 	"github.com/portlama/portlama/internal/sampleapp"
 )
 
 var (
 	sharedOnce  sync.Once
-	sharedStack *demo.Stack
+	sharedStack *relaytest.Stack
 	sharedErr   error
 )
 
-// shared returns one demo stack for the tests that only read from it or add
-// what they need without disturbing others. It is stopped by TestMain.
-func shared(t *testing.T) *demo.Stack {
+// shared returns one stack (Pebble certificates, the demo's sample) for the
+// tests that only read from it or add what they need without disturbing
+// others. It is stopped by TestMain.
+func shared(t *testing.T) *relaytest.Stack {
 	t.Helper()
-	sharedOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "portlama-e2e-shared-")
-		if err != nil {
-			sharedErr = err
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		sharedStack, sharedErr = demo.Start(ctx, stackOptions(dir, 20000, 20099))
-	})
+	sharedOnce.Do(func() { sharedStack, sharedErr = relaytest.Start(t, relaytest.WithSample()) })
 	if sharedErr != nil {
-		t.Fatalf("start shared demo stack: %v", sharedErr)
+		t.Fatalf("start the shared stack: %v", sharedErr)
 	}
-	return sharedStack
+	return sharedStack.For(t)
 }
 
 func stopShared() {
 	if sharedStack != nil {
 		sharedStack.Stop()
-		os.RemoveAll(sharedStack.Info.Dir)
 	}
 }
 
@@ -99,57 +81,18 @@ func mustCall(t *testing.T, c *http.Client, method, url string, body any, want i
 func panelAs(base string, hc *http.Client) *panelclient.Client { return panelclient.New(base, hc) }
 
 // adminPanel returns the typed panel client with the admin certificate.
-func adminPanel(t *testing.T, st *demo.Stack) *panelclient.Client {
-	t.Helper()
-	pc, err := st.Panel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pc
-}
+func adminPanel(t *testing.T, st *relaytest.Stack) *panelclient.Client { return st.For(t).Admin() }
 
-func admin(t *testing.T, st *demo.Stack) *http.Client {
-	t.Helper()
-	c, err := st.AdminClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+func admin(t *testing.T, st *relaytest.Stack) *http.Client { return st.For(t).AdminHTTP() }
 
 // clientWith returns a client presenting cert (nil: none) that trusts the
-// panel's IP certificate and the relay CA.
-func clientWith(st *demo.Stack, cert *tls.Certificate) *http.Client {
-	pool := x509.NewCertPool()
-	for _, f := range []string{st.Info.IPCert, st.Info.CACert} {
-		pem, _ := os.ReadFile(f)
-		pool.AppendCertsFromPEM(pem)
-	}
-	cfg := &tls.Config{RootCAs: pool}
-	if cert != nil {
-		cfg.Certificates = []tls.Certificate{*cert}
-	}
-	return &http.Client{
-		Timeout:       30 * time.Second,
-		Transport:     &http.Transport{TLSClientConfig: cfg, DialContext: st.DialContext},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}
+// panel's IP certificate and the stack's certificates.
+func clientWith(st *relaytest.Stack, cert *tls.Certificate) *http.Client { return st.Client(cert) }
 
 // newAgentCert issues an agent P12 through the API and returns its
 // certificate and key.
-func newAgentCert(t *testing.T, st *demo.Stack, label string, caps ...string) tls.Certificate {
-	t.Helper()
-	pc := adminPanel(t, st)
-	if caps == nil {
-		caps = []string{api.CapTunnelsRead}
-	}
-	ctx := context.Background()
-	res, err := pc.CreateAgentCert(ctx, api.NewAgentRequest{Label: label, Capabilities: &caps})
-	if err != nil {
-		t.Fatalf("create agent certificate: %v", err)
-	}
-	return decodeAgentP12(t, pc, label, res.P12Password)
+func newAgentCert(t *testing.T, st *relaytest.Stack, label string, caps ...string) tls.Certificate {
+	return st.For(t).AgentCert(label, caps...)
 }
 
 // decodeAgentP12 downloads an agent's P12 and returns its certificate and
@@ -160,70 +103,34 @@ func decodeAgentP12(t *testing.T, pc *panelclient.Client, label, password string
 	if err != nil {
 		t.Fatalf("download agent P12: %v", err)
 	}
-	key, cert, _, err := pkcs12.DecodeChain(p12, password)
-	if err != nil {
-		t.Fatalf("decode agent P12: %v", err)
-	}
-	return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
+	return relaytest.P12Cert(t, p12, password)
 }
 
-// user creates a user with a TOTP secret through the API.
+// user is a portal user with a TOTP secret.
 type user struct {
 	name, password, secret string
 }
 
-func newUser(t *testing.T, st *demo.Stack, name string, groups ...string) user {
+// newUser creates a user with a TOTP secret through the API; its QR code
+// is a base64 PNG.
+func newUser(t *testing.T, st *relaytest.Stack, name string, groups ...string) user {
 	t.Helper()
-	pc := adminPanel(t, st)
-	if groups == nil {
-		groups = []string{}
-	}
-	ctx := context.Background()
-	u := user{name: name, password: "pw-" + name + "-0123456789"}
-	if _, err := pc.CreateUser(ctx, api.CreateUserRequest{
-		Username: name, DisplayName: name, Email: name + "@example.com", Password: u.password, Groups: groups,
-	}); err != nil {
-		t.Fatalf("create user %s: %v", name, err)
-	}
-	r, err := pc.ResetTOTP(ctx, name)
-	if err != nil {
-		t.Fatalf("reset TOTP of %s: %v", name, err)
-	}
-	parsed, err := url.Parse(r.TOTPURI)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.secret = parsed.Query().Get("secret")
-	if u.secret == "" || !strings.HasPrefix(r.TOTPQR, "data:image/png;base64,") {
-		t.Fatalf("reset-totp gave %+v", r)
-	}
-	if _, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(r.TOTPQR, "data:image/png;base64,")); err != nil {
-		t.Fatalf("totpQr is not base64: %v", err)
-	}
-	return u
+	u := st.For(t).CreateUser(name, groups...)
+	return user{name: u.Name, password: u.Password, secret: u.Secret}
 }
 
 // code returns the TOTP code for the time at (tests pick distinct steps
 // where one user signs in twice, so no code is a replay).
 func code(t *testing.T, secret string, at time.Time) string {
 	t.Helper()
-	c, err := totp.GenerateCode(secret, at)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return relaytest.User{Secret: secret}.Code(t, at)
 }
 
 // login signs u in through the portal's JSON API and returns the session
 // cookie.
-func login(t *testing.T, st *demo.Stack, u user, at time.Time) *http.Cookie {
+func login(t *testing.T, st *relaytest.Stack, u user, at time.Time) *http.Cookie {
 	t.Helper()
-	portal := panelclient.NewPortal(strings.TrimSuffix(st.Info.AuthURL, "/"), visitor(st))
-	ck, err := portal.Login(context.Background(), u.name, u.password, code(t, u.secret, at), "")
-	if err != nil {
-		t.Fatalf("login of %s: %v", u.name, err)
-	}
-	return ck
+	return st.For(t).Login(relaytest.User{Name: u.name, Password: u.password, Secret: u.secret}, at)
 }
 
 func postJSON(t *testing.T, c *http.Client, url string, body any, cookie *http.Cookie) *http.Response {
@@ -273,9 +180,7 @@ func getWith(t *testing.T, c *http.Client, url string, cookie *http.Cookie, head
 	return resp, string(body)
 }
 
-func hostURL(st *demo.Stack, sub, path string) string {
-	return st.Relay.Addrs.HostURL(sub, demo.Domain) + path
-}
+func hostURL(st *relaytest.Stack, sub, path string) string { return st.URL(sub, path) }
 
 // extraApp runs another sample app for the test, for a tunnel of its own
 // (a tunnel's local port is unique per agent), and returns its port.

@@ -27,10 +27,12 @@ import (
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/nginx"
 	"github.com/portlama/portlama/internal/onboarding/dnstest"
+	"github.com/portlama/portlama/internal/panel"
 	"github.com/portlama/portlama/internal/panelclient"
 	"github.com/portlama/portlama/internal/pki"
 	"github.com/portlama/portlama/internal/pki/pkitest"
 	"github.com/portlama/portlama/internal/relay"
+	"github.com/portlama/portlama/internal/relaytest"
 	"github.com/portlama/portlama/internal/store"
 	"github.com/portlama/portlama/internal/testutil"
 )
@@ -155,7 +157,7 @@ func startSites(t *testing.T, childPanel bool) *siteStack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { inst.Stop(context.Background()) })
-	st.svc, err = relay.Open(st.relay, inst, nil)
+	st.svc, err = relay.Open(relay.Options{Config: st.relay, Nginx: inst, Issuer: caIssuer{p}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,8 +200,7 @@ func startSites(t *testing.T, childPanel bool) *siteStack {
 	if childPanel {
 		st.startChildPanel(ctx)
 	} else {
-		st.svc.Certs.Issuer = caIssuer{p}
-		srv, err := relay.NewPanel(st.svc, "test", nil)
+		srv, err := panel.New(panel.FromRelay(st.svc, "test", nil))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -250,7 +251,8 @@ func (st *siteStack) startChildPanel(ctx context.Context) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "portlama"), "panel", "--relay-config", filepath.Join(st.dir, "relay.json"))
+	relayBin, _ := relaytest.Binaries(t)
+	cmd := exec.CommandContext(ctx, relayBin, "panel", "--relay-config", filepath.Join(st.dir, "relay.json"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -372,7 +374,8 @@ func (st *siteStack) enrollAgent(label string, caps []string, sites []string) st
 
 // agentCLI runs the portlama-agent binary with home.
 func (st *siteStack) agentCLI(home string, args ...string) (string, error) {
-	cmd := exec.Command(filepath.Join(binDir, "portlama-agent"), append([]string{"--home", home}, args...)...)
+	_, agentBin := relaytest.Binaries(st.t)
+	cmd := exec.Command(agentBin, append([]string{"--home", home}, args...)...)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {

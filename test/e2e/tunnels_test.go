@@ -162,7 +162,9 @@ func TestNewTunnelDoesNotInterruptDownload(t *testing.T) {
 	mustCall(t, admin(t, st), "POST", st.Info.PanelURL+"/api/tunnels", map[string]any{
 		"subdomain": "second", "port": extraApp(t, "second app"), "agentLabel": st.Info.AgentLabel, "accessMode": "public",
 	}, 201)
-	time.Sleep(3 * time.Second) // the agent polls every 2 s and reconnects with the new remote
+	// The agent picks the new tunnel up on its next poll and connects it
+	// as a session of its own: wait until it serves.
+	st.WaitHTTP(nil, hostURL(st, "second", "/"), 200, 30*time.Second)
 	n, err := io.Copy(io.Discard, resp.Body)
 	if err != nil || n+1<<20 != size {
 		t.Fatalf("download interrupted: %d of %d bytes, %v", n+1<<20, size, err)
@@ -176,11 +178,7 @@ func TestTunnelServerCrashRecovers(t *testing.T) {
 	if resp, _ := get(t, c, url); resp.StatusCode != 200 {
 		t.Fatalf("before crash: %d", resp.StatusCode)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := st.RestartTunnelServer(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st.Crash("portlama-tunnel")
 	took := eventually(t, 10*time.Second, "app through the tunnel after kill -9 of the tunnel server", func() error {
 		resp, err := c.Get(url)
 		if err != nil {
