@@ -13,8 +13,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/portlama/portlama/internal/agent"
 	"github.com/portlama/portlama/internal/acme"
+	"github.com/portlama/portlama/internal/agent"
 	"github.com/portlama/portlama/internal/agents"
 	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/pki"
