@@ -1,7 +1,6 @@
 package browser
 
 import (
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -9,7 +8,6 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-func itoa(n int) string { return strconv.Itoa(n) }
 
 // TestOnboardingWizard walks a fresh relay through the wizard. Steps 1 and
 // 2 (domain, DNS) run against today's panel. Steps 3 and 4 need
