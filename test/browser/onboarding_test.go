@@ -8,7 +8,6 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-
 // TestOnboardingWizard walks a fresh relay through the wizard. Steps 1 and
 // 2 (domain, DNS) run against today's panel. Steps 3 and 4 need
 // POST /api/onboarding/provision and its WebSocket (issue 9): while the
