@@ -318,9 +318,9 @@ func (s *Stack) install(ctx context.Context) error {
 		}
 		s.DNS = dns
 		if !o.EmptyDNS {
-			for _, n := range []string{o.Domain, "panel." + o.Domain, "auth." + o.Domain, "tunnel." + o.Domain, "test-portlama-check." + o.Domain} {
-				dns.SetA(n, "127.0.0.1")
-			}
+			// The records onboarding asks for: <d> and *.<d>.
+			dns.SetA(o.Domain, "127.0.0.1")
+			dns.SetA("*."+o.Domain, "127.0.0.1")
 		}
 		s.Relay.DNSServer = dns.Addr
 	}

@@ -67,6 +67,7 @@ func startStack(t *testing.T, relayPortMin int) *demo.Stack {
 		HTTPPort:     -1,
 		RelayPortMin: relayPortMin,
 		RelayPortMax: relayPortMin + 99,
+		Sample:       true,
 	})
 	if err != nil {
 		t.Fatalf("start demo stack: %v", err)

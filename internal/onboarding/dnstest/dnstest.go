@@ -43,7 +43,9 @@ func (s *Server) Close() error { return s.srv.Shutdown() }
 
 func key(name string) string { return strings.ToLower(strings.TrimSuffix(name, ".")) }
 
-// SetA sets the A records of name (replacing earlier ones); no IPs removes it.
+// SetA sets the A records of name (replacing earlier ones); no IPs removes
+// it. A name "*.<zone>" answers for every name one label below <zone>
+// that has no records of its own (a DNS wildcard).
 func (s *Server) SetA(name string, ips ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -87,6 +89,9 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 		s.mu.Lock()
 		rcode, failing := s.rcodes[k]
 		ips, found := s.records[k]
+		if _, parent, ok := strings.Cut(k, "."); !found && ok {
+			ips, found = s.records["*."+parent]
+		}
 		nodata := s.nodata[k]
 		s.mu.Unlock()
 		switch {

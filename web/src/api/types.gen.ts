@@ -57,6 +57,15 @@ export const StatusDNSReady = "DNS_READY";
 export const StatusProvisioning = "PROVISIONING";
 export const StatusCompleted = "COMPLETED";
 export const PortalCookieName = "portlama_session";
+export const TaskPending = "pending";
+export const TaskRunning = "running";
+export const TaskDone = "done";
+export const TaskError = "error";
+export const FrameState = "state";
+export const TaskComplete = "complete";
+export const MsgProvisioned = "Provisioning complete";
+export const MsgProvisionBusy = "Provisioning already in progress";
+export const MsgNeedDNS = "DNS must be verified before provisioning";
 /** <name>.<d>, under the relay's domain */
 export const SiteManaged = "managed" satisfies SiteType;
 /** its own domain, live after verify-dns */
@@ -102,6 +111,24 @@ export interface Cert {
 /** CertList answers GET /api/certs (by daysUntilExpiry). */
 export interface CertList {
   certs: Cert[];
+}
+
+/**
+ * AutoRenewStatus answers GET /api/certs/auto-renew-status (the renewal
+ * timer's state).
+ */
+export interface AutoRenewStatus {
+  active: boolean;
+  nextRun: string | null;
+  lastRun: string | null;
+}
+
+/** CertRenewed answers POST /api/certs/:domain/renew. */
+export interface CertRenewed {
+  ok: boolean;
+  domain: string;
+  newExpiry: string | null;
+  warning?: string;
 }
 
 /** AdminRotation answers POST /api/certs/mtls/rotate. */
@@ -403,6 +430,119 @@ export interface TOTPRequest {
 export interface PortalStatus {
   status: string;
   message?: string;
+}
+
+/** ProvisionStarted answers POST /api/onboarding/provision (202). */
+export interface ProvisionStarted {
+  ok: boolean;
+  /** "Provisioning started" */
+  message: string;
+}
+
+/** ProvisionProgress counts finished tasks, plus one while a task runs. */
+export interface ProvisionProgress {
+  current: number;
+  total: number;
+}
+
+/** ProvisionTask is one task in the snapshot frame. */
+export interface ProvisionTask {
+  id: string;
+  title: string;
+  /** pending, running, done, error */
+  status: string;
+  message: string;
+  log: string | null;
+}
+
+/** ProvisionTaskError is the snapshot's error: the failed task and why. */
+export interface ProvisionTaskError {
+  task: string;
+  message: string;
+}
+
+/**
+ * ProvisionResult is the outcome of a finished provisioning. The admin
+ * password is shown once: it is null in snapshots taken five seconds after
+ * the job ended.
+ */
+export interface ProvisionResult {
+  adminUsername: string;
+  adminPassword: string | null;
+  panelUrl: string;
+  authUrl: string;
+}
+
+/**
+ * ProvisionState is the snapshot frame the provisioning WebSocket sends on
+ * connect ("type":"state").
+ */
+export interface ProvisionState {
+  /** "state" */
+  type: string;
+  isRunning: boolean;
+  tasks: ProvisionTask[];
+  error: ProvisionTaskError | null;
+  result: ProvisionResult | null;
+}
+
+/**
+ * ProvisionProgressEvent is the frame sent when a task starts
+ * ("running") and when it finishes ("done").
+ */
+export interface ProvisionProgressEvent {
+  task: string;
+  title: string;
+  status: string;
+  message: string;
+  log: string | null;
+  progress: ProvisionProgress;
+}
+
+/**
+ * ProvisionCompleteEvent is the last frame of a successful run
+ * ("task":"complete").
+ */
+export interface ProvisionCompleteEvent {
+  /** "complete" */
+  task: string;
+  /** "done" */
+  status: string;
+  message: string;
+  result: ProvisionResult;
+  progress: ProvisionProgress;
+}
+
+/** ProvisionFailureEvent is the last frame of a failed run. */
+export interface ProvisionFailureEvent {
+  /** the failed task's id, or "unknown" */
+  task: string;
+  /** "error" */
+  status: string;
+  /** "Failed: <title>" */
+  message: string;
+  error: string;
+  progress: ProvisionProgress;
+}
+
+/**
+ * ProvisionFrame is any frame of the provisioning WebSocket, decoded: the
+ * fields of every frame type, so a client reads one type and looks at
+ * Type (snapshot), Task and Status.
+ */
+export interface ProvisionFrame {
+  type?: string;
+  isRunning?: boolean;
+  tasks?: ProvisionTask[];
+  task?: string;
+  title?: string;
+  status?: string;
+  message?: string;
+  log?: string;
+  /** string in a failure, object or null in a snapshot */
+  error?: unknown;
+  result?: ProvisionResult;
+  progress?: ProvisionProgress;
 }
 
 /**
