@@ -442,7 +442,7 @@ func (s *Stack) startNginx(ctx context.Context) error {
 	return provision.WriteShared(ctx, s.Relay.Layout, svc.Render, svc.Nginx)
 }
 
-const renewTimer = "portlama-certs-renew.timer"
+const renewTimer = system.UnitRenewTimer
 
 func (s *Stack) startPanel(ctx context.Context) error {
 	srv, err := panel.New(panel.FromRelay(s.Services, s.opts.Version, s.log))
