@@ -24,7 +24,8 @@ import (
 )
 
 // WriteFileAtomic replaces path with data. The file is created with mode
-// (independent of the umask) and is never observed half-written.
+// (independent of the umask) and is never observed half-written. Written
+// by root, a file that exists keeps its owner.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	return writeFileAtomic(path, data, mode, nil)
 }
@@ -58,6 +59,16 @@ func writeFileAtomicOwned(path string, data []byte, mode os.FileMode, uid, gid i
 			os.Remove(tmpName)
 		}
 	}()
+	if uid < 0 && gid < 0 && os.Geteuid() == 0 {
+		// Root (`portlama reset-admin`, `certs renew` run by hand) keeps
+		// the owner of the file it replaces, so the service user can
+		// still read its own state afterwards.
+		if fi, serr := os.Lstat(path); serr == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				uid, gid = int(st.Uid), int(st.Gid)
+			}
+		}
+	}
 	if uid >= 0 || gid >= 0 {
 		if err = tmp.Chown(uid, gid); err != nil {
 			return fmt.Errorf("set owner of %s: %w", tmpName, err)

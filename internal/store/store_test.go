@@ -248,3 +248,41 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// A file the service user owns stays its own when root rewrites it
+// (`portlama reset-admin` runs as root; the panel must still read
+// panel.json afterwards). A new file is root's.
+func TestRootKeepsTheOwnerOfAReplacedFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to own files as another user")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "panel.json")
+	if err := os.WriteFile(path, []byte("{}\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFileAtomic(path, []byte(`{"a":1}`+"\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	owner := func(p string) (uint32, uint32) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		return st.Uid, st.Gid
+	}
+	if u, g := owner(path); u != 65534 || g != 65534 {
+		t.Errorf("rewritten file owned by %d:%d, want 65534:65534", u, g)
+	}
+	fresh := filepath.Join(dir, "new.json")
+	if err := WriteFileAtomic(fresh, []byte("{}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := owner(fresh); u != 0 {
+		t.Errorf("new file owned by %d, want root", u)
+	}
+}

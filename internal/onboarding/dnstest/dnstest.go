@@ -70,15 +70,6 @@ func (s *Server) SetRcode(name string, rcode int) {
 	s.rcodes[key(name)] = rcode
 }
 
-// Reset removes every record and failure.
-func (s *Server) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.records = map[string][]string{}
-	s.rcodes = map[string]int{}
-	s.nodata = map[string]bool{}
-}
-
 func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 	m := new(dns.Msg)
 	m.SetReply(req)
