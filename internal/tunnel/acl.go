@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/portlama/portlama/internal/store"
+	"github.com/portlama/portlama/internal/validate"
 )
 
 // ACLMode is the file mode of acl.json (it holds the agents' passwords).
@@ -36,17 +37,12 @@ type ACLAgent struct {
 var ErrUnknownAgent = errors.New("agent has no tunnel credentials")
 
 var (
-	labelRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 	hex64Re = regexp.MustCompile(`^[a-f0-9]{64}$`)
 )
 
-// maxLabelLen covers every label rule of the contract (§2.6).
-const maxLabelLen = 63
-
-// ValidLabel reports whether label can be a tunnel user name.
-func ValidLabel(label string) bool {
-	return len(label) >= 1 && len(label) <= maxLabelLen && labelRe.MatchString(label)
-}
+// ValidLabel reports whether label can be a tunnel user name: the rule of
+// a tunnel's agentLabel, which covers every agent label.
+func ValidLabel(label string) bool { return validate.TunnelAgentLabel(label) == nil }
 
 // Validate checks the whole document: valid, unique labels; 64-hex
 // passwords; ports in 1–65535, unique across all agents.

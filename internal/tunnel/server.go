@@ -448,8 +448,10 @@ func (s *Server) checkPassword(certLabel, user string, pw []byte, addr string) (
 		want = a.Password
 	}
 	match := subtle.ConstantTimeCompare(pw, []byte(want)) == 1
-	if len(user) > maxLabelLen {
-		user = user[:maxLabelLen] + "…"
+	// The user name is the client's text: log a bounded prefix.
+	const maxLogged = 63
+	if len(user) > maxLogged {
+		user = user[:maxLogged] + "…"
 	}
 	switch {
 	case !ok || !match:
