@@ -93,28 +93,18 @@ func TestPanelUI(t *testing.T) {
 		}
 		// The agent picks the tunnel up on its next poll; the page it
 		// serves is the app's.
-		url := st.Relay.Addrs.HostURL("browser", demo.Domain) + "/"
-		deadline := time.Now().Add(45 * time.Second)
-		for {
-			err := b.Run(15*time.Second, chromedp.Navigate(url))
-			text := ""
-			if err == nil {
-				text = Get(b, "read the app", chromedp.Text(chromedp.CSS("body")))
-			}
-			if err == nil && strings.Contains(text, "Hello from the browser test") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the new tunnel did not serve the app within 45 s: %v %q", err, text)
-			}
-			time.Sleep(time.Second)
-		}
+		waitServed(t, b, st.Relay.Addrs.HostURL("browser", demo.Domain)+"/", "Hello from the browser test", 45*time.Second)
 		// Toggle and delete with confirmation.
 		b.Must("disable", chromedp.Navigate(base+"/tunnels"), WaitText("browser."+demo.Domain), Click("Enable browser."+demo.Domain),
 			Visible(`button[aria-label="Enable browser.`+demo.Domain+`"][aria-checked="false"]`))
 		b.Must("delete", Click("Delete browser."+demo.Domain), WaitText("Delete tunnel?"), Click("Delete tunnel"),
 			Until(`!document.body.innerText.includes("browser.`+demo.Domain+`")`))
 		b.NoProblems(t, "tunnels")
+	})
+
+	t.Run("sites", func(t *testing.T) {
+		b.Use(t)
+		sitesSteps(t, b, st, base)
 	})
 
 	t.Run("users", func(t *testing.T) {
@@ -308,6 +298,27 @@ func startApp(t *testing.T, text string) int {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// waitServed loads url in the browser until its page shows text (a new
+// tunnel or site answers once nginx and the agent have picked it up).
+func waitServed(t *testing.T, b *Browser, url, text string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := b.Run(15*time.Second, chromedp.Navigate(url))
+		body := ""
+		if err == nil {
+			body = Get(b, "read "+url, chromedp.Text(chromedp.CSS("body")))
+		}
+		if err == nil && strings.Contains(body, text) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not show %q within %s: %v %q", url, text, within, err, body)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // waitFile waits for a download to be complete.

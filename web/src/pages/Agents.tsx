@@ -6,6 +6,7 @@ import { keys, useAgents } from "../api/queries";
 import type { Agent, AgentP12, Capability, CapabilitiesResponse, EnrollmentToken, NewAgentRequest } from "../api/types.gen";
 import { CapTunnelsRead } from "../api/types.gen";
 import { useToast } from "../components/toast";
+import { ConnectionBadge } from "../components/Connection";
 import { Badge, Button, Card, Checkbox, CodeLine, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, Secret, TextField } from "../components/ui";
 import { capabilityInfo, selectableCapabilities } from "../lib/capabilities";
 import { saveBlob } from "../lib/download";
@@ -77,6 +78,11 @@ function AgentTable({ agents }: { agents: Agent[] }) {
                 <td className="px-4 py-2.5">
                   <p className="font-mono font-medium">{a.label}</p>
                   <p className="text-xs text-zinc-600 dark:text-zinc-400">added {formatDate(a.createdAt)}</p>
+                  {!a.revoked && (
+                    <div className="mt-1">
+                      <ConnectionBadge of={a} />
+                    </div>
+                  )}
                 </td>
                 <td className="px-4 py-2.5">
                   <div className="flex max-w-sm flex-wrap gap-1">
