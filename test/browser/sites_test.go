@@ -20,7 +20,6 @@ import (
 func sitesSteps(t *testing.T, b *Browser, st *demo.Stack, base string) {
 	d := demo.Domain
 	b.Must("open sites", chromedp.Navigate(base+"/sites"), WaitHeading("Sites"), WaitText(demo.SampleSite+"."+d))
-	b.Screenshot("sites")
 	b.Axe("sites")
 
 	b.Must("create a managed site", Click("New site"), Fill("name", "docs"), Click("Create site"), WaitText("docs."+d+" created"))
@@ -85,6 +84,9 @@ func sitesSteps(t *testing.T, b *Browser, st *demo.Stack, base string) {
 
 	b.Must("settings", chromedp.Navigate(base+"/sites"), WaitText("docs."+d), Click("Settings of docs."+d), WaitText("Settings of docs."+d),
 		chromedp.Click(chromedp.Search(`//dialog[@open]//label[contains(., "Single-page app")]`)), Click("Save settings"), WaitText("Settings of docs."+d+" saved"))
+	b.Must("the list", chromedp.Reload(), WaitHeading("Sites"), WaitText("SPA"))
+	b.Screenshot("sites")
+	b.Axe("sites with three sites")
 	b.Must("delete a site", Click("Delete "+own), WaitText("Delete site?"), Click("Delete site"), WaitText(own+" deleted"))
 	list, err = pc.ListSites(ctx)
 	for _, s := range list {

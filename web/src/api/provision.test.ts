@@ -6,9 +6,10 @@ test("frames drive the six tasks to completion", () => {
   s = reduceFrame(s, { task: "start-tunnel-server", title: "Starting tunnel server", status: "running", message: "Starting", log: "creating key", progress: { current: 1, total: 6 } });
   expect(s.tasks[0].status).toBe("running");
   expect(s.running).toBe(true);
-  expect(s.logs).toEqual(["creating key"]);
+  expect(s.logs).toEqual(["Starting", "creating key"]);
   s = reduceFrame(s, { task: "start-tunnel-server", status: "done", message: "Tunnel server running", log: null, progress: { current: 1, total: 6 } });
   expect(finishedCount(s)).toBe(1);
+  expect(s.logs).toEqual(["Starting", "creating key", "Tunnel server running"]);
   s = reduceFrame(s, {
     task: "complete",
     status: "done",
@@ -38,7 +39,7 @@ test("a failure marks its task and keeps the log; a snapshot restores state", ()
   };
   s = reduceFrame(s, snap);
   expect(s.tasks.map((t) => t.status)).toEqual(["done", "running", "pending", "pending", "pending", "pending"]);
-  expect(s.logs).toEqual(["a", "b"]);
+  expect(s.logs).toEqual(["ok", "a", "b"]);
   expect(s.error).toBeNull();
 });
 

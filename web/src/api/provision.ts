@@ -89,8 +89,10 @@ export function reduceFrame(s: ProvisionState, f: Frame): ProvisionState {
   if ("type" in f && f.type === "state") {
     const known = new Map(f.tasks.map((t) => [t.id, t]));
     const tasks = provisionTasks.map((t) => known.get(t.id) ?? { ...t, status: "pending" as TaskStatus, message: "", log: null });
+    // The log: each started task's message, then its own log lines (most
+    // tasks have none), as the events would have added them.
     let logs: string[] = [];
-    for (const t of f.tasks) logs = appendLog(logs, t.log);
+    for (const t of f.tasks) if (t.status !== "pending") logs = appendLog(appendLog(logs, t.message), t.log);
     const done = !!f.result;
     return { tasks, logs, running: f.isRunning, error: f.error, result: f.result, done };
   }
@@ -120,7 +122,7 @@ export function reduceFrame(s: ProvisionState, f: Frame): ProvisionState {
     running: true,
     error: null,
     tasks: s.tasks.map((t) => (t.id === e.task ? { ...t, status: e.status, message: e.message, title: e.title || t.title } : t)),
-    logs: appendLog(s.logs, e.log),
+    logs: appendLog(appendLog(s.logs, e.message), e.log),
   };
 }
 

@@ -53,6 +53,7 @@ test("a DNS check is explained: missing record, wrong address, success", () => {
   expect(missing.text).toMatch(/www\.example\.org has no A record yet\. Create an A record for www\.example\.org pointing to 203\.0\.113\.10/);
   const wrong = explainDNS({ ok: false, fqdn: "www.example.org", expectedIp: "203.0.113.10", resolvedIps: ["198.51.100.1", "198.51.100.2"], message: "" }, "www.example.org");
   expect(wrong.text).toMatch(/points to 198\.51\.100\.1, 198\.51\.100\.2, not to 203\.0\.113\.10/);
+  expect(explainDNS({ ok: false, message: "DNS lookup failed" }, "www.example.org")).toEqual({ tone: "warning", title: "DNS is not ready", text: "DNS lookup failed" });
   expect(explainDNS({ ok: true, message: "DNS verified, certificate issued, and site is now live." }, "x")).toEqual({
     tone: "success",
     title: "The site is live",

@@ -92,17 +92,22 @@ export interface DNSExplanation {
   text: string;
 }
 
-/** explainDNS turns a verify-dns answer into what the admin should know or do. */
+/**
+ * explainDNS turns a verify-dns answer into what the admin should know or
+ * do: from what was resolved when the answer says (fqdn, expectedIp,
+ * resolvedIps), else the API's own message.
+ */
 export function explainDNS(r: SiteDNSCheck, fqdn: string): DNSExplanation {
   if (r.ok) return { tone: "success", title: "The site is live", text: r.message };
   const name = r.fqdn || fqdn;
-  const ip = r.expectedIp || "this server's IP address";
   const found = r.resolvedIps ?? [];
+  if (!r.expectedIp) return { tone: "warning", title: "DNS is not ready", text: r.message || `${name} does not point to this server yet. Check its A record, then verify again.` };
+  const ip = r.expectedIp;
   const text =
     found.length === 0
       ? `${name} has no A record yet. Create an A record for ${name} pointing to ${ip} at your DNS provider, wait a few minutes, then verify again.`
       : `${name} points to ${found.join(", ")}, not to ${ip}. Change its A record to ${ip} (and remove the others), wait until the old answer expires, then verify again.`;
-  return { tone: "warning", title: "DNS is not ready", text: r.message && r.message !== text ? `${text} (${r.message})` : text };
+  return { tone: "warning", title: "DNS is not ready", text };
 }
 
 export interface SiteSettings {

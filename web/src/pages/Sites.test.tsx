@@ -155,6 +155,8 @@ test("the file browser uploads several files with progress, skips refused ones a
   expect(within(list).getByText("Not sent: File 'run.sh' has disallowed extension '.sh'")).toBeInTheDocument();
   expect(uploads).toEqual([`/api/sites/${managed.id}/files?path=. about.html`, `/api/sites/${managed.id}/files?path=. data.json`]);
   expect(screen.getByText("2 of 2 uploaded")).toBeInTheDocument();
+  // Progress counts the files' bytes (3 + 2), not the multipart framing.
+  expect(screen.getByText("5 B of 5 B")).toBeInTheDocument();
   expect(await screen.findByText("2 files uploaded to docs.example.com")).toBeInTheDocument();
   // Into a folder: the upload goes there.
   await user.click(screen.getByRole("button", { name: "img" }));

@@ -306,6 +306,7 @@ function DNSDialog({ site, onClose }: { site: Site; onClose: () => void }) {
     <Dialog
       open
       onClose={onClose}
+      wide
       title={`DNS for ${site.fqdn}`}
       footer={
         <>
@@ -420,7 +421,8 @@ function FileBrowser({ site }: { site: Site }) {
       const form = new FormData();
       form.append("file", f, uploadName(f));
       try {
-        await upload<SiteUpload>(`/api/sites/${seg(site.id)}/files?path=${encodeURIComponent(path)}`, form, (sent, total) => set(i, { sent, total: total || f.size }));
+        // Progress in the file's bytes (the request also carries the multipart framing).
+        await upload<SiteUpload>(`/api/sites/${seg(site.id)}/files?path=${encodeURIComponent(path)}`, form, (sent, total) => set(i, { sent: total ? Math.min(f.size, Math.round((f.size * sent) / total)) : 0 }));
         set(i, { state: "done", sent: f.size });
         stored++;
       } catch (e) {
