@@ -87,6 +87,12 @@ func sitesSteps(t *testing.T, b *Browser, st *demo.Stack, base string) {
 	b.Must("the list", chromedp.Reload(), WaitHeading("Sites"), WaitText("SPA"))
 	b.Screenshot("sites")
 	b.Axe("sites with three sites")
+	b.Must("dark mode", Dark(true))
+	b.Screenshot("sites-dark")
+	b.Axe("sites (dark)")
+	b.Must("phone", Dark(false), Phone(true), chromedp.Navigate(base+"/sites/"+docs.ID), WaitText("hello.html"))
+	b.Axe("site files (phone)")
+	b.Must("desktop", Phone(false), chromedp.Navigate(base+"/sites"), WaitText("docs."+d))
 	b.Must("delete a site", Click("Delete "+own), WaitText("Delete site?"), Click("Delete site"), WaitText(own+" deleted"))
 	list, err = pc.ListSites(ctx)
 	for _, s := range list {
