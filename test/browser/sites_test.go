@@ -2,6 +2,7 @@ package browser
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/demo"
+	"github.com/portlama/portlama/internal/system"
 )
 
 // sitesSteps creates a managed site, uploads files into it from the file
@@ -84,6 +86,21 @@ func sitesSteps(t *testing.T, b *Browser, st *demo.Stack, base string) {
 
 	b.Must("settings", chromedp.Navigate(base+"/sites"), WaitText("docs."+d), Click("Settings of docs."+d), WaitText("Settings of docs."+d),
 		chromedp.Click(chromedp.Search(`//dialog[@open]//label[contains(., "Single-page app")]`)), Click("Save settings"), WaitText("Settings of docs."+d+" saved"))
+	// A change the auth server does not confirm (it is stopped): saved, and
+	// the page shows the API's warning.
+	stopped, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := st.Supervisor.Stop(stopped, system.UnitAuth); err != nil {
+		t.Fatal(err)
+	}
+	b.Must("an unconfirmed change", Click("Settings of docs."+d), WaitText("Settings of docs."+d),
+		chromedp.Click(chromedp.Search(`//dialog[@open]//label[contains(., "Require login")]`)), Click("Save settings"),
+		Visible(`[data-tone="warning"]`), WaitText("the auth server has not confirmed"))
+	b.Screenshot("sites-warning")
+	if err := st.Supervisor.Start(stopped, system.UnitAuth); err != nil {
+		t.Fatal(err)
+	}
+	waitListening(t, st.Relay.Addrs.Auth, 20*time.Second)
 	b.Must("the list", chromedp.Reload(), WaitHeading("Sites"), WaitText("SPA"))
 	b.Screenshot("sites")
 	b.Axe("sites with three sites")
@@ -99,12 +116,29 @@ func sitesSteps(t *testing.T, b *Browser, st *demo.Stack, base string) {
 		if s.Name == "blog" {
 			t.Fatalf("the deleted site is still listed: %+v", s)
 		}
-		if s.Name == "docs" && !s.SPAMode {
-			t.Errorf("the settings dialog did not turn SPA mode on: %+v", s)
+		if s.Name == "docs" && (!s.SPAMode || !s.AutheliaProtected) {
+			t.Errorf("the settings dialog did not turn SPA mode and login protection on: %+v", s)
 		}
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	b.NoProblems(t, "sites")
+}
+
+// waitListening waits until addr accepts TCP connections (a restarted unit).
+func waitListening(t *testing.T, addr string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s does not accept connections within %s: %v", addr, within, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -28,7 +28,8 @@ export function ToastProvider({ children }: { children: ReactNode }) {
     setToasts((t) => [...t.slice(-2), { id, text, tone }]);
     setTimeout(() => setToasts((t) => t.filter((x) => x.id !== id)), lifetime[tone]);
   }, []);
-  useEffect(() => setWarningHandler((w) => push(`Saved, but not confirmed: ${w}`, "warning")), [push]);
+  // The API's warnings say what happened themselves ("Saved, but …").
+  useEffect(() => setWarningHandler((w) => push(w, "warning")), [push]);
   return (
     <Ctx.Provider value={push}>
       {children}

@@ -89,7 +89,7 @@ test("settings send only the change; deleting asks first", async () => {
   await user.click(within(dialog).getByRole("button", { name: "Save settings" }));
   await waitFor(() => expect(calls.find((c) => c[0] === "PATCH")?.[2]).toEqual({ autheliaProtected: true, allowedUsers: ["alice"] }));
   // The API's warning becomes a warning toast.
-  expect(await screen.findByText(/not confirmed: The auth server did not confirm/)).toBeInTheDocument();
+  expect((await screen.findByText("The auth server did not confirm the new access rules in time.")).closest("[data-tone]")).toHaveAttribute("data-tone", "warning");
   expect(await screen.findByText("Login: 1 user")).toBeInTheDocument();
 
   await user.click(screen.getByRole("button", { name: "Delete docs.example.com" }));
