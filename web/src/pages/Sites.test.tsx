@@ -1,4 +1,4 @@
-import { screen, waitFor, within } from "@testing-library/react";
+import { fireEvent, screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { Route, Router } from "wouter";
 import { memoryLocation } from "wouter/memory-location";
@@ -164,4 +164,45 @@ test("the file browser uploads several files with progress, skips refused ones a
   expect(screen.getByRole("navigation", { name: "Folder" })).toHaveTextContent("docs.example.com/img");
   await user.upload(screen.getByLabelText("Files to upload"), [new File(["x"], "b.svg")]);
   await waitFor(() => expect(uploads).toContain(`/api/sites/${managed.id}/files?path=img b.svg`));
+});
+
+test("a big folder is paged; files dropped on the list are uploaded", async () => {
+  const many = Array.from({ length: 250 }, (_, i) => ({ name: `f${String(i).padStart(3, "0")}.txt`, type: "file", size: 1, modifiedAt: "2026-01-01T00:00:00Z", relativePath: `f${String(i).padStart(3, "0")}.txt` }));
+  const uploads: string[] = [];
+  class FakeXHR {
+    status = 200;
+    responseText = JSON.stringify({ ok: true, files: ["x"] });
+    upload = { onprogress: null };
+    onload: (() => void) | null = null;
+    open() {}
+    setRequestHeader() {}
+    getResponseHeader() {
+      return "application/json";
+    }
+    send(body: FormData) {
+      uploads.push((body.get("file") as File).name);
+      setTimeout(() => this.onload?.(), 0);
+    }
+  }
+  vi.stubGlobal("XMLHttpRequest", FakeXHR);
+  vi.stubGlobal("fetch", vi.fn(async (path: string) => (path.includes("/files") ? json(200, { path: ".", files: many }) : json(200, { sites: [managed] }))));
+  const { hook } = memoryLocation({ path: `/sites/${managed.id}` });
+  renderWithClient(
+    <Router hook={hook}>
+      <Route path="/sites/:id" component={SiteFilesPage} />
+    </Router>,
+    (qc) => {
+      qc.setQueryData(keys.onboarding, ob);
+      qc.setQueryData(keys.sites, [managed]);
+    },
+  );
+  expect(await screen.findAllByTestId("file-row")).toHaveLength(100);
+  expect(screen.getByText("Page 1 of 3")).toBeInTheDocument();
+  await userEvent.setup().click(screen.getByRole("button", { name: "Next" }));
+  expect(screen.getAllByTestId("file-row")[0]).toHaveTextContent("f100.txt");
+  const list = screen.getAllByTestId("file-row")[0].closest("table")!;
+  const files = [new File(["a"], "dropped.html")];
+  fireEvent.dragOver(list, { dataTransfer: { types: ["Files"], files } });
+  fireEvent.drop(list, { dataTransfer: { types: ["Files"], files } });
+  await waitFor(() => expect(uploads).toEqual(["dropped.html"]));
 });

@@ -8,7 +8,7 @@ import { UserChecklist } from "../components/AccessPicker";
 import type { CreateSiteRequest, Site, SiteDNSCheck, SiteFile, SiteResponse, SiteUpload } from "../api/types.gen";
 import { MsgSiteNotFound, SiteCustom, SiteManaged, type SiteType } from "../api/types.gen";
 import { useToast } from "../components/toast";
-import { Badge, Button, Card, Checkbox, CodeLine, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, RadioCard, SearchField, TextField, cx } from "../components/ui";
+import { Badge, Button, Card, Checkbox, CodeLine, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, Pagination, RadioCard, SearchField, TextField, cx, usePaged } from "../components/ui";
 import { useFormErrors, type FieldErrors, type MessageRule } from "../lib/fieldErrors";
 import { formatBytes, formatDateTime, plural, relativeTime } from "../lib/format";
 import { checkCustomDomain, checkSiteName, crumbs, explainDNS, fileURL, planUpload, protectable, settingsPatch, siteState, uploadName, type DNSExplanation, type SiteSettings } from "../lib/sites";
@@ -357,6 +357,9 @@ function DNSDialog({ site, onClose }: { site: Site; onClose: () => void }) {
   );
 }
 
+/** A folder of thousands of files stays quick to render. */
+export const filesPerPage = 100;
+
 interface Progress {
   name: string;
   sent: number;
@@ -390,8 +393,14 @@ export function SiteFilesPage() {
 
 function FileBrowser({ site }: { site: Site }) {
   const { data: ob } = useOnboarding();
-  const [path, setPath] = useState(".");
+  const [path, setDir] = useState(".");
   const files = useSiteFiles(site.id, path);
+  const paged = usePaged(files.data?.files ?? [], filesPerPage);
+  const setPath = (p: string) => {
+    setDir(p);
+    paged.setPage(1);
+  };
+  const [dragging, setDragging] = useState(false);
   const [deleting, setDeleting] = useState<SiteFile | null>(null);
   const [progress, setProgress] = useState<Progress[]>([]);
   const [refused, setRefused] = useState<{ name: string; reason: string }[]>([]);
@@ -527,76 +536,93 @@ function FileBrowser({ site }: { site: Site }) {
           </ul>
         </Card>
       )}
-      <Card>
-        <nav aria-label="Folder" className="mb-3 flex flex-wrap items-center gap-1 text-sm">
-          {crumbs(path, site.fqdn).map((c, i, all) => (
-            <span key={c.path} className="flex items-center gap-1">
-              {i > 0 && <span aria-hidden className="text-zinc-400">/</span>}
-              {i === all.length - 1 ? (
-                <span aria-current="location" className="font-medium">
-                  {c.label}
-                </span>
-              ) : (
-                <button type="button" className="rounded px-1 font-medium text-teal-700 hover:underline dark:text-teal-400" onClick={() => setPath(c.path)}>
-                  {c.label}
-                </button>
-              )}
-            </span>
-          ))}
-        </nav>
-        {files.isPending ? (
-          <Loading label="Loading files" />
-        ) : files.isError ? (
-          <ErrorState what="Files" error={files.error} retry={() => files.refetch()} />
-        ) : files.data.files.length === 0 ? (
-          <Empty title={path === "." ? "No files yet" : "This folder is empty"} icon={<Folder className="size-8" />}>
-            Upload an <code className="font-mono">index.html</code> and what it links to. Allowed: web pages, styles, scripts, images, fonts, media, PDF, text and data files.
-          </Empty>
-        ) : (
-          <div className="-mx-4 overflow-x-auto">
-            <table className="w-full min-w-[32rem] text-left text-sm">
-              <thead className="border-b border-zinc-200 text-xs text-zinc-600 uppercase dark:border-zinc-800 dark:text-zinc-400">
-                <tr>
-                  <th scope="col" className="px-4 py-2 font-medium">Name</th>
-                  <th scope="col" className="px-4 py-2 text-right font-medium">Size</th>
-                  <th scope="col" className="px-4 py-2 font-medium">Modified</th>
-                  <th scope="col" className="px-4 py-2 font-medium"><span className="sr-only">Actions</span></th>
-                </tr>
-              </thead>
-              <tbody className="divide-y divide-zinc-200 dark:divide-zinc-800">
-                {files.data.files.map((f) => (
-                  <tr key={f.relativePath} data-testid="file-row">
-                    <td className="px-4 py-2">
-                      {f.type === "directory" ? (
-                        <button type="button" className="inline-flex items-center gap-2 font-medium text-teal-700 hover:underline dark:text-teal-400" onClick={() => setPath(f.relativePath)}>
-                          <Folder aria-hidden className="size-4" />
-                          {f.name}
-                        </button>
-                      ) : site.certIssued ? (
-                        <a href={fileURL(site, f.relativePath, ob?.httpsPort)} target="_blank" rel="noreferrer noopener" className="inline-flex items-center gap-2 hover:underline">
-                          <FileIcon aria-hidden className="size-4 text-zinc-500" />
-                          {f.name}
-                          <span className="sr-only">(opens in a new tab)</span>
-                        </a>
-                      ) : (
-                        <span className="inline-flex items-center gap-2">
-                          <FileIcon aria-hidden className="size-4 text-zinc-500" />
-                          {f.name}
-                        </span>
-                      )}
-                    </td>
-                    <td className="px-4 py-2 text-right tabular-nums">{f.type === "directory" ? "—" : formatBytes(f.size)}</td>
-                    <td className="px-4 py-2 text-xs text-zinc-600 dark:text-zinc-400">{relativeTime(f.modifiedAt)}</td>
-                    <td className="px-4 py-2 text-right">
-                      <Button size="sm" variant="ghost" aria-label={`Delete ${f.relativePath}`} onClick={() => setDeleting(f)} icon={<Trash2 aria-hidden className="size-4 text-red-700 dark:text-red-400" />} />
-                    </td>
+      <div
+        className={cx("rounded-lg", dragging && "ring-2 ring-teal-600 ring-offset-2 dark:ring-teal-400 dark:ring-offset-zinc-950")}
+        onDragOver={(e) => {
+          if (busy || !e.dataTransfer.types.includes("Files")) return;
+          e.preventDefault();
+          setDragging(true);
+        }}
+        onDragLeave={() => setDragging(false)}
+        onDrop={(e) => {
+          e.preventDefault();
+          setDragging(false);
+          if (!busy) void send([...e.dataTransfer.files]);
+        }}
+      >
+        <Card>
+          <nav aria-label="Folder" className="mb-3 flex flex-wrap items-center gap-1 text-sm">
+            {crumbs(path, site.fqdn).map((c, i, all) => (
+              <span key={c.path} className="flex items-center gap-1">
+                {i > 0 && <span aria-hidden className="text-zinc-400">/</span>}
+                {i === all.length - 1 ? (
+                  <span aria-current="location" className="font-medium">
+                    {c.label}
+                  </span>
+                ) : (
+                  <button type="button" className="rounded px-1 font-medium text-teal-700 hover:underline dark:text-teal-400" onClick={() => setPath(c.path)}>
+                    {c.label}
+                  </button>
+                )}
+              </span>
+            ))}
+          </nav>
+          {files.isPending ? (
+            <Loading label="Loading files" />
+          ) : files.isError ? (
+            <ErrorState what="Files" error={files.error} retry={() => files.refetch()} />
+          ) : files.data.files.length === 0 ? (
+            <Empty title={path === "." ? "No files yet" : "This folder is empty"} icon={<Folder className="size-8" />}>
+              Upload an <code className="font-mono">index.html</code> and what it links to. Allowed: web pages, styles, scripts, images, fonts, media, PDF, text and data files.
+            </Empty>
+          ) : (
+            <div className="-mx-4 overflow-x-auto">
+              <table className="w-full min-w-[32rem] text-left text-sm">
+                <thead className="border-b border-zinc-200 text-xs text-zinc-600 uppercase dark:border-zinc-800 dark:text-zinc-400">
+                  <tr>
+                    <th scope="col" className="px-4 py-2 font-medium">Name</th>
+                    <th scope="col" className="px-4 py-2 text-right font-medium">Size</th>
+                    <th scope="col" className="px-4 py-2 font-medium">Modified</th>
+                    <th scope="col" className="px-4 py-2 font-medium"><span className="sr-only">Actions</span></th>
                   </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        )}
-      </Card>
+                </thead>
+                <tbody className="divide-y divide-zinc-200 dark:divide-zinc-800">
+                  {paged.rows.map((f) => (
+                    <tr key={f.relativePath} data-testid="file-row">
+                      <td className="px-4 py-2">
+                        {f.type === "directory" ? (
+                          <button type="button" className="inline-flex items-center gap-2 font-medium text-teal-700 hover:underline dark:text-teal-400" onClick={() => setPath(f.relativePath)}>
+                            <Folder aria-hidden className="size-4" />
+                            {f.name}
+                          </button>
+                        ) : site.certIssued ? (
+                          <a href={fileURL(site, f.relativePath, ob?.httpsPort)} target="_blank" rel="noreferrer noopener" className="inline-flex items-center gap-2 hover:underline">
+                            <FileIcon aria-hidden className="size-4 text-zinc-500" />
+                            {f.name}
+                            <span className="sr-only">(opens in a new tab)</span>
+                          </a>
+                        ) : (
+                          <span className="inline-flex items-center gap-2">
+                            <FileIcon aria-hidden className="size-4 text-zinc-500" />
+                            {f.name}
+                          </span>
+                        )}
+                      </td>
+                      <td className="px-4 py-2 text-right tabular-nums">{f.type === "directory" ? "—" : formatBytes(f.size)}</td>
+                      <td className="px-4 py-2 text-xs text-zinc-600 dark:text-zinc-400">{relativeTime(f.modifiedAt)}</td>
+                      <td className="px-4 py-2 text-right">
+                        <Button size="sm" variant="ghost" aria-label={`Delete ${f.relativePath}`} onClick={() => setDeleting(f)} icon={<Trash2 aria-hidden className="size-4 text-red-700 dark:text-red-400" />} />
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )}
+          <Pagination page={paged.page} pages={paged.pages} onPage={paged.setPage} total={paged.total} from={paged.from} to={paged.to} />
+          <p className="mt-3 text-xs text-zinc-600 dark:text-zinc-400">Drop files here to upload them into this folder.</p>
+        </Card>
+      </div>
       <ConfirmDialog
         open={!!deleting}
         title={deleting?.type === "directory" ? "Delete folder?" : "Delete file?"}
