@@ -1,3 +1,4 @@
+import { stubXHR } from "../test/xhr";
 import { ApiError, del, get, post, setTwoFactorHandler, setWarningHandler, upload } from "./client";
 
 function json(status: number, body: unknown) {
@@ -76,35 +77,12 @@ test("a mutation's warning reaches the warning handler once; reads and ownWarnin
 test("upload reports progress, repeats after the 2FA code and reports the warning", async () => {
   const sent: FormData[] = [];
   let verified = false;
-  class FakeXHR {
-    status = 0;
-    responseText = "";
-    upload: { onprogress: ((e: { loaded: number; total: number; lengthComputable: boolean }) => void) | null } = { onprogress: null };
-    onload: (() => void) | null = null;
-    onerror: (() => void) | null = null;
-    onabort: (() => void) | null = null;
-    withCredentials = false;
-    open() {}
-    setRequestHeader() {}
-    getResponseHeader() {
-      return "application/json";
-    }
-    abort() {}
-    send(body: FormData) {
-      sent.push(body);
-      this.upload.onprogress?.({ loaded: 50, total: 100, lengthComputable: true });
-      this.upload.onprogress?.({ loaded: 100, total: 100, lengthComputable: true });
-      if (verified) {
-        this.status = 200;
-        this.responseText = JSON.stringify({ ok: true, files: ["a.html"], warning: "Site size (600 MB) exceeds the 500 MB limit." });
-      } else {
-        this.status = 401;
-        this.responseText = JSON.stringify({ error: "2fa_required" });
-      }
-      queueMicrotask(() => this.onload?.());
-    }
-  }
-  vi.stubGlobal("XMLHttpRequest", FakeXHR);
+  stubXHR((_url, form) => {
+    sent.push(form);
+    return verified
+      ? { status: 200, body: { ok: true, files: ["a.html"], warning: "Site size (600 MB) exceeds the 500 MB limit." }, progress: [[50, 100], [100, 100]] }
+      : { status: 401, body: { error: "2fa_required" }, progress: [[50, 100], [100, 100]] };
+  });
   const offCode = setTwoFactorHandler(async () => {
     verified = true;
   });
@@ -123,20 +101,6 @@ test("upload reports progress, repeats after the 2FA code and reports the warnin
 });
 
 test("a refused upload is an ApiError with the API's message", async () => {
-  class FakeXHR {
-    status = 400;
-    responseText = JSON.stringify({ error: "Upload failed: File 'a.exe' has disallowed extension '.exe'" });
-    upload = { onprogress: null };
-    onload: (() => void) | null = null;
-    open() {}
-    setRequestHeader() {}
-    getResponseHeader() {
-      return "application/json";
-    }
-    send() {
-      queueMicrotask(() => this.onload?.());
-    }
-  }
-  vi.stubGlobal("XMLHttpRequest", FakeXHR);
+  stubXHR(() => ({ status: 400, body: { error: "Upload failed: File 'a.exe' has disallowed extension '.exe'" } }));
   await expect(upload("/api/sites/x/files", new FormData())).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/disallowed extension/) });
 });

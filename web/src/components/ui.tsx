@@ -1,6 +1,6 @@
 // The UI's building blocks: one visual language for every page.
 import { useEffect, useId, useRef, useState, type ReactNode, type ButtonHTMLAttributes, type InputHTMLAttributes } from "react";
-import { AlertTriangle, Check, CheckCircle2, Copy, Eye, EyeOff, Info, Loader2, RefreshCw, Search, X, XCircle } from "lucide-react";
+import { AlertTriangle, Check, CheckCircle2, Copy, Eye, EyeOff, Info, Loader2, RefreshCw, Search, Trash2, X, XCircle } from "lucide-react";
 
 export function cx(...c: unknown[]) {
   return c.filter((x) => typeof x === "string" && x).join(" ");
@@ -287,6 +287,11 @@ export function Checkbox({ label, description, checked, onChange, disabled, name
       </div>
     </div>
   );
+}
+
+/** DeleteButton is the small red trash-can button of a list row; label says what it deletes. */
+export function DeleteButton({ label, onClick }: { label: string; onClick: () => void }) {
+  return <Button size="sm" variant="ghost" aria-label={label} onClick={onClick} icon={<Trash2 aria-hidden className="size-4 text-red-700 dark:text-red-400" />} />;
 }
 
 /** RadioCard is one choice of a radio group drawn as a card with a description. */

@@ -1,14 +1,14 @@
 import { useState } from "react";
 import { Link } from "wouter";
 import { useMutation, useQueryClient } from "@tanstack/react-query";
-import { Download, Monitor, Pencil, Plus, Trash2 } from "lucide-react";
+import { Download, Monitor, Pencil, Plus } from "lucide-react";
 import { del, getBlob, patch, post, seg } from "../api/client";
 import { keys, useAgents, useSites } from "../api/queries";
 import type { Agent, AgentP12, Capability, CapabilitiesResponse, EnrollmentToken, NewAgentRequest } from "../api/types.gen";
 import { CapTunnelsRead } from "../api/types.gen";
 import { useToast } from "../components/toast";
 import { ConnectionBadge } from "../components/Connection";
-import { Badge, Button, Card, Checkbox, CodeLine, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, Secret, Spinner, TextField } from "../components/ui";
+import { Badge, Button, DeleteButton, Card, Checkbox, CodeLine, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, Secret, Spinner, TextField } from "../components/ui";
 import { capabilityInfo, selectableCapabilities } from "../lib/capabilities";
 import { saveBlob } from "../lib/download";
 import { formError, patterns, type FieldErrors } from "../lib/fieldErrors";
@@ -125,7 +125,7 @@ function AgentTable({ agents }: { agents: Agent[] }) {
                           }}
                         />
                       )}
-                      <Button size="sm" variant="ghost" aria-label={`Revoke ${a.label}`} onClick={() => setRevoking(a)} icon={<Trash2 aria-hidden className="size-4 text-red-700 dark:text-red-400" />} />
+                      <DeleteButton label={`Revoke ${a.label}`} onClick={() => setRevoking(a)} />
                     </div>
                   )}
                 </td>

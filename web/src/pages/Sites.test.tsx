@@ -6,6 +6,7 @@ import type { Site } from "../api/types.gen";
 import { keys } from "../api/queries";
 import { managedSite } from "../test/fixtures";
 import { renderWithClient } from "../test/render";
+import { stubXHR } from "../test/xhr";
 import { SiteFilesPage, Sites } from "./Sites";
 
 const ob = { status: "COMPLETED", domain: "example.com", ip: "203.0.113.10", httpsPort: 443 };
@@ -17,6 +18,19 @@ function json(status: number, body: unknown) {
 }
 
 afterEach(() => vi.unstubAllGlobals());
+
+function renderFilesPage() {
+  const { hook } = memoryLocation({ path: `/sites/${managed.id}` });
+  return renderWithClient(
+    <Router hook={hook}>
+      <Route path="/sites/:id" component={SiteFilesPage} />
+    </Router>,
+    (qc) => {
+      qc.setQueryData(keys.onboarding, ob);
+      qc.setQueryData(keys.sites, [managed]);
+    },
+  );
+}
 
 test("a new custom site opens its DNS dialog; a failed check says what to fix, a good one that it is live", async () => {
   const calls: [string, string, unknown][] = [];
@@ -101,28 +115,11 @@ test("settings send only the change; deleting asks first", async () => {
 
 test("the file browser uploads several files with progress, skips refused ones and walks folders", async () => {
   const uploads: string[] = [];
-  class FakeXHR {
-    status = 200;
-    responseText = "";
-    upload: { onprogress: ((e: { loaded: number; total: number; lengthComputable: boolean }) => void) | null } = { onprogress: null };
-    onload: (() => void) | null = null;
-    url = "";
-    open(_m: string, url: string) {
-      this.url = url;
-    }
-    setRequestHeader() {}
-    getResponseHeader() {
-      return "application/json";
-    }
-    send(body: FormData) {
-      const f = body.get("file") as File;
-      uploads.push(`${this.url} ${f.name}`);
-      this.upload.onprogress?.({ loaded: 1, total: 2, lengthComputable: true });
-      this.responseText = JSON.stringify({ ok: true, files: [f.name] });
-      setTimeout(() => this.onload?.(), 0);
-    }
-  }
-  vi.stubGlobal("XMLHttpRequest", FakeXHR);
+  stubXHR((url, form) => {
+    const f = form.get("file") as File;
+    uploads.push(`${url} ${f.name}`);
+    return { status: 200, body: { ok: true, files: [f.name] }, progress: [[1, 2]] };
+  });
   vi.stubGlobal(
     "fetch",
     vi.fn(async (path: string) => {
@@ -134,16 +131,7 @@ test("the file browser uploads several files with progress, skips refused ones a
       return json(200, { sites: [managed] });
     }),
   );
-  const { hook } = memoryLocation({ path: `/sites/${managed.id}` });
-  renderWithClient(
-    <Router hook={hook}>
-      <Route path="/sites/:id" component={SiteFilesPage} />
-    </Router>,
-    (qc) => {
-      qc.setQueryData(keys.onboarding, ob);
-      qc.setQueryData(keys.sites, [managed]);
-    },
-  );
+  renderFilesPage();
   const user = userEvent.setup({ applyAccept: false });
   expect(await screen.findByRole("heading", { name: "docs.example.com" })).toBeInTheDocument();
   const rows = await screen.findAllByTestId("file-row");
@@ -169,33 +157,12 @@ test("the file browser uploads several files with progress, skips refused ones a
 test("a big folder is paged; files dropped on the list are uploaded", async () => {
   const many = Array.from({ length: 250 }, (_, i) => ({ name: `f${String(i).padStart(3, "0")}.txt`, type: "file", size: 1, modifiedAt: "2026-01-01T00:00:00Z", relativePath: `f${String(i).padStart(3, "0")}.txt` }));
   const uploads: string[] = [];
-  class FakeXHR {
-    status = 200;
-    responseText = JSON.stringify({ ok: true, files: ["x"] });
-    upload = { onprogress: null };
-    onload: (() => void) | null = null;
-    open() {}
-    setRequestHeader() {}
-    getResponseHeader() {
-      return "application/json";
-    }
-    send(body: FormData) {
-      uploads.push((body.get("file") as File).name);
-      setTimeout(() => this.onload?.(), 0);
-    }
-  }
-  vi.stubGlobal("XMLHttpRequest", FakeXHR);
+  stubXHR((_url, form) => {
+    uploads.push((form.get("file") as File).name);
+    return { status: 200, body: { ok: true, files: ["x"] } };
+  });
   vi.stubGlobal("fetch", vi.fn(async (path: string) => (path.includes("/files") ? json(200, { path: ".", files: many }) : json(200, { sites: [managed] }))));
-  const { hook } = memoryLocation({ path: `/sites/${managed.id}` });
-  renderWithClient(
-    <Router hook={hook}>
-      <Route path="/sites/:id" component={SiteFilesPage} />
-    </Router>,
-    (qc) => {
-      qc.setQueryData(keys.onboarding, ob);
-      qc.setQueryData(keys.sites, [managed]);
-    },
-  );
+  renderFilesPage();
   expect(await screen.findAllByTestId("file-row")).toHaveLength(100);
   expect(screen.getByText("Page 1 of 3")).toBeInTheDocument();
   await userEvent.setup().click(screen.getByRole("button", { name: "Next" }));

@@ -1,14 +1,14 @@
 import { useRef, useState } from "react";
 import { Link, useParams } from "wouter";
 import { useMutation, useQueryClient } from "@tanstack/react-query";
-import { ArrowLeft, ExternalLink, File as FileIcon, Folder, FolderOpen, FolderUp, Globe, Plus, Settings2, Trash2, Upload } from "lucide-react";
+import { ArrowLeft, ExternalLink, File as FileIcon, Folder, FolderOpen, FolderUp, Globe, Plus, Settings2, Upload } from "lucide-react";
 import { del, isApiError, patch, post, seg, upload } from "../api/client";
 import { keys, useOnboarding, useSiteFiles, useSites } from "../api/queries";
 import { UserChecklist } from "../components/AccessPicker";
 import type { CreateSiteRequest, Site, SiteDNSCheck, SiteFile, SiteResponse, SiteUpload } from "../api/types.gen";
 import { MsgSiteNotFound, SiteCustom, SiteManaged, type SiteType } from "../api/types.gen";
 import { useToast } from "../components/toast";
-import { Badge, Button, Card, Checkbox, CodeLine, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, Pagination, RadioCard, SearchField, TextField, cx, usePaged } from "../components/ui";
+import { Badge, Button, DeleteButton, Card, Checkbox, CodeLine, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, Pagination, RadioCard, SearchField, TextField, cx, usePaged } from "../components/ui";
 import { useFormErrors, type FieldErrors, type MessageRule } from "../lib/fieldErrors";
 import { formatBytes, formatDateTime, plural, relativeTime } from "../lib/format";
 import { checkCustomDomain, checkSiteName, crumbs, explainDNS, fileURL, planUpload, protectable, settingsPatch, siteState, uploadName, type DNSExplanation, type SiteSettings } from "../lib/sites";
@@ -137,7 +137,7 @@ function SiteRow({ site: s, onSettings, onDNS, onDelete }: { site: Site; onSetti
           Files
         </Link>
         <Button size="sm" variant="ghost" aria-label={`Settings of ${s.fqdn}`} onClick={onSettings} icon={<Settings2 aria-hidden className="size-4" />} />
-        <Button size="sm" variant="ghost" aria-label={`Delete ${s.fqdn}`} onClick={onDelete} icon={<Trash2 aria-hidden className="size-4 text-red-700 dark:text-red-400" />} />
+        <DeleteButton label={`Delete ${s.fqdn}`} onClick={onDelete} />
       </div>
     </li>
   );
@@ -611,7 +611,7 @@ function FileBrowser({ site }: { site: Site }) {
                       <td className="px-4 py-2 text-right tabular-nums">{f.type === "directory" ? "—" : formatBytes(f.size)}</td>
                       <td className="px-4 py-2 text-xs text-zinc-600 dark:text-zinc-400">{relativeTime(f.modifiedAt)}</td>
                       <td className="px-4 py-2 text-right">
-                        <Button size="sm" variant="ghost" aria-label={`Delete ${f.relativePath}`} onClick={() => setDeleting(f)} icon={<Trash2 aria-hidden className="size-4 text-red-700 dark:text-red-400" />} />
+                        <DeleteButton label={`Delete ${f.relativePath}`} onClick={() => setDeleting(f)} />
                       </td>
                     </tr>
                   ))}

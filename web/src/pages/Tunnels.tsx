@@ -1,14 +1,14 @@
 import { useMemo, useState } from "react";
 import { Link } from "wouter";
 import { useMutation, useQueryClient } from "@tanstack/react-query";
-import { Cable, ExternalLink, Pencil, Plus, Trash2 } from "lucide-react";
+import { Cable, ExternalLink, Pencil, Plus } from "lucide-react";
 import { del, patch, post, seg } from "../api/client";
 import { activeAgents, keys, useAgents, useOnboarding, useTunnels } from "../api/queries";
 import type { CreateTunnelRequest, Tunnel, TunnelResponse, UpdateTunnelRequest } from "../api/types.gen";
 import { ConnectionBadge } from "../components/Connection";
 import { AccessPicker, accessLabel, type Access } from "../components/AccessPicker";
 import { useToast } from "../components/toast";
-import { Badge, Button, Card, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, Pagination, SearchField, SelectField, Switch, TextField, usePaged } from "../components/ui";
+import { Badge, Button, DeleteButton, Card, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, Pagination, SearchField, SelectField, Switch, TextField, usePaged } from "../components/ui";
 import { checkPort, checkSubdomain, patterns, useFormErrors, type FieldErrors, type MessageRule } from "../lib/fieldErrors";
 import { hostURL, relativeTime } from "../lib/format";
 
@@ -149,7 +149,7 @@ export function TunnelTable({ tunnels, all, query, setQuery }: { tunnels: Tunnel
                       {t.type !== "panel" && (
                         <Button size="sm" variant="ghost" aria-label={`Edit access of ${t.fqdn}`} onClick={() => setEditing(t)} icon={<Pencil aria-hidden className="size-4" />} />
                       )}
-                      <Button size="sm" variant="ghost" aria-label={`Delete ${t.fqdn}`} onClick={() => setDeleting(t)} icon={<Trash2 aria-hidden className="size-4 text-red-700 dark:text-red-400" />} />
+                      <DeleteButton label={`Delete ${t.fqdn}`} onClick={() => setDeleting(t)} />
                     </div>
                   </td>
                 </tr>

@@ -5,7 +5,7 @@ import { del, post, put, seg } from "../api/client";
 import { keys, useGroups, useInvitations, useUsers } from "../api/queries";
 import type { CreateInvitationRequest, CreateInvitationResponse, CreateUserRequest, Invitation, TOTPReset, UpdateUserRequest, User, UserResponse } from "../api/types.gen";
 import { useToast } from "../components/toast";
-import { Badge, Button, Card, CodeLine, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, TextField } from "../components/ui";
+import { Badge, Button, DeleteButton, Card, CodeLine, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, TextField } from "../components/ui";
 import { checkEmail, patterns, splitList, useFormErrors, type FieldErrors } from "../lib/fieldErrors";
 import { formDateOrRelative } from "../lib/dates";
 
@@ -267,7 +267,7 @@ function Invitations() {
               </div>
               <div className="flex items-center gap-2">
                 <Badge tone={i.status === "accepted" ? "green" : i.status === "expired" ? "neutral" : "amber"}>{i.status}</Badge>
-                <Button size="sm" variant="ghost" aria-label={`Revoke the invitation of ${i.username}`} onClick={() => setRevoking(i)} icon={<Trash2 aria-hidden className="size-4 text-red-700 dark:text-red-400" />} />
+                <DeleteButton label={`Revoke the invitation of ${i.username}`} onClick={() => setRevoking(i)} />
               </div>
             </li>
           ))}
