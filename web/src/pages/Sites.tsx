@@ -436,7 +436,10 @@ function FileBrowser({ site }: { site: Site }) {
         stored++;
       } catch (e) {
         set(i, { state: "failed", error: e instanceof Error ? e.message : String(e) });
-        if (isApiError(e, 404) && e.message === MsgSiteNotFound) break;
+        if (isApiError(e, 404) && e.message === MsgSiteNotFound) {
+          setProgress((old) => old.map((r) => (r.state === "waiting" ? { ...r, state: "failed", error: "Not sent: the site no longer exists" } : r)));
+          break;
+        }
       }
     }
     setBusy(false);
