@@ -8,11 +8,10 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// TestOnboardingWizard walks a fresh relay through the wizard. Steps 1 and
-// 2 (domain, DNS) run against today's panel. Steps 3 and 4 need
-// POST /api/onboarding/provision and its WebSocket (issue 9): while the
-// panel answers 404 there, the test ends after checking that the wizard
-// says so; once the route exists it walks provisioning to COMPLETED.
+// TestOnboardingWizard walks a fresh relay through the wizard to COMPLETED:
+// domain (client-side checks first), DNS from "missing" to ready,
+// provisioning with the six tasks' live status from the WebSocket, and the
+// completion page with the admin login shown once.
 func TestOnboardingWizard(t *testing.T) {
 	r := startFreshRelay(t)
 	b := NewBrowser(t, r.Client)
@@ -35,20 +34,41 @@ func TestOnboardingWizard(t *testing.T) {
 	b.Must("verify with records", Click("Verify DNS"), WaitText("DNS is ready"), Visible(`li svg`))
 	b.Axe("onboarding: DNS verified")
 
-	b.Must("continue", Click("Continue"), WaitText("Provisioning"))
-	// Either the panel has no provisioning route yet, or it provisions.
-	b.Must("provisioning starts or is missing", Until(`document.body.innerText.includes("cannot provision yet") || document.querySelector('[data-testid="provision-tasks"] [data-status="running"], [data-testid="provision-tasks"] [data-status="done"]') !== null || document.body.innerText.includes("Your relay is ready")`))
-	text := Get(b, "page text", chromedp.Evaluate[string](`document.body.innerText`))
-	if strings.Contains(text, "cannot provision yet") {
-		b.Screenshot("onboarding-provisioning-missing")
-		t.Skip("POST /api/onboarding/provision is not served yet (issue 9): steps 3 and 4 wait for it")
-	}
+	// Watch the task list as the stream updates it, from before it
+	// appears: every status each task shows, in order.
+	b.Must("watch the tasks", Until(`(() => {
+		window.__seen = [[], [], [], [], [], []];
+		const note = () => document.querySelectorAll('[data-testid="provision-tasks"] li[data-status]').forEach((li, i) => {
+			const s = window.__seen[i]; if (s && s[s.length - 1] !== li.dataset.status) s.push(li.dataset.status);
+		});
+		new MutationObserver(note).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ["data-status"]});
+		return true;
+	})()`))
+	b.Must("continue", Click("Continue"), WaitText("Provisioning"),
+		Until(`document.querySelectorAll('[data-testid="provision-tasks"] li[data-status]').length === 6 || document.body.innerText.includes("Your relay is ready")`))
 	b.Screenshot("onboarding-provisioning")
 	b.Axe("onboarding: provisioning")
 	if err := b.Run(4*time.Minute, WaitText("Your relay is ready")); err != nil {
 		b.fail("provisioning did not complete", err)
 	}
-	b.Must("the one-time password", Click("Show admin password"))
+	seen := Get(b, "task statuses seen", chromedp.Evaluate[[][]string](`window.__seen`))
+	t.Logf("task statuses as the page showed them: %v", seen)
+	live := false
+	for i, s := range seen {
+		if len(s) == 0 || s[len(s)-1] != "done" {
+			t.Errorf("task %d: statuses %v, want it to end done", i+1, s)
+		}
+		live = live || len(s) > 1
+	}
+	if !live {
+		t.Errorf("no task changed status while the page was watching (%v): the list did not follow the stream", seen)
+	}
+	// The completion page: the login, shown once, and the addresses.
+	b.Must("the login", Visible(`code[aria-label="admin username"]`), WaitText("Shown only once"), WaitText("https://panel."+domain))
+	if u := Get(b, "read the username", chromedp.Text(chromedp.CSS(`code[aria-label="admin username"]`))); u != "admin" {
+		t.Errorf("admin username %q", u)
+	}
+	b.Must("the one-time password", Click("Show admin password"), Visible(`code[aria-label="admin password"][data-secret]`))
 	pw := Get(b, "read the password", chromedp.AttributeValue(chromedp.CSS(`code[aria-label="admin password"]`), "data-secret")).Value
 	if len(pw) < 16 {
 		t.Fatalf("admin password %q", pw)
@@ -56,5 +76,11 @@ func TestOnboardingWizard(t *testing.T) {
 	b.Screenshot("onboarding-complete")
 	b.Axe("onboarding: complete")
 	b.Must("to the dashboard", Click("Go to Dashboard"), WaitHeading("Dashboard"))
+	// Shown once: a reload lands on the dashboard, and the password is
+	// nowhere in the page.
+	b.Must("reload", chromedp.Reload(), WaitHeading("Dashboard"), WaitText("Uptime"))
+	if text := Get(b, "page text", chromedp.Evaluate[string](`document.documentElement.outerHTML`)); strings.Contains(text, pw) {
+		t.Error("the admin password is still in the page after a reload")
+	}
 	b.NoProblems(t, "onboarding")
 }

@@ -8,6 +8,7 @@ import { Dashboard } from "./pages/Dashboard";
 import { Tunnels } from "./pages/Tunnels";
 import { Agents } from "./pages/Agents";
 import { Users } from "./pages/Users";
+import { SiteFilesPage, Sites } from "./pages/Sites";
 import { Certificates } from "./pages/Certificates";
 import { SettingsPage } from "./pages/Settings";
 import { Services } from "./pages/Services";
@@ -54,6 +55,8 @@ function Shell() {
       <Switch>
         <Route path="/" component={Dashboard} />
         <Route path="/tunnels" component={Tunnels} />
+        <Route path="/sites" component={Sites} />
+        <Route path="/sites/:id" component={SiteFilesPage} />
         <Route path="/agents" component={Agents} />
         <Route path="/users" component={Users} />
         <Route path="/certificates" component={Certificates} />

@@ -6,9 +6,10 @@ test("frames drive the six tasks to completion", () => {
   s = reduceFrame(s, { task: "start-tunnel-server", title: "Starting tunnel server", status: "running", message: "Starting", log: "creating key", progress: { current: 1, total: 6 } });
   expect(s.tasks[0].status).toBe("running");
   expect(s.running).toBe(true);
-  expect(s.logs).toEqual(["creating key"]);
-  s = reduceFrame(s, { task: "start-tunnel-server", status: "done", message: "Tunnel server running", log: null, progress: { current: 1, total: 6 } });
+  expect(s.logs).toEqual(["Starting", "creating key"]);
+  s = reduceFrame(s, { task: "start-tunnel-server", title: "Starting tunnel server", status: "done", message: "Tunnel server running", log: null, progress: { current: 1, total: 6 } });
   expect(finishedCount(s)).toBe(1);
+  expect(s.logs).toEqual(["Starting", "creating key", "Tunnel server running"]);
   s = reduceFrame(s, {
     task: "complete",
     status: "done",
@@ -32,19 +33,20 @@ test("a failure marks its task and keeps the log; a snapshot restores state", ()
     tasks: [
       { id: "start-tunnel-server", title: "Starting tunnel server", status: "done", message: "ok", log: "a\nb" },
       { id: "start-auth-server", title: "Starting auth server", status: "running", message: "", log: null },
+      { id: "issue-certs", title: "Issuing TLS certificates", status: "queued", message: "", log: null },
     ],
     error: null,
     result: null,
   };
   s = reduceFrame(s, snap);
   expect(s.tasks.map((t) => t.status)).toEqual(["done", "running", "pending", "pending", "pending", "pending"]);
-  expect(s.logs).toEqual(["a", "b"]);
+  expect(s.logs).toEqual(["ok", "a", "b"]);
   expect(s.error).toBeNull();
 });
 
 test("the log keeps the last lines only", () => {
   let s = initialProvisionState();
-  for (let i = 0; i < maxLogLines + 50; i++) s = reduceFrame(s, { task: "finalize", status: "running", message: "", log: `line ${i}` });
+  for (let i = 0; i < maxLogLines + 50; i++) s = reduceFrame(s, { task: "finalize", title: "Finalizing setup", status: "running", message: "", log: `line ${i}`, progress: { current: 6, total: 6 } });
   expect(s.logs.length).toBe(maxLogLines);
   expect(s.logs.at(-1)).toBe(`line ${maxLogLines + 49}`);
 });

@@ -1,50 +1,24 @@
-// The provisioning WebSocket (contract §6.3). The panel's Go types for these
-// frames do not exist yet (issue 9 builds the route); until they land in
-// internal/api these are written from the contract, and types.gen.ts takes
-// over once they do.
+// The provisioning WebSocket (docs/api.md "Onboarding"). The frames are
+// internal/api's (types.gen.ts); only a task's status is narrowed here to
+// its four values, which the Go type leaves a plain string.
+import type { ProvisionCompleteEvent, ProvisionFailureEvent, ProvisionProgressEvent, ProvisionResult, ProvisionState as StateFrame, ProvisionTask } from "./types.gen";
+import { FrameState, TaskComplete, TaskDone, TaskError, TaskPending, TaskRunning } from "./types.gen";
 
-export type TaskStatus = "pending" | "running" | "done" | "error";
+export type { ProvisionResult };
 
-export interface ProvisionResult {
-  adminUsername: string;
-  adminPassword: string | null;
-  panelUrl: string;
-  authUrl: string;
+export type TaskStatus = typeof TaskPending | typeof TaskRunning | typeof TaskDone | typeof TaskError;
+const taskStatuses: readonly string[] = [TaskPending, TaskRunning, TaskDone, TaskError];
+
+/** A task as the wizard shows it: the wire's task with its status narrowed. */
+export type TaskState = Omit<ProvisionTask, "status"> & { status: TaskStatus };
+
+/** One frame of the stream: the snapshot on connect, then events. */
+export type Frame = StateFrame | ProvisionProgressEvent | ProvisionCompleteEvent | ProvisionFailureEvent;
+
+/** A status the UI does not know is shown as pending (it changes nothing else). */
+function narrow(status: string): TaskStatus {
+  return taskStatuses.includes(status) ? (status as TaskStatus) : TaskPending;
 }
-
-export interface TaskState {
-  id: string;
-  title: string;
-  status: TaskStatus;
-  message: string;
-  log: string | null;
-}
-
-export interface Progress {
-  current: number;
-  total: number;
-}
-
-export interface SnapshotFrame {
-  type: "state";
-  isRunning: boolean;
-  tasks: TaskState[];
-  error: null | { task: string; message: string };
-  result: null | ProvisionResult;
-}
-
-export interface EventFrame {
-  task: string;
-  title?: string;
-  status: "running" | "done" | "error";
-  message: string;
-  log?: string | null;
-  error?: string;
-  result?: ProvisionResult;
-  progress?: Progress;
-}
-
-export type Frame = SnapshotFrame | EventFrame;
 
 /** The six tasks, in order (contract §6.2). */
 export const provisionTasks: readonly { id: string; title: string }[] = [
@@ -86,41 +60,46 @@ function appendLog(logs: string[], text: string | null | undefined): string[] {
 
 /** reduceFrame applies one frame of the stream to the wizard's state. */
 export function reduceFrame(s: ProvisionState, f: Frame): ProvisionState {
-  if ("type" in f && f.type === "state") {
-    const known = new Map(f.tasks.map((t) => [t.id, t]));
-    const tasks = provisionTasks.map((t) => known.get(t.id) ?? { ...t, status: "pending" as TaskStatus, message: "", log: null });
+  if ("type" in f && f.type === FrameState) {
+    const known = new Map(f.tasks.map((t) => [t.id, { ...t, status: narrow(t.status) }]));
+    const tasks = provisionTasks.map((t) => known.get(t.id) ?? { ...t, status: TaskPending as TaskStatus, message: "", log: null });
+    // The log: each started task's message, then its own log lines (most
+    // tasks have none), as the events would have added them.
     let logs: string[] = [];
-    for (const t of f.tasks) logs = appendLog(logs, t.log);
+    for (const t of f.tasks) if (t.status !== TaskPending) logs = appendLog(appendLog(logs, t.message), t.log);
     const done = !!f.result;
     return { tasks, logs, running: f.isRunning, error: f.error, result: f.result, done };
   }
-  const e = f as EventFrame;
-  if (e.task === "complete") {
+  // The snapshot's type is a plain string on the wire: what is left are events.
+  const e = f as Exclude<Frame, StateFrame>;
+  if ("result" in e && e.task === TaskComplete) {
     return {
       ...s,
-      tasks: s.tasks.map((t) => ({ ...t, status: "done" })),
+      tasks: s.tasks.map((t) => ({ ...t, status: TaskDone })),
       running: false,
       error: null,
-      result: e.result ?? null,
+      result: e.result,
       done: true,
       logs: appendLog(s.logs, e.message),
     };
   }
-  if (e.status === "error") {
+  if ("error" in e && e.status === TaskError) {
+    const why = typeof e.error === "string" && e.error ? e.error : e.message;
     return {
       ...s,
       running: false,
-      error: { task: e.task, message: e.error || e.message },
-      tasks: s.tasks.map((t) => (t.id === e.task ? { ...t, status: "error", message: e.error || e.message } : t)),
+      error: { task: e.task, message: why },
+      tasks: s.tasks.map((t) => (t.id === e.task ? { ...t, status: TaskError, message: why } : t)),
       logs: appendLog(s.logs, e.error ? `${e.message}: ${e.error}` : e.message),
     };
   }
+  const p = e as ProvisionProgressEvent;
   return {
     ...s,
     running: true,
     error: null,
-    tasks: s.tasks.map((t) => (t.id === e.task ? { ...t, status: e.status, message: e.message, title: e.title || t.title } : t)),
-    logs: appendLog(s.logs, e.log),
+    tasks: s.tasks.map((t) => (t.id === p.task ? { ...t, status: narrow(p.status), message: p.message, title: p.title || t.title } : t)),
+    logs: appendLog(appendLog(s.logs, p.message), p.log),
   };
 }
 

@@ -1,7 +1,7 @@
 // Query keys and fetchers shared by the pages.
 import { useQuery } from "@tanstack/react-query";
 import { get, isApiError } from "./client";
-import type { AgentList, CertList, GroupList, Health, InvitationList, OnboardingStatus, SystemStats, TunnelList, TwoFAStatus, UserList } from "./types.gen";
+import type { AgentList, AutoRenewStatus, CertList, GroupList, Health, InvitationList, OnboardingStatus, SystemStats, TunnelList, TwoFAStatus, UserList, SiteList, SiteFileList } from "./types.gen";
 
 export const keys = {
   onboarding: ["onboarding"] as const,
@@ -15,6 +15,9 @@ export const keys = {
   invitations: ["invitations"] as const,
   certs: ["certs"] as const,
   twofa: ["twofa"] as const,
+  autoRenew: ["auto-renew"] as const,
+  sites: ["sites"] as const,
+  siteFiles: (id: string, path: string) => ["sites", id, "files", path] as const,
 };
 
 export const useOnboarding = () => useQuery({ queryKey: keys.onboarding, queryFn: () => get<OnboardingStatus>("/api/onboarding/status") });
@@ -27,6 +30,10 @@ export const useUsers = () => useQuery({ queryKey: keys.users, queryFn: async ()
 export const useGroups = () => useQuery({ queryKey: keys.groups, queryFn: async () => (await get<GroupList>("/api/identity/groups")).groups });
 export const useInvitations = () => useQuery({ queryKey: keys.invitations, queryFn: async () => (await get<InvitationList>("/api/invitations")).invitations });
 export const useCerts = () => useQuery({ queryKey: keys.certs, queryFn: async () => (await get<CertList>("/api/certs")).certs });
+export const useAutoRenew = () => useQuery({ queryKey: keys.autoRenew, queryFn: () => get<AutoRenewStatus>("/api/certs/auto-renew-status"), staleTime: 60_000 });
+export const useSites = () => useQuery({ queryKey: keys.sites, queryFn: async () => (await get<SiteList>("/api/sites")).sites });
+export const useSiteFiles = (id: string, path: string) =>
+  useQuery({ queryKey: keys.siteFiles(id, path), queryFn: () => get<SiteFileList>(`/api/sites/${encodeURIComponent(id)}/files?path=${encodeURIComponent(path)}`) });
 export const useTwoFA = () => useQuery({ queryKey: keys.twofa, queryFn: () => get<TwoFAStatus>("/api/settings/2fa") });
 
 /** A service as GET /api/services lists it (contract §12; the route is not built yet). */

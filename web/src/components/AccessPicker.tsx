@@ -2,7 +2,7 @@
 import { useId } from "react";
 import type { AccessMode } from "../api/types.gen";
 import { useGroups, useUsers } from "../api/queries";
-import { Checkbox, cx, ErrorState, Spinner } from "./ui";
+import { Checkbox, ErrorState, RadioCard, Spinner } from "./ui";
 
 const modes: { value: AccessMode; label: string; description: string }[] = [
   { value: "authenticated", label: "Authenticated", description: "Any user of this relay, after password and two-factor code." },
@@ -18,27 +18,13 @@ export interface Access {
 
 export function AccessPicker({ value, onChange, errors = {} }: { value: Access; onChange: (a: Access) => void; errors?: Record<string, string> }) {
   const name = useId();
-  const users = useUsers();
   const groups = useGroups();
-  const toggle = (list: string[], x: string, on: boolean) => (on ? [...list, x] : list.filter((y) => y !== x));
   return (
     <fieldset>
       <legend className="mb-2 text-sm font-medium">Who can open it</legend>
       <div className="grid gap-2 sm:grid-cols-3">
         {modes.map((m) => (
-          <label
-            key={m.value}
-            className={cx(
-              "flex cursor-pointer flex-col gap-1 rounded-md p-3 text-sm ring-1 has-[:focus-visible]:outline-2 has-[:focus-visible]:outline-teal-600",
-              value.accessMode === m.value ? "bg-teal-50 ring-teal-600 dark:bg-teal-950 dark:ring-teal-400" : "ring-zinc-300 dark:ring-zinc-700",
-            )}
-          >
-            <span className="flex items-center gap-2 font-medium">
-              <input type="radio" name={name} value={m.value} className="accent-teal-700 focus-visible:outline-none" checked={value.accessMode === m.value} onChange={() => onChange({ ...value, accessMode: m.value })} />
-              {m.label}
-            </span>
-            <span className="text-xs text-zinc-600 dark:text-zinc-400">{m.description}</span>
-          </label>
+          <RadioCard key={m.value} name={name} value={m.value} checked={value.accessMode === m.value} onChange={() => onChange({ ...value, accessMode: m.value })} label={m.label} description={m.description} />
         ))}
       </div>
       {errors.accessMode && <p className="mt-1 text-xs font-medium text-red-700 dark:text-red-400">{errors.accessMode}</p>}
@@ -46,19 +32,7 @@ export function AccessPicker({ value, onChange, errors = {} }: { value: Access; 
         <div className="mt-3 grid gap-4 sm:grid-cols-2">
           <fieldset className="rounded-md p-3 ring-1 ring-zinc-200 dark:ring-zinc-800">
             <legend className="px-1 text-sm font-medium">Users</legend>
-            {users.isPending ? (
-              <Spinner />
-            ) : users.isError ? (
-              <ErrorState what="Users" error={users.error} retry={() => users.refetch()} />
-            ) : users.data.length === 0 ? (
-              <p className="text-sm text-zinc-600 dark:text-zinc-400">No users yet.</p>
-            ) : (
-              <div className="max-h-48 space-y-2 overflow-y-auto">
-                {users.data.map((u) => (
-                  <Checkbox key={u.username} label={u.username} description={u.displayname} checked={value.allowedUsers.includes(u.username)} onChange={(on) => onChange({ ...value, allowedUsers: toggle(value.allowedUsers, u.username, on) })} />
-                ))}
-              </div>
-            )}
+            <UserChecklist value={value.allowedUsers} onChange={(allowedUsers) => onChange({ ...value, allowedUsers })} />
             {errors.allowedUsers && <p className="mt-1 text-xs font-medium text-red-700 dark:text-red-400">{errors.allowedUsers}</p>}
           </fieldset>
           <fieldset className="rounded-md p-3 ring-1 ring-zinc-200 dark:ring-zinc-800">
@@ -84,6 +58,23 @@ export function AccessPicker({ value, onChange, errors = {} }: { value: Access; 
         </div>
       )}
     </fieldset>
+  );
+}
+
+const toggle = (list: string[], x: string, on: boolean) => (on ? [...list, x] : list.filter((y) => y !== x));
+
+/** UserChecklist picks users of the relay (loading, error and empty states included). */
+export function UserChecklist({ value, onChange }: { value: string[]; onChange: (users: string[]) => void }) {
+  const users = useUsers();
+  if (users.isPending) return <Spinner />;
+  if (users.isError) return <ErrorState what="Users" error={users.error} retry={() => users.refetch()} />;
+  if (users.data.length === 0) return <p className="text-sm text-zinc-600 dark:text-zinc-400">No users yet.</p>;
+  return (
+    <div className="max-h-48 space-y-2 overflow-y-auto">
+      {users.data.map((u) => (
+        <Checkbox key={u.username} label={u.username} description={u.displayname} checked={value.includes(u.username)} onChange={(on) => onChange(toggle(value, u.username, on))} />
+      ))}
+    </div>
   );
 }
 

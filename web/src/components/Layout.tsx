@@ -1,12 +1,13 @@
 import { useState, type ReactNode } from "react";
 import { Link, useLocation } from "wouter";
-import { Cable, Gauge, KeyRound, Menu, Monitor, Server, Settings, ShieldCheck, Users, X } from "lucide-react";
+import { Cable, Gauge, Globe, KeyRound, Menu, Monitor, Server, Settings, ShieldCheck, Users, X } from "lucide-react";
 import { useHealth, useOnboarding } from "../api/queries";
 import { cx } from "./ui";
 
 export const nav = [
   { href: "/", label: "Dashboard", icon: Gauge },
   { href: "/tunnels", label: "Tunnels", icon: Cable },
+  { href: "/sites", label: "Sites", icon: Globe },
   { href: "/agents", label: "Agents", icon: Monitor },
   { href: "/users", label: "Users", icon: Users },
   { href: "/certificates", label: "Certificates", icon: ShieldCheck },

@@ -1,6 +1,6 @@
 // The UI's building blocks: one visual language for every page.
 import { useEffect, useId, useRef, useState, type ReactNode, type ButtonHTMLAttributes, type InputHTMLAttributes } from "react";
-import { AlertTriangle, Check, CheckCircle2, Copy, Eye, EyeOff, Info, Loader2, RefreshCw, X, XCircle } from "lucide-react";
+import { AlertTriangle, Check, CheckCircle2, Copy, Eye, EyeOff, Info, Loader2, RefreshCw, Search, Trash2, X, XCircle } from "lucide-react";
 
 export function cx(...c: unknown[]) {
   return c.filter((x) => typeof x === "string" && x).join(" ");
@@ -285,6 +285,46 @@ export function Checkbox({ label, description, checked, onChange, disabled, name
           </p>
         )}
       </div>
+    </div>
+  );
+}
+
+/** DeleteButton is the small red trash-can button of a list row; label says what it deletes. */
+export function DeleteButton({ label, onClick }: { label: string; onClick: () => void }) {
+  return <Button size="sm" variant="ghost" aria-label={label} onClick={onClick} icon={<Trash2 aria-hidden className="size-4 text-red-700 dark:text-red-400" />} />;
+}
+
+/** RadioCard is one choice of a radio group drawn as a card with a description. */
+export function RadioCard({ name, value, checked, onChange, label, description }: { name: string; value: string; checked: boolean; onChange: () => void; label: ReactNode; description: ReactNode }) {
+  return (
+    <label
+      className={cx(
+        "flex cursor-pointer flex-col gap-1 rounded-md p-3 text-sm ring-1 has-[:focus-visible]:outline-2 has-[:focus-visible]:outline-teal-600",
+        checked ? "bg-teal-50 ring-teal-600 dark:bg-teal-950 dark:ring-teal-400" : "ring-zinc-300 dark:ring-zinc-700",
+      )}
+    >
+      <span className="flex items-center gap-2 font-medium break-all">
+        <input type="radio" name={name} value={value} className="accent-teal-700 focus-visible:outline-none" checked={checked} onChange={onChange} />
+        {label}
+      </span>
+      <span className="text-xs text-zinc-600 dark:text-zinc-400">{description}</span>
+    </label>
+  );
+}
+
+/** SearchField filters a list as one types. */
+export function SearchField({ label, placeholder, value, onChange }: { label: string; placeholder: string; value: string; onChange: (v: string) => void }) {
+  return (
+    <div className="relative w-full max-w-xs">
+      <Search aria-hidden className="pointer-events-none absolute top-2.5 left-2.5 size-4 text-zinc-500" />
+      <input
+        type="search"
+        aria-label={label}
+        placeholder={placeholder}
+        value={value}
+        onChange={(e) => onChange(e.target.value)}
+        className="block w-full rounded-md border-0 bg-white py-2 pr-3 pl-8 text-sm ring-1 ring-inset ring-zinc-300 placeholder:text-zinc-500 focus:ring-2 focus:ring-teal-600 dark:bg-zinc-950 dark:ring-zinc-700"
+      />
     </div>
   );
 }

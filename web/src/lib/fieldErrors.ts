@@ -1,5 +1,6 @@
 // Puts API errors next to the field they concern: validation issues by
 // their path, and the routes' own 400/409 messages by what they name.
+import { useState } from "react";
 import { ApiError } from "../api/client";
 
 export type FieldErrors = Record<string, string>;
@@ -86,4 +87,19 @@ export function splitList(s: string): string[] {
     .split(/[,\s]+/)
     .map((x) => x.trim())
     .filter(Boolean);
+}
+
+/**
+ * useFormErrors holds a form's field errors and its other error; onError
+ * (for a mutation) fills both from an API error with the form's rules.
+ */
+export function useFormErrors(rules: MessageRule[] = []) {
+  const [errors, setErrors] = useState<FieldErrors>({});
+  const [formErr, setFormErr] = useState("");
+  const onError = (e: unknown) => {
+    const fe = formError(e, rules);
+    setErrors(fe.fields);
+    setFormErr(fe.form);
+  };
+  return { errors, setErrors, formErr, setFormErr, onError };
 }

@@ -1,15 +1,17 @@
 import { useState } from "react";
+import { Link } from "wouter";
 import { useMutation, useQueryClient } from "@tanstack/react-query";
-import { Download, Monitor, Pencil, Plus, Trash2 } from "lucide-react";
+import { Download, Monitor, Pencil, Plus } from "lucide-react";
 import { del, getBlob, patch, post, seg } from "../api/client";
-import { keys, useAgents } from "../api/queries";
+import { keys, useAgents, useSites } from "../api/queries";
 import type { Agent, AgentP12, Capability, CapabilitiesResponse, EnrollmentToken, NewAgentRequest } from "../api/types.gen";
 import { CapTunnelsRead } from "../api/types.gen";
 import { useToast } from "../components/toast";
-import { Badge, Button, Card, Checkbox, CodeLine, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, Secret, TextField } from "../components/ui";
+import { ConnectionBadge } from "../components/Connection";
+import { Badge, Button, DeleteButton, Card, Checkbox, CodeLine, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, Secret, Spinner, TextField } from "../components/ui";
 import { capabilityInfo, selectableCapabilities } from "../lib/capabilities";
 import { saveBlob } from "../lib/download";
-import { formError, patterns, splitList, type FieldErrors } from "../lib/fieldErrors";
+import { formError, patterns, type FieldErrors } from "../lib/fieldErrors";
 import { formatDate, relativeTime } from "../lib/format";
 
 /** setupCommand is what the admin pastes on the home machine. */
@@ -77,6 +79,11 @@ function AgentTable({ agents }: { agents: Agent[] }) {
                 <td className="px-4 py-2.5">
                   <p className="font-mono font-medium">{a.label}</p>
                   <p className="text-xs text-zinc-600 dark:text-zinc-400">added {formatDate(a.createdAt)}</p>
+                  {!a.revoked && (
+                    <div className="mt-1">
+                      <ConnectionBadge of={a} />
+                    </div>
+                  )}
                 </td>
                 <td className="px-4 py-2.5">
                   <div className="flex max-w-sm flex-wrap gap-1">
@@ -118,7 +125,7 @@ function AgentTable({ agents }: { agents: Agent[] }) {
                           }}
                         />
                       )}
-                      <Button size="sm" variant="ghost" aria-label={`Revoke ${a.label}`} onClick={() => setRevoking(a)} icon={<Trash2 aria-hidden className="size-4 text-red-700 dark:text-red-400" />} />
+                      <DeleteButton label={`Revoke ${a.label}`} onClick={() => setRevoking(a)} />
                     </div>
                   )}
                 </td>
@@ -172,7 +179,7 @@ function withRead(caps: Capability[]): Capability[] {
 
 function EditCapabilities({ agent, onClose }: { agent: Agent; onClose: () => void }) {
   const [caps, setCaps] = useState<Capability[]>(agent.capabilities);
-  const [sites, setSites] = useState(agent.allowedSites.join(", "));
+  const [sites, setSites] = useState<string[]>(agent.allowedSites);
   const [err, setErr] = useState<FieldErrors>({});
   const [formErr, setFormErr] = useState("");
   const qc = useQueryClient();
@@ -180,8 +187,7 @@ function EditCapabilities({ agent, onClose }: { agent: Agent; onClose: () => voi
   const m = useMutation({
     mutationFn: async () => {
       await patch<CapabilitiesResponse>(`/api/certs/agent/${seg(agent.label)}/capabilities`, { capabilities: withRead(caps) });
-      const list = splitList(sites);
-      if (list.join(",") !== agent.allowedSites.join(",")) await patch(`/api/certs/agent/${seg(agent.label)}/allowed-sites`, { allowedSites: list });
+      if ([...sites].sort().join(",") !== [...agent.allowedSites].sort().join(",")) await patch(`/api/certs/agent/${seg(agent.label)}/allowed-sites`, { allowedSites: sites });
     },
     onSuccess: async () => {
       await qc.invalidateQueries({ queryKey: keys.agents });
@@ -205,7 +211,7 @@ function EditCapabilities({ agent, onClose }: { agent: Agent; onClose: () => voi
       >
         <CapabilityPicker value={caps} onChange={setCaps} />
         {err.capabilities && <p className="text-xs font-medium text-red-700 dark:text-red-400">{err.capabilities}</p>}
-        <TextField label="Allowed sites" name="allowedSites" value={sites} onChange={setSites} error={err.allowedSites} hint="Static site names this agent may read or write, separated by commas." />
+        <SitePicker value={sites} onChange={setSites} error={err.allowedSites} />
         <p className="text-xs text-zinc-600 dark:text-zinc-400">Changes apply to the agent's next request.</p>
         <FormActions error={formErr}>
           <Button onClick={onClose}>Cancel</Button>
@@ -222,14 +228,14 @@ function AddAgent({ onClose }: { onClose: () => void }) {
   const [label, setLabel] = useState("");
   const [method, setMethod] = useState<"token" | "p12">("token");
   const [caps, setCaps] = useState<Capability[]>(["tunnels:write"]);
-  const [sites, setSites] = useState("");
+  const [sites, setSites] = useState<string[]>([]);
   const [errors, setErrors] = useState<FieldErrors>({});
   const [formErr, setFormErr] = useState("");
   const [token, setToken] = useState<EnrollmentToken | null>(null);
   const [p12, setP12] = useState<AgentP12 | null>(null);
   const qc = useQueryClient();
   const toast = useToast();
-  const body = (): NewAgentRequest => ({ label, capabilities: withRead(caps), allowedSites: splitList(sites) });
+  const body = (): NewAgentRequest => ({ label, capabilities: withRead(caps), allowedSites: sites });
   const m = useMutation({
     mutationFn: async () => {
       if (method === "token") setToken(await post<EnrollmentToken>("/api/certs/agent/enroll", body()));
@@ -316,7 +322,7 @@ function AddAgent({ onClose }: { onClose: () => void }) {
         </fieldset>
         <CapabilityPicker value={caps} onChange={setCaps} />
         {errors.capabilities && <p className="text-xs font-medium text-red-700 dark:text-red-400">{errors.capabilities}</p>}
-        {wantsSites && <TextField label="Allowed sites" name="allowedSites" value={sites} onChange={setSites} error={errors.allowedSites} hint="Static site names, separated by commas." />}
+        {wantsSites && <SitePicker value={sites} onChange={setSites} error={errors.allowedSites} />}
         <FormActions error={formErr}>
           <Button onClick={onClose}>Cancel</Button>
           <Button type="submit" variant="primary" loading={m.isPending}>
@@ -325,5 +331,42 @@ function AddAgent({ onClose }: { onClose: () => void }) {
         </FormActions>
       </form>
     </Dialog>
+  );
+}
+
+/**
+ * SitePicker chooses the static sites an agent with sites:read or
+ * sites:write may use (by name). Names no longer among the sites stay
+ * listed while picked, so they can be removed.
+ */
+export function SitePicker({ value, onChange, error }: { value: string[]; onChange: (names: string[]) => void; error?: string }) {
+  const sites = useSites();
+  const names = [...new Set([...(sites.data ?? []).map((s) => s.name), ...value])];
+  const fqdn = new Map((sites.data ?? []).map((s) => [s.name, s.fqdn]));
+  return (
+    <fieldset className="rounded-md p-3 ring-1 ring-zinc-200 dark:ring-zinc-800">
+      <legend className="px-1 text-sm font-medium">Allowed sites</legend>
+      <p className="mb-2 text-xs text-zinc-600 dark:text-zinc-400">The static sites this agent may list and deploy to.</p>
+      {sites.isPending ? (
+        <Spinner />
+      ) : sites.isError ? (
+        <ErrorState what="Sites" error={sites.error} retry={() => sites.refetch()} />
+      ) : names.length === 0 ? (
+        <p className="text-sm text-zinc-600 dark:text-zinc-400">
+          No sites yet:{" "}
+          <Link href="/sites" className="font-medium text-teal-700 underline dark:text-teal-400">
+            create one on the Sites page
+          </Link>
+          .
+        </p>
+      ) : (
+        <div className="max-h-48 space-y-2 overflow-y-auto">
+          {names.map((n) => (
+            <Checkbox key={n} label={n} description={fqdn.get(n) ?? "no such site any more"} checked={value.includes(n)} onChange={(on) => onChange(on ? [...value, n] : value.filter((x) => x !== n))} />
+          ))}
+        </div>
+      )}
+      {error && <p className="mt-1 text-xs font-medium text-red-700 dark:text-red-400">{error}</p>}
+    </fieldset>
   );
 }

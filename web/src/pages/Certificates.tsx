@@ -1,14 +1,15 @@
 import { useState } from "react";
 import { Link } from "wouter";
 import { useMutation, useQueryClient } from "@tanstack/react-query";
-import { Download, RotateCcw, ShieldCheck } from "lucide-react";
-import { ApiError, getBlob, post } from "../api/client";
-import { keys, useCerts } from "../api/queries";
-import type { AdminRotation, Cert, OnboardingStatus } from "../api/types.gen";
-import { MsgCertificateRequired, MsgRevoked } from "../api/types.gen";
+import { Download, RefreshCw, RotateCcw, ShieldCheck, Timer } from "lucide-react";
+import { ApiError, getBlob, post, seg } from "../api/client";
+import { keys, useAutoRenew, useCerts } from "../api/queries";
+import type { AdminRotation, AutoRenewStatus, Cert, CertRenewed, OnboardingStatus } from "../api/types.gen";
+import { CertLetsEncrypt, MsgCertificateRequired, MsgRevoked } from "../api/types.gen";
+import { useToast } from "../components/toast";
 import { Badge, Button, Card, Checkbox, CodeLine, Dialog, Empty, ErrorState, Loading, Notice, PageHeader, Secret } from "../components/ui";
 import { base64ToBlob, saveBlob } from "../lib/download";
-import { formatDate, plural } from "../lib/format";
+import { formatDate, formatDateTime, plural, relativeTime } from "../lib/format";
 
 const typeLabel: Record<string, string> = {
   letsencrypt: "TLS certificate",
@@ -40,6 +41,9 @@ export function Certificates() {
       </Card>
 
       <div className="mt-6 grid gap-6 lg:grid-cols-2">
+        <Card title="Automatic renewal" id="auto-renew" className="lg:col-span-2">
+          <AutoRenew />
+        </Card>
         <Card title="Admin certificate" id="admin-cert">
           <div className="space-y-3 text-sm">
             <p>Your browser opens this panel with the admin client certificate (<code className="font-mono">client.p12</code>). Download it to set up another browser or computer.</p>
@@ -80,6 +84,64 @@ export function Certificates() {
   );
 }
 
+/** renewal: what the timer status means for the admin. */
+export function renewal(s: AutoRenewStatus, now: number = Date.now()): { tone: "green" | "amber" | "red"; label: string; text: string } {
+  if (!s.active) {
+    return {
+      tone: "red",
+      label: "Off",
+      text: "The renewal timer is not running, so certificates will expire unless renewed here. On the server: systemctl enable --now portlama-certs-renew.timer",
+    };
+  }
+  const next = s.nextRun ? `Next check ${relativeTime(s.nextRun, now)} (${formatDateTime(s.nextRun)})` : "No next check is scheduled";
+  const last = s.lastRun ? `last ran ${relativeTime(s.lastRun, now)}` : "it has not run yet";
+  return { tone: s.nextRun ? "green" : "amber", label: "On", text: `${next}; ${last}. Certificates are renewed 30 days before they expire.` };
+}
+
+function AutoRenew() {
+  const q = useAutoRenew();
+  if (q.isPending) return <Loading label="Loading the renewal timer" />;
+  if (q.isError) return <ErrorState what="The renewal timer" error={q.error} retry={() => q.refetch()} />;
+  const r = renewal(q.data);
+  return (
+    <div className="flex items-start gap-3 text-sm" data-testid="auto-renew">
+      <Timer aria-hidden className="mt-0.5 size-5 shrink-0 text-zinc-500" />
+      <div className="space-y-1">
+        <p className="flex items-center gap-2 font-medium">
+          Renewal timer <Badge tone={r.tone}>{r.label}</Badge>
+        </p>
+        <p className="text-zinc-600 dark:text-zinc-400">{r.text}</p>
+      </div>
+    </div>
+  );
+}
+
+function RenewButton({ c }: { c: Cert }) {
+  const qc = useQueryClient();
+  const toast = useToast();
+  const name = c.domain ?? "";
+  const m = useMutation({
+    mutationFn: () => post<CertRenewed>(`/api/certs/${seg(name)}/renew`),
+    onSuccess: (r) => {
+      qc.invalidateQueries({ queryKey: keys.certs });
+      toast(r.newExpiry ? `${name} renewed: valid until ${formatDate(r.newExpiry)}` : `${name} renewed`);
+    },
+  });
+  return (
+    <div className="text-right">
+      <Button size="sm" icon={<RefreshCw aria-hidden className="size-4" />} loading={m.isPending} onClick={() => m.mutate()} aria-label={`Renew ${name}`}>
+        Renew
+      </Button>
+      {m.isError && (
+        <p role="alert" className="mt-1 max-w-xs text-xs text-red-700 dark:text-red-400">
+          {m.error.message}
+          {m.error instanceof ApiError && m.error.detail ? `: ${m.error.detail}` : ""}
+        </p>
+      )}
+    </div>
+  );
+}
+
 function CertRow({ c }: { c: Cert }) {
   const days = c.daysUntilExpiry;
   return (
@@ -91,9 +153,12 @@ function CertRow({ c }: { c: Cert }) {
           <span className="font-mono">{c.path}</span>
         </p>
       </div>
-      <div className="text-right">
-        <Badge tone={days < 0 ? "red" : c.expiringSoon ? "amber" : "green"}>{days < 0 ? "Expired" : `${plural(days, "day")} left`}</Badge>
-        <p className="mt-0.5 text-xs text-zinc-600 dark:text-zinc-400">until {formatDate(c.expiresAt)}</p>
+      <div className="flex items-start gap-4">
+        <div className="text-right">
+          <Badge tone={days < 0 ? "red" : c.expiringSoon ? "amber" : "green"}>{days < 0 ? "Expired" : `${plural(days, "day")} left`}</Badge>
+          <p className="mt-0.5 text-xs text-zinc-600 dark:text-zinc-400">until {formatDate(c.expiresAt)}</p>
+        </div>
+        {c.type === CertLetsEncrypt && c.domain && <RenewButton c={c} />}
       </div>
     </li>
   );
@@ -129,7 +194,8 @@ function RotateDialog({ onClose }: { onClose: () => void }) {
   const [res, setRes] = useState<AdminRotation | null>(null);
   const qc = useQueryClient();
   const m = useMutation({
-    mutationFn: () => post<AdminRotation>("/api/certs/mtls/rotate"),
+    // Its warning ("your certificate is now invalid") is shown in the dialog.
+    mutationFn: () => post<AdminRotation>("/api/certs/mtls/rotate", undefined, { ownWarning: true }),
     onSuccess: (r) => {
       setRes(r);
       // The old certificate is already refused: save the new one at once.

@@ -1,6 +1,7 @@
 import { Link } from "wouter";
 import { Cable, Monitor } from "lucide-react";
 import { activeAgents, useAgents, useServices, useStats, useTunnels } from "../api/queries";
+import { connection } from "../components/Connection";
 import { Badge, Card, ErrorState, Loading, Meter, PageHeader, Stat } from "../components/ui";
 import { formatBytes, formatDuration, formatPercent, plural, ratio } from "../lib/format";
 
@@ -60,6 +61,10 @@ export function Dashboard() {
               icon={<Monitor aria-hidden className="size-5" />}
               total={activeAgents(agents.data).length}
               parts={[
+                // Only when the relay reports connections (see Connection.tsx).
+                ...(activeAgents(agents.data).some((a) => connection(a).connected !== undefined)
+                  ? [{ n: activeAgents(agents.data).filter((a) => connection(a).connected === true).length, label: "connected", tone: "green" as const }]
+                  : []),
                 { n: agents.data.filter((a) => !a.revoked && a.expiringSoon).length, label: "expiring soon", tone: "amber" },
                 { n: agents.data.filter((a) => a.revoked).length, label: "revoked", tone: "neutral" },
               ]}

@@ -1,14 +1,15 @@
 import { useMemo, useState } from "react";
 import { Link } from "wouter";
 import { useMutation, useQueryClient } from "@tanstack/react-query";
-import { Cable, ExternalLink, Pencil, Plus, Search, Trash2 } from "lucide-react";
+import { Cable, ExternalLink, Pencil, Plus } from "lucide-react";
 import { del, patch, post, seg } from "../api/client";
 import { activeAgents, keys, useAgents, useOnboarding, useTunnels } from "../api/queries";
 import type { CreateTunnelRequest, Tunnel, TunnelResponse, UpdateTunnelRequest } from "../api/types.gen";
+import { ConnectionBadge } from "../components/Connection";
 import { AccessPicker, accessLabel, type Access } from "../components/AccessPicker";
 import { useToast } from "../components/toast";
-import { Badge, Button, Card, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, Pagination, SelectField, Switch, TextField, usePaged } from "../components/ui";
-import { checkPort, checkSubdomain, formError, patterns, type FieldErrors, type MessageRule } from "../lib/fieldErrors";
+import { Badge, Button, DeleteButton, Card, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, Pagination, SearchField, SelectField, Switch, TextField, usePaged } from "../components/ui";
+import { checkPort, checkSubdomain, patterns, useFormErrors, type FieldErrors, type MessageRule } from "../lib/fieldErrors";
 import { hostURL, relativeTime } from "../lib/format";
 
 export const pageSize = 25;
@@ -86,20 +87,15 @@ export function TunnelTable({ tunnels, all, query, setQuery }: { tunnels: Tunnel
   return (
     <>
       <div className="mb-3 flex flex-wrap items-center justify-between gap-3">
-        <div className="relative w-full max-w-xs">
-          <Search aria-hidden className="pointer-events-none absolute top-2.5 left-2.5 size-4 text-zinc-500" />
-          <input
-            type="search"
-            aria-label="Filter tunnels"
-            placeholder="Filter by name, agent, description"
-            value={query}
-            onChange={(e) => {
-              setQuery(e.target.value);
-              paged.setPage(1);
-            }}
-            className="block w-full rounded-md border-0 bg-white py-2 pr-3 pl-8 text-sm ring-1 ring-inset ring-zinc-300 placeholder:text-zinc-500 focus:ring-2 focus:ring-teal-600 dark:bg-zinc-950 dark:ring-zinc-700"
-          />
-        </div>
+        <SearchField
+          label="Filter tunnels"
+          placeholder="Filter by name, agent, description"
+          value={query}
+          onChange={(v) => {
+            setQuery(v);
+            paged.setPage(1);
+          }}
+        />
         <span className="text-sm text-zinc-600 dark:text-zinc-400">{query ? `${tunnels.length.toLocaleString("en")} of ${all.toLocaleString("en")} tunnels` : `${all.toLocaleString("en")} tunnels`}</span>
       </div>
       {toggle.isError && <Notice tone="danger">{toggle.error.message}</Notice>}
@@ -130,7 +126,10 @@ export function TunnelTable({ tunnels, all, query, setQuery }: { tunnels: Tunnel
                     {t.description && <p className="max-w-xs truncate text-xs text-zinc-600 dark:text-zinc-400">{t.description}</p>}
                     <p className="text-xs text-zinc-600 dark:text-zinc-400">created {relativeTime(t.createdAt)}</p>
                   </td>
-                  <td className="px-4 py-2.5 font-mono text-xs">{t.agentLabel}</td>
+                  <td className="px-4 py-2.5">
+                    <p className="font-mono text-xs">{t.agentLabel}</p>
+                    <ConnectionBadge of={t} />
+                  </td>
                   <td className="px-4 py-2.5 font-mono text-xs whitespace-nowrap">
                     {t.relayPort} → {t.targetHost.includes(":") ? `[${t.targetHost}]` : t.targetHost}:{t.port}
                   </td>
@@ -150,7 +149,7 @@ export function TunnelTable({ tunnels, all, query, setQuery }: { tunnels: Tunnel
                       {t.type !== "panel" && (
                         <Button size="sm" variant="ghost" aria-label={`Edit access of ${t.fqdn}`} onClick={() => setEditing(t)} icon={<Pencil aria-hidden className="size-4" />} />
                       )}
-                      <Button size="sm" variant="ghost" aria-label={`Delete ${t.fqdn}`} onClick={() => setDeleting(t)} icon={<Trash2 aria-hidden className="size-4 text-red-700 dark:text-red-400" />} />
+                      <DeleteButton label={`Delete ${t.fqdn}`} onClick={() => setDeleting(t)} />
                     </div>
                   </td>
                 </tr>
@@ -184,8 +183,7 @@ export function TunnelTable({ tunnels, all, query, setQuery }: { tunnels: Tunnel
 
 function AccessDialog({ tunnel, onClose }: { tunnel: Tunnel; onClose: () => void }) {
   const [access, setAccess] = useState<Access>({ accessMode: tunnel.accessMode ?? "authenticated", allowedUsers: tunnel.allowedUsers ?? [], allowedGroups: tunnel.allowedGroups ?? [] });
-  const [errors, setErrors] = useState<FieldErrors>({});
-  const [formErr, setFormErr] = useState("");
+  const { errors, formErr, onError } = useFormErrors(tunnelRules);
   const qc = useQueryClient();
   const toast = useToast();
   const m = useMutation({
@@ -195,11 +193,7 @@ function AccessDialog({ tunnel, onClose }: { tunnel: Tunnel; onClose: () => void
       toast(`Access of ${r.tunnel.fqdn} updated`);
       onClose();
     },
-    onError: (e) => {
-      const fe = formError(e, tunnelRules);
-      setErrors(fe.fields);
-      setFormErr(fe.form);
-    },
+    onError,
   });
   return (
     <Dialog open onClose={onClose} title={`Access to ${tunnel.fqdn}`} wide>
@@ -236,8 +230,7 @@ function TunnelForm({ onClose }: { onClose: () => void }) {
   const [targetHost, setTargetHost] = useState("127.0.0.1");
   const [description, setDescription] = useState("");
   const [access, setAccess] = useState<Access>({ accessMode: "authenticated", allowedUsers: [], allowedGroups: [] });
-  const [errors, setErrors] = useState<FieldErrors>({});
-  const [formErr, setFormErr] = useState("");
+  const { errors, setErrors, formErr, setFormErr, onError } = useFormErrors(tunnelRules);
   const qc = useQueryClient();
   const toast = useToast();
   const agentValue = agent || (active.length === 1 ? active[0].label : "");
@@ -250,11 +243,7 @@ function TunnelForm({ onClose }: { onClose: () => void }) {
       toast(`${r.tunnel.fqdn} created`);
       onClose();
     },
-    onError: (e) => {
-      const fe = formError(e, tunnelRules);
-      setErrors(fe.fields);
-      setFormErr(fe.form);
-    },
+    onError,
   });
 
   const submit = () => {

@@ -5,8 +5,8 @@ import { del, post, put, seg } from "../api/client";
 import { keys, useGroups, useInvitations, useUsers } from "../api/queries";
 import type { CreateInvitationRequest, CreateInvitationResponse, CreateUserRequest, Invitation, TOTPReset, UpdateUserRequest, User, UserResponse } from "../api/types.gen";
 import { useToast } from "../components/toast";
-import { Badge, Button, Card, CodeLine, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, TextField } from "../components/ui";
-import { checkEmail, formError, patterns, splitList, type FieldErrors } from "../lib/fieldErrors";
+import { Badge, Button, DeleteButton, Card, CodeLine, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, TextField } from "../components/ui";
+import { checkEmail, patterns, splitList, useFormErrors, type FieldErrors } from "../lib/fieldErrors";
 import { formDateOrRelative } from "../lib/dates";
 
 const userRules: [RegExp, string][] = [[/^Username already exists|This username/, "username"]];
@@ -174,8 +174,7 @@ function UserDialog({ user, onClose }: { user: User | null; onClose: () => void 
   const [email, setEmail] = useState(user?.email ?? "");
   const [password, setPassword] = useState("");
   const [groups, setGroups] = useState((user?.groups ?? []).join(", "));
-  const [errors, setErrors] = useState<FieldErrors>({});
-  const [formErr, setFormErr] = useState("");
+  const { errors, setErrors, formErr, setFormErr, onError } = useFormErrors(userRules);
   const qc = useQueryClient();
   const toast = useToast();
   const m = useMutation({
@@ -192,11 +191,7 @@ function UserDialog({ user, onClose }: { user: User | null; onClose: () => void 
       toast(user ? `${r.user.username} updated` : `${r.user.username} added — give them a two-factor code with Reset TOTP`);
       onClose();
     },
-    onError: (e) => {
-      const fe = formError(e, userRules);
-      setErrors(fe.fields);
-      setFormErr(fe.form);
-    },
+    onError,
   });
   const check = () => {
     const errs: FieldErrors = {};
@@ -272,7 +267,7 @@ function Invitations() {
               </div>
               <div className="flex items-center gap-2">
                 <Badge tone={i.status === "accepted" ? "green" : i.status === "expired" ? "neutral" : "amber"}>{i.status}</Badge>
-                <Button size="sm" variant="ghost" aria-label={`Revoke the invitation of ${i.username}`} onClick={() => setRevoking(i)} icon={<Trash2 aria-hidden className="size-4 text-red-700 dark:text-red-400" />} />
+                <DeleteButton label={`Revoke the invitation of ${i.username}`} onClick={() => setRevoking(i)} />
               </div>
             </li>
           ))}
@@ -302,8 +297,7 @@ function InviteDialog({ onClose }: { onClose: () => void }) {
   const [email, setEmail] = useState("");
   const [groups, setGroups] = useState("");
   const [days, setDays] = useState("7");
-  const [errors, setErrors] = useState<FieldErrors>({});
-  const [formErr, setFormErr] = useState("");
+  const { errors, setErrors, formErr, setFormErr, onError } = useFormErrors([[/username/i, "username"]]);
   const [created, setCreated] = useState<CreateInvitationResponse | null>(null);
   const qc = useQueryClient();
   const m = useMutation({
@@ -312,11 +306,7 @@ function InviteDialog({ onClose }: { onClose: () => void }) {
       setCreated(r);
       qc.invalidateQueries({ queryKey: keys.invitations });
     },
-    onError: (e) => {
-      const fe = formError(e, [[/username/i, "username"]]);
-      setErrors(fe.fields);
-      setFormErr(fe.form);
-    },
+    onError,
   });
   if (created) {
     return (
