@@ -88,6 +88,11 @@ type Agent struct {
 	Revoked          bool         `json:"revoked"`
 	RevokedAt        string       `json:"revokedAt,omitempty"`
 	ExpiringSoon     bool         `json:"expiringSoon"`
+	// Connected: the agent has a live tunnel session; ConnectedSince is
+	// when the oldest one started. Absent for revoked agents and when the
+	// tunnel server does not answer.
+	Connected      *bool  `json:"connected,omitempty"`
+	ConnectedSince string `json:"connectedSince,omitempty"`
 }
 
 // AgentList answers GET /api/certs/agent.

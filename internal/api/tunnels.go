@@ -51,6 +51,10 @@ type Tunnel struct {
 	// Enabled: a missing value counts as true (IsEnabled).
 	Enabled   *bool  `json:"enabled,omitempty"`
 	CreatedAt string `json:"createdAt"`
+	// Connected: the agent has bound the tunnel's relay port right now
+	// (GET /api/tunnels only; absent when the tunnel server does not
+	// answer, and never stored).
+	Connected *bool `json:"connected,omitempty"`
 }
 
 // IsEnabled reports whether the tunnel is enabled; a missing value counts as

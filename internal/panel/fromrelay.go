@@ -35,6 +35,7 @@ func FromRelay(s *relay.Services, version string, log *slog.Logger) Config {
 			ServerURL:   s.TunnelServerURL,
 			RenewCert:   s.RenewCertificate,
 			Timers:      s.Timers,
+			Presence:    s.TunnelManage,
 		},
 		Auth: AuthDeps{Users: s.Users, TOTP: s.TOTP, Invitations: s.Invitations, IPVhost: s.IPVhost},
 	}

@@ -333,6 +333,9 @@ func (s *Server) registerAgentCerts() {
 			for _, e := range entries {
 				out = append(out, agentView(e, now))
 			}
+			if by, ok := s.presence(c.R.Context()); ok {
+				withAgentPresence(out, by)
+			}
 			return c.OK(api.AgentList{Agents: out})
 		},
 	})

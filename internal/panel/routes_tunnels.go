@@ -43,6 +43,9 @@ type RelayDeps struct {
 	RenewCert func(ctx context.Context, name string) (notAfter time.Time, reloadErr, err error)
 	// Timers reports the renewal timer (auto-renew-status).
 	Timers system.TimerReporter
+	// Presence is the tunnel server's status: who is connected, which
+	// ports are bound (the lists' connection state).
+	Presence TunnelStatus
 }
 
 func (d RelayDeps) missing() []string {
@@ -50,7 +53,7 @@ func (d RelayDeps) missing() []string {
 	for name, nilDep := range map[string]bool{
 		"Tunnels": d.Tunnels == nil, "Sites": d.Sites == nil, "Agents": d.Agents == nil, "PKI": d.PKI == nil, "Certs": d.Certs == nil,
 		"Credential": d.Credential == nil, "Fingerprint": d.Fingerprint == nil, "ServerURL": d.ServerURL == nil,
-		"RenewCert": d.RenewCert == nil, "Timers": d.Timers == nil,
+		"RenewCert": d.RenewCert == nil, "Timers": d.Timers == nil, "Presence": d.Presence == nil,
 	} {
 		if nilDep {
 			m = append(m, "Relay."+name)
@@ -164,6 +167,9 @@ func (s *Server) registerTunnels() {
 			list, err := d.Tunnels.List(tunnelCaller(c.Identity))
 			if err != nil {
 				return Failed("Failed to list tunnels", err)
+			}
+			if by, ok := s.presence(c.R.Context()); ok {
+				withTunnelPresence(list, by)
 			}
 			return c.OK(api.TunnelList{Tunnels: list})
 		},

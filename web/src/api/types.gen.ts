@@ -179,6 +179,13 @@ export interface Agent {
   revoked: boolean;
   revokedAt?: string;
   expiringSoon: boolean;
+  /**
+   * Connected: the agent has a live tunnel session; ConnectedSince is
+   * when the oldest one started. Absent for revoked agents and when the
+   * tunnel server does not answer.
+   */
+  connected?: boolean;
+  connectedSince?: string;
 }
 
 /** AgentList answers GET /api/certs/agent. */
@@ -695,6 +702,12 @@ export interface Tunnel {
   /** Enabled: a missing value counts as true (IsEnabled). */
   enabled?: boolean;
   createdAt: string;
+  /**
+   * Connected: the agent has bound the tunnel's relay port right now
+   * (GET /api/tunnels only; absent when the tunnel server does not
+   * answer, and never stored).
+   */
+  connected?: boolean;
 }
 
 /**
