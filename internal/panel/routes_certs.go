@@ -358,7 +358,7 @@ func (s *Server) registerAgentCerts() {
 		if rev.ReloadErr != nil {
 			c.Log.Error("nginx reload after agent revocation", "label", label, "err", rev.ReloadErr)
 		}
-		return c.OK(api.AgentRevoked{OK: true, Label: label})
+		return c.OK(api.AgentRevoked{OK: true, Label: label, Warning: rev.Warning})
 	}
 	s.Handle(Route{
 		Method: http.MethodDelete, Path: "/api/certs/agent/{label}",

@@ -178,11 +178,11 @@ func (s *Server) registerTunnels() {
 			if err := c.Decode(&b); err != nil {
 				return err
 			}
-			t, err := d.Tunnels.Create(c.R.Context(), tunnelCaller(c.Identity), b)
+			res, err := d.Tunnels.Create(c.R.Context(), tunnelCaller(c.Identity), b)
 			if err != nil {
 				return err
 			}
-			return c.JSON(http.StatusCreated, api.TunnelResponse{OK: true, Tunnel: t})
+			return c.JSON(http.StatusCreated, api.TunnelResponse{OK: true, Tunnel: res.Tunnel, Warning: res.Warning})
 		},
 	})
 
@@ -199,11 +199,11 @@ func (s *Server) registerTunnels() {
 			if b.Enabled == nil && b.AccessMode == nil && b.AllowedUsers == nil && b.AllowedGroups == nil {
 				return ValidationError(Issue{Path: []any{}, Message: "Provide at least one of enabled, accessMode, allowedUsers, allowedGroups"})
 			}
-			t, err := d.Tunnels.Update(c.R.Context(), tunnelCaller(c.Identity), strings.ToLower(c.Param("id")), b)
+			res, err := d.Tunnels.Update(c.R.Context(), tunnelCaller(c.Identity), strings.ToLower(c.Param("id")), b)
 			if err != nil {
 				return err
 			}
-			return c.OK(api.TunnelResponse{OK: true, Tunnel: t})
+			return c.OK(api.TunnelResponse{OK: true, Tunnel: res.Tunnel, Warning: res.Warning})
 		},
 	})
 
@@ -212,10 +212,11 @@ func (s *Server) registerTunnels() {
 		Access: AdminOrAgent, Capability: api.CapTunnelsWrite, Gate: GateManagement,
 		Params: map[string]func(string) error{"id": validate.UUID},
 		Handler: func(c *Ctx) error {
-			if err := d.Tunnels.Delete(c.R.Context(), tunnelCaller(c.Identity), strings.ToLower(c.Param("id"))); err != nil {
+			warning, err := d.Tunnels.Delete(c.R.Context(), tunnelCaller(c.Identity), strings.ToLower(c.Param("id")))
+			if err != nil {
 				return err
 			}
-			return c.OK(api.OK{OK: true})
+			return c.OK(api.OK{OK: true, Warning: warning})
 		},
 	})
 
@@ -267,7 +268,7 @@ func (s *Server) registerAgentPanel() {
 				e.Tunnel = &existing
 				return e
 			}
-			t, err := d.Tunnels.Create(c.R.Context(), tunnelCaller(c.Identity), tunnels.CreateRequest{
+			res, err := d.Tunnels.Create(c.R.Context(), tunnelCaller(c.Identity), tunnels.CreateRequest{
 				Subdomain:   "agent-" + label,
 				Port:        b.Port,
 				TargetHost:  "127.0.0.1",
@@ -278,7 +279,7 @@ func (s *Server) registerAgentPanel() {
 			if err != nil {
 				return failedAs(err, "Failed to expose agent panel")
 			}
-			return c.JSON(http.StatusCreated, api.TunnelResponse{OK: true, Tunnel: t})
+			return c.JSON(http.StatusCreated, api.TunnelResponse{OK: true, Tunnel: res.Tunnel, Warning: res.Warning})
 		},
 	})
 
@@ -296,13 +297,14 @@ func (s *Server) registerAgentPanel() {
 			if !found {
 				return NewError(http.StatusNotFound, "No panel tunnel found for this agent")
 			}
-			if err := d.Tunnels.Delete(c.R.Context(), tunnelCaller(c.Identity), t.ID); err != nil {
+			warning, err := d.Tunnels.Delete(c.R.Context(), tunnelCaller(c.Identity), t.ID)
+			if err != nil {
 				if errors.Is(err, errkind.NotFound) {
 					return NewError(http.StatusNotFound, "No panel tunnel found for this agent")
 				}
 				return failedAs(err, "Failed to retract agent panel")
 			}
-			return c.OK(api.OK{OK: true})
+			return c.OK(api.OK{OK: true, Warning: warning})
 		},
 	})
 }

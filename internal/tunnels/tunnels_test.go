@@ -272,7 +272,7 @@ func TestAgentSeesOnlyOwnTunnels(t *testing.T) {
 	} else if e, _ := errkind.As(err); e.Kind != errkind.NotFound {
 		t.Fatalf("err = %v, want NotFound", err)
 	}
-	if err := s.Delete(ctx, agent("work", "tunnels:write"), home.ID); err == nil {
+	if _, err := s.Delete(ctx, agent("work", "tunnels:write"), home.ID); err == nil {
 		t.Fatal("agent deleted another agent's tunnel")
 	}
 	all, _ := s.List(admin)
@@ -293,7 +293,7 @@ func TestToggleUpdatesVhostLinkAndACL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.IsEnabled() || r.enabled[VhostName(a)] || !r.enabled[VhostName(b)] {
+	if got.IsEnabled() || r.enabled[VhostName(a.Tunnel)] || !r.enabled[VhostName(b.Tunnel)] {
 		t.Fatalf("toggle: tunnel enabled=%v links=%v", got.IsEnabled(), r.enabled)
 	}
 	if !slices.Equal(r.ports["home"], []int{b.RelayPort}) {
@@ -314,7 +314,7 @@ func TestToggleUpdatesVhostLinkAndACL(t *testing.T) {
 	} else if e, _ := errkind.As(err); e.Message != "Failed to toggle tunnel" {
 		t.Fatalf("err = %v", err)
 	}
-	if r.enabled[VhostName(a)] {
+	if r.enabled[VhostName(a.Tunnel)] {
 		t.Fatal("vhost link not reverted after failure")
 	}
 	if all, _ := s.All(); all[0].IsEnabled() {
@@ -342,7 +342,7 @@ func TestAccessModeChanges(t *testing.T) {
 	if len(r.rules) != 1 || r.rules[0].ID != a.ID {
 		t.Fatalf("rules = %v", r.rules)
 	}
-	if err := s.Delete(ctx, admin, a.ID); err != nil {
+	if _, err := s.Delete(ctx, admin, a.ID); err != nil {
 		t.Fatal(err)
 	}
 	if len(r.rules) != 0 || len(r.written) != 0 || len(r.ports["home"]) != 0 {
@@ -357,14 +357,14 @@ func TestPanelTunnelRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.AccessMode != "" || p.AllowedUsers != nil || VhostName(p) != "portlama-agent-panel-agent-home" {
+	if p.AccessMode != "" || p.AllowedUsers != nil || VhostName(p.Tunnel) != "portlama-agent-panel-agent-home" {
 		t.Fatalf("panel tunnel %+v", p)
 	}
 	_, err = s.Update(ctx, admin, p.ID, Patch{AccessMode: ptr(api.AccessPublic)})
 	if e, _ := errkind.As(err); e == nil || e.Message != "Panel tunnels have no access mode" {
 		t.Fatalf("access mode on panel tunnel: %v", err)
 	}
-	err = s.Delete(ctx, agent("home", "tunnels:write"), p.ID)
+	_, err = s.Delete(ctx, agent("home", "tunnels:write"), p.ID)
 	if e, _ := errkind.As(err); e == nil || e.Message != "Cannot delete panel tunnel without panel:expose capability" {
 		t.Fatalf("delete panel tunnel without capability: %v", err)
 	}
@@ -410,8 +410,8 @@ func TestAccessModeChangeKeepsDisabledTunnelDisabled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.IsEnabled() || r.enabled[VhostName(a)] || r.written[VhostName(a)].AccessMode != api.AccessPublic {
-		t.Fatalf("after access change: enabled=%v link=%v vhost=%+v", got.IsEnabled(), r.enabled[VhostName(a)], r.written[VhostName(a)])
+	if got.IsEnabled() || r.enabled[VhostName(a.Tunnel)] || r.written[VhostName(a.Tunnel)].AccessMode != api.AccessPublic {
+		t.Fatalf("after access change: enabled=%v link=%v vhost=%+v", got.IsEnabled(), r.enabled[VhostName(a.Tunnel)], r.written[VhostName(a.Tunnel)])
 	}
 	if len(r.ports["home"]) != 0 {
 		t.Fatalf("disabled tunnel's port back in the ACL: %v", r.ports["home"])

@@ -190,6 +190,11 @@ export interface AgentList {
 export interface AgentRevoked {
   ok: boolean;
   label: string;
+  /**
+   * Warning: the change is saved but a relay service did not confirm it
+   * is in force yet (docs/api.md, "Changes in force").
+   */
+  warning?: string;
 }
 
 /**
@@ -338,6 +343,11 @@ export interface HintDetails {
 /** OK answers routes that report only success ({"ok":true}). */
 export interface OK {
   ok: boolean;
+  /**
+   * Warning: the change is saved but a relay service did not confirm it
+   * is in force yet (docs/api.md, "Changes in force").
+   */
+  warning?: string;
 }
 
 /** Health answers GET /api/health. */
@@ -736,6 +746,11 @@ export interface ExposePanelRequest {
 export interface TunnelResponse {
   ok: boolean;
   tunnel: Tunnel;
+  /**
+   * Warning: the change is saved but a relay service did not confirm it
+   * is in force yet (docs/api.md, "Changes in force").
+   */
+  warning?: string;
 }
 
 /** TunnelList answers GET /api/tunnels (newest first). */
@@ -829,6 +844,11 @@ export interface UpdateUserRequest {
 export interface UserResponse {
   ok: boolean;
   user: User;
+  /**
+   * Warning: the change is saved but a relay service did not confirm it
+   * is in force yet (docs/api.md, "Changes in force").
+   */
+  warning?: string;
 }
 
 /** TOTPReset answers POST /api/users/:username/reset-totp. */
