@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"mime"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/portlama/portlama/internal/api"
@@ -248,6 +250,13 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *Route) {
 		}
 	}
 
+	// 5b. An agent's changes are rate limited (429 with Retry-After), so
+	// one agent cannot keep nginx and the daemons reloading.
+	if deny := s.limitAgentChange(w, r, c.Identity, cfg.AgentLimits); deny != nil {
+		fail(deny)
+		return
+	}
+
 	// 6. Schema validation of path parameters, query and body (400).
 	var issues []api.Issue
 	for _, name := range slices.Sorted(maps.Keys(rt.Params)) {
@@ -387,4 +396,23 @@ func ParseJSON(data []byte) (any, error) {
 		return nil, errors.New("trailing data after JSON value")
 	}
 	return v, nil
+}
+
+// limitAgentChange takes a token of the agent's change bucket for a
+// request that changes something (not GET or HEAD); admins and reads are
+// not limited. An empty bucket sets Retry-After and answers 429.
+func (s *Server) limitAgentChange(w http.ResponseWriter, r *http.Request, id *Identity, lim config.AgentLimits) *api.Error {
+	if id == nil || id.Role != RoleAgent || r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return nil
+	}
+	perMinute := lim.ChangeRate()
+	ok, retry := s.agentChanges.Take(id.Label, lim.Burst(), float64(perMinute)/60, s.now())
+	if ok {
+		return nil
+	}
+	secs := int(math.Ceil(retry.Seconds()))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	return NewError(http.StatusTooManyRequests, fmt.Sprintf(
+		"Too many changes from agent '%s': at most %d at once and %d a minute. Try again in %d seconds.",
+		id.Label, lim.Burst(), perMinute, secs))
 }

@@ -278,10 +278,11 @@ func (s *Services) tunnelSettings() (tunnels.Settings, error) {
 		return tunnels.Settings{}, err
 	}
 	return tunnels.Settings{
-		Domain:       c.DomainOrEmpty(),
-		Email:        c.EmailOrEmpty(),
-		RelayPortMin: c.RelayPortRange.Min,
-		RelayPortMax: c.RelayPortRange.Max,
+		Domain:             c.DomainOrEmpty(),
+		Email:              c.EmailOrEmpty(),
+		RelayPortMin:       c.RelayPortRange.Min,
+		RelayPortMax:       c.RelayPortRange.Max,
+		MaxTunnelsPerAgent: c.AgentLimits.TunnelLimit(),
 	}, nil
 }
 

@@ -105,9 +105,8 @@ type Settings struct {
 	MaxTunnelsPerAgent int
 }
 
-// DefaultMaxTunnelsPerAgent is the tunnel limit per agent when panel.json
-// sets none: what a 512 MB VPS carries for ten agents (1,000 vhosts and
-// bindings, docs/operations.md).
+// DefaultMaxTunnelsPerAgent is the tunnel limit per agent when the
+// settings give none (config.DefaultAgentTunnels).
 const DefaultMaxTunnelsPerAgent = 50
 
 // Result is the outcome of a change: the tunnel, and a warning when the
@@ -369,7 +368,7 @@ func (s *Service) reserve(c Caller, r CreateRequest) (_ api.Tunnel, _ *hostnames
 	}
 	if limit := set.maxPerAgent(); countFor(all, owner) >= limit {
 		return api.Tunnel{}, nil, errkind.New(errkind.Conflict,
-			"Agent '%s' already has %d tunnels, the most this relay allows per agent. Delete a tunnel you no longer need, or raise agentLimits.tunnelsPerAgent in panel.json.",
+			"Agent '%s' has reached the limit of %d tunnels per agent. Delete a tunnel it no longer needs, or raise agentLimits.tunnels in panel.json.",
 			owner, limit)
 	}
 	relayPort, ok := s.allocatePort(all, set)
