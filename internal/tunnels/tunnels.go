@@ -8,9 +8,10 @@
 // rules, state, tunnel ACL) and undoes the earlier steps when a later one
 // fails, so a failed request leaves nothing half-applied. Changes are
 // serialised by one lock, which is never held while a certificate is
-// obtained (an ACME order takes minutes): Create reserves the subdomain and
-// the relay port under the lock, obtains the certificate without it, and
-// commits under the lock again. Refusals and failures are errkind errors
+// obtained (an ACME order takes minutes) or nginx reloads: Create reserves
+// the subdomain and the relay port under the lock, obtains the certificate
+// and writes the vhost without it (so concurrent creates share nginx
+// reloads), and commits under the lock again. Refusals and failures are errkind errors
 // whose message is the contract's. The transport itself (chisel) lives in
 // internal/tunnel; this package only writes what it reads.
 package tunnels
@@ -269,12 +270,25 @@ func (s *Service) Create(ctx context.Context, c Caller, r CreateRequest) (Result
 		return Result{}, err
 	}
 	defer hold.Release() // after commit: the name is stored by then
-	cert, err := s.cfg.Certs.ForHost(ctx, t.FQDN)
+	// The certificate and the vhost come without the lock: the
+	// reservation holds the subdomain (the vhost's file name) and the
+	// relay port, and concurrent creates reach nginx together, so its
+	// group commit gives them one test and reload.
+	cert, certErr := s.cfg.Certs.ForHost(ctx, t.FQDN)
+	var vhostErr error
+	if certErr == nil {
+		if vhostErr = s.cfg.Vhosts.WriteTunnel(ctx, t, cert); vhostErr != nil {
+			s.dropCert(ctx, cert)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.reserved, t.ID)
-	if err != nil {
-		return Result{}, failed("Failed to create tunnel", "certificate", err)
+	switch {
+	case certErr != nil:
+		return Result{}, failed("Failed to create tunnel", "certificate", certErr)
+	case vhostErr != nil:
+		return Result{}, failed("Failed to create tunnel", "nginx", vhostErr)
 	}
 	warn, err := s.commit(ctx, t, cert)
 	if err != nil {
@@ -420,25 +434,32 @@ func countFor(all []api.Tunnel, label string) int {
 	return n
 }
 
-// commit applies a reserved tunnel's side effects after its certificate
-// (s.mu held): vhost, access rules and state, tunnel ACL; a failure undoes
-// the earlier steps. It returns the warning of unconfirmed steps.
+// commit applies a reserved tunnel's remaining side effects after its
+// certificate and vhost (s.mu held): access rules and state, tunnel ACL; a
+// failure undoes the earlier steps, vhost and certificate included. It
+// returns the warning of unconfirmed steps.
 func (s *Service) commit(ctx context.Context, t api.Tunnel, cert acme.Files) (string, error) {
 	fail := func(step string, err error) (string, error) { return "", failed("Failed to create tunnel", step, err) }
 	var warn warnings
-	all, err := s.All()
-	if err != nil {
-		s.dropCert(ctx, cert)
-		return fail("state", err)
-	}
-	// 2. vhost
-	if err := s.cfg.Vhosts.WriteTunnel(ctx, t, cert); err != nil {
-		s.dropCert(ctx, cert)
-		return fail("nginx", err)
-	}
 	undoVhost := func() {
 		s.cfg.Vhosts.RemoveTunnel(context.WithoutCancel(ctx), t)
 		s.dropCert(ctx, cert)
+	}
+	all, err := s.All()
+	if err != nil {
+		undoVhost()
+		return fail("state", err)
+	}
+	// The owner may have been revoked while the certificate was obtained:
+	// its tunnels are disabled, and this one must not outlive it enabled.
+	active, err := s.cfg.Agents.ActiveLabels()
+	if err != nil {
+		undoVhost()
+		return fail("state", err)
+	}
+	if !slices.Contains(active, t.AgentLabel) {
+		undoVhost()
+		return "", errkind.New(errkind.Invalid, "Unknown agent '%s'", t.AgentLabel)
 	}
 	// 3. access rules (they list every tunnel's host) and state
 	next := append(slices.Clone(all), t)
