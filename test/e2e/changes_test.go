@@ -29,12 +29,8 @@ func TestChangesInForce(t *testing.T) {
 
 	t.Run("access mode", func(t *testing.T) {
 		ch.t = t
-		tun := ch.createTunnel("inforce", api.AccessAuthenticated, st.Info.AgentLabel)
-		ivan := newUser(t, st, "ivan")
-		ck := login(t, st, ivan, time.Now())
-		app := hostURL(st, tun.Subdomain, "/")
+		tun, app, ck := ch.signedIn("inforce", "ivan")
 		c := visitor(st)
-		ch.waitServed(app, ck)
 		for i := range 20 {
 			ch.patch(tun.ID, map[string]any{"accessMode": "restricted", "allowedUsers": []string{"someone-else"}})
 			if resp, _ := getWith(t, c, app, ck, nil); resp.StatusCode != http.StatusForbidden {
@@ -110,11 +106,7 @@ func TestChangesInForce(t *testing.T) {
 
 	t.Run("auth server down", func(t *testing.T) {
 		ch.t = t
-		tun := ch.createTunnel("offline", api.AccessAuthenticated, st.Info.AgentLabel)
-		judy := newUser(t, st, "judy")
-		ck := login(t, st, judy, time.Now())
-		app := hostURL(st, tun.Subdomain, "/")
-		ch.waitServed(app, ck)
+		tun, app, ck := ch.signedIn("offline", "judy")
 
 		c, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -236,6 +228,17 @@ func (c changes) createTunnel(sub string, mode api.AccessMode, label string) api
 	var res api.TunnelResponse
 	decode(c.t, out, &res)
 	return res.Tunnel
+}
+
+// signedIn creates an authenticated tunnel of the sample agent and a user,
+// signs the user in and waits until the agent serves the tunnel.
+func (c changes) signedIn(sub, user string) (_ api.Tunnel, app string, _ *http.Cookie) {
+	c.t.Helper()
+	tun := c.createTunnel(sub, api.AccessAuthenticated, c.st.Info.AgentLabel)
+	ck := login(c.t, c.st, newUser(c.t, c.st, user), time.Now())
+	app = hostURL(c.st, tun.Subdomain, "/")
+	c.waitServed(app, ck)
+	return tun, app, ck
 }
 
 func (c changes) patch(id string, body map[string]any) {
