@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,11 +15,16 @@ import (
 	"github.com/portlama/portlama/internal/tunnel"
 )
 
+// daemons are the relay's tunnel and auth servers of a panel harness.
+type daemons struct {
+	stopTunnel, stopAuth func()
+}
+
 // startDaemons runs the relay's real tunnel server and auth server on
 // loopback for svc's layout, so every change the panel makes is
 // acknowledged on their management sockets as on a relay. Their periodic
 // checks are an hour apart: only the acknowledgement applies a change.
-func startDaemons(t *testing.T, svc *relay.Services) {
+func startDaemons(t *testing.T, svc *relay.Services) daemons {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := svc.SyncTunnelACL(ctx); err != nil {
@@ -38,17 +44,17 @@ func startDaemons(t *testing.T, svc *relay.Services) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	serveAuth(t, auth.Config{Dir: dir, Domain: testDomain, BcryptCost: bcrypt.MinCost, ReloadInterval: time.Hour})
-	t.Cleanup(func() {
-		cancel()
-		ts.Wait()
-	})
+	_, stopAuth := serveAuth(t, auth.Config{Dir: dir, Domain: testDomain, BcryptCost: bcrypt.MinCost, ReloadInterval: time.Hour})
+	var once sync.Once
+	stopTunnel := func() { once.Do(func() { cancel(); ts.Wait() }) }
+	t.Cleanup(stopTunnel)
+	return daemons{stopTunnel: stopTunnel, stopAuth: stopAuth}
 }
 
 // serveAuth runs a real auth server with cfg (public API on a free
-// loopback port, management socket in cfg.Dir) until the test ends and
-// returns the public API's base URL.
-func serveAuth(t *testing.T, cfg auth.Config) string {
+// loopback port, management socket in cfg.Dir) until the test ends or
+// stop is called, and returns the public API's base URL.
+func serveAuth(t *testing.T, cfg auth.Config) (base string, stop func()) {
 	t.Helper()
 	srv, err := auth.NewServer(cfg)
 	if err != nil {
@@ -66,11 +72,15 @@ func serveAuth(t *testing.T, cfg auth.Config) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln, mln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("auth server: %v", err)
-		}
-	})
-	return "http://" + ln.Addr().String()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("auth server: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return "http://" + ln.Addr().String(), stop
 }

@@ -80,8 +80,10 @@ type harness struct {
 	dns    *dnstest.Server
 	revs   *memRevocations
 	agents *memAgents
-	mu     sync.Mutex
-	now    time.Time
+	// daemons are the real tunnel and auth servers the panel notifies.
+	daemons daemons
+	mu      sync.Mutex
+	now     time.Time
 }
 
 type harnessOpt func(*Config)
@@ -181,7 +183,7 @@ func startHarness(t *testing.T, status string, realIdentity bool, opts ...harnes
 		t.Fatal(err)
 	}
 	h.svc = svc
-	startDaemons(t, svc)
+	h.daemons = startDaemons(t, svc)
 	cfg := FromRelay(svc, "1.2.3", nil)
 	if !realIdentity {
 		cfg.Revocations = h.revs

@@ -150,7 +150,7 @@ func newAuthFixture(t *testing.T, status string, opts ...authFixtureOpt) *authFi
 		Password: authTestPass, Groups: []string{"admins"}}); err != nil {
 		t.Fatal(err)
 	}
-	f.base = serveAuth(t, auth.Config{Dir: dir, Domain: "example.com", Clock: f.clock.now,
+	f.base, _ = serveAuth(t, auth.Config{Dir: dir, Domain: "example.com", Clock: f.clock.now,
 		BcryptCost: bcrypt.MinCost, ReloadInterval: time.Hour}) // only acknowledged changes apply
 	f.manage = auth.NewManageClient(auth.ManageSocketPath(dir))
 	f.totp = &recordingTOTP{inner: f.manage}

@@ -425,15 +425,25 @@ func (a activeLabels) ActiveLabels() ([]string, error) {
 // enabled tunnels; revoking it disables its tunnels first.
 type credentials struct{ s *Services }
 
+// AddAgent is saved even when the tunnel server does not confirm it (it
+// may not run yet, as during provisioning): the agent is refused until the
+// server reads acl.json, and enrolling has no answer to carry a warning in.
 func (c credentials) AddAgent(ctx context.Context, label string) error {
-	if err := c.s.TunnelState.Apply(ctx, func() error { return c.s.ACL.AddAgent(ctx, label) }); err != nil {
-		if _, rest := manage.Warning(err); rest != nil {
-			return rest
-		}
+	err := c.s.TunnelState.Apply(ctx, func() error { return c.s.ACL.AddAgent(ctx, label) })
+	if err = c.unconfirmedIsSaved(label, err); err != nil {
+		return err
 	}
 	// The ports come last: an agent whose credential is new but whose
 	// ports the server has not confirmed only waits for them.
-	return c.s.Tunnels.SyncACL(ctx, label)
+	return c.unconfirmedIsSaved(label, c.s.Tunnels.SyncACL(ctx, label))
+}
+
+func (c credentials) unconfirmedIsSaved(label string, err error) error {
+	w, rest := manage.Warning(err)
+	if w != "" {
+		c.s.Log.Warn("tunnel credentials saved but not confirmed by the tunnel server", "label", label, "err", err)
+	}
+	return rest
 }
 
 func (c credentials) RemoveAgent(ctx context.Context, label string) error {
