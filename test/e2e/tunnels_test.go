@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/portlama/portlama/internal/api"
 )
 
 func TestAppThroughTunnel(t *testing.T) {
@@ -159,12 +161,18 @@ func TestNewTunnelDoesNotInterruptDownload(t *testing.T) {
 	if _, err := io.CopyN(io.Discard, resp.Body, 1<<20); err != nil {
 		t.Fatal(err)
 	}
-	mustCall(t, admin(t, st), "POST", st.Info.PanelURL+"/api/tunnels", map[string]any{
+	out := mustCall(t, admin(t, st), "POST", st.Info.PanelURL+"/api/tunnels", map[string]any{
 		"subdomain": "second", "port": extraApp(t, "second app"), "agentLabel": st.Info.AgentLabel, "accessMode": "public",
 	}, 201)
-	// The agent picks the new tunnel up on its next poll and connects it
-	// as a session of its own: wait until it serves.
+	var second api.TunnelResponse
+	decode(t, out, &second)
+	// The agent picks the new tunnel up on its next poll and binds it on
+	// its session: wait until it serves.
 	st.WaitHTTP(nil, hostURL(st, "second", "/"), 200, 30*time.Second)
+	// Disabling and deleting the other tunnel of the same agent (its port
+	// closed when each answers) leaves this download alone.
+	mustCall(t, admin(t, st), "PATCH", st.Info.PanelURL+"/api/tunnels/"+second.Tunnel.ID, map[string]any{"enabled": false}, 200)
+	mustCall(t, admin(t, st), "DELETE", st.Info.PanelURL+"/api/tunnels/"+second.Tunnel.ID, nil, 200)
 	n, err := io.Copy(io.Discard, resp.Body)
 	if err != nil || n+1<<20 != size {
 		t.Fatalf("download interrupted: %d of %d bytes, %v", n+1<<20, size, err)
