@@ -79,9 +79,10 @@ type AgentLimits struct {
 	// Tunnels is the most tunnels one agent label may own (whoever
 	// creates them).
 	Tunnels int `json:"tunnels,omitempty"`
-	// ChangesPerMinute and ChangeBurst bound the changes (POST, PATCH,
-	// PUT, DELETE) an agent certificate may make: ChangeBurst at once,
-	// then ChangesPerMinute. Admins are not limited by them.
+	// ChangesPerMinute and ChangeBurst bound the changes to the relay's
+	// configuration (tunnels, re-key) an agent certificate may make:
+	// ChangeBurst at once, then ChangesPerMinute. Admins are not limited
+	// by them.
 	ChangesPerMinute int `json:"changesPerMinute,omitempty"`
 	ChangeBurst      int `json:"changeBurst,omitempty"`
 }

@@ -72,6 +72,11 @@ type Route struct {
 	// (only /api/settings/2fa and /api/settings/2fa/verify).
 	TwoFAExempt bool
 
+	// Reconfigures marks a route that changes what nginx or a daemon
+	// serves (a reload): an agent's calls count against its change rate
+	// (panel.json agentLimits; admins are not counted).
+	Reconfigures bool
+
 	// Params validates path parameters by name (e.g. "id": validate.UUID).
 	Params map[string]func(string) error
 	// Query validates the query string: each key's first value as a JSON
@@ -252,7 +257,7 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *Route) {
 
 	// 5b. An agent's changes are rate limited (429 with Retry-After), so
 	// one agent cannot keep nginx and the daemons reloading.
-	if deny := s.limitAgentChange(w, r, c.Identity, cfg.AgentLimits); deny != nil {
+	if deny := s.limitAgentChange(w, rt, c.Identity, cfg.AgentLimits); deny != nil {
 		fail(deny)
 		return
 	}
@@ -398,11 +403,11 @@ func ParseJSON(data []byte) (any, error) {
 	return v, nil
 }
 
-// limitAgentChange takes a token of the agent's change bucket for a
-// request that changes something (not GET or HEAD); admins and reads are
-// not limited. An empty bucket sets Retry-After and answers 429.
-func (s *Server) limitAgentChange(w http.ResponseWriter, r *http.Request, id *Identity, lim config.AgentLimits) *api.Error {
-	if id == nil || id.Role != RoleAgent || r.Method == http.MethodGet || r.Method == http.MethodHead {
+// limitAgentChange takes a token of the agent's change bucket for a route
+// that reconfigures the relay; admins and other routes are not limited. An
+// empty bucket sets Retry-After and answers 429.
+func (s *Server) limitAgentChange(w http.ResponseWriter, rt *Route, id *Identity, lim config.AgentLimits) *api.Error {
+	if id == nil || id.Role != RoleAgent || !rt.Reconfigures {
 		return nil
 	}
 	perMinute := lim.ChangeRate()

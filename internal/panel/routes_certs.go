@@ -407,7 +407,7 @@ func (s *Server) registerAgentCerts() {
 	})
 
 	s.Handle(Route{
-		Method: http.MethodPost, Path: "/api/certs/agent/upgrade-cert",
+		Method: http.MethodPost, Path: "/api/certs/agent/upgrade-cert", Reconfigures: true,
 		Access: AdminOrAgent, Gate: GateManagement,
 		Body: csrSchema,
 		Handler: func(c *Ctx) error {

@@ -170,7 +170,7 @@ func (s *Server) registerTunnels() {
 	})
 
 	s.Handle(Route{
-		Method: http.MethodPost, Path: "/api/tunnels",
+		Method: http.MethodPost, Path: "/api/tunnels", Reconfigures: true,
 		Access: AdminOrAgent, Capability: api.CapTunnelsWrite, Gate: GateManagement,
 		Body: createTunnelSchema,
 		Handler: func(c *Ctx) error {
@@ -187,7 +187,7 @@ func (s *Server) registerTunnels() {
 	})
 
 	s.Handle(Route{
-		Method: http.MethodPatch, Path: "/api/tunnels/{id}",
+		Method: http.MethodPatch, Path: "/api/tunnels/{id}", Reconfigures: true,
 		Access: AdminOrAgent, Capability: api.CapTunnelsWrite, Gate: GateManagement,
 		Params: map[string]func(string) error{"id": validate.UUID},
 		Body:   patchTunnelSchema,
@@ -208,7 +208,7 @@ func (s *Server) registerTunnels() {
 	})
 
 	s.Handle(Route{
-		Method: http.MethodDelete, Path: "/api/tunnels/{id}",
+		Method: http.MethodDelete, Path: "/api/tunnels/{id}", Reconfigures: true,
 		Access: AdminOrAgent, Capability: api.CapTunnelsWrite, Gate: GateManagement,
 		Params: map[string]func(string) error{"id": validate.UUID},
 		Handler: func(c *Ctx) error {
@@ -247,7 +247,7 @@ func (s *Server) registerAgentPanel() {
 	})
 
 	s.Handle(Route{
-		Method: http.MethodPost, Path: "/api/tunnels/expose-panel",
+		Method: http.MethodPost, Path: "/api/tunnels/expose-panel", Reconfigures: true,
 		Access: AdminOrAgent, Capability: api.CapPanelExpose, Gate: GateManagement,
 		Body: exposePanelSchema,
 		Handler: func(c *Ctx) error {
@@ -284,7 +284,7 @@ func (s *Server) registerAgentPanel() {
 	})
 
 	s.Handle(Route{
-		Method: http.MethodDelete, Path: "/api/tunnels/retract-panel",
+		Method: http.MethodDelete, Path: "/api/tunnels/retract-panel", Reconfigures: true,
 		Access: AdminOrAgent, Capability: api.CapPanelExpose, Gate: GateManagement,
 		Handler: func(c *Ctx) error {
 			if c.Identity.IsAdmin() {
