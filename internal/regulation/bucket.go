@@ -58,7 +58,9 @@ func (b *Buckets) Take(key string, burst int, rate float64, now time.Time) (ok b
 	if rate <= 0 {
 		return false, time.Hour
 	}
-	return false, time.Duration((1 - k.tokens) / rate * float64(time.Second))
+	// At least a millisecond: a bucket a rounding error short of a token
+	// still asks for a wait.
+	return false, max(time.Millisecond, time.Duration((1-k.tokens)/rate*float64(time.Second)))
 }
 
 func (b *Buckets) evict(burst, rate float64, now time.Time) {

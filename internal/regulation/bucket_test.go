@@ -46,3 +46,47 @@ func TestBuckets(t *testing.T) {
 		t.Fatalf("%d keys remembered, want 2", len(b.keys))
 	}
 }
+
+// FuzzBuckets: whatever the sequence of takes and clock steps, a key is
+// granted at most burst plus rate × elapsed tokens, a refusal always names
+// a positive wait, and the keys remembered stay bounded.
+func FuzzBuckets(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 1, 0, 2, 0, 0})
+	f.Add([]byte{3, 3, 3, 0, 255, 0})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		const burst, rate = 3, 0.5
+		b := NewBuckets(2)
+		now := time.Unix(1_800_000_000, 0)
+		start := now
+		granted := 0
+		for i, op := range ops {
+			switch op % 4 {
+			case 0:
+				ok, retry := b.Take("k", burst, rate, now)
+				if ok {
+					granted++
+				} else if retry <= 0 {
+					t.Fatalf("refused with retry %v", retry)
+				}
+			case 1:
+				now = now.Add(time.Duration(op) * 10 * time.Millisecond)
+			case 2, 3:
+				b.Take(string(rune('a'+i%5)), burst, rate, now)
+			}
+			if len(b.keys) > 2 {
+				t.Fatalf("%d keys remembered", len(b.keys))
+			}
+		}
+		// Evictions give a forgotten key a full bucket again, at most once
+		// per other-key take.
+		evictions := 0
+		for _, op := range ops {
+			if op%4 >= 2 {
+				evictions++
+			}
+		}
+		if max := burst*(1+evictions) + int(now.Sub(start).Seconds()*rate) + 1; granted > max {
+			t.Fatalf("%d tokens granted, at most %d possible", granted, max)
+		}
+	})
+}
