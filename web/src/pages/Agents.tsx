@@ -3,7 +3,7 @@ import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { Download, Monitor, Pencil, Plus, Trash2 } from "lucide-react";
 import { del, getBlob, patch, post, seg } from "../api/client";
 import { keys, useAgents } from "../api/queries";
-import type { Agent, AgentP12, AgentRevoked, Capability, CapabilitiesResponse, EnrollmentToken, NewAgentRequest } from "../api/types.gen";
+import type { Agent, AgentP12, Capability, CapabilitiesResponse, EnrollmentToken, NewAgentRequest } from "../api/types.gen";
 import { CapTunnelsRead } from "../api/types.gen";
 import { useToast } from "../components/toast";
 import { Badge, Button, Card, Checkbox, CodeLine, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, Secret, TextField } from "../components/ui";
@@ -135,10 +135,11 @@ function AgentTable({ agents }: { agents: Agent[] }) {
         onClose={() => setRevoking(null)}
         onConfirm={async () => {
           if (!revoking) return;
-          const r = await del<AgentRevoked>(`/api/certs/agent/${seg(revoking.label)}`);
+          await del(`/api/certs/agent/${seg(revoking.label)}`);
           await qc.invalidateQueries({ queryKey: keys.agents });
+          // Its tunnels are disabled now.
           qc.invalidateQueries({ queryKey: keys.tunnels });
-          toast(`${revoking.label} revoked`, r.warning);
+          toast(`${revoking.label} revoked`);
         }}
       >
         <p>Its certificate stops working at once and its tunnels are disabled. The tunnels stay listed; an agent enrolling again with the same label gets them only once you enable them.</p>

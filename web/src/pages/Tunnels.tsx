@@ -4,7 +4,7 @@ import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { Cable, ExternalLink, Pencil, Plus, Search, Trash2 } from "lucide-react";
 import { del, patch, post, seg } from "../api/client";
 import { activeAgents, keys, useAgents, useOnboarding, useTunnels } from "../api/queries";
-import type { CreateTunnelRequest, OK, Tunnel, TunnelResponse, UpdateTunnelRequest } from "../api/types.gen";
+import type { CreateTunnelRequest, Tunnel, TunnelResponse, UpdateTunnelRequest } from "../api/types.gen";
 import { AccessPicker, accessLabel, type Access } from "../components/AccessPicker";
 import { useToast } from "../components/toast";
 import { Badge, Button, Card, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, Pagination, SelectField, Switch, TextField, usePaged } from "../components/ui";
@@ -80,7 +80,7 @@ export function TunnelTable({ tunnels, all, query, setQuery }: { tunnels: Tunnel
     mutationFn: (t: Tunnel) => patch<TunnelResponse>(`/api/tunnels/${seg(t.id)}`, { enabled: t.enabled === false } satisfies UpdateTunnelRequest),
     onSuccess: (r) => {
       qc.setQueryData<Tunnel[]>(keys.tunnels, (old) => old?.map((t) => (t.id === r.tunnel.id ? r.tunnel : t)));
-      toast(`${r.tunnel.fqdn} ${r.tunnel.enabled === false ? "disabled" : "enabled"}`, r.warning);
+      toast(`${r.tunnel.fqdn} ${r.tunnel.enabled === false ? "disabled" : "enabled"}`);
     },
   });
   return (
@@ -168,9 +168,9 @@ export function TunnelTable({ tunnels, all, query, setQuery }: { tunnels: Tunnel
         onClose={() => setDeleting(null)}
         onConfirm={async () => {
           if (!deleting) return;
-          const r = await del<OK>(`/api/tunnels/${seg(deleting.id)}`);
+          await del(`/api/tunnels/${seg(deleting.id)}`);
           qc.setQueryData<Tunnel[]>(keys.tunnels, (old) => old?.filter((t) => t.id !== deleting.id));
-          toast(`${deleting.fqdn} deleted`, r.warning);
+          toast(`${deleting.fqdn} deleted`);
         }}
       >
         <p>
@@ -192,7 +192,7 @@ function AccessDialog({ tunnel, onClose }: { tunnel: Tunnel; onClose: () => void
     mutationFn: () => patch<TunnelResponse>(`/api/tunnels/${seg(tunnel.id)}`, access satisfies UpdateTunnelRequest),
     onSuccess: (r) => {
       qc.setQueryData<Tunnel[]>(keys.tunnels, (old) => old?.map((t) => (t.id === r.tunnel.id ? r.tunnel : t)));
-      toast(`Access of ${r.tunnel.fqdn} updated`, r.warning);
+      toast(`Access of ${r.tunnel.fqdn} updated`);
       onClose();
     },
     onError: (e) => {
@@ -247,7 +247,7 @@ function TunnelForm({ onClose }: { onClose: () => void }) {
     onSuccess: (r) => {
       qc.setQueryData<Tunnel[]>(keys.tunnels, (old) => [r.tunnel, ...(old ?? [])]);
       qc.invalidateQueries({ queryKey: keys.tunnels });
-      toast(`${r.tunnel.fqdn} created`, r.warning);
+      toast(`${r.tunnel.fqdn} created`);
       onClose();
     },
     onError: (e) => {

@@ -3,7 +3,7 @@ import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { KeyRound, Mail, Pencil, Plus, Trash2, Users as UsersIcon } from "lucide-react";
 import { del, post, put, seg } from "../api/client";
 import { keys, useGroups, useInvitations, useUsers } from "../api/queries";
-import type { CreateInvitationRequest, CreateInvitationResponse, CreateUserRequest, Invitation, OK, TOTPReset, UpdateUserRequest, User, UserResponse } from "../api/types.gen";
+import type { CreateInvitationRequest, CreateInvitationResponse, CreateUserRequest, Invitation, TOTPReset, UpdateUserRequest, User, UserResponse } from "../api/types.gen";
 import { useToast } from "../components/toast";
 import { Badge, Button, Card, CodeLine, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, TextField } from "../components/ui";
 import { checkEmail, formError, patterns, splitList, type FieldErrors } from "../lib/fieldErrors";
@@ -130,10 +130,10 @@ export function Users() {
         onClose={() => setDeleting(null)}
         onConfirm={async () => {
           if (!deleting) return;
-          const r = await del<OK>(`/api/users/${seg(deleting.username)}`);
+          await del(`/api/users/${seg(deleting.username)}`);
           await qc.invalidateQueries({ queryKey: keys.users });
           qc.invalidateQueries({ queryKey: keys.groups });
-          toast(`${deleting.username} deleted`, r.warning);
+          toast(`${deleting.username} deleted`);
         }}
       >
         <p>Their password and two-factor secret are removed and their sessions end at once.</p>
@@ -189,7 +189,7 @@ function UserDialog({ user, onClose }: { user: User | null; onClose: () => void 
     onSuccess: async (r) => {
       await qc.invalidateQueries({ queryKey: keys.users });
       qc.invalidateQueries({ queryKey: keys.groups });
-      toast(user ? `${r.user.username} updated` : `${r.user.username} added — give them a two-factor code with Reset TOTP`, r.warning);
+      toast(user ? `${r.user.username} updated` : `${r.user.username} added — give them a two-factor code with Reset TOTP`);
       onClose();
     },
     onError: (e) => {
