@@ -4,7 +4,7 @@ BIN     := bin
 DEMODIR ?=
 AGENT_TARGETS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
 
-.PHONY: all build ui ui-test generate screenshots demo deps test-deps lab-deps test check unit cross bench lab clean
+.PHONY: all build ui ui-test generate screenshots demo deps test-deps lab-deps test check unit cross bench bench-scale lab clean
 
 all: build
 
@@ -72,6 +72,10 @@ cross:
 # Benchmarks print ratios measured in one run (tunnel vs direct etc.).
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/bench/...
+
+# 1,000 tunnels over 10 agents through the API (minutes; not part of bench).
+bench-scale: test-deps
+	$(GO) test -run '^$$' -bench APIScale -benchtime 1x -timeout 60m ./test/bench/ -args -api-scale
 
 # The lab (needs root): boots a Debian 12 "droplet" with systemd-nspawn on a
 # namespaced network with a visitor and a home behind NAT, runs the real

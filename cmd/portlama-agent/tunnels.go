@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"runtime"
 	"strconv"
 	"time"
@@ -29,7 +30,10 @@ func apiClient(g *globals) (*agent.Identity, *agent.Client, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return id, agent.NewClient(id.Profile.PanelURL, tc), nil
+	c := agent.NewClient(id.Profile.PanelURL, tc)
+	// A change the relay saved but could not confirm is worth knowing.
+	c.OnWarning(func(w string) { fmt.Fprintln(os.Stderr, "Warning: "+w) })
+	return id, c, nil
 }
 
 // resolveTunnel maps a UUID, subdomain or fqdn to a tunnel ID.

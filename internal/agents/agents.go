@@ -76,6 +76,13 @@ type TunnelCredentials interface {
 	// RemoveAgent deletes the credentials of label and closes its tunnel
 	// sessions. Removing an agent without credentials is not an error.
 	RemoveAgent(ctx context.Context, label string) error
+	// RevokeAgent ends a revoked agent's access: its tunnels are disabled
+	// for good (a later agent with the label does not adopt them), its
+	// credentials removed, its sessions and relay ports closed. An error
+	// wrapping manage.ErrNotConfirmed means all of it is saved but the
+	// tunnel server did not confirm it yet (the revocation stands, with a
+	// warning).
+	RevokeAgent(ctx context.Context, label string) error
 }
 
 // Config configures a Manager. PKI and Tunnels are required.

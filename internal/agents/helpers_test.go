@@ -52,6 +52,13 @@ func (m *memTunnels) RemoveAgent(_ context.Context, label string) error {
 	return nil
 }
 
+func (m *memTunnels) RevokeAgent(ctx context.Context, label string) error {
+	m.mu.Lock()
+	m.calls = append(m.calls, "revoke "+label)
+	m.mu.Unlock()
+	return m.RemoveAgent(ctx, label)
+}
+
 func (m *memTunnels) has(label string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()

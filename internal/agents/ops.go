@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/portlama/portlama/internal/manage"
 	"github.com/portlama/portlama/internal/pki"
 	"github.com/portlama/portlama/internal/store"
 )
@@ -40,6 +41,9 @@ type Revocation struct {
 	// ReloadErr is set when the revocation is complete but nginx could not
 	// be tested or reloaded (the panel still refuses the certificate).
 	ReloadErr error
+	// Warning is set when the revocation is saved but the tunnel server
+	// did not confirm that the agent's sessions and ports are closed.
+	Warning string
 }
 
 // IssueP12 creates an agent with a relay-generated key (contract §11.3
@@ -241,6 +245,8 @@ func (m *Manager) removeEntry(label, serial string) {
 // added to the revocation list (label `agent:<label>`) and the CRL
 // regenerated, its tunnel credentials are removed, the registry entry is
 // marked revoked, pki/agents/<label>/ is deleted, and nginx is reloaded.
+// Its tunnels are disabled and its sessions closed before Revoke returns
+// (TunnelCredentials.RevokeAgent).
 // Unknown label: *LabelError (ErrNotFound). A failure part-way can be
 // retried: the entry is marked revoked only after the revocation and the
 // credential removal succeeded.
@@ -260,8 +266,9 @@ func (m *Manager) Revoke(ctx context.Context, label string) (*Revocation, error)
 	if err := m.pki.Revoke(serial, pki.AgentCN(label)); err != nil {
 		return nil, err
 	}
-	if err := m.tunnels.RemoveAgent(ctx, label); err != nil {
-		return nil, fmt.Errorf("remove tunnel credentials of %s: %w", label, err)
+	warning, err := manage.Warning(m.tunnels.RevokeAgent(ctx, label))
+	if err != nil {
+		return nil, fmt.Errorf("end tunnel access of %s: %w", label, err)
 	}
 	if _, err := m.registry.Update(func(r *Registry) error {
 		for i := range r.Agents {
@@ -280,7 +287,7 @@ func (m *Manager) Revoke(ctx context.Context, label string) (*Revocation, error)
 		}
 	}
 	m.log.Info("agent revoked", "label", label, "serial", serial)
-	return &Revocation{Label: label, Serial: serial, ReloadErr: m.pki.Reload(ctx)}, nil
+	return &Revocation{Label: label, Serial: serial, ReloadErr: m.pki.Reload(ctx), Warning: warning}, nil
 }
 
 // Rekey issues a new certificate for the non-revoked agent label from a CSR

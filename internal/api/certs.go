@@ -104,6 +104,9 @@ type AgentList struct {
 type AgentRevoked struct {
 	OK    bool   `json:"ok"`
 	Label string `json:"label"`
+	// Warning: the change is saved but a relay service did not confirm it
+	// is in force yet (docs/api.md, "Changes in force").
+	Warning string `json:"warning,omitempty"`
 }
 
 // CapabilitiesRequest is the body of PATCH

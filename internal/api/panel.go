@@ -3,6 +3,9 @@ package api
 // OK answers routes that report only success ({"ok":true}).
 type OK struct {
 	OK bool `json:"ok"`
+	// Warning: the change is saved but a relay service did not confirm it
+	// is in force yet (docs/api.md, "Changes in force").
+	Warning string `json:"warning,omitempty"`
 }
 
 // Health answers GET /api/health.

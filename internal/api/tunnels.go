@@ -94,6 +94,9 @@ type ExposePanelRequest struct {
 type TunnelResponse struct {
 	OK     bool   `json:"ok"`
 	Tunnel Tunnel `json:"tunnel"`
+	// Warning: the change is saved but a relay service did not confirm it
+	// is in force yet (docs/api.md, "Changes in force").
+	Warning string `json:"warning,omitempty"`
 }
 
 // TunnelList answers GET /api/tunnels (newest first).

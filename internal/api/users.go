@@ -35,6 +35,9 @@ type UpdateUserRequest struct {
 type UserResponse struct {
 	OK   bool `json:"ok"`
 	User User `json:"user"`
+	// Warning: the change is saved but a relay service did not confirm it
+	// is in force yet (docs/api.md, "Changes in force").
+	Warning string `json:"warning,omitempty"`
 }
 
 // TOTPReset answers POST /api/users/:username/reset-totp.

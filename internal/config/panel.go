@@ -60,7 +60,60 @@ type PanelConfig struct {
 	Onboarding     Onboarding   `json:"onboarding"`
 	RelayPortRange PortRange    `json:"relayPortRange"`
 	ACME           ACMESettings `json:"acme"`
-	extra          map[string]json.RawMessage
+	// AgentLimits bound what one agent can ask of the relay; absent
+	// values are the defaults.
+	AgentLimits AgentLimits `json:"agentLimits,omitzero"`
+	extra       map[string]json.RawMessage
+}
+
+// Defaults of agentLimits: what a 512 MB VPS carries (docs/operations.md,
+// "Limits").
+const (
+	DefaultAgentTunnels     = 50
+	DefaultChangesPerMinute = 30
+	DefaultChangeBurst      = 10
+)
+
+// AgentLimits are panel.json's per-agent limits. Zero means the default.
+type AgentLimits struct {
+	// Tunnels is the most tunnels one agent label may own (whoever
+	// creates them).
+	Tunnels int `json:"tunnels,omitempty"`
+	// ChangesPerMinute and ChangeBurst bound the changes to the relay's
+	// configuration (tunnels, re-key) an agent certificate may make:
+	// ChangeBurst at once, then ChangesPerMinute. Admins are not limited
+	// by them.
+	ChangesPerMinute int `json:"changesPerMinute,omitempty"`
+	ChangeBurst      int `json:"changeBurst,omitempty"`
+}
+
+// TunnelLimit is Tunnels or its default.
+func (l AgentLimits) TunnelLimit() int { return orDefault(l.Tunnels, DefaultAgentTunnels) }
+
+// ChangeRate is ChangesPerMinute or its default.
+func (l AgentLimits) ChangeRate() int { return orDefault(l.ChangesPerMinute, DefaultChangesPerMinute) }
+
+// Burst is ChangeBurst or its default.
+func (l AgentLimits) Burst() int { return orDefault(l.ChangeBurst, DefaultChangeBurst) }
+
+func orDefault(v, d int) int {
+	if v > 0 {
+		return v
+	}
+	return d
+}
+
+func (l AgentLimits) validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"tunnels", l.Tunnels}, {"changesPerMinute", l.ChangesPerMinute}, {"changeBurst", l.ChangeBurst}} {
+		if f.v < 0 || f.v > 100000 {
+			errs = append(errs, fmt.Errorf("agentLimits.%s must be between 1 and 100000 (or absent for the default)", f.name))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Panel2FA is the panel's TOTP setting (contract §14).
@@ -182,6 +235,9 @@ func (c PanelConfig) Validate() error {
 		}
 	}
 	if err := c.RelayPortRange.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.AgentLimits.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if u, err := url.Parse(c.ACME.DirectoryURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

@@ -117,6 +117,7 @@ func TestPanelStoreUpdateRefusesInvalidResult(t *testing.T) {
 func FuzzPanelConfigJSON(f *testing.F) {
 	f.Add([]byte(`{"ip":"1.2.3.4","dataDir":"/d","x":{"y":1},"onboarding":{"status":"FRESH","z":true}}`))
 	f.Add([]byte(`{"panel2fa":null,"onboarding":null}`))
+	f.Add([]byte(`{"agentLimits":{"tunnels":3,"changesPerMinute":0,"changeBurst":-1,"other":1}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var c PanelConfig
 		if json.Unmarshal(data, &c) != nil {
@@ -135,4 +136,29 @@ func FuzzPanelConfigJSON(f *testing.F) {
 			t.Fatalf("round trip not stable:\n%s\n%s", out, out2)
 		}
 	})
+}
+
+func TestAgentLimits(t *testing.T) {
+	var none AgentLimits
+	if none.TunnelLimit() != DefaultAgentTunnels || none.ChangeRate() != DefaultChangesPerMinute || none.Burst() != DefaultChangeBurst {
+		t.Fatalf("defaults %d %d %d", none.TunnelLimit(), none.ChangeRate(), none.Burst())
+	}
+	set := AgentLimits{Tunnels: 100, ChangesPerMinute: 60, ChangeBurst: 5}
+	if set.TunnelLimit() != 100 || set.ChangeRate() != 60 || set.Burst() != 5 {
+		t.Fatalf("set values %+v", set)
+	}
+	s := writePanel(t, `{"ip":"203.0.113.7","dataDir":"/etc/portlama"}`)
+	for _, bad := range []AgentLimits{{Tunnels: -1}, {ChangesPerMinute: -5}, {ChangeBurst: 100001}} {
+		if _, err := s.Update(func(c *PanelConfig) error { c.AgentLimits = bad; return nil }); err == nil || !strings.Contains(err.Error(), "agentLimits.") {
+			t.Errorf("%+v accepted: %v", bad, err)
+		}
+	}
+	// Absent limits stay absent in the file.
+	if data, _ := os.ReadFile(s.Path()); strings.Contains(string(data), "agentLimits") {
+		t.Fatalf("defaults written: %s", data)
+	}
+	c, err := s.Update(func(c *PanelConfig) error { c.AgentLimits.Tunnels = 7; return nil })
+	if err != nil || c.AgentLimits.TunnelLimit() != 7 {
+		t.Fatalf("set a limit: %+v %v", c.AgentLimits, err)
+	}
 }

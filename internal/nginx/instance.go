@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -52,7 +53,13 @@ type Instance struct {
 	done    chan struct{}
 	stderr  *lockedBuffer
 	waitErr error
+	// reloads counts completed reloads (tests and benchmarks read it to
+	// see how many changes shared one).
+	reloads atomic.Int64
 }
+
+// Reloads returns the number of reloads the instance has completed.
+func (i *Instance) Reloads() int64 { return i.reloads.Load() }
 
 // NewInstance checks cfg and returns an Instance that is not yet running.
 func NewInstance(cfg InstanceConfig) (*Instance, error) {
@@ -283,6 +290,7 @@ func (i *Instance) Reload(ctx context.Context) error {
 		}
 		cur, err := childPids(master)
 		if err == nil && reloaded(old, cur) {
+			i.reloads.Add(1)
 			i.log.Info("nginx reloaded", "pid", master)
 			return nil
 		}

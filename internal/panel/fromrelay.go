@@ -37,6 +37,6 @@ func FromRelay(s *relay.Services, version string, log *slog.Logger) Config {
 			Timers:      s.Timers,
 			Presence:    s.TunnelManage,
 		},
-		Auth: AuthDeps{Users: s.Users, TOTP: s.TOTP, Invitations: s.Invitations, IPVhost: s.IPVhost},
+		Auth: AuthDeps{Users: s.Users, State: s.AuthState, TOTP: s.TOTP, Invitations: s.Invitations, IPVhost: s.IPVhost},
 	}
 }

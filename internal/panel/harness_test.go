@@ -80,8 +80,10 @@ type harness struct {
 	dns    *dnstest.Server
 	revs   *memRevocations
 	agents *memAgents
-	mu     sync.Mutex
-	now    time.Time
+	// daemons are the real tunnel and auth servers the panel notifies.
+	daemons daemons
+	mu      sync.Mutex
+	now     time.Time
 }
 
 type harnessOpt func(*Config)
@@ -130,7 +132,13 @@ func newHarness(t *testing.T, status string, opts ...harnessOpt) *harness {
 // registry decide identity.
 func startHarness(t *testing.T, status string, realIdentity bool, opts ...harnessOpt) *harness {
 	t.Helper()
-	layout := config.DirLayout(t.TempDir())
+	// A short root: the daemons' Unix socket paths are limited to 108 bytes.
+	root, err := os.MkdirTemp("", "ph")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	layout := config.DirLayout(root)
 	if err := os.MkdirAll(layout.DataDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -175,6 +183,7 @@ func startHarness(t *testing.T, status string, realIdentity bool, opts ...harnes
 		t.Fatal(err)
 	}
 	h.svc = svc
+	h.daemons = startDaemons(t, svc)
 	cfg := FromRelay(svc, "1.2.3", nil)
 	if !realIdentity {
 		cfg.Revocations = h.revs

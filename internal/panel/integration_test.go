@@ -15,6 +15,7 @@ type noTunnels struct{}
 
 func (noTunnels) AddAgent(context.Context, string) error    { return nil }
 func (noTunnels) RemoveAgent(context.Context, string) error { return nil }
+func (noTunnels) RevokeAgent(context.Context, string) error { return nil }
 
 // TestRealPKIAndRegistry wires the real revocation list (*pki.PKI) and
 // agents registry (RegistryDirectory) into the identity check.

@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"mime"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/portlama/portlama/internal/api"
@@ -69,6 +71,11 @@ type Route struct {
 	// TwoFAExempt exempts the route from the panel 2FA session
 	// (only /api/settings/2fa and /api/settings/2fa/verify).
 	TwoFAExempt bool
+
+	// Reconfigures marks a route that changes what nginx or a daemon
+	// serves (a reload): an agent's calls count against its change rate
+	// (panel.json agentLimits; admins are not counted).
+	Reconfigures bool
 
 	// Params validates path parameters by name (e.g. "id": validate.UUID).
 	Params map[string]func(string) error
@@ -248,6 +255,13 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *Route) {
 		}
 	}
 
+	// 5b. An agent's changes are rate limited (429 with Retry-After), so
+	// one agent cannot keep nginx and the daemons reloading.
+	if deny := s.limitAgentChange(w, rt, c.Identity, cfg.AgentLimits); deny != nil {
+		fail(deny)
+		return
+	}
+
 	// 6. Schema validation of path parameters, query and body (400).
 	var issues []api.Issue
 	for _, name := range slices.Sorted(maps.Keys(rt.Params)) {
@@ -387,4 +401,23 @@ func ParseJSON(data []byte) (any, error) {
 		return nil, errors.New("trailing data after JSON value")
 	}
 	return v, nil
+}
+
+// limitAgentChange takes a token of the agent's change bucket for a route
+// that reconfigures the relay; admins and other routes are not limited. An
+// empty bucket sets Retry-After and answers 429.
+func (s *Server) limitAgentChange(w http.ResponseWriter, rt *Route, id *Identity, lim config.AgentLimits) *api.Error {
+	if id == nil || id.Role != RoleAgent || !rt.Reconfigures {
+		return nil
+	}
+	perMinute := lim.ChangeRate()
+	ok, retry := s.agentChanges.Take(id.Label, lim.Burst(), float64(perMinute)/60, s.now())
+	if ok {
+		return nil
+	}
+	secs := int(math.Ceil(retry.Seconds()))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	return NewError(http.StatusTooManyRequests, fmt.Sprintf(
+		"Too many changes from agent '%s': at most %d at once and %d a minute. Try again in %d seconds.",
+		id.Label, lim.Burst(), perMinute, secs))
 }

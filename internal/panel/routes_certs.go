@@ -362,7 +362,7 @@ func (s *Server) registerAgentCerts() {
 		if rev.ReloadErr != nil {
 			c.Log.Error("nginx reload after agent revocation", "label", label, "err", rev.ReloadErr)
 		}
-		return c.OK(api.AgentRevoked{OK: true, Label: label})
+		return c.OK(api.AgentRevoked{OK: true, Label: label, Warning: rev.Warning})
 	}
 	s.Handle(Route{
 		Method: http.MethodDelete, Path: "/api/certs/agent/{label}",
@@ -411,7 +411,7 @@ func (s *Server) registerAgentCerts() {
 	})
 
 	s.Handle(Route{
-		Method: http.MethodPost, Path: "/api/certs/agent/upgrade-cert",
+		Method: http.MethodPost, Path: "/api/certs/agent/upgrade-cert", Reconfigures: true,
 		Access: AdminOrAgent, Gate: GateManagement,
 		Body: csrSchema,
 		Handler: func(c *Ctx) error {

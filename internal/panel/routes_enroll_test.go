@@ -68,16 +68,22 @@ func TestEnroll(t *testing.T) {
 	// Revoked: refused on the next request.
 	e.do("DELETE", "/api/certs/agent/laptop", "", adminHeaders()).expect(t, 200, "")
 	e.do("GET", "/api/tunnels", "", hdr).expect(t, 403, `{"error":"Certificate has been revoked"}`)
-	// Enrolling again under the same label brings its tunnels back.
+	// Enrolling again under the same label does not adopt the revoked
+	// agent's tunnels: they stay disabled until an admin enables them.
 	tok = newToken(t, e, `{"label":"laptop","capabilities":["tunnels:read"]}`)
 	r = e.do("POST", "/api/enroll", enrollBody(tok, csr2), nil)
 	r.expect(t, 200, "")
 	hdr = agentHeaders("laptop", r.body["serial"].(string))
-	if list := listTunnels(t, e, hdr); len(list) != 1 || list[0].Subdomain != "lap" {
+	list := listTunnels(t, e, hdr)
+	if len(list) != 1 || list[0].Subdomain != "lap" || list[0].IsEnabled() {
 		t.Fatalf("tunnels after re-enrollment %+v", list)
 	}
-	if ports := e.aclPorts(t, "laptop"); len(ports) != 1 {
-		t.Fatalf("acl after re-enrollment %v", ports)
+	if ports := e.aclPorts(t, "laptop"); len(ports) != 0 {
+		t.Fatalf("acl after re-enrollment %v, want no port", ports)
+	}
+	e.do("PATCH", "/api/tunnels/"+list[0].ID, `{"enabled":true}`, adminHeaders()).expect(t, 200, "")
+	if ports := e.aclPorts(t, "laptop"); len(ports) != 1 || ports[0] != list[0].RelayPort {
+		t.Fatalf("acl after the admin enabled the tunnel %v", ports)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/auth"
 	"github.com/portlama/portlama/internal/invitations"
+	"github.com/portlama/portlama/internal/manage"
 	"github.com/portlama/portlama/internal/validate"
 )
 
@@ -138,10 +139,17 @@ func (s *Server) registerInvitations() {
 			if err != nil {
 				return err
 			}
-			_, err = d.Users.Create(auth.NewUser{
-				Username: inv.Username, DisplayName: inv.Username, Email: inv.Email,
-				Password: body.Password, Groups: inv.Groups,
-			})
+			warning, err := manage.Warning(d.State.Apply(c.R.Context(), func() error {
+				_, err := d.Users.Create(auth.NewUser{
+					Username: inv.Username, DisplayName: inv.Username, Email: inv.Email,
+					Password: body.Password, Groups: inv.Groups,
+				})
+				return err
+			}))
+			if warning != "" {
+				// The invitee can do nothing about it; the admin's log says it.
+				c.Log.Warn("invited user saved but not confirmed by the auth server", "user", inv.Username)
+			}
 			switch {
 			case errors.Is(err, auth.ErrUserExists):
 				return NewError(http.StatusConflict, "This username already exists")

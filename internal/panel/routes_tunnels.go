@@ -176,7 +176,7 @@ func (s *Server) registerTunnels() {
 	})
 
 	s.Handle(Route{
-		Method: http.MethodPost, Path: "/api/tunnels",
+		Method: http.MethodPost, Path: "/api/tunnels", Reconfigures: true,
 		Access: AdminOrAgent, Capability: api.CapTunnelsWrite, Gate: GateManagement,
 		Body: createTunnelSchema,
 		Handler: func(c *Ctx) error {
@@ -184,16 +184,16 @@ func (s *Server) registerTunnels() {
 			if err := c.Decode(&b); err != nil {
 				return err
 			}
-			t, err := d.Tunnels.Create(c.R.Context(), tunnelCaller(c.Identity), b)
+			res, err := d.Tunnels.Create(c.R.Context(), tunnelCaller(c.Identity), b)
 			if err != nil {
 				return err
 			}
-			return c.JSON(http.StatusCreated, api.TunnelResponse{OK: true, Tunnel: t})
+			return c.JSON(http.StatusCreated, api.TunnelResponse{OK: true, Tunnel: res.Tunnel, Warning: res.Warning})
 		},
 	})
 
 	s.Handle(Route{
-		Method: http.MethodPatch, Path: "/api/tunnels/{id}",
+		Method: http.MethodPatch, Path: "/api/tunnels/{id}", Reconfigures: true,
 		Access: AdminOrAgent, Capability: api.CapTunnelsWrite, Gate: GateManagement,
 		Params: map[string]func(string) error{"id": validate.UUID},
 		Body:   patchTunnelSchema,
@@ -205,23 +205,24 @@ func (s *Server) registerTunnels() {
 			if b.Enabled == nil && b.AccessMode == nil && b.AllowedUsers == nil && b.AllowedGroups == nil {
 				return ValidationError(Issue{Path: []any{}, Message: "Provide at least one of enabled, accessMode, allowedUsers, allowedGroups"})
 			}
-			t, err := d.Tunnels.Update(c.R.Context(), tunnelCaller(c.Identity), strings.ToLower(c.Param("id")), b)
+			res, err := d.Tunnels.Update(c.R.Context(), tunnelCaller(c.Identity), strings.ToLower(c.Param("id")), b)
 			if err != nil {
 				return err
 			}
-			return c.OK(api.TunnelResponse{OK: true, Tunnel: t})
+			return c.OK(api.TunnelResponse{OK: true, Tunnel: res.Tunnel, Warning: res.Warning})
 		},
 	})
 
 	s.Handle(Route{
-		Method: http.MethodDelete, Path: "/api/tunnels/{id}",
+		Method: http.MethodDelete, Path: "/api/tunnels/{id}", Reconfigures: true,
 		Access: AdminOrAgent, Capability: api.CapTunnelsWrite, Gate: GateManagement,
 		Params: map[string]func(string) error{"id": validate.UUID},
 		Handler: func(c *Ctx) error {
-			if err := d.Tunnels.Delete(c.R.Context(), tunnelCaller(c.Identity), strings.ToLower(c.Param("id"))); err != nil {
+			warning, err := d.Tunnels.Delete(c.R.Context(), tunnelCaller(c.Identity), strings.ToLower(c.Param("id")))
+			if err != nil {
 				return err
 			}
-			return c.OK(api.OK{OK: true})
+			return c.OK(api.OK{OK: true, Warning: warning})
 		},
 	})
 
@@ -252,7 +253,7 @@ func (s *Server) registerAgentPanel() {
 	})
 
 	s.Handle(Route{
-		Method: http.MethodPost, Path: "/api/tunnels/expose-panel",
+		Method: http.MethodPost, Path: "/api/tunnels/expose-panel", Reconfigures: true,
 		Access: AdminOrAgent, Capability: api.CapPanelExpose, Gate: GateManagement,
 		Body: exposePanelSchema,
 		Handler: func(c *Ctx) error {
@@ -273,7 +274,7 @@ func (s *Server) registerAgentPanel() {
 				e.Tunnel = &existing
 				return e
 			}
-			t, err := d.Tunnels.Create(c.R.Context(), tunnelCaller(c.Identity), tunnels.CreateRequest{
+			res, err := d.Tunnels.Create(c.R.Context(), tunnelCaller(c.Identity), tunnels.CreateRequest{
 				Subdomain:   "agent-" + label,
 				Port:        b.Port,
 				TargetHost:  "127.0.0.1",
@@ -284,12 +285,12 @@ func (s *Server) registerAgentPanel() {
 			if err != nil {
 				return failedAs(err, "Failed to expose agent panel")
 			}
-			return c.JSON(http.StatusCreated, api.TunnelResponse{OK: true, Tunnel: t})
+			return c.JSON(http.StatusCreated, api.TunnelResponse{OK: true, Tunnel: res.Tunnel, Warning: res.Warning})
 		},
 	})
 
 	s.Handle(Route{
-		Method: http.MethodDelete, Path: "/api/tunnels/retract-panel",
+		Method: http.MethodDelete, Path: "/api/tunnels/retract-panel", Reconfigures: true,
 		Access: AdminOrAgent, Capability: api.CapPanelExpose, Gate: GateManagement,
 		Handler: func(c *Ctx) error {
 			if c.Identity.IsAdmin() {
@@ -302,13 +303,14 @@ func (s *Server) registerAgentPanel() {
 			if !found {
 				return NewError(http.StatusNotFound, "No panel tunnel found for this agent")
 			}
-			if err := d.Tunnels.Delete(c.R.Context(), tunnelCaller(c.Identity), t.ID); err != nil {
+			warning, err := d.Tunnels.Delete(c.R.Context(), tunnelCaller(c.Identity), t.ID)
+			if err != nil {
 				if errors.Is(err, errkind.NotFound) {
 					return NewError(http.StatusNotFound, "No panel tunnel found for this agent")
 				}
 				return failedAs(err, "Failed to retract agent panel")
 			}
-			return c.OK(api.OK{OK: true})
+			return c.OK(api.OK{OK: true, Warning: warning})
 		},
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/auth"
 	"github.com/portlama/portlama/internal/invitations"
+	"github.com/portlama/portlama/internal/manage"
 	"github.com/portlama/portlama/internal/validate"
 )
 
@@ -39,10 +40,17 @@ type IPVhost interface {
 	Disable(ctx context.Context) error
 }
 
+// StatePublisher writes the auth server's state files and waits until it
+// serves them (*manage.Publisher; docs/api.md, "Changes in force").
+type StatePublisher interface {
+	Apply(ctx context.Context, write func() error) error
+}
+
 // AuthDeps are the dependencies of the users, invitations, panel 2FA and
 // identity routes (Config.Auth). Every field is required.
 type AuthDeps struct {
 	Users       UserDirectory      // *auth.UserStore of the auth dir's users.yml
+	State       StatePublisher     // every change of Users goes through it
 	TOTP        TOTPManager        // *auth.ManageClient on the auth server's socket
 	Invitations *invitations.Store // invitations.json
 	IPVhost     IPVhost            // portlama-panel-ip on and off
@@ -52,6 +60,9 @@ func (d AuthDeps) missing() []string {
 	var m []string
 	if d.Users == nil {
 		m = append(m, "Auth.Users")
+	}
+	if d.State == nil {
+		m = append(m, "Auth.State")
 	}
 	if d.TOTP == nil {
 		m = append(m, "Auth.TOTP")
@@ -72,6 +83,12 @@ var (
 	errUserNotFound = NewError(http.StatusNotFound, "User not found")
 	errLastUser     = NewError(http.StatusBadRequest, "Cannot delete the last user")
 )
+
+// sessionsNotEnded is the warning when the auth server could not end a
+// user's sessions.
+func sessionsNotEnded(err error) string {
+	return "Saved, but the auth server could not end the user's sessions (" + err.Error() + "); check that portlama-auth is running, then try again."
+}
 
 // passwordSchema is a user password (contract §9: 8–128 characters).
 func passwordSchema() *StringSchema {
@@ -142,10 +159,15 @@ func (s *Server) registerUsers() {
 			} else if !errors.Is(err, auth.ErrUserNotFound) {
 				return Failed("Failed to read user database", err)
 			}
-			u, err := d.Users.Create(auth.NewUser{
-				Username: body.Username, DisplayName: body.DisplayName, Email: body.Email,
-				Password: body.Password, Groups: body.Groups,
-			})
+			var u auth.UserInfo
+			warning, err := manage.Warning(d.State.Apply(c.R.Context(), func() error {
+				var err error
+				u, err = d.Users.Create(auth.NewUser{
+					Username: body.Username, DisplayName: body.DisplayName, Email: body.Email,
+					Password: body.Password, Groups: body.Groups,
+				})
+				return err
+			}))
 			switch {
 			case errors.Is(err, auth.ErrUserExists):
 				return NewError(http.StatusConflict, "Username already exists")
@@ -155,7 +177,7 @@ func (s *Server) registerUsers() {
 				return Failed("Failed to update user database", err)
 			}
 			c.Log.Info("user created", "user", u.Username)
-			return c.JSON(http.StatusCreated, api.UserResponse{OK: true, User: apiUser(u)})
+			return c.JSON(http.StatusCreated, api.UserResponse{OK: true, User: apiUser(u), Warning: warning})
 		},
 	})
 
@@ -183,9 +205,15 @@ func (s *Server) registerUsers() {
 				*body.Groups = []string{}
 			}
 			name := c.Param("username")
-			u, pwChanged, err := d.Users.Modify(name, auth.UserChange{
-				DisplayName: body.DisplayName, Email: body.Email, Password: body.Password, Groups: body.Groups,
-			})
+			var u auth.UserInfo
+			var pwChanged bool
+			warning, err := manage.Warning(d.State.Apply(c.R.Context(), func() error {
+				var err error
+				u, pwChanged, err = d.Users.Modify(name, auth.UserChange{
+					DisplayName: body.DisplayName, Email: body.Email, Password: body.Password, Groups: body.Groups,
+				})
+				return err
+			}))
 			switch {
 			case errors.Is(err, auth.ErrUserNotFound):
 				return errUserNotFound
@@ -197,11 +225,12 @@ func (s *Server) registerUsers() {
 			if pwChanged {
 				if n, err := d.TOTP.EndSessions(c.R.Context(), name); err != nil {
 					c.Log.Error("end sessions after password change", "user", name, "err", err)
+					warning = manage.JoinWarnings(warning, sessionsNotEnded(err))
 				} else {
 					c.Log.Info("password changed, sessions ended", "user", name, "sessions", n)
 				}
 			}
-			return c.OK(api.UserResponse{OK: true, User: apiUser(u)})
+			return c.OK(api.UserResponse{OK: true, User: apiUser(u), Warning: warning})
 		},
 	})
 
@@ -211,7 +240,7 @@ func (s *Server) registerUsers() {
 		Params: usernameParam,
 		Handler: func(c *Ctx) error {
 			name := c.Param("username")
-			err := d.Users.Delete(name)
+			warning, err := manage.Warning(d.State.Apply(c.R.Context(), func() error { return d.Users.Delete(name) }))
 			switch {
 			case errors.Is(err, auth.ErrUserNotFound):
 				return errUserNotFound
@@ -220,12 +249,15 @@ func (s *Server) registerUsers() {
 			case err != nil:
 				return Failed("Failed to update user database", err)
 			}
+			// The auth server no longer knows the user; ending the sessions
+			// before answering leaves no signed-in request in flight.
 			if n, err := d.TOTP.DeleteTOTP(c.R.Context(), name); err != nil {
 				c.Log.Error("delete TOTP secret of deleted user", "user", name, "err", err)
+				warning = manage.JoinWarnings(warning, sessionsNotEnded(err))
 			} else {
 				c.Log.Info("user deleted", "user", name, "sessions", n)
 			}
-			return c.OK(api.OK{OK: true})
+			return c.OK(api.OK{OK: true, Warning: warning})
 		},
 	})
 

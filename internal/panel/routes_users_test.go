@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"github.com/portlama/portlama/internal/auth"
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/invitations"
+	"github.com/portlama/portlama/internal/manage"
 )
 
 // The routes of routes_users.go, routes_invitations.go, routes_settings.go
@@ -150,35 +150,15 @@ func newAuthFixture(t *testing.T, status string, opts ...authFixtureOpt) *authFi
 		Password: authTestPass, Groups: []string{"admins"}}); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := auth.NewServer(auth.Config{Dir: dir, Domain: "example.com", Clock: f.clock.now,
-		BcryptCost: bcrypt.MinCost, ReloadInterval: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mln, err := auth.ListenManageSocket(auth.ManageSocketPath(dir))
-	if err != nil {
-		ln.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln, mln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("auth server: %v", err)
-		}
-	})
-	f.base = "http://" + ln.Addr().String()
+	f.base, _ = serveAuth(t, auth.Config{Dir: dir, Domain: "example.com", Clock: f.clock.now,
+		BcryptCost: bcrypt.MinCost, ReloadInterval: time.Hour}) // only acknowledged changes apply
 	f.manage = auth.NewManageClient(auth.ManageSocketPath(dir))
 	f.totp = &recordingTOTP{inner: f.manage}
 	f.harness = newHarness(t, status, func(c *Config) {
 		c.Now = f.clock.now
 		c.Auth.Users, c.Auth.TOTP, c.Auth.IPVhost = f.users, f.totp, f.vhost
+		c.Auth.State = manage.NewPublisher("auth server", "portlama-auth", f.manage.Reload,
+			auth.UsersFilePath(dir), auth.RulesFilePath(dir))
 		c.Auth.Invitations = invitations.New(c.Layout.InvitationsFile(), f.clock.now)
 		for _, o := range opts {
 			o(c)

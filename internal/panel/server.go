@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/onboarding"
+	"github.com/portlama/portlama/internal/regulation"
 	"github.com/portlama/portlama/internal/system"
 	"github.com/portlama/portlama/internal/webui"
 )
@@ -89,6 +90,9 @@ type Server struct {
 	onboarding *onboarding.Service
 	stats      StatsSource
 	limiter    *rateLimiter
+	// agentChanges bounds each agent certificate's changes
+	// (panel.json agentLimits).
+	agentChanges *regulation.Buckets
 
 	mux     *http.ServeMux
 	routes  map[string]map[string]*Route // path pattern → method → route
@@ -138,6 +142,7 @@ func New(cfg Config) (*Server, error) {
 		limit = 100
 	}
 	s.limiter = newRateLimiter(limit, time.Minute, s.now)
+	s.agentChanges = regulation.NewBuckets(0)
 
 	if _, err := s.panel.Update(func(c *config.PanelConfig) error {
 		if c.ServerID == "" {

@@ -46,8 +46,18 @@ type Client struct {
 	base string
 	http *http.Client
 
-	mu    sync.Mutex
-	twoFA *http.Cookie // the panel 2FA session, once verified
+	mu        sync.Mutex
+	twoFA     *http.Cookie // the panel 2FA session, once verified
+	onWarning func(string)
+}
+
+// OnWarning has fn called with the "warning" of every successful answer
+// that carries one: the change is saved, but a relay service did not
+// confirm it is in force yet (docs/api.md, "Changes in force").
+func (c *Client) OnWarning(fn func(warning string)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.onWarning = fn
 }
 
 // HTTPClient returns an HTTP client for the panel with tlsConf (the client
@@ -93,13 +103,33 @@ func (c *Client) SetTwoFASession(cookie *http.Cookie) {
 // JSON answer into out (nil: ignored).
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	data, _, err := c.send(ctx, method, path, in)
-	if err != nil || out == nil {
+	if err != nil {
 		return err
+	}
+	c.warn(data)
+	if out == nil {
+		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("%s %s: unexpected answer: %w", method, path, err)
 	}
 	return nil
+}
+
+// warn hands an answer's warning to the OnWarning hook.
+func (c *Client) warn(data []byte) {
+	c.mu.Lock()
+	fn := c.onWarning
+	c.mu.Unlock()
+	if fn == nil {
+		return
+	}
+	var w struct {
+		Warning string `json:"warning"`
+	}
+	if json.Unmarshal(data, &w) == nil && w.Warning != "" {
+		fn(w.Warning)
+	}
 }
 
 // send sends a request and returns the body of a 2xx answer.

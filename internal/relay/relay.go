@@ -34,6 +34,7 @@ import (
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/hostnames"
 	"github.com/portlama/portlama/internal/invitations"
+	"github.com/portlama/portlama/internal/manage"
 	"github.com/portlama/portlama/internal/nginx"
 	"github.com/portlama/portlama/internal/onboarding"
 	"github.com/portlama/portlama/internal/pki"
@@ -87,18 +88,23 @@ type Services struct {
 	ACL         *tunnel.ACL
 	// TunnelManage reaches the tunnel server's management socket.
 	TunnelManage *tunnel.ManageClient
-	Nginx        *nginx.Manager
-	Render       *nginx.Renderer
-	Certs        *acme.Store
-	Users        *auth.UserStore
-	TOTP         *auth.ManageClient
-	Invitations  *invitations.Store
-	IPVhost      IPVhost
-	Resolver     onboarding.Resolver
-	Services     system.ServiceManager
-	Timers       system.TimerReporter
-	Provisioner  *provision.Provisioner
-	Job          *provision.Job
+	// TunnelState and AuthState are the one way acl.json and the auth
+	// server's users.yml / access-rules.json change: write, notify, wait
+	// for the daemon's acknowledgement (docs/api.md, "Changes in force").
+	TunnelState *manage.Publisher
+	AuthState   *manage.Publisher
+	Nginx       *nginx.Manager
+	Render      *nginx.Renderer
+	Certs       *acme.Store
+	Users       *auth.UserStore
+	TOTP        *auth.ManageClient
+	Invitations *invitations.Store
+	IPVhost     IPVhost
+	Resolver    onboarding.Resolver
+	Services    system.ServiceManager
+	Timers      system.TimerReporter
+	Provisioner *provision.Provisioner
+	Job         *provision.Job
 
 	rules *accessRules
 }
@@ -193,6 +199,7 @@ func Open(o Options) (*Services, error) {
 	tcfg := tunnel.DirConfig(cfg.Layout.TunnelDir())
 	s.ACL = tunnel.NewACL(tcfg.ACLFile)
 	s.TunnelManage = tunnel.NewManageClient(tcfg.ManageSocket, tcfg.ACLFile)
+	s.TunnelState = manage.NewPublisher("tunnel server", "portlama-tunnel", s.TunnelManage.Notify, tcfg.ACLFile)
 	s.rules = &accessRules{s: s}
 	names := hostnames.New() // tunnels and sites share one name space
 	s.Tunnels = tunnels.New(tunnels.Config{
@@ -224,6 +231,8 @@ func Open(o Options) (*Services, error) {
 	authDir := cfg.Layout.AuthDir()
 	s.Users = auth.NewUserStore(auth.UsersFilePath(authDir), 0)
 	s.TOTP = auth.NewManageClient(auth.ManageSocketPath(authDir))
+	s.AuthState = manage.NewPublisher("auth server", "portlama-auth", s.TOTP.Reload,
+		auth.UsersFilePath(authDir), auth.RulesFilePath(authDir))
 	s.Invitations = invitations.New(cfg.Layout.InvitationsFile(), now)
 
 	if s.Provisioner, err = provision.New(provision.Config{
@@ -269,10 +278,11 @@ func (s *Services) tunnelSettings() (tunnels.Settings, error) {
 		return tunnels.Settings{}, err
 	}
 	return tunnels.Settings{
-		Domain:       c.DomainOrEmpty(),
-		Email:        c.EmailOrEmpty(),
-		RelayPortMin: c.RelayPortRange.Min,
-		RelayPortMax: c.RelayPortRange.Max,
+		Domain:             c.DomainOrEmpty(),
+		Email:              c.EmailOrEmpty(),
+		RelayPortMin:       c.RelayPortRange.Min,
+		RelayPortMax:       c.RelayPortRange.Max,
+		MaxTunnelsPerAgent: c.AgentLimits.TunnelLimit(),
 	}, nil
 }
 
@@ -379,29 +389,16 @@ func (s *Services) RenewDue(ctx context.Context) (acme.RenewResult, error) {
 }
 
 // agentPorts updates the relay ports an agent may bind. A revoked agent
-// has no credentials and nothing to update: its tunnels stay in
-// tunnels.json and get their ports back when the label enrolls again.
+// has no credentials and nothing to update: its tunnels were disabled when
+// it was revoked, and an admin enables them again explicitly.
 type agentPorts struct{ s *Services }
 
 func (a agentPorts) SetPorts(ctx context.Context, label string, ports []int) error {
-	err := a.s.ACL.SetPorts(ctx, label, ports)
+	err := a.s.TunnelState.Apply(ctx, func() error { return a.s.ACL.SetPorts(ctx, label, ports) })
 	if errors.Is(err, tunnel.ErrUnknownAgent) {
 		return nil
 	}
-	if err != nil {
-		return err
-	}
-	a.s.notifyTunnel(ctx)
-	return nil
-}
-
-// notifyTunnel asks the tunnel server to apply acl.json now. A failure is
-// only logged: the change is saved and the server's periodic check applies
-// it. (Reporting it in the API answer is the panel's decision.)
-func (s *Services) notifyTunnel(ctx context.Context) {
-	if err := s.TunnelManage.Notify(ctx); err != nil {
-		s.Log.Warn("tunnel server did not confirm the access change", "err", err)
-	}
+	return err
 }
 
 type nginxReloader struct{ m *nginx.Manager }
@@ -424,27 +421,47 @@ func (a activeLabels) ActiveLabels() ([]string, error) {
 	return labels, nil
 }
 
-// credentials gives an agent its tunnel credentials and, when the label
-// already owns tunnels (it was revoked and enrolled again), its ports back.
+// credentials gives an agent its tunnel credentials and the ports of its
+// enabled tunnels; revoking it disables its tunnels first.
 type credentials struct{ s *Services }
 
+// AddAgent is saved even when the tunnel server does not confirm it (it
+// may not run yet, as during provisioning): the agent is refused until the
+// server reads acl.json, and enrolling has no answer to carry a warning in.
 func (c credentials) AddAgent(ctx context.Context, label string) error {
-	if err := c.s.ACL.AddAgent(ctx, label); err != nil {
+	err := c.s.TunnelState.Apply(ctx, func() error { return c.s.ACL.AddAgent(ctx, label) })
+	if err = c.unconfirmedIsSaved(label, err); err != nil {
 		return err
 	}
-	if err := c.s.Tunnels.SyncACL(ctx, label); err != nil {
-		return err
+	// The ports come last: an agent whose credential is new but whose
+	// ports the server has not confirmed only waits for them.
+	return c.unconfirmedIsSaved(label, c.s.Tunnels.SyncACL(ctx, label))
+}
+
+func (c credentials) unconfirmedIsSaved(label string, err error) error {
+	w, rest := manage.Warning(err)
+	if w != "" {
+		c.s.Log.Warn("tunnel credentials saved but not confirmed by the tunnel server", "label", label, "err", err)
 	}
-	c.s.notifyTunnel(ctx)
-	return nil
+	return rest
 }
 
 func (c credentials) RemoveAgent(ctx context.Context, label string) error {
-	if err := c.s.ACL.RemoveAgent(ctx, label); err != nil {
+	return c.s.TunnelState.Apply(ctx, func() error { return c.s.ACL.RemoveAgent(ctx, label) })
+}
+
+// RevokeAgent disables the agent's tunnels (persisted, so an agent enrolled
+// later with the same label does not adopt them) and removes its
+// credentials; once the tunnel server confirms, its sessions and relay
+// ports are closed.
+func (c credentials) RevokeAgent(ctx context.Context, label string) error {
+	disabled := c.s.Tunnels.DisableAgent(ctx, label)
+	if _, err := manage.Warning(disabled); err != nil {
 		return err
 	}
-	c.s.notifyTunnel(ctx)
-	return nil
+	// The result joins the unconfirmed steps, if any (manage.Warning
+	// reads them all).
+	return errors.Join(disabled, c.RemoveAgent(ctx, label))
 }
 
 // tunnelVhosts writes tunnel vhosts with nginx's safe procedure.
@@ -530,15 +547,11 @@ func (a *accessRules) SyncTunnels(ctx context.Context, ts []api.Tunnel) error {
 			return err
 		}
 	}
-	if err := a.write(ts, ss); err != nil {
-		return err
+	err := a.publish(ctx, ts, ss)
+	if _, rest := manage.Warning(err); rest == nil {
+		a.tunnels, a.sites = slices.Clone(nonNilSlice(ts)), ss
 	}
-	a.tunnels, a.sites = slices.Clone(nonNilSlice(ts)), ss
-	// (Reporting an unconfirmed change to the caller is issue 7's wiring.)
-	if err := a.reload(ctx); err != nil {
-		a.s.Log.Warn("access rules saved but not confirmed by the auth server", "err", err)
-	}
-	return nil
+	return err
 }
 
 // SyncSites writes the rules with the sites given; an unconfirmed reload
@@ -553,11 +566,20 @@ func (a *accessRules) SyncSites(ctx context.Context, ss []api.Site) error {
 			return err
 		}
 	}
-	if err := a.write(ts, ss); err != nil {
-		return err
+	err := a.publish(ctx, ts, ss)
+	if _, rest := manage.Warning(err); rest == nil {
+		a.tunnels, a.sites = ts, slices.Clone(nonNilSlice(ss))
 	}
-	a.tunnels, a.sites = ts, slices.Clone(nonNilSlice(ss))
-	return a.reload(ctx)
+	return err
+}
+
+// publish writes the rules and has the auth server apply them: in force
+// before the API answers when it runs (it also reads the file at start and
+// every 30 s). An error is a *manage.NotConfirmedError (saved, not
+// confirmed), a *manage.RejectedError (refused: the previous rules are
+// restored and stay in force) or the write's.
+func (a *accessRules) publish(ctx context.Context, ts []api.Tunnel, ss []api.Site) error {
+	return a.s.AuthState.Apply(ctx, func() error { return a.write(ts, ss) })
 }
 
 func nonNilSlice[T any](s []T) []T {
@@ -596,15 +618,6 @@ func (a *accessRules) write(ts []api.Tunnel, ss []api.Site) error {
 		}
 	}
 	return auth.WriteAccessRules(a.s.Config.Layout.AuthDir(), rules)
-}
-
-// reload has the auth server apply the saved rules: in force before the API
-// answers when it runs (ManageClient.Reload returns once it serves them);
-// it also reads the file at start and every 30 s. An error wraps
-// manage.ErrNotConfirmed (saved, not confirmed) or is a
-// *manage.RejectedError (refused: the previous rules stay in force).
-func (a *accessRules) reload(ctx context.Context) error {
-	return a.s.TOTP.Reload(ctx)
 }
 
 // AdminReset is what ResetAdmin did.

@@ -173,7 +173,7 @@ func TestAdapters(t *testing.T) {
 	if err := (agentPorts{s}).SetPorts(ctx, "home", []int{tun.RelayPort}); err != nil {
 		t.Fatalf("ports of a revoked agent: %v", err)
 	}
-	if err := s.Tunnels.Delete(ctx, tunnelCaller(), tun.ID); err != nil {
+	if _, err := s.Tunnels.Delete(ctx, tunnelCaller(), tun.ID); err != nil {
 		t.Fatal(err)
 	}
 	if e.exists("portlama-app-app") {

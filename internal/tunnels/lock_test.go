@@ -91,7 +91,7 @@ func TestSlowCertificateBlocksNoOtherTunnel(t *testing.T) {
 	slowDone := make(chan result, 1)
 	go func() {
 		tun, err := s.Create(ctx, admin, CreateRequest{Subdomain: "slow", Port: 8001})
-		slowDone <- result{tun, err}
+		slowDone <- result{tun.Tunnel, err}
 	}()
 	select {
 	case <-f.entered:
@@ -104,7 +104,7 @@ func TestSlowCertificateBlocksNoOtherTunnel(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create while another tunnel's certificate is pending: %v", err)
 	}
-	if err := s.Delete(ctx, admin, old.ID); err != nil {
+	if _, err := s.Delete(ctx, admin, old.ID); err != nil {
 		t.Fatalf("delete while another tunnel's certificate is pending: %v", err)
 	}
 	if _, err := s.Create(ctx, admin, CreateRequest{Subdomain: "slow", Port: 8003}); err == nil ||

@@ -8,15 +8,17 @@
 // rules, state, tunnel ACL) and undoes the earlier steps when a later one
 // fails, so a failed request leaves nothing half-applied. Changes are
 // serialised by one lock, which is never held while a certificate is
-// obtained (an ACME order takes minutes): Create reserves the subdomain and
-// the relay port under the lock, obtains the certificate without it, and
-// commits under the lock again. Refusals and failures are errkind errors
+// obtained (an ACME order takes minutes) or nginx reloads: Create reserves
+// the subdomain and the relay port under the lock, obtains the certificate
+// and writes the vhost without it (so concurrent creates share nginx
+// reloads), and commits under the lock again. Refusals and failures are errkind errors
 // whose message is the contract's. The transport itself (chisel) lives in
 // internal/tunnel; this package only writes what it reads.
 package tunnels
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -31,6 +33,7 @@ import (
 	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/errkind"
 	"github.com/portlama/portlama/internal/hostnames"
+	"github.com/portlama/portlama/internal/manage"
 	"github.com/portlama/portlama/internal/store"
 	"github.com/portlama/portlama/internal/validate"
 )
@@ -71,13 +74,17 @@ type Certificates interface {
 	DeleteIndividual(ctx context.Context, fqdn string) error
 }
 
-// ACL sets the relay ports an agent may bind on the tunnel server.
+// ACL sets the relay ports an agent may bind on the tunnel server. An
+// error wrapping manage.ErrNotConfirmed means the ports are saved but the
+// tunnel server did not confirm them: the change stands and the API
+// answers with a warning. Any other error fails the change.
 type ACL interface {
 	SetPorts(ctx context.Context, label string, ports []int) error
 }
 
 // AccessRules receives every tunnel whenever the restricted tunnels' rules
 // or the set of tunnel hosts change (create, delete, access changes).
+// Errors as ACL's.
 type AccessRules interface {
 	SyncTunnels(ctx context.Context, tunnels []api.Tunnel) error
 }
@@ -94,7 +101,36 @@ type Settings struct {
 	Email        string
 	RelayPortMin int
 	RelayPortMax int
+	// MaxTunnelsPerAgent bounds the tunnels one agent label may own;
+	// zero is DefaultMaxTunnelsPerAgent.
+	MaxTunnelsPerAgent int
 }
+
+// DefaultMaxTunnelsPerAgent is the tunnel limit per agent when the
+// settings give none (config.DefaultAgentTunnels).
+const DefaultMaxTunnelsPerAgent = 50
+
+// Result is the outcome of a change: the tunnel, and a warning when the
+// change is saved but a daemon did not confirm it is in force.
+type Result struct {
+	api.Tunnel
+	Warning string
+}
+
+// warnings collects the warnings of one change's steps.
+type warnings []string
+
+// step classifies a side effect's error: an unconfirmed change stands and
+// its warning is kept; any other error is returned.
+func (w *warnings) step(err error) error {
+	warn, rest := manage.Warning(err)
+	if warn != "" {
+		*w = append(*w, warn)
+	}
+	return rest
+}
+
+func (w warnings) String() string { return manage.JoinWarnings(w...) }
 
 // Config configures a Service.
 type Config struct {
@@ -228,23 +264,37 @@ func failed(msg, step string, err error) error {
 // applies its side effects, undoing them all if one fails. The certificate
 // is obtained without holding the service's lock, so a slow ACME order
 // delays only this request.
-func (s *Service) Create(ctx context.Context, c Caller, r CreateRequest) (api.Tunnel, error) {
+func (s *Service) Create(ctx context.Context, c Caller, r CreateRequest) (Result, error) {
 	t, hold, err := s.reserve(c, r)
 	if err != nil {
-		return api.Tunnel{}, err
+		return Result{}, err
 	}
 	defer hold.Release() // after commit: the name is stored by then
-	cert, err := s.cfg.Certs.ForHost(ctx, t.FQDN)
+	// The certificate and the vhost come without the lock: the
+	// reservation holds the subdomain (the vhost's file name) and the
+	// relay port, and concurrent creates reach nginx together, so its
+	// group commit gives them one test and reload.
+	cert, certErr := s.cfg.Certs.ForHost(ctx, t.FQDN)
+	var vhostErr error
+	if certErr == nil {
+		if vhostErr = s.cfg.Vhosts.WriteTunnel(ctx, t, cert); vhostErr != nil {
+			s.dropCert(ctx, cert)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.reserved, t.ID)
+	switch {
+	case certErr != nil:
+		return Result{}, failed("Failed to create tunnel", "certificate", certErr)
+	case vhostErr != nil:
+		return Result{}, failed("Failed to create tunnel", "nginx", vhostErr)
+	}
+	warn, err := s.commit(ctx, t, cert)
 	if err != nil {
-		return api.Tunnel{}, failed("Failed to create tunnel", "certificate", err)
+		return Result{}, err
 	}
-	if err := s.commit(ctx, t, cert); err != nil {
-		return api.Tunnel{}, err
-	}
-	return t, nil
+	return Result{Tunnel: t, Warning: warn}, nil
 }
 
 // reserve runs the checks of a create under the lock and reserves the new
@@ -330,6 +380,11 @@ func (s *Service) reserve(c Caller, r CreateRequest) (_ api.Tunnel, _ *hostnames
 	if set.Domain == "" || set.Email == "" {
 		return api.Tunnel{}, nil, errkind.New(errkind.Invalid, "Domain and email must be configured before creating tunnels")
 	}
+	if limit := set.maxPerAgent(); countFor(all, owner) >= limit {
+		return api.Tunnel{}, nil, errkind.New(errkind.Conflict,
+			"Agent '%s' has reached the limit of %d tunnels per agent. Delete a tunnel it no longer needs, or raise agentLimits.tunnels in panel.json.",
+			owner, limit)
+	}
 	relayPort, ok := s.allocatePort(all, set)
 	if !ok {
 		return api.Tunnel{}, nil, errkind.New(errkind.Conflict, "No free relay port in the configured range")
@@ -361,28 +416,54 @@ func (s *Service) reserve(c Caller, r CreateRequest) (_ api.Tunnel, _ *hostnames
 	return t, hold, nil
 }
 
-// commit applies a reserved tunnel's side effects after its certificate
-// (s.mu held): vhost, access rules and state, tunnel ACL; a failure undoes
-// the earlier steps.
-func (s *Service) commit(ctx context.Context, t api.Tunnel, cert acme.Files) error {
-	fail := func(step string, err error) error { return failed("Failed to create tunnel", step, err) }
-	all, err := s.All()
-	if err != nil {
-		s.dropCert(ctx, cert)
-		return fail("state", err)
+func (set Settings) maxPerAgent() int {
+	if set.MaxTunnelsPerAgent > 0 {
+		return set.MaxTunnelsPerAgent
 	}
-	// 2. vhost
-	if err := s.cfg.Vhosts.WriteTunnel(ctx, t, cert); err != nil {
-		s.dropCert(ctx, cert)
-		return fail("nginx", err)
+	return DefaultMaxTunnelsPerAgent
+}
+
+// countFor counts the tunnels label owns.
+func countFor(all []api.Tunnel, label string) int {
+	n := 0
+	for _, t := range all {
+		if t.AgentLabel == label {
+			n++
+		}
 	}
+	return n
+}
+
+// commit applies a reserved tunnel's remaining side effects after its
+// certificate and vhost (s.mu held): access rules and state, tunnel ACL; a
+// failure undoes the earlier steps, vhost and certificate included. It
+// returns the warning of unconfirmed steps.
+func (s *Service) commit(ctx context.Context, t api.Tunnel, cert acme.Files) (string, error) {
+	fail := func(step string, err error) (string, error) { return "", failed("Failed to create tunnel", step, err) }
+	var warn warnings
 	undoVhost := func() {
 		s.cfg.Vhosts.RemoveTunnel(context.WithoutCancel(ctx), t)
 		s.dropCert(ctx, cert)
 	}
+	all, err := s.All()
+	if err != nil {
+		undoVhost()
+		return fail("state", err)
+	}
+	// The owner may have been revoked while the certificate was obtained:
+	// its tunnels are disabled, and this one must not outlive it enabled.
+	active, err := s.cfg.Agents.ActiveLabels()
+	if err != nil {
+		undoVhost()
+		return fail("state", err)
+	}
+	if !slices.Contains(active, t.AgentLabel) {
+		undoVhost()
+		return "", errkind.New(errkind.Invalid, "Unknown agent '%s'", t.AgentLabel)
+	}
 	// 3. access rules (they list every tunnel's host) and state
 	next := append(slices.Clone(all), t)
-	if err := s.syncRules(ctx, next); err != nil {
+	if err := warn.step(s.syncRules(ctx, next)); err != nil {
 		undoVhost()
 		return fail("state", err)
 	}
@@ -392,7 +473,7 @@ func (s *Service) commit(ctx context.Context, t api.Tunnel, cert acme.Files) err
 		return fail("state", err)
 	}
 	// 4. tunnel ACL
-	if err := s.cfg.ACL.SetPorts(ctx, t.AgentLabel, PortsFor(next, t.AgentLabel)); err != nil {
+	if err := warn.step(s.cfg.ACL.SetPorts(ctx, t.AgentLabel, PortsFor(next, t.AgentLabel))); err != nil {
 		s.doc.Update(func(ts *[]api.Tunnel) error {
 			*ts = slices.DeleteFunc(*ts, func(x api.Tunnel) bool { return x.ID == t.ID })
 			return nil
@@ -401,7 +482,7 @@ func (s *Service) commit(ctx context.Context, t api.Tunnel, cert acme.Files) err
 		undoVhost()
 		return fail("tunnel-acl", err)
 	}
-	return nil
+	return warn.String(), nil
 }
 
 // dropCert deletes an individual certificate obtained for a tunnel that did
@@ -483,13 +564,13 @@ var errTunnelNotFound = errkind.New(errkind.NotFound, "Tunnel not found")
 // Update applies a PATCH (contract §7.4). Only what changed is touched; state
 // is saved last. When the access mode may change the vhost, the certificate
 // is looked up before the lock is taken.
-func (s *Service) Update(ctx context.Context, c Caller, id string, p Patch) (api.Tunnel, error) {
+func (s *Service) Update(ctx context.Context, c Caller, id string, p Patch) (Result, error) {
 	failMsg := "Failed to update tunnel"
 	if p.Enabled != nil {
 		failMsg = "Failed to toggle tunnel"
 	}
-	fail := func(err error) (api.Tunnel, error) {
-		return api.Tunnel{}, errkind.Wrap(errkind.Failed, err, "%s", failMsg)
+	fail := func(err error) (Result, error) {
+		return Result{}, errkind.Wrap(errkind.Failed, err, "%s", failMsg)
 	}
 
 	var cert acme.Files
@@ -515,16 +596,16 @@ func (s *Service) Update(ctx context.Context, c Caller, id string, p Patch) (api
 	}
 	old, ok := find(all, c, id)
 	if !ok {
-		return api.Tunnel{}, errTunnelNotFound
+		return Result{}, errTunnelNotFound
 	}
 	if old.Type == api.TypePanel && !c.has(api.CapPanelExpose) {
-		return api.Tunnel{}, errkind.New(errkind.Forbidden, "Cannot toggle panel tunnel without panel:expose capability")
+		return Result{}, errkind.New(errkind.Forbidden, "Cannot toggle panel tunnel without panel:expose capability")
 	}
 	if old.Type == api.TypePanel && (p.AccessMode != nil || p.AllowedUsers != nil || p.AllowedGroups != nil) {
-		return api.Tunnel{}, errkind.New(errkind.Invalid, "Panel tunnels have no access mode")
+		return Result{}, errkind.New(errkind.Invalid, "Panel tunnels have no access mode")
 	}
 	if p.AccessMode != nil && *p.AccessMode == api.AccessPublic && !c.Admin {
-		return api.Tunnel{}, errkind.New(errkind.Forbidden, "Only administrators can set tunnel access mode to public")
+		return Result{}, errkind.New(errkind.Forbidden, "Only administrators can set tunnel access mode to public")
 	}
 
 	t := old
@@ -551,8 +632,9 @@ func (s *Service) Update(ctx context.Context, c Caller, id string, p Patch) (api
 		!slices.Equal(deref(old.AllowedUsers), deref(t.AllowedUsers)) ||
 		!slices.Equal(deref(old.AllowedGroups), deref(t.AllowedGroups))
 	if !enabledChanged && !vhostChanged && !rulesChanged {
-		return old, nil
+		return Result{Tunnel: old}, nil
 	}
+	var warn warnings
 
 	next := replace(all, t)
 	var undo []func()
@@ -583,14 +665,14 @@ func (s *Service) Update(ctx context.Context, c Caller, id string, p Patch) (api
 			return fail(fmt.Errorf("nginx: %w", err))
 		}
 		undo = append(undo, func() { s.cfg.Vhosts.SetTunnelEnabled(bg, old, old.IsEnabled()) })
-		if err := s.cfg.ACL.SetPorts(ctx, t.AgentLabel, PortsFor(next, t.AgentLabel)); err != nil {
+		if err := warn.step(s.cfg.ACL.SetPorts(ctx, t.AgentLabel, PortsFor(next, t.AgentLabel))); err != nil {
 			rollback()
 			return fail(fmt.Errorf("tunnel-acl: %w", err))
 		}
 		undo = append(undo, func() { s.cfg.ACL.SetPorts(bg, t.AgentLabel, PortsFor(all, t.AgentLabel)) })
 	}
 	if rulesChanged {
-		if err := s.syncRules(ctx, next); err != nil {
+		if err := warn.step(s.syncRules(ctx, next)); err != nil {
 			rollback()
 			return fail(fmt.Errorf("access rules: %w", err))
 		}
@@ -600,7 +682,7 @@ func (s *Service) Update(ctx context.Context, c Caller, id string, p Patch) (api
 		rollback()
 		return fail(fmt.Errorf("state: %w", err))
 	}
-	return t, nil
+	return Result{Tunnel: t, Warning: warn.String()}, nil
 }
 
 func deref(p *[]string) []string {
@@ -620,28 +702,32 @@ func replace(all []api.Tunnel, t api.Tunnel) []api.Tunnel {
 	return out
 }
 
-// Delete removes a tunnel (contract §7.5).
-func (s *Service) Delete(ctx context.Context, c Caller, id string) error {
+// Delete removes a tunnel (contract §7.5). It returns the warning of
+// unconfirmed steps.
+func (s *Service) Delete(ctx context.Context, c Caller, id string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	fail := func(err error) error { return errkind.Wrap(errkind.Failed, err, "Failed to delete tunnel") }
+	fail := func(err error) (string, error) {
+		return "", errkind.Wrap(errkind.Failed, err, "Failed to delete tunnel")
+	}
 	all, err := s.All()
 	if err != nil {
 		return fail(err)
 	}
 	t, ok := find(all, c, id)
 	if !ok {
-		return errTunnelNotFound
+		return "", errTunnelNotFound
 	}
 	if t.Type == api.TypePanel && !c.has(api.CapPanelExpose) {
-		return errkind.New(errkind.Forbidden, "Cannot delete panel tunnel without panel:expose capability")
+		return "", errkind.New(errkind.Forbidden, "Cannot delete panel tunnel without panel:expose capability")
 	}
 	if err := s.cfg.Vhosts.RemoveTunnel(ctx, t); err != nil {
 		return fail(err)
 	}
+	var warn warnings
 	next := slices.DeleteFunc(slices.Clone(all), func(x api.Tunnel) bool { return x.ID == t.ID })
-	if err := s.syncRules(ctx, next); err != nil {
+	if err := warn.step(s.syncRules(ctx, next)); err != nil {
 		return fail(fmt.Errorf("access rules: %w", err))
 	}
 	if _, err := s.doc.Update(func(ts *[]api.Tunnel) error {
@@ -650,12 +736,61 @@ func (s *Service) Delete(ctx context.Context, c Caller, id string) error {
 	}); err != nil {
 		return fail(fmt.Errorf("state: %w", err))
 	}
-	if err := s.cfg.ACL.SetPorts(ctx, t.AgentLabel, PortsFor(next, t.AgentLabel)); err != nil {
+	if err := warn.step(s.cfg.ACL.SetPorts(ctx, t.AgentLabel, PortsFor(next, t.AgentLabel))); err != nil {
 		return fail(fmt.Errorf("tunnel-acl: %w", err))
 	}
 	// Certificate deletion failures are not the caller's problem (§7.5).
 	s.cfg.Certs.DeleteIndividual(context.WithoutCancel(ctx), t.FQDN)
-	return nil
+	return warn.String(), nil
+}
+
+// DisableAgent disables every enabled tunnel of label (a revoked agent):
+// their vhosts leave sites-enabled, tunnels.json keeps them disabled — an
+// agent enrolled later under the same label does not adopt them until an
+// admin enables them — and the label may bind no port. An unconfirmed
+// port change is returned wrapping manage.ErrNotConfirmed.
+func (s *Service) DisableAgent(ctx context.Context, label string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	all, err := s.All()
+	if err != nil {
+		return fmt.Errorf("disable tunnels of %s: %w", label, err)
+	}
+	var off []api.Tunnel
+	for _, t := range all {
+		if t.AgentLabel == label && t.IsEnabled() {
+			off = append(off, t)
+		}
+	}
+	if len(off) == 0 {
+		return nil
+	}
+	disabled := false
+	if _, err := s.doc.Update(func(ts *[]api.Tunnel) error {
+		for i := range *ts {
+			if (*ts)[i].AgentLabel == label {
+				(*ts)[i].Enabled = &disabled
+			}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("disable tunnels of %s: state: %w", label, err)
+	}
+	// State first: a vhost that fails to leave nginx is still refused a
+	// port, and the tunnel shows disabled for the admin to retry.
+	// The vhosts go at once: nginx's group commit gives them one reload.
+	errs := make([]error, len(off)+1)
+	var wg sync.WaitGroup
+	for i, t := range off {
+		wg.Go(func() {
+			if err := s.cfg.Vhosts.SetTunnelEnabled(ctx, t, false); err != nil {
+				errs[i] = fmt.Errorf("disable vhost of %s: %w", t.FQDN, err)
+			}
+		})
+	}
+	wg.Wait()
+	errs[len(off)] = s.cfg.ACL.SetPorts(ctx, label, []int{})
+	return errors.Join(errs...)
 }
 
 // SyncACL rewrites the agent's allowed relay ports from tunnels.json, e.g.

@@ -8,23 +8,29 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/portlama/portlama/internal/acme"
 	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/errkind"
+	"github.com/portlama/portlama/internal/manage"
 )
 
 // recorder is a collaborator double that records calls and fails on demand.
 type recorder struct {
-	calls    []string
-	failOn   string
-	ports    map[string][]int
-	rules    []api.Tunnel
-	enabled  map[string]bool
-	written  map[string]api.Tunnel
-	wildcard bool
+	mu     sync.Mutex // the vhost calls may run concurrently (DisableAgent)
+	calls  []string
+	failOn string
+	// unconfirmed steps save their change but report that the daemon did
+	// not confirm it.
+	unconfirmed map[string]bool
+	ports       map[string][]int
+	rules       []api.Tunnel
+	enabled     map[string]bool
+	written     map[string]api.Tunnel
+	wildcard    bool
 }
 
 func newRecorder() *recorder {
@@ -39,7 +45,17 @@ func (r *recorder) step(name string) error {
 	return nil
 }
 
+// outcome is a daemon-confirmed step's answer once its change is saved.
+func (r *recorder) outcome(name string) error {
+	if r.unconfirmed[name] {
+		return &manage.NotConfirmedError{Daemon: "daemon", Unit: "portlama-" + name, Err: manage.ErrNotConfirmed}
+	}
+	return nil
+}
+
 func (r *recorder) WriteTunnel(_ context.Context, t api.Tunnel, _ acme.Files) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if err := r.step("vhost.write"); err != nil {
 		return err
 	}
@@ -48,6 +64,8 @@ func (r *recorder) WriteTunnel(_ context.Context, t api.Tunnel, _ acme.Files) er
 	return nil
 }
 func (r *recorder) RemoveTunnel(_ context.Context, t api.Tunnel) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if err := r.step("vhost.remove"); err != nil {
 		return err
 	}
@@ -56,6 +74,8 @@ func (r *recorder) RemoveTunnel(_ context.Context, t api.Tunnel) error {
 	return nil
 }
 func (r *recorder) SetTunnelEnabled(_ context.Context, t api.Tunnel, on bool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if err := r.step("vhost.enable"); err != nil {
 		return err
 	}
@@ -76,7 +96,7 @@ func (r *recorder) SetPorts(_ context.Context, label string, ports []int) error 
 		return err
 	}
 	r.ports[label] = ports
-	return nil
+	return r.outcome("acl")
 }
 func (r *recorder) SyncTunnels(_ context.Context, ts []api.Tunnel) error {
 	if err := r.step("rules"); err != nil {
@@ -88,7 +108,7 @@ func (r *recorder) SyncTunnels(_ context.Context, ts []api.Tunnel) error {
 			r.rules = append(r.rules, t)
 		}
 	}
-	return nil
+	return r.outcome("rules")
 }
 
 type agentList []string
@@ -97,14 +117,17 @@ func (a agentList) ActiveLabels() ([]string, error) { return a, nil }
 
 func newService(t *testing.T, agents ...string) (*Service, *recorder) {
 	t.Helper()
+	return newServiceWith(t, Settings{Domain: "example.com", Email: "a@example.com", RelayPortMin: 20000, RelayPortMax: 20002}, agents...)
+}
+
+func newServiceWith(t *testing.T, set Settings, agents ...string) (*Service, *recorder) {
+	t.Helper()
 	r := newRecorder()
 	s := New(Config{
-		File: filepath.Join(t.TempDir(), "tunnels.json"),
-		Settings: func() (Settings, error) {
-			return Settings{Domain: "example.com", Email: "a@example.com", RelayPortMin: 20000, RelayPortMax: 20002}, nil
-		},
-		Agents: agentList(agents),
-		Vhosts: r, Certs: r, ACL: r, Rules: r,
+		File:     filepath.Join(t.TempDir(), "tunnels.json"),
+		Settings: func() (Settings, error) { return set, nil },
+		Agents:   agentList(agents),
+		Vhosts:   r, Certs: r, ACL: r, Rules: r,
 		PortFree: func(int) bool { return true },
 		Now:      func() time.Time { return time.Date(2026, 1, 31, 9, 15, 0, 0, time.UTC) },
 	})
@@ -272,7 +295,7 @@ func TestAgentSeesOnlyOwnTunnels(t *testing.T) {
 	} else if e, _ := errkind.As(err); e.Kind != errkind.NotFound {
 		t.Fatalf("err = %v, want NotFound", err)
 	}
-	if err := s.Delete(ctx, agent("work", "tunnels:write"), home.ID); err == nil {
+	if _, err := s.Delete(ctx, agent("work", "tunnels:write"), home.ID); err == nil {
 		t.Fatal("agent deleted another agent's tunnel")
 	}
 	all, _ := s.List(admin)
@@ -293,7 +316,7 @@ func TestToggleUpdatesVhostLinkAndACL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.IsEnabled() || r.enabled[VhostName(a)] || !r.enabled[VhostName(b)] {
+	if got.IsEnabled() || r.enabled[VhostName(a.Tunnel)] || !r.enabled[VhostName(b.Tunnel)] {
 		t.Fatalf("toggle: tunnel enabled=%v links=%v", got.IsEnabled(), r.enabled)
 	}
 	if !slices.Equal(r.ports["home"], []int{b.RelayPort}) {
@@ -314,7 +337,7 @@ func TestToggleUpdatesVhostLinkAndACL(t *testing.T) {
 	} else if e, _ := errkind.As(err); e.Message != "Failed to toggle tunnel" {
 		t.Fatalf("err = %v", err)
 	}
-	if r.enabled[VhostName(a)] {
+	if r.enabled[VhostName(a.Tunnel)] {
 		t.Fatal("vhost link not reverted after failure")
 	}
 	if all, _ := s.All(); all[0].IsEnabled() {
@@ -342,7 +365,7 @@ func TestAccessModeChanges(t *testing.T) {
 	if len(r.rules) != 1 || r.rules[0].ID != a.ID {
 		t.Fatalf("rules = %v", r.rules)
 	}
-	if err := s.Delete(ctx, admin, a.ID); err != nil {
+	if _, err := s.Delete(ctx, admin, a.ID); err != nil {
 		t.Fatal(err)
 	}
 	if len(r.rules) != 0 || len(r.written) != 0 || len(r.ports["home"]) != 0 {
@@ -357,14 +380,14 @@ func TestPanelTunnelRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.AccessMode != "" || p.AllowedUsers != nil || VhostName(p) != "portlama-agent-panel-agent-home" {
+	if p.AccessMode != "" || p.AllowedUsers != nil || VhostName(p.Tunnel) != "portlama-agent-panel-agent-home" {
 		t.Fatalf("panel tunnel %+v", p)
 	}
 	_, err = s.Update(ctx, admin, p.ID, Patch{AccessMode: ptr(api.AccessPublic)})
 	if e, _ := errkind.As(err); e == nil || e.Message != "Panel tunnels have no access mode" {
 		t.Fatalf("access mode on panel tunnel: %v", err)
 	}
-	err = s.Delete(ctx, agent("home", "tunnels:write"), p.ID)
+	_, err = s.Delete(ctx, agent("home", "tunnels:write"), p.ID)
 	if e, _ := errkind.As(err); e == nil || e.Message != "Cannot delete panel tunnel without panel:expose capability" {
 		t.Fatalf("delete panel tunnel without capability: %v", err)
 	}
@@ -410,10 +433,113 @@ func TestAccessModeChangeKeepsDisabledTunnelDisabled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.IsEnabled() || r.enabled[VhostName(a)] || r.written[VhostName(a)].AccessMode != api.AccessPublic {
-		t.Fatalf("after access change: enabled=%v link=%v vhost=%+v", got.IsEnabled(), r.enabled[VhostName(a)], r.written[VhostName(a)])
+	if got.IsEnabled() || r.enabled[VhostName(a.Tunnel)] || r.written[VhostName(a.Tunnel)].AccessMode != api.AccessPublic {
+		t.Fatalf("after access change: enabled=%v link=%v vhost=%+v", got.IsEnabled(), r.enabled[VhostName(a.Tunnel)], r.written[VhostName(a.Tunnel)])
 	}
 	if len(r.ports["home"]) != 0 {
 		t.Fatalf("disabled tunnel's port back in the ACL: %v", r.ports["home"])
+	}
+}
+
+// An unconfirmed daemon step is no failure: the change stands and the
+// result carries the warning; other steps still run.
+func TestUnconfirmedChangesStandWithWarning(t *testing.T) {
+	ctx := context.Background()
+	s, r := newService(t, "home")
+	r.unconfirmed = map[string]bool{"acl": true, "rules": true}
+	res, err := s.Create(ctx, admin, CreateRequest{Subdomain: "app", Port: 8080})
+	if err != nil || !strings.Contains(res.Warning, "portlama-acl") || !strings.Contains(res.Warning, "portlama-rules") {
+		t.Fatalf("create: %+v %v", res, err)
+	}
+	if all, _ := s.All(); len(all) != 1 || !slices.Equal(r.ports["home"], []int{res.RelayPort}) {
+		t.Fatalf("the unconfirmed create was not kept: %+v ports %v", all, r.ports)
+	}
+	up, err := s.Update(ctx, admin, res.ID, Patch{Enabled: ptr(false)})
+	if err != nil || !strings.Contains(up.Warning, "portlama-acl") || up.IsEnabled() {
+		t.Fatalf("update: %+v %v", up, err)
+	}
+	w, err := s.Delete(ctx, admin, res.ID)
+	if err != nil || !strings.Contains(w, "portlama-rules") {
+		t.Fatalf("delete: %q %v", w, err)
+	}
+	// Confirmed steps give no warning.
+	r.unconfirmed = nil
+	if res, err := s.Create(ctx, admin, CreateRequest{Subdomain: "app", Port: 8080}); err != nil || res.Warning != "" {
+		t.Fatalf("confirmed create: %+v %v", res, err)
+	}
+}
+
+// A refused step (any error but an unconfirmed one) rolls the change back.
+func TestRefusedStepRollsBack(t *testing.T) {
+	ctx := context.Background()
+	s, r := newService(t, "home")
+	r.failOn = "acl"
+	if _, err := s.Create(ctx, admin, CreateRequest{Subdomain: "app", Port: 8080}); err == nil {
+		t.Fatal("create with a refused ACL succeeded")
+	}
+	if all, _ := s.All(); len(all) != 0 || len(r.written) != 0 {
+		t.Fatalf("left behind: %+v vhosts %v", all, r.written)
+	}
+}
+
+// DisableAgent (revocation) disables the label's tunnels for good: state,
+// vhosts and ports; an agent enrolled later with the label gets no port
+// until an admin enables a tunnel.
+func TestDisableAgent(t *testing.T) {
+	ctx := context.Background()
+	s, r := newService(t, "home", "work")
+	a, _ := s.Create(ctx, admin, CreateRequest{Subdomain: "a", Port: 8080, AgentLabel: "home"})
+	b, _ := s.Create(ctx, admin, CreateRequest{Subdomain: "b", Port: 8081, AgentLabel: "home"})
+	w, _ := s.Create(ctx, admin, CreateRequest{Subdomain: "w", Port: 8080, AgentLabel: "work"})
+	if err := s.DisableAgent(ctx, "home"); err != nil {
+		t.Fatal(err)
+	}
+	all, _ := s.All()
+	for _, tun := range all {
+		if want := tun.AgentLabel == "work"; tun.IsEnabled() != want || r.enabled[VhostName(tun)] != want {
+			t.Errorf("%s enabled=%v vhost=%v, want %v", tun.Subdomain, tun.IsEnabled(), r.enabled[VhostName(tun)], want)
+		}
+	}
+	if len(r.ports["home"]) != 0 || !slices.Equal(r.ports["work"], []int{w.RelayPort}) {
+		t.Fatalf("ports %v", r.ports)
+	}
+	// Nothing to do a second time.
+	r.calls = nil
+	if err := s.DisableAgent(ctx, "home"); err != nil || len(r.calls) != 0 {
+		t.Fatalf("second DisableAgent: %v calls %v", err, r.calls)
+	}
+	if err := s.SyncACL(ctx, "home"); err != nil || len(r.ports["home"]) != 0 {
+		t.Fatalf("a new agent of the label adopted ports %v (%v)", r.ports["home"], err)
+	}
+	if _, err := s.Update(ctx, admin, b.ID, Patch{Enabled: ptr(true)}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(r.ports["home"], []int{b.RelayPort}) {
+		t.Fatalf("after the admin enabled b: ports %v, want [%d] (a stays off: %d)", r.ports["home"], b.RelayPort, a.RelayPort)
+	}
+}
+
+// An agent label owns at most MaxTunnelsPerAgent tunnels, whoever asks.
+func TestTunnelLimitPerAgent(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newServiceWith(t, Settings{Domain: "example.com", Email: "a@example.com", RelayPortMin: 20000, RelayPortMax: 20009, MaxTunnelsPerAgent: 2}, "home", "work")
+	for i := range 2 {
+		if _, err := s.Create(ctx, agent("home", "tunnels:write"), CreateRequest{Subdomain: "h" + strconv.Itoa(i), Port: 8080 + i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []Caller{agent("home", "tunnels:write"), admin} {
+		_, err := s.Create(ctx, c, CreateRequest{Subdomain: "h9", Port: 9000, AgentLabel: "home"})
+		ke, ok := errkind.As(err)
+		if !ok || ke.Kind != errkind.Conflict || !strings.Contains(err.Error(), "limit of 2 tunnels per agent") {
+			t.Fatalf("third tunnel of home by %+v: %v", c, err)
+		}
+	}
+	if _, err := s.Create(ctx, admin, CreateRequest{Subdomain: "w0", Port: 8080, AgentLabel: "work"}); err != nil {
+		t.Fatalf("the limit is per agent: %v", err)
+	}
+	// The default applies when the settings give none.
+	if (Settings{}).maxPerAgent() != DefaultMaxTunnelsPerAgent {
+		t.Fatal("no default limit")
 	}
 }

@@ -197,6 +197,11 @@ export interface AgentList {
 export interface AgentRevoked {
   ok: boolean;
   label: string;
+  /**
+   * Warning: the change is saved but a relay service did not confirm it
+   * is in force yet (docs/api.md, "Changes in force").
+   */
+  warning?: string;
 }
 
 /**
@@ -345,6 +350,11 @@ export interface HintDetails {
 /** OK answers routes that report only success ({"ok":true}). */
 export interface OK {
   ok: boolean;
+  /**
+   * Warning: the change is saved but a relay service did not confirm it
+   * is in force yet (docs/api.md, "Changes in force").
+   */
+  warning?: string;
 }
 
 /** Health answers GET /api/health. */
@@ -749,6 +759,11 @@ export interface ExposePanelRequest {
 export interface TunnelResponse {
   ok: boolean;
   tunnel: Tunnel;
+  /**
+   * Warning: the change is saved but a relay service did not confirm it
+   * is in force yet (docs/api.md, "Changes in force").
+   */
+  warning?: string;
 }
 
 /** TunnelList answers GET /api/tunnels (newest first). */
@@ -842,6 +857,11 @@ export interface UpdateUserRequest {
 export interface UserResponse {
   ok: boolean;
   user: User;
+  /**
+   * Warning: the change is saved but a relay service did not confirm it
+   * is in force yet (docs/api.md, "Changes in force").
+   */
+  warning?: string;
 }
 
 /** TOTPReset answers POST /api/users/:username/reset-totp. */

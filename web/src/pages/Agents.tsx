@@ -144,10 +144,12 @@ function AgentTable({ agents }: { agents: Agent[] }) {
           if (!revoking) return;
           await del(`/api/certs/agent/${seg(revoking.label)}`);
           await qc.invalidateQueries({ queryKey: keys.agents });
+          // Its tunnels are disabled now.
+          qc.invalidateQueries({ queryKey: keys.tunnels });
           toast(`${revoking.label} revoked`);
         }}
       >
-        <p>Its certificate stops working at once and its tunnels go offline. The tunnels stay listed; an agent enrolling again with the same label brings them back.</p>
+        <p>Its certificate stops working at once and its tunnels are disabled. The tunnels stay listed; an agent enrolling again with the same label gets them only once you enable them.</p>
       </ConfirmDialog>
     </>
   );
