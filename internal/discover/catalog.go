@@ -15,12 +15,12 @@ var catalogJSON []byte
 // App is a catalog entry: how a common app is recognised, and the
 // subdomain and access mode suggested for its tunnel.
 type App struct {
-	ID        string   `json:"id"`
-	Name      string   `json:"name"`
-	Ports     []int    `json:"ports"`
-	Match     Match    `json:"match"`
-	Subdomain string   `json:"subdomain"`
-	Access    string   `json:"access"`
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Ports     []int  `json:"ports"`
+	Match     Match  `json:"match"`
+	Subdomain string `json:"subdomain"`
+	Access    string `json:"access"`
 }
 
 // Match says what in an HTTP answer recognises an app (any one item, case
