@@ -50,8 +50,8 @@ func LoadCatalog(data []byte) (Catalog, error) {
 		if err := validate.Subdomain(a.Subdomain); err != nil {
 			return nil, fmt.Errorf("catalog entry %q: subdomain: %w", a.ID, err)
 		}
-		if a.Access != "public" && a.Access != "restricted" {
-			return nil, fmt.Errorf("catalog entry %q: access must be public or restricted", a.ID)
+		if a.Access != "public" && a.Access != "authenticated" && a.Access != "restricted" {
+			return nil, fmt.Errorf("catalog entry %q: access must be public, authenticated or restricted", a.ID)
 		}
 	}
 	return c, nil

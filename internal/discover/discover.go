@@ -86,7 +86,7 @@ func Discover(ctx context.Context, o Options) ([]Service, error) {
 }
 
 func describe(ctx context.Context, l Listener, o Options) Service {
-	s := Service{Port: l.Port, PID: l.PID, Process: l.Process, Access: "restricted", Tunnel: o.Tunnelled[l.Port]}
+	s := Service{Port: l.Port, PID: l.PID, Process: l.Process, Access: "authenticated", Tunnel: o.Tunnelled[l.Port]}
 	p, err := ProbeHTTP(ctx, l.Port, o.Timeout)
 	if err == nil {
 		s.HTTP, s.Status, s.Title, s.Server = true, p.Status, p.Title, p.Server

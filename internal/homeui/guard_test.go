@@ -1,0 +1,152 @@
+package homeui
+
+import (
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/portlama/portlama/internal/agent"
+	"github.com/portlama/portlama/internal/servers"
+)
+
+// startUI serves a UI for an empty home on a random loopback port.
+func startUI(t *testing.T) *Server {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), ".portlama")
+	tok, err := LoadToken(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := agent.Home{Dir: dir}
+	s, err := Listen("127.0.0.1:0", Config{Home: h, Registry: servers.New(h, nil), Token: tok, Version: "test",
+		Assets: fstest.MapFS{"index.html": {Data: []byte("<!doctype html><title>home</title>")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(t.Context())
+	return s
+}
+
+func TestListenLoopbackOnly(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:0", ":0", "192.0.2.1:0", "localhost:0"} {
+		if _, err := Listen(addr, Config{Token: strings.Repeat("a", 64)}); err == nil {
+			t.Errorf("Listen(%q) accepted", addr)
+		}
+	}
+	if _, err := Listen("127.0.0.1:0", Config{Token: "short"}); err == nil {
+		t.Error("a short token was accepted")
+	}
+}
+
+func TestTokenIsStable(t *testing.T) {
+	dir := t.TempDir()
+	a, err := LoadToken(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := LoadToken(dir)
+	if a != b || len(a) != 64 {
+		t.Fatalf("tokens %q %q", a, b)
+	}
+}
+
+func TestGuardDenials(t *testing.T) {
+	s := startUI(t)
+	base := "http://127.0.0.1:" + strconv.Itoa(s.Port())
+	do := func(method, path string, hdr map[string]string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader("{}"))
+		for k, v := range hdr {
+			if k == "Host" {
+				req.Host = v
+				continue
+			}
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	tok := map[string]string{TokenHeader: s.cfg.Token}
+	with := func(extra map[string]string) map[string]string {
+		m := map[string]string{TokenHeader: s.cfg.Token}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	cases := []struct {
+		name   string
+		method string
+		path   string
+		hdr    map[string]string
+		want   int
+	}{
+		{"token", "GET", "/api/home/status", tok, 200},
+		{"no token", "GET", "/api/home/status", nil, 401},
+		{"wrong token", "GET", "/api/home/status", map[string]string{TokenHeader: strings.Repeat("0", 64)}, 401},
+		{"wrong cookie", "GET", "/api/home/servers", map[string]string{"Cookie": CookieName + "=" + strings.Repeat("0", 64)}, 401},
+		{"rebinding host", "GET", "/api/home/status", with(map[string]string{"Host": "evil.example:" + strconv.Itoa(s.Port())}), 421},
+		{"rebinding host on the page", "GET", "/", map[string]string{"Host": "evil.example"}, 421},
+		{"other port", "GET", "/api/home/status", with(map[string]string{"Host": "127.0.0.1:1"}), 421},
+		{"foreign origin", "POST", "/api/home/tunnels", with(map[string]string{"Origin": "http://evil.example", "Content-Type": "application/json"}), 403},
+		{"origin of another local port", "DELETE", "/api/home/servers/x", with(map[string]string{"Origin": "http://127.0.0.1:1"}), 403},
+		{"null origin", "POST", "/api/home/tunnels", with(map[string]string{"Origin": "null"}), 403},
+		{"cross-site fetch", "GET", "/api/home/servers", with(map[string]string{"Sec-Fetch-Site": "cross-site"}), 403},
+		{"own origin", "GET", "/api/home/servers", with(map[string]string{"Origin": base, "Sec-Fetch-Site": "same-origin"}), 200},
+		{"localhost host", "GET", "/api/home/status", with(map[string]string{"Host": "localhost:" + strconv.Itoa(s.Port())}), 200},
+		{"page without token", "GET", "/", nil, 200},
+		{"login without code", "GET", "/login", nil, 401},
+		{"unknown api", "GET", "/api/home/nothing", tok, 404},
+		{"no current server", "GET", "/api/home/tunnels", tok, 409},
+		{"bad tunnel id", "DELETE", "/api/home/tunnels/x", tok, 400},
+		{"not json", "POST", "/api/home/tunnels", tok, 415},
+	}
+	for _, tc := range cases {
+		if got, body := do(tc.method, tc.path, tc.hdr); got != tc.want {
+			t.Errorf("%s: %s %s = %d %s, want %d", tc.name, tc.method, tc.path, got, body, tc.want)
+		}
+	}
+}
+
+// TestLoginLink: the one-time link sets the cookie once; a second use is
+// refused.
+func TestLoginLink(t *testing.T) {
+	s := startUI(t)
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	link := s.LoginURL()
+	resp, err := c.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Request.URL.Path != "/" {
+		t.Fatalf("login: %d at %s", resp.StatusCode, resp.Request.URL)
+	}
+	resp, err = c.Get("http://127.0.0.1:" + strconv.Itoa(s.Port()) + "/api/home/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status with the cookie: %d", resp.StatusCode)
+	}
+	resp, err = http.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("second use of the link: %d", resp.StatusCode)
+	}
+}
