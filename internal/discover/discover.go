@@ -2,6 +2,7 @@ package discover
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -82,6 +83,20 @@ func Discover(ctx context.Context, o Options) ([]Service, error) {
 		}()
 	}
 	wg.Wait()
+	// Recognised apps first, then the pages that answer, then the rest;
+	// by port within each.
+	rank := func(s Service) int {
+		switch {
+		case s.AppID != "" && s.HTTP:
+			return 0
+		case s.HTTP && s.Status < 400:
+			return 1
+		case s.HTTP:
+			return 2
+		}
+		return 3
+	}
+	slices.SortStableFunc(out, func(a, b Service) int { return rank(a) - rank(b) })
 	return out, nil
 }
 
@@ -130,7 +145,7 @@ func SubdomainFrom(name string) string {
 	if len(s) > 30 {
 		s = strings.Trim(s[:30], "-")
 	}
-	if validate.Subdomain(s) != nil || validate.IsReservedSubdomain(s) {
+	if validate.Subdomain(s) != nil || validate.IsReservedSubdomain(s) || validate.HasAgentPanelPrefix(s) {
 		return ""
 	}
 	return s

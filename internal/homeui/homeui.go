@@ -207,3 +207,9 @@ func KeychainStatus(k keychain.Keychain, err error) (backend, problem string) {
 	}
 	return k.Backend(), ""
 }
+
+// Built reports whether the UI is embedded in this binary (make ui).
+func Built() bool {
+	_, err := fs.Stat(dist, "dist/index.html")
+	return err == nil
+}

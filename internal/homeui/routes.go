@@ -40,6 +40,7 @@ func badRequest(format string, a ...any) error {
 func (s *Server) handle(mux *http.ServeMux, pattern string, h handlerFunc) {
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
+			s.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err.Error())
 			s.answerError(w, err)
 		}
 	})
@@ -62,7 +63,6 @@ func (s *Server) answerError(w http.ResponseWriter, err error) {
 	case errors.Is(err, servers.ErrNoServer):
 		writeError(w, http.StatusConflict, err.Error())
 	default:
-		s.log.Error("request failed", "err", err)
 		writeError(w, http.StatusInternalServerError, err.Error())
 	}
 }
@@ -301,6 +301,12 @@ func (s *Server) listServices(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := api.HomeServiceList{Services: []api.HomeService{}}
 	for _, v := range svcs {
+		// The relay lets only admins make a tunnel public; an agent's
+		// suggestion is the login-protected mode (an admin can open it up
+		// on the panel).
+		if v.Access == string(api.AccessPublic) {
+			v.Access = string(api.AccessAuthenticated)
+		}
 		out.Services = append(out.Services, api.HomeService{
 			Port: v.Port, PID: v.PID, Process: v.Process, HTTP: v.HTTP, Status: v.Status, Title: v.Title,
 			AppID: v.AppID, AppName: v.AppName, Subdomain: v.Subdomain, Access: api.AccessMode(v.Access), Tunnel: v.Tunnel,
