@@ -42,13 +42,38 @@ export function AppsPage() {
           Start a web app (a dev server, Jupyter, Home Assistant, …) and scan again.
         </Empty>
       ) : (
-        <ul className="grid gap-4 md:grid-cols-2">
-          {services.data.services.map((s) => (
-            <li key={s.port}>
-              <ServiceCard service={s} canTunnel={canTunnel} />
-            </li>
-          ))}
-        </ul>
+        <ServiceList services={services.data.services} canTunnel={canTunnel} />
+      )}
+    </>
+  );
+}
+
+/** Web pages first; listeners that answer no page (or an error) fold away. */
+function ServiceList({ services, canTunnel }: { services: HomeService[]; canTunnel: boolean }) {
+  const [all, setAll] = useState(false);
+  const pages = services.filter((s) => s.tunnel || (s.http && (s.status ?? 0) < 400));
+  const others = services.filter((s) => !pages.includes(s));
+  const shown = all ? [...pages, ...others] : pages;
+  return (
+    <>
+      {shown.length === 0 && !all && (
+        <Empty title="No web pages found" icon={<Radar aria-hidden className="size-6" />}>
+          Nothing here answers with a page yet. Start your app, or show the other listeners below.
+        </Empty>
+      )}
+      <ul className="grid gap-4 md:grid-cols-2">
+        {shown.map((s) => (
+          <li key={s.port}>
+            <ServiceCard service={s} canTunnel={canTunnel} />
+          </li>
+        ))}
+      </ul>
+      {others.length > 0 && (
+        <div className="mt-4">
+          <Button variant="ghost" aria-expanded={all} onClick={() => setAll(!all)}>
+            {all ? "Hide other listeners" : `Show ${others.length} other listener${others.length === 1 ? "" : "s"} (no page or an error)`}
+          </Button>
+        </div>
       )}
     </>
   );

@@ -33,7 +33,7 @@ export function ServersPage() {
         </div>
       )}
       <div className="grid gap-6 lg:grid-cols-2">
-        <Card title="Relays" id="relays">
+        <Card title="Relays" id="relays" className="self-start">
           {servers.isPending ? (
             <Loading />
           ) : servers.error ? (
@@ -101,11 +101,11 @@ function Steps({ steps }: { steps: HomeSetupStep[] }) {
         .map((s, i) => (
           <li key={i} className="flex items-start gap-2">
             {s.status === "done" ? (
-              <CheckCircle2 aria-hidden className="mt-0.5 size-4 text-green-700 dark:text-green-400" />
+              <CheckCircle2 aria-hidden className="mt-0.5 size-4 shrink-0 text-green-700 dark:text-green-400" />
             ) : s.status === "error" ? (
-              <XCircle aria-hidden className="mt-0.5 size-4 text-red-700 dark:text-red-400" />
+              <XCircle aria-hidden className="mt-0.5 size-4 shrink-0 text-red-700 dark:text-red-400" />
             ) : (
-              <Circle aria-hidden className="mt-0.5 size-4" />
+              <Circle aria-hidden className="mt-0.5 size-4 shrink-0" />
             )}
             <span>
               <span className="font-medium">{s.step}</span>
@@ -133,6 +133,9 @@ function AddByToken() {
       const r = await add.mutateAsync({ token: token.trim(), panelUrl: url.trim(), panelFingerprint: fp.trim() || undefined, label: label.trim() || undefined });
       setSteps(r.steps);
       setToken("");
+      setUrl("");
+      setFp("");
+      setLabel("");
       toast(`Added ${r.server.id}`);
     } catch (e) {
       setErr(formError(e).form);
