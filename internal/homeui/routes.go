@@ -274,25 +274,32 @@ func (s *Server) agentClient() (servers.Server, *agent.Client, error) {
 	return cur, agent.NewClient(id.Profile.PanelURL, tc), nil
 }
 
-func relayCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, 20*time.Second)
+// withRelay calls fn with the current agent server's client and a
+// bounded context.
+func (s *Server) withRelay(r *http.Request, fn func(ctx context.Context, cur servers.Server, c *agent.Client) error) error {
+	cur, c, err := s.agentClient()
+	if err != nil {
+		return err
+	}
+	defer c.CloseIdle()
+	ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
+	defer cancel()
+	return fn(ctx, cur, c)
 }
 
 func (s *Server) listServices(w http.ResponseWriter, r *http.Request) error {
 	tunnelled := map[int]string{}
-	if _, c, err := s.agentClient(); err == nil {
-		ctx, cancel := relayCtx(r.Context())
+	// Without a reachable agent server nothing is marked; discovery still
+	// works.
+	_ = s.withRelay(r, func(ctx context.Context, _ servers.Server, c *agent.Client) error {
 		ts, err := c.ListTunnels(ctx)
-		cancel()
-		c.CloseIdle()
-		if err == nil {
-			for _, t := range ts {
-				if t.Type != api.TypePanel && isLoopbackTarget(t.TargetHost) {
-					tunnelled[t.Port] = t.Subdomain
-				}
+		for _, t := range ts {
+			if t.Type != api.TypePanel && isLoopbackTarget(t.TargetHost) {
+				tunnelled[t.Port] = t.Subdomain
 			}
 		}
-	}
+		return err
+	})
 	svcs, err := s.cfg.Discover(r.Context(), discover.Options{
 		Catalog: discover.DefaultCatalog(), Exclude: []int{s.Port()}, Tunnelled: tunnelled,
 	})
@@ -325,14 +332,13 @@ func isLoopbackTarget(h string) bool {
 }
 
 func (s *Server) listTunnels(w http.ResponseWriter, r *http.Request) error {
-	cur, c, err := s.agentClient()
-	if err != nil {
+	var ts []api.Tunnel
+	var cur servers.Server
+	err := s.withRelay(r, func(ctx context.Context, sv servers.Server, c *agent.Client) (err error) {
+		cur = sv
+		ts, err = c.ListTunnels(ctx)
 		return err
-	}
-	defer c.CloseIdle()
-	ctx, cancel := relayCtx(r.Context())
-	defer cancel()
-	ts, err := c.ListTunnels(ctx)
+	})
 	if err != nil {
 		return err
 	}
@@ -381,14 +387,11 @@ func (s *Server) createTunnel(w http.ResponseWriter, r *http.Request) error {
 	if b.AgentLabel != "" || b.Type != "" {
 		return badRequest("A tunnel made here is an app tunnel of this machine: leave agentLabel and type out.")
 	}
-	_, c, err := s.agentClient()
-	if err != nil {
+	var t api.Tunnel
+	err := s.withRelay(r, func(ctx context.Context, _ servers.Server, c *agent.Client) (err error) {
+		t, err = c.CreateTunnel(ctx, b)
 		return err
-	}
-	defer c.CloseIdle()
-	ctx, cancel := relayCtx(r.Context())
-	defer cancel()
-	t, err := c.CreateTunnel(ctx, b)
+	})
 	if err != nil {
 		return err
 	}
@@ -419,14 +422,11 @@ func (s *Server) updateTunnel(w http.ResponseWriter, r *http.Request) error {
 	if b.Enabled == nil {
 		return badRequest("Send {\"enabled\": true} or {\"enabled\": false}.")
 	}
-	_, c, err := s.agentClient()
-	if err != nil {
+	var t api.Tunnel
+	err = s.withRelay(r, func(ctx context.Context, _ servers.Server, c *agent.Client) (err error) {
+		t, err = c.SetTunnelEnabled(ctx, id, *b.Enabled)
 		return err
-	}
-	defer c.CloseIdle()
-	ctx, cancel := relayCtx(r.Context())
-	defer cancel()
-	t, err := c.SetTunnelEnabled(ctx, id, *b.Enabled)
+	})
 	if err != nil {
 		return err
 	}
@@ -440,14 +440,10 @@ func (s *Server) deleteTunnel(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	_, c, err := s.agentClient()
+	err = s.withRelay(r, func(ctx context.Context, _ servers.Server, c *agent.Client) error {
+		return c.DeleteTunnel(ctx, id)
+	})
 	if err != nil {
-		return err
-	}
-	defer c.CloseIdle()
-	ctx, cancel := relayCtx(r.Context())
-	defer cancel()
-	if err := c.DeleteTunnel(ctx, id); err != nil {
 		return err
 	}
 	s.log.Info("tunnel deleted", "id", id)

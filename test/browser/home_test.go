@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,7 +32,8 @@ func TestHomeUI(t *testing.T) {
 	}
 	st := startStack(t, 24300)
 	b := NewBrowser(t, adminCert(st))
-	app := startHomeApp(t)
+	// The catalog recognises Home Assistant by its title.
+	app := servePage(t, "Home Assistant", "Welcome home from the browser test")
 
 	caps := []api.Capability{api.CapTunnelsRead, api.CapTunnelsWrite}
 	tok, err := adminAPI(t, st).CreateEnrollmentToken(context.Background(), api.NewAgentRequest{Label: "laptop", Capabilities: &caps})
@@ -105,23 +104,6 @@ func TestHomeUI(t *testing.T) {
 		}
 	}
 	b.NoProblems(t, "home UI")
-}
-
-// startHomeApp serves a page that looks like Home Assistant to the
-// discovery catalog, on a random port.
-func startHomeApp(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprint(w, "<!doctype html><title>Home Assistant</title><p>Welcome home from the browser test</p>")
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // startAgentUI runs `portlama-agent ui` and returns its one-time link.

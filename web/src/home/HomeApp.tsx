@@ -1,7 +1,8 @@
 import { Link, Route, Switch as Routes, useLocation } from "wouter";
+import { NavLink } from "../components/Layout";
 import { Cable, KeyRound, Radar, ScrollText, Server } from "lucide-react";
 import { isApiError } from "../api/client";
-import { Loading, Notice, cx } from "../components/ui";
+import { Loading, Notice } from "../components/ui";
 import { useStatus } from "./queries";
 import { AppsPage } from "./Apps";
 import { TunnelsPage } from "./Tunnels";
@@ -45,19 +46,9 @@ export function HomeApp() {
           </span>
           <nav aria-label="Main">
             <ul className="flex flex-wrap gap-1">
-              {nav.map(({ href, label, icon: Icon }) => (
-                <li key={href}>
-                  <Link
-                    href={href}
-                    aria-current={active(href) ? "page" : undefined}
-                    className={cx(
-                      "flex items-center gap-2 rounded-md px-3 py-2 text-sm font-medium",
-                      active(href) ? "bg-teal-50 text-teal-800 dark:bg-teal-950 dark:text-teal-200" : "text-zinc-700 hover:bg-zinc-100 dark:text-zinc-300 dark:hover:bg-zinc-800",
-                    )}
-                  >
-                    <Icon aria-hidden className="size-4" />
-                    {label}
-                  </Link>
+              {nav.map((item) => (
+                <li key={item.href}>
+                  <NavLink {...item} active={active(item.href)} />
                 </li>
               ))}
             </ul>
