@@ -45,6 +45,8 @@ func TestHomeUI(t *testing.T) {
 	fqdn := "home." + demo.Domain
 
 	b.Must("log in with the one-time link", chromedp.Navigate(link), WaitHeading("Apps on this machine"), WaitText("Add a relay first"))
+	b.Screenshot("home-first-run")
+	b.Axe("home first run")
 	b.Must("add the relay", chromedp.Navigate(base+"/servers"), WaitHeading("Servers"),
 		Fill("token", tok.Token), Fill("panelUrl", st.Info.PanelURL), Fill("panelFingerprint", tok.PanelFingerprint),
 		Click("Add relay"), WaitText("Added laptop"), WaitText("This machine"))
@@ -55,6 +57,10 @@ func TestHomeUI(t *testing.T) {
 		WaitText(fmt.Sprintf("localhost:%d", app)), WaitText("Home Assistant"))
 	b.Screenshot("home-apps")
 	b.Axe("home apps")
+	b.Must("the tunnel options", Click("Options… for Home Assistant"), WaitText("Who can open it"))
+	b.Screenshot("home-tunnel-options")
+	b.Axe("home tunnel options")
+	b.Must("close the options", Click("Cancel"))
 	b.Must("tunnel it with one click", Click("Tunnel as home: Home Assistant"), WaitText("Tunnel created: https://"+fqdn), WaitText("Tunnelled"))
 
 	b.Must("the tunnel connects", chromedp.Navigate(base+"/tunnels"), WaitHeading("Tunnels"), WaitText(fqdn), WaitText("Connected"))

@@ -131,7 +131,7 @@ function ServiceCard({ service: s, canTunnel }: { service: HomeService; canTunne
             >
               Tunnel as {s.subdomain}
             </Button>
-            <Button icon={<SlidersHorizontal aria-hidden className="size-4" />} disabled={!canTunnel} onClick={() => setCustom(true)}>
+            <Button icon={<SlidersHorizontal aria-hidden className="size-4" />} disabled={!canTunnel} onClick={() => setCustom(true)} aria-label={`Options… for ${name}`}>
               Options…
             </Button>
           </>
