@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -51,6 +52,14 @@ PORTLAMA_KEYCHAIN=file (see docs/home.md). Stop with Ctrl-C.`,
 			if err != nil {
 				return err
 			}
+			// The background service's UI (service install --ui) already
+			// runs: open it with a new link.
+			if link, err := homeui.RunningLoginURL(cmd.Context(), h.Dir, token); err == nil {
+				showLink(cmd, "Control UI (already running)", link, noBrowser)
+				return nil
+			} else if !errors.Is(err, homeui.ErrNotRunning) {
+				return err
+			}
 			srv, err := homeui.Listen(listen, homeui.Config{
 				Home: h, Registry: servers.New(h, keys), KeychainBackend: backend, KeychainError: problem,
 				Version: version, Token: token, Log: log, PollInterval: poll,
@@ -60,13 +69,7 @@ PORTLAMA_KEYCHAIN=file (see docs/home.md). Stop with Ctrl-C.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			link := srv.LoginURL()
-			fmt.Fprintf(cmd.OutOrStdout(), "Control UI: %s\n(one-time link; run portlama-agent ui again for a new one)\n", link)
-			if !noBrowser {
-				if err := openBrowser(ctx, link); err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "Could not open a browser (%v): open the link above yourself.\n", err)
-				}
-			}
+			showLink(cmd, "Control UI", srv.LoginURL(), noBrowser)
 			return srv.Serve(ctx)
 		},
 	}
@@ -75,6 +78,17 @@ PORTLAMA_KEYCHAIN=file (see docs/home.md). Stop with Ctrl-C.`,
 	f.BoolVar(&noBrowser, "no-browser", false, "print the link only")
 	f.DurationVar(&poll, "poll-interval", 3*time.Second, "how often the tunnels' configuration is checked")
 	return cmd
+}
+
+// showLink prints the one-time link and opens it unless noBrowser.
+func showLink(cmd *cobra.Command, what, link string, noBrowser bool) {
+	fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n(one-time link; run portlama-agent ui again for a new one)\n", what, link)
+	if noBrowser {
+		return
+	}
+	if err := openBrowser(cmd.Context(), link); err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "Could not open a browser (%v): open the link above yourself.\n", err)
+	}
 }
 
 // openBrowser opens url in the default browser (argv, never a shell).

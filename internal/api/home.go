@@ -118,3 +118,9 @@ type HomeStatus struct {
 	Keychain      string `json:"keychain"`
 	KeychainError string `json:"keychainError,omitempty"`
 }
+
+// HomeLoginLink answers POST /api/home/login-link: a new one-time link
+// (how `portlama-agent ui` opens the background service's UI).
+type HomeLoginLink struct {
+	URL string `json:"url"`
+}

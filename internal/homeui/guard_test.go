@@ -1,14 +1,17 @@
 package homeui
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/portlama/portlama/internal/agent"
 	"github.com/portlama/portlama/internal/servers"
@@ -148,5 +151,88 @@ func TestLoginLink(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 401 {
 		t.Fatalf("second use of the link: %d", resp.StatusCode)
+	}
+}
+
+// TestRunningLoginURL: `portlama-agent ui` finds the running UI by its
+// ui.json and gets a working one-time link with the token; a wrong token
+// is refused; the file goes when the UI stops.
+func TestRunningLoginURL(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), ".portlama")
+	if _, err := RunningLoginURL(t.Context(), dir, "x"); err != ErrNotRunning {
+		t.Fatalf("nothing running: %v", err)
+	}
+	tok, err := LoadToken(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := agent.Home{Dir: dir}
+	s, err := Listen("127.0.0.1:0", Config{Home: h, Registry: servers.New(h, nil), Token: tok,
+		Assets: fstest.MapFS{"index.html": {Data: []byte("<!doctype html><title>home</title>")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	// Readiness: ui.json appears once the UI serves (bounded).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(runningPath(dir)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("ui.json was not written")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	link, err := RunningLoginURL(t.Context(), dir, tok)
+	if err != nil || !strings.HasPrefix(link, "http://127.0.0.1:"+strconv.Itoa(s.Port())+"/login?code=") {
+		t.Fatalf("link %q, %v", link, err)
+	}
+	resp, err := http.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("the link: %d", resp.StatusCode)
+	}
+	if _, err := RunningLoginURL(t.Context(), dir, strings.Repeat("0", 64)); err == nil || err == ErrNotRunning {
+		t.Fatalf("a wrong token: %v", err)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(runningPath(dir)); !os.IsNotExist(err) {
+		t.Fatalf("ui.json after stop: %v", err)
+	}
+}
+
+func TestLoginCookieAttributes(t *testing.T) {
+	s := startUI(t)
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Get(s.LoginURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cookies := resp.Cookies()
+	if resp.StatusCode != http.StatusSeeOther || len(cookies) != 1 {
+		t.Fatalf("login: %d %v", resp.StatusCode, cookies)
+	}
+	ck := cookies[0]
+	if ck.Name != CookieName || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode || ck.Path != "/" || ck.Value != s.cfg.Token {
+		t.Fatalf("cookie %+v", ck)
+	}
+	// POST to /login is not a login.
+	resp, err = c.Post(s.LoginURL(), "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("POST /login: %d", resp.StatusCode)
 	}
 }

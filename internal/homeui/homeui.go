@@ -161,6 +161,10 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.log.Error("could not start the tunnels", "server", cur.ID, "err", err)
 		}
 	}
+	if err := s.writeRunning(); err != nil {
+		s.log.Warn("could not record the running UI", "err", err)
+	}
+	defer s.removeRunning()
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(s.ln) }()
 	select {

@@ -92,6 +92,10 @@ func (s *Server) routes(mux *http.ServeMux) {
 	s.handle(mux, "POST /api/home/tunnels", s.createTunnel)
 	s.handle(mux, "PATCH /api/home/tunnels/{id}", s.updateTunnel)
 	s.handle(mux, "DELETE /api/home/tunnels/{id}", s.deleteTunnel)
+	s.handle(mux, "POST /api/home/login-link", func(w http.ResponseWriter, r *http.Request) error {
+		writeJSON(w, http.StatusOK, api.HomeLoginLink{URL: s.LoginURL()})
+		return nil
+	})
 	s.handle(mux, "GET /api/home/logs", func(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, api.HomeLogs{Lines: s.logs.Lines()})
 		return nil

@@ -465,6 +465,14 @@ export interface HomeStatus {
   keychainError?: string;
 }
 
+/**
+ * HomeLoginLink answers POST /api/home/login-link: a new one-time link
+ * (how `portlama-agent ui` opens the background service's UI).
+ */
+export interface HomeLoginLink {
+  url: string;
+}
+
 /** OK answers routes that report only success ({"ok":true}). */
 export interface OK {
   ok: boolean;
