@@ -348,7 +348,15 @@ func (s *Server) listTunnels(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := api.HomeTunnelList{Tunnels: []api.HomeTunnel{}}
 	live := map[string]agent.TunnelState{}
-	if st := s.engine.state(cur.ID); st != nil {
+	st := s.engine.state(cur.ID)
+	if st == nil {
+		// Nothing keeps these tunnels up (the other agent process that did
+		// has stopped): take over.
+		if err := s.engine.ensure(r.Context(), cur.ID); err != nil {
+			s.log.Error("could not start the tunnels", "server", cur.ID, "err", err)
+		}
+	}
+	if st != nil {
 		out.Connection, out.Error = st.Connection, st.Error
 		for _, t := range st.Tunnels {
 			live[t.FQDN] = t
