@@ -2,7 +2,14 @@ package homeui
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
@@ -12,6 +19,8 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/portlama/portlama/internal/agent"
 	"github.com/portlama/portlama/internal/servers"
@@ -235,4 +244,71 @@ func TestLoginCookieAttributes(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("POST /login: %d", resp.StatusCode)
 	}
+}
+
+// TestWithoutKeychain: with no keychain the status says why and an admin
+// P12 is refused (its password is never written in clear).
+func TestWithoutKeychain(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), ".portlama")
+	tok, _ := LoadToken(dir)
+	h := agent.Home{Dir: dir}
+	s, err := Listen("127.0.0.1:0", Config{Home: h, Registry: servers.New(h, nil), Token: tok, KeychainError: "no OS keychain is available",
+		Assets: fstest.MapFS{"index.html": {Data: []byte("x")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(t.Context())
+	p12 := selfSignedP12(t, "pw")
+	base := "http://127.0.0.1:" + strconv.Itoa(s.Port())
+	call := func(method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set(TokenHeader, tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := call("GET", "/api/home/status", ""); code != 200 || !strings.Contains(body, `"keychainError":"no OS keychain is available"`) {
+		t.Fatalf("status %d %s", code, body)
+	}
+	code, body := call("POST", "/api/home/servers/import-p12", `{"id":"relay","panelUrl":"https://203.0.113.7:9292","p12":"`+base64.StdEncoding.EncodeToString(p12)+`","password":"pw"}`)
+	if code != 400 || !strings.Contains(body, "keychain") {
+		t.Fatalf("import without keychain: %d %s", code, body)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "servers")); !os.IsNotExist(err) {
+		t.Fatalf("the refused import left files: %v", err)
+	}
+	code, body = call("POST", "/api/home/servers/import-p12", `{"id":"relay","panelUrl":"https://203.0.113.7:9292","p12":"`+base64.StdEncoding.EncodeToString(p12)+`","password":"wrong"}`)
+	if code != 400 || !strings.Contains(body, "password") {
+		t.Fatalf("wrong password: %d %s", code, body)
+	}
+	if code, _ := call("POST", "/api/home/servers", `{"token":"x","panelUrl":"https://203.0.113.7:9292"}`); code != 400 {
+		t.Fatalf("a malformed token: %d", code)
+	}
+	if code, _ := call("POST", "/api/home/servers", `{"token":"x","panelUrl":"https://203.0.113.7:9292","extra":1}`); code != 400 {
+		t.Fatalf("an unknown field: %d", code)
+	}
+}
+
+func selfSignedP12(t *testing.T, password string) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "admin"}, NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	p12, err := pkcs12.Modern.Encode(key, cert, nil, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p12
 }
