@@ -66,6 +66,18 @@ func TestHomeUI(t *testing.T) {
 	b.Must("the tunnel connects", chromedp.Navigate(base+"/tunnels"), WaitHeading("Tunnels"), WaitText(fqdn), WaitText("Connected"))
 	b.Screenshot("home-tunnels")
 	b.Axe("home tunnels")
+	b.Must("dark mode", Dark(true))
+	b.Screenshot("home-tunnels-dark")
+	b.Axe("home tunnels (dark)")
+	b.Must("phone", Dark(false), Phone(true), chromedp.Reload(), WaitHeading("Tunnels"), WaitText("Connected"))
+	// Nothing widens the page beyond the phone's screen (the table scrolls
+	// inside its card).
+	if w := Get(b, "page width", chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 390 {
+		t.Errorf("the tunnels page is %d px wide on a 390 px phone", w)
+	}
+	b.Screenshot("home-tunnels-phone")
+	b.Axe("home tunnels (phone)")
+	b.Must("desktop", Phone(false))
 
 	// Through nginx: the relay's HTTPS vhost serves the app on this
 	// machine. Agents make login-protected tunnels; the admin opens this

@@ -58,7 +58,7 @@ export function TunnelsPage() {
               Pick an app on the Apps page and tunnel it with one click.
             </Empty>
           ) : (
-            <div className="overflow-x-auto">
+            <div className="relative overflow-x-auto">
               <table className="w-full text-left text-sm">
                 <thead className="text-xs text-zinc-600 uppercase dark:text-zinc-400">
                   <tr>
