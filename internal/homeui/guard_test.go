@@ -312,3 +312,42 @@ func selfSignedP12(t *testing.T, password string) []byte {
 	}
 	return p12
 }
+
+// TestTunnelInputs: what the relay would refuse is refused here first,
+// before any relay is asked.
+func TestTunnelInputs(t *testing.T) {
+	s := startUI(t)
+	base := "http://127.0.0.1:" + strconv.Itoa(s.Port())
+	id := "/api/home/tunnels/00000000-0000-4000-8000-000000000001"
+	for _, tc := range []struct {
+		method, path, body string
+		want               int
+	}{
+		{"POST", "/api/home/tunnels", `{"subdomain":"app","port":8080,"accessMode":"public"}`, 403},
+		{"POST", "/api/home/tunnels", `{"subdomain":"App_","port":8080}`, 400},
+		{"POST", "/api/home/tunnels", `{"subdomain":"app","port":0}`, 400},
+		{"POST", "/api/home/tunnels", `{"subdomain":"app","port":8080,"accessMode":"restricted","allowedUsers":["A B"]}`, 400},
+		{"POST", "/api/home/tunnels", `{"subdomain":"app","port":8080,"allowedGroups":["a,b"]}`, 400},
+		{"POST", "/api/home/tunnels", `{"subdomain":"app","port":8080,"targetHost":"evil host"}`, 400},
+		{"POST", "/api/home/tunnels", `{"subdomain":"app","port":8080,"agentLabel":"other"}`, 400},
+		{"POST", "/api/home/tunnels", `{"subdomain":"app","port":8080,"accessMode":"restricted","allowedUsers":["alice"]}`, 409}, // valid: no relay yet
+		{"PATCH", id, `{}`, 400},
+		{"PATCH", id, `{"accessMode":"public"}`, 403},
+		{"PATCH", id, `{"accessMode":""}`, 400},
+		{"PATCH", id, `{"allowedUsers":["x"]}`, 400},
+		{"PATCH", id, `{"enabled":false}`, 409},
+	} {
+		req, _ := http.NewRequest(tc.method, base+tc.path, strings.NewReader(tc.body))
+		req.Header.Set(TokenHeader, s.cfg.Token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s %s %s = %d %s, want %d", tc.method, tc.path, tc.body, resp.StatusCode, b, tc.want)
+		}
+	}
+}

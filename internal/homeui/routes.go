@@ -386,10 +386,8 @@ func (s *Server) createTunnel(w http.ResponseWriter, r *http.Request) error {
 	if err := validate.Port(b.Port); err != nil {
 		return badRequest("Port: %v", err)
 	}
-	switch b.AccessMode {
-	case "", api.AccessAuthenticated, api.AccessPublic, api.AccessRestricted:
-	default:
-		return badRequest("Access must be authenticated, restricted or public.")
+	if err := checkAccess(b.AccessMode, b.AllowedUsers, b.AllowedGroups); err != nil {
+		return err
 	}
 	if b.TargetHost != "" {
 		if err := agent.ValidateTargetHost(b.TargetHost); err != nil {
@@ -412,6 +410,35 @@ func (s *Server) createTunnel(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// maxAllowList bounds an allow-list sent from here.
+const maxAllowList = 100
+
+// checkAccess checks an access mode and its allow-lists with the relay's
+// rules. Public is refused before the relay refuses it: only admins may.
+func checkAccess(mode api.AccessMode, users, groups []string) error {
+	switch mode {
+	case "", api.AccessAuthenticated, api.AccessRestricted:
+	case api.AccessPublic:
+		return &httpError{http.StatusForbidden, "Only an admin can make a tunnel public (on the relay's panel); choose authenticated or restricted."}
+	default:
+		return badRequest("Access must be authenticated or restricted.")
+	}
+	if len(users) > maxAllowList || len(groups) > maxAllowList {
+		return badRequest("At most %d users and %d groups.", maxAllowList, maxAllowList)
+	}
+	for _, u := range users {
+		if err := validate.Username(u); err != nil {
+			return badRequest("Allowed user %q: %v", u, err)
+		}
+	}
+	for _, g := range groups {
+		if err := validate.GroupName(g); err != nil {
+			return badRequest("Allowed group %q: %v", g, err)
+		}
+	}
+	return nil
+}
+
 func tunnelID(r *http.Request) (string, error) {
 	id := r.PathValue("id")
 	if validate.UUID(id) != nil {
@@ -425,24 +452,38 @@ func (s *Server) updateTunnel(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var b struct {
-		Enabled *bool `json:"enabled"`
-	}
+	var b api.UpdateTunnelRequest
 	if err := decode(r, &b); err != nil {
 		return err
 	}
-	if b.Enabled == nil {
-		return badRequest("Send {\"enabled\": true} or {\"enabled\": false}.")
+	if b.Enabled == nil && b.AccessMode == nil && b.AllowedUsers == nil && b.AllowedGroups == nil {
+		return badRequest("Send enabled, accessMode, allowedUsers or allowedGroups.")
+	}
+	var mode api.AccessMode
+	if b.AccessMode != nil {
+		if mode = *b.AccessMode; mode == "" {
+			return badRequest("Access must be authenticated or restricted.")
+		}
+	}
+	var users, groups []string
+	if b.AllowedUsers != nil {
+		users = *b.AllowedUsers
+	}
+	if b.AllowedGroups != nil {
+		groups = *b.AllowedGroups
+	}
+	if err := checkAccess(mode, users, groups); err != nil {
+		return err
 	}
 	var t api.Tunnel
 	err = s.withRelay(r, func(ctx context.Context, _ servers.Server, c *agent.Client) (err error) {
-		t, err = c.SetTunnelEnabled(ctx, id, *b.Enabled)
+		t, err = c.UpdateTunnel(ctx, id, b)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	s.log.Info("tunnel changed", "fqdn", t.FQDN, "enabled", t.IsEnabled())
+	s.log.Info("tunnel changed", "fqdn", t.FQDN, "enabled", t.IsEnabled(), "access", string(t.AccessMode))
 	writeJSON(w, http.StatusOK, t)
 	return nil
 }

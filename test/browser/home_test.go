@@ -63,6 +63,17 @@ func TestHomeUI(t *testing.T) {
 	b.Must("close the options", Click("Cancel"))
 	b.Must("tunnel it with one click", Click("Tunnel as home: Home Assistant"), WaitText("Tunnel created: https://"+fqdn), WaitText("Tunnelled"))
 
+	// One click: the suggested subdomain, the login-protected access (an
+	// agent's suggestion), this machine's agent, the discovered port.
+	oneClick := false
+	if list, err := adminAPI(t, st).ListTunnels(context.Background()); err == nil {
+		for _, tu := range list {
+			oneClick = oneClick || (tu.FQDN == fqdn && tu.AgentLabel == "laptop" && tu.Port == app && tu.AccessMode == api.AccessAuthenticated)
+		}
+	}
+	if !oneClick {
+		t.Fatal("the relay has no tunnel as the one click should have made it")
+	}
 	b.Must("the tunnel connects", chromedp.Navigate(base+"/tunnels"), WaitHeading("Tunnels"), WaitText(fqdn), WaitText("Connected"))
 	b.Screenshot("home-tunnels")
 	b.Axe("home tunnels")
@@ -79,6 +90,21 @@ func TestHomeUI(t *testing.T) {
 	b.Axe("home tunnels (phone)")
 	b.Must("desktop", Phone(false))
 
+	// Access and allow-list, as far as an agent may: restricted to alice.
+	b.Must("restrict it", Click("Access… for "+fqdn), WaitText("Who can open "+fqdn),
+		Until(`(() => { const el = document.querySelector("dialog[open] select[name=accessMode]"); Object.getOwnPropertyDescriptor(HTMLSelectElement.prototype, "value").set.call(el, "restricted"); el.dispatchEvent(new Event("change", {bubbles: true})); return true })()`),
+		Fill("allowedUsers", "alice"), Click("Save access"), WaitText("Access of "+fqdn+" saved"), WaitText("alice"))
+	b.Screenshot("home-tunnels-restricted")
+	restricted := false
+	if list, err := adminAPI(t, st).ListTunnels(context.Background()); err == nil {
+		for _, tu := range list {
+			restricted = restricted || (tu.FQDN == fqdn && tu.AccessMode == api.AccessRestricted && tu.AllowedUsers != nil && strings.Join(*tu.AllowedUsers, ",") == "alice")
+		}
+	}
+	if !restricted {
+		t.Fatal("the relay does not have the access the UI saved")
+	}
+
 	// Through nginx: the relay's HTTPS vhost serves the app on this
 	// machine. Agents make login-protected tunnels; the admin opens this
 	// one to the public so the browser gets the app without the portal.
@@ -89,7 +115,7 @@ func TestHomeUI(t *testing.T) {
 	public := api.AccessPublic
 	for _, tu := range list {
 		if tu.FQDN == fqdn {
-			if tu.AgentLabel != "laptop" || tu.Port != app || tu.AccessMode != api.AccessAuthenticated {
+			if tu.AgentLabel != "laptop" || tu.Port != app {
 				t.Fatalf("the tunnel the UI made: %+v", tu)
 			}
 			if _, err := adminAPI(t, st).UpdateTunnel(context.Background(), tu.ID, api.UpdateTunnelRequest{AccessMode: &public}); err != nil {

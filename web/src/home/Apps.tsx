@@ -1,17 +1,13 @@
 import { useState } from "react";
 import { Link } from "wouter";
 import { Plus, Radar, RefreshCw, SlidersHorizontal } from "lucide-react";
-import type { AccessMode, HomeService } from "../api/types.gen";
-import { Badge, Button, Card, Dialog, Empty, ErrorState, FormActions, Loading, PageHeader, SelectField, TextField } from "../components/ui";
+import type { HomeService } from "../api/types.gen";
+import { Badge, Button, Card, Dialog, Empty, ErrorState, FormActions, Loading, PageHeader, TextField } from "../components/ui";
+import { AccessFields, accessFrom, accessRequest, type Access } from "./AccessFields";
 import { useToast } from "../components/toast";
 import { checkSubdomain, formError } from "../lib/fieldErrors";
 import { useCreateTunnel, useServices, useStatus } from "./queries";
 import { NeedsServer } from "./HomeApp";
-
-export const accessOptions: { value: AccessMode; label: string }[] = [
-  { value: "authenticated", label: "Signed-in users (password + code)" },
-  { value: "restricted", label: "Only chosen users (set them on the panel)" },
-];
 
 export function AppsPage() {
   const status = useStatus();
@@ -151,13 +147,13 @@ function CustomTunnelDialog({ service: s, name, onClose }: { service: HomeServic
   const create = useCreateTunnel();
   const toast = useToast();
   const [sub, setSub] = useState(s.subdomain);
-  const [access, setAccess] = useState<AccessMode>(s.access);
+  const [access, setAccess] = useState<Access>(accessFrom(s.access));
   const [err, setErr] = useState("");
   const subErr = checkSubdomain(sub);
   const submit = async () => {
     setErr("");
     try {
-      const t = await create.mutateAsync({ subdomain: sub, port: s.port, accessMode: access });
+      const t = await create.mutateAsync({ subdomain: sub, port: s.port, ...accessRequest(access) });
       toast(`Tunnel created: https://${t.fqdn}`);
       onClose();
     } catch (e) {
@@ -180,13 +176,7 @@ function CustomTunnelDialog({ service: s, name, onClose }: { service: HomeServic
     >
       <div className="space-y-4">
         <TextField label="Subdomain" value={sub} onChange={setSub} error={sub ? subErr : undefined} hint="The address becomes https://<subdomain>.<your domain>." />
-        <SelectField
-          label="Who can open it"
-          value={access}
-          onChange={(v) => setAccess(v as AccessMode)}
-          options={accessOptions}
-          hint="Public access (no login) is for an admin to grant on the relay's panel."
-        />
+        <AccessFields value={access} onChange={setAccess} />
       </div>
     </Dialog>
   );

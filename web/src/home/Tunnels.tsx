@@ -1,9 +1,11 @@
 import { useState } from "react";
-import { Cable, ExternalLink, Trash2 } from "lucide-react";
+import { Cable, ExternalLink, Shield, Trash2 } from "lucide-react";
 import type { HomeTunnel } from "../api/types.gen";
-import { Badge, Button, Card, ConfirmDialog, Empty, ErrorState, Loading, Notice, PageHeader, Switch } from "../components/ui";
+import { Badge, Button, Card, ConfirmDialog, Dialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, Switch } from "../components/ui";
 import { useToast } from "../components/toast";
-import { useDeleteTunnel, useStatus, useToggleTunnel, useTunnels } from "./queries";
+import { formError } from "../lib/fieldErrors";
+import { useDeleteTunnel, useStatus, useTunnels, useUpdateTunnel } from "./queries";
+import { AccessFields, accessFrom, accessRequest, type Access } from "./AccessFields";
 import { NeedsServer } from "./HomeApp";
 
 const stateTone = { connected: "green", connecting: "amber", reconnecting: "amber", refused: "red", unverified: "red", disabled: "neutral" } as const;
@@ -22,6 +24,7 @@ export function TunnelsPage() {
   const agent = status.data?.server?.kind === "agent";
   const tunnels = useTunnels(agent);
   const [deleting, setDeleting] = useState<HomeTunnel | null>(null);
+  const [editing, setEditing] = useState<HomeTunnel | null>(null);
   const del = useDeleteTunnel();
   const toast = useToast();
   return (
@@ -72,7 +75,7 @@ export function TunnelsPage() {
                 </thead>
                 <tbody className="divide-y divide-zinc-200 dark:divide-zinc-800">
                   {tunnels.data.tunnels.map((ht) => (
-                    <TunnelRow key={ht.tunnel.id} ht={ht} onDelete={() => setDeleting(ht)} />
+                    <TunnelRow key={ht.tunnel.id} ht={ht} onDelete={() => setDeleting(ht)} onAccess={() => setEditing(ht)} />
                   ))}
                 </tbody>
               </table>
@@ -80,6 +83,7 @@ export function TunnelsPage() {
           )}
         </Card>
       )}
+      {editing && <AccessDialog ht={editing} onClose={() => setEditing(null)} />}
       <ConfirmDialog
         open={!!deleting}
         title={`Delete ${deleting?.tunnel.fqdn ?? "tunnel"}?`}
@@ -97,8 +101,8 @@ export function TunnelsPage() {
   );
 }
 
-function TunnelRow({ ht, onDelete }: { ht: HomeTunnel; onDelete: () => void }) {
-  const toggle = useToggleTunnel();
+function TunnelRow({ ht, onDelete, onAccess }: { ht: HomeTunnel; onDelete: () => void; onAccess: () => void }) {
+  const toggle = useUpdateTunnel();
   const t = ht.tunnel;
   const enabled = t.enabled !== false;
   const tone = stateTone[ht.state as keyof typeof stateTone] ?? "neutral";
@@ -113,19 +117,67 @@ function TunnelRow({ ht, onDelete }: { ht: HomeTunnel; onDelete: () => void }) {
       <td className="py-2 pr-4 font-mono text-xs">
         {t.targetHost || "127.0.0.1"}:{t.port}
       </td>
-      <td className="py-2 pr-4">{t.accessMode}</td>
+      <td className="py-2 pr-4">
+        {t.accessMode}
+        {t.accessMode === "restricted" && (
+          <p className="text-xs text-zinc-600 dark:text-zinc-400">{[...(t.allowedUsers ?? []), ...(t.allowedGroups ?? []).map((g) => `@${g}`)].join(", ") || "nobody yet"}</p>
+        )}
+      </td>
       <td className="py-2 pr-4">
         <Badge tone={tone}>{stateLabel[ht.state] ?? ht.state}</Badge>
         {ht.reason && <p className="mt-1 text-xs text-zinc-600 dark:text-zinc-400">{ht.reason}</p>}
       </td>
       <td className="py-2 pr-4">
-        <Switch checked={enabled} disabled={toggle.isPending} label={`Enable ${t.fqdn}`} onChange={(v) => toggle.mutate({ id: t.id, enabled: v })} />
+        <Switch checked={enabled} disabled={toggle.isPending} label={`Enable ${t.fqdn}`} onChange={(v) => toggle.mutate({ id: t.id, change: { enabled: v } })} />
       </td>
-      <td className="py-2 text-right">
+      <td className="py-2 text-right whitespace-nowrap">
+        <Button size="sm" variant="ghost" icon={<Shield aria-hidden className="size-4" />} aria-label={`Access… for ${t.fqdn}`} onClick={onAccess}>
+          Access…
+        </Button>
         <Button size="sm" variant="ghost" icon={<Trash2 aria-hidden className="size-4" />} aria-label={`Delete ${t.fqdn}`} onClick={onDelete}>
           Delete
         </Button>
       </td>
     </tr>
+  );
+}
+
+function AccessDialog({ ht, onClose }: { ht: HomeTunnel; onClose: () => void }) {
+  const t = ht.tunnel;
+  const update = useUpdateTunnel();
+  const toast = useToast();
+  const [access, setAccess] = useState<Access>(accessFrom(t.accessMode, t.allowedUsers, t.allowedGroups));
+  const [err, setErr] = useState("");
+  const save = async () => {
+    setErr("");
+    try {
+      await update.mutateAsync({ id: t.id, change: accessRequest(access) });
+      toast(`Access of ${t.fqdn} saved`);
+      onClose();
+    } catch (e) {
+      setErr(formError(e).form);
+    }
+  };
+  return (
+    <Dialog
+      open
+      onClose={onClose}
+      title={`Who can open ${t.fqdn}`}
+      footer={
+        <FormActions error={err}>
+          <Button onClick={onClose}>Cancel</Button>
+          <Button variant="primary" loading={update.isPending} onClick={save}>
+            Save access
+          </Button>
+        </FormActions>
+      }
+    >
+      {t.accessMode === "public" && (
+        <div className="mb-4">
+          <Notice tone="warning">An admin made this tunnel public. Saving here puts it behind the login again.</Notice>
+        </div>
+      )}
+      <AccessFields value={access} onChange={setAccess} />
+    </Dialog>
   );
 }

@@ -15,6 +15,7 @@ import type {
   HomeStatus,
   HomeTunnelList,
   Tunnel,
+  UpdateTunnelRequest,
 } from "../api/types.gen";
 
 export const useStatus = () => useQuery({ queryKey: ["home", "status"], queryFn: () => get<HomeStatus>("/api/home/status") });
@@ -36,6 +37,6 @@ export const useImportP12 = () => useHomeMutation((b: HomeImportP12Request) => p
 export const useUseServer = () => useHomeMutation((id: string) => post<HomeServer>(`/api/home/servers/${seg(id)}/use`));
 export const useRemoveServer = () => useHomeMutation((id: string) => del<HomeServerRemoved>(`/api/home/servers/${seg(id)}`));
 export const useCreateTunnel = () => useHomeMutation((b: CreateTunnelRequest) => post<Tunnel>("/api/home/tunnels", b));
-export const useToggleTunnel = () =>
-  useHomeMutation(({ id, enabled }: { id: string; enabled: boolean }) => patch<Tunnel>(`/api/home/tunnels/${seg(id)}`, { enabled }));
+export const useUpdateTunnel = () =>
+  useHomeMutation(({ id, change }: { id: string; change: UpdateTunnelRequest }) => patch<Tunnel>(`/api/home/tunnels/${seg(id)}`, change));
 export const useDeleteTunnel = () => useHomeMutation((id: string) => del<{ ok: boolean }>(`/api/home/tunnels/${seg(id)}`));
