@@ -21,12 +21,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/portlama/portlama/internal/agent"
-	"github.com/portlama/portlama/internal/discover"
 	"github.com/portlama/portlama/internal/keychain"
 	"github.com/portlama/portlama/internal/servers"
 	"github.com/portlama/portlama/internal/store"
@@ -55,8 +55,6 @@ type Config struct {
 	PollInterval time.Duration
 	// Assets is the built UI (nil: the embedded one).
 	Assets fs.FS
-	// Discover lists services (nil: discover.Discover).
-	Discover func(context.Context, discover.Options) ([]discover.Service, error)
 }
 
 // Server is a running control UI.
@@ -74,7 +72,7 @@ type Server struct {
 // LoadToken returns the per-install token kept in dir/ui-token (0600),
 // creating it on first use.
 func LoadToken(dir string) (string, error) {
-	path := dir + "/ui-token"
+	path := filepath.Join(dir, "ui-token")
 	if b, err := os.ReadFile(path); err == nil {
 		if t := strings.TrimSpace(string(b)); len(t) >= 32 {
 			return t, nil
@@ -111,9 +109,6 @@ func Listen(addr string, cfg Config) (*Server, error) {
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 3 * time.Second
-	}
-	if cfg.Discover == nil {
-		cfg.Discover = discover.Discover
 	}
 	base := cfg.Log
 	if base == nil {

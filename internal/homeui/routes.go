@@ -304,7 +304,7 @@ func (s *Server) listServices(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	})
-	svcs, err := s.cfg.Discover(r.Context(), discover.Options{
+	svcs, err := discover.Discover(r.Context(), discover.Options{
 		Catalog: discover.DefaultCatalog(), Exclude: []int{s.Port()}, Tunnelled: tunnelled,
 	})
 	if err != nil {
