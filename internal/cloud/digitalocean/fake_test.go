@@ -77,18 +77,7 @@ func (f *fakeAPI) handler() http.Handler {
 		f.mu.Unlock()
 		writeOK(w, 201, map[string]any{"ssh_key": k})
 	})
-	mux.HandleFunc("DELETE /v2/account/keys/{id}", func(w http.ResponseWriter, r *http.Request) {
-		id, _ := strconv.Atoi(r.PathValue("id"))
-		f.mu.Lock()
-		_, ok := f.keys[id]
-		delete(f.keys, id)
-		f.mu.Unlock()
-		if !ok {
-			writeErr(w, 404, "not_found", "The resource you were accessing could not be found.")
-			return
-		}
-		w.WriteHeader(204)
-	})
+	mux.HandleFunc("DELETE /v2/account/keys/{id}", deleteFrom(&f.mu, f.keys))
 	mux.HandleFunc("POST /v2/droplets", func(w http.ResponseWriter, r *http.Request) {
 		var req CreateDropletRequest
 		if json.NewDecoder(r.Body).Decode(&req) != nil || req.Name == "" || req.Region == "" || req.Size == "" {
@@ -132,18 +121,7 @@ func (f *fakeAPI) handler() http.Handler {
 		}
 		writeOK(w, 200, map[string]any{"droplet": out})
 	})
-	mux.HandleFunc("DELETE /v2/droplets/{id}", func(w http.ResponseWriter, r *http.Request) {
-		id, _ := strconv.Atoi(r.PathValue("id"))
-		f.mu.Lock()
-		_, ok := f.droplets[id]
-		delete(f.droplets, id)
-		f.mu.Unlock()
-		if !ok {
-			writeErr(w, 404, "not_found", "The resource you were accessing could not be found.")
-			return
-		}
-		w.WriteHeader(204)
-	})
+	mux.HandleFunc("DELETE /v2/droplets/{id}", deleteFrom(&f.mu, f.droplets))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+f.token {
 			writeErr(w, 401, "unauthorized", "Unable to authenticate you")
@@ -151,4 +129,21 @@ func (f *fakeAPI) handler() http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// deleteFrom answers DELETE …/{id} for the objects in m: 204, or 404 for
+// one that is not there.
+func deleteFrom[V any](mu *sync.Mutex, m map[int]V) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, _ := strconv.Atoi(r.PathValue("id"))
+		mu.Lock()
+		_, ok := m[id]
+		delete(m, id)
+		mu.Unlock()
+		if !ok {
+			writeErr(w, 404, "not_found", "The resource you were accessing could not be found.")
+			return
+		}
+		w.WriteHeader(204)
+	}
 }
