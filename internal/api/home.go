@@ -124,3 +124,12 @@ type HomeStatus struct {
 type HomeLoginLink struct {
 	URL string `json:"url"`
 }
+
+// HomeSetupFrame is one line of POST /api/home/servers answered as NDJSON
+// (Accept: application/x-ndjson): a progress step as it happens, then
+// either Done or Error.
+type HomeSetupFrame struct {
+	Step  *HomeSetupStep         `json:"step,omitempty"`
+	Done  *HomeAddServerResponse `json:"done,omitempty"`
+	Error string                 `json:"error,omitempty"`
+}

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"math/big"
 	"net/http"
@@ -23,7 +24,9 @@ import (
 	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/portlama/portlama/internal/agent"
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/servers"
+	"github.com/portlama/portlama/internal/testutil"
 )
 
 // startUI serves a UI for an empty home on a random loopback port.
@@ -349,5 +352,47 @@ func TestTunnelInputs(t *testing.T) {
 		if resp.StatusCode != tc.want {
 			t.Errorf("%s %s %s = %d %s, want %d", tc.method, tc.path, tc.body, resp.StatusCode, b, tc.want)
 		}
+	}
+}
+
+// TestEnrollmentProgressStream: with Accept: application/x-ndjson the
+// setup steps arrive one line each, then the error of the step that
+// failed (here: no relay answers), and nothing is registered.
+func TestEnrollmentProgressStream(t *testing.T) {
+	s := startUI(t)
+	closed := testutil.FreePort(t)
+	body := `{"token":"` + strings.Repeat("ab", 32) + `","panelUrl":"https://127.0.0.1:` + strconv.Itoa(closed) + `"}`
+	req, _ := http.NewRequest("POST", "http://127.0.0.1:"+strconv.Itoa(s.Port())+"/api/home/servers", strings.NewReader(body))
+	req.Header.Set(TokenHeader, s.cfg.Token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/x-ndjson")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/x-ndjson" {
+		t.Fatalf("answer %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	var steps []string
+	var last api.HomeSetupFrame
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var f api.HomeSetupFrame
+		if err := dec.Decode(&f); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if f.Step != nil {
+			steps = append(steps, f.Step.Step+":"+f.Step.Status)
+		}
+		last = f
+	}
+	if len(steps) < 3 || steps[0] != "generate-key:running" || last.Error == "" || last.Done != nil {
+		t.Fatalf("steps %v, last %+v", steps, last)
+	}
+	if f, _ := s.cfg.Registry.List(); len(f.Servers) != 0 {
+		t.Fatalf("a failed enrollment was registered: %+v", f)
 	}
 }

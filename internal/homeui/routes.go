@@ -156,24 +156,53 @@ func (s *Server) addServer(w http.ResponseWriter, r *http.Request) error {
 			return badRequest("Panel fingerprint: %v", err)
 		}
 	}
+	// With Accept: application/x-ndjson each step is sent as it happens
+	// (api.HomeSetupFrame lines); otherwise one JSON answer at the end.
+	stream := strings.Contains(r.Header.Get("Accept"), "application/x-ndjson")
+	var enc *json.Encoder
+	flush := func() {}
+	if stream {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		enc = json.NewEncoder(w)
+		if f, ok := w.(http.Flusher); ok {
+			flush = f.Flush
+		}
+	}
 	var steps []api.HomeSetupStep
 	sv, err := s.cfg.Registry.AddByToken(r.Context(), agent.SetupOptions{
 		Token: b.Token, PanelURL: u, Label: b.Label, PanelFingerprint: b.PanelFingerprint,
 		Report: func(e agent.Event) {
-			steps = append(steps, api.HomeSetupStep{Step: e.Step, Status: e.Status, Message: e.Message, Error: e.Error})
+			st := api.HomeSetupStep{Step: e.Step, Status: e.Status, Message: e.Message, Error: e.Error}
+			steps = append(steps, st)
+			if stream {
+				_ = enc.Encode(api.HomeSetupFrame{Step: &st})
+				flush()
+			}
 		},
 	})
 	if err != nil {
 		// Enrollment failures are the user's to fix (token, URL, trust):
 		// the steps say where it stopped.
-		writeJSON(w, http.StatusBadRequest, map[string]any{"error": agent.Explain(err).Error(), "details": steps})
+		msg := agent.Explain(err).Error()
+		if stream {
+			_ = enc.Encode(api.HomeSetupFrame{Error: msg})
+			return nil
+		}
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": msg, "details": steps})
 		return nil
 	}
 	s.log.Info("server added", "server", sv.ID, "panel", sv.PanelURL)
 	if err := s.engine.ensure(r.Context(), sv.ID); err != nil {
 		s.log.Error("could not start the tunnels", "server", sv.ID, "err", err)
 	}
-	writeJSON(w, http.StatusOK, api.HomeAddServerResponse{Server: serverView(sv, sv.ID), Steps: steps})
+	done := api.HomeAddServerResponse{Server: serverView(sv, sv.ID), Steps: steps}
+	if stream {
+		_ = enc.Encode(api.HomeSetupFrame{Done: &done})
+		return nil
+	}
+	writeJSON(w, http.StatusOK, done)
 	return nil
 }
 

@@ -473,6 +473,17 @@ export interface HomeLoginLink {
   url: string;
 }
 
+/**
+ * HomeSetupFrame is one line of POST /api/home/servers answered as NDJSON
+ * (Accept: application/x-ndjson): a progress step as it happens, then
+ * either Done or Error.
+ */
+export interface HomeSetupFrame {
+  step?: HomeSetupStep;
+  done?: HomeAddServerResponse;
+  error?: string;
+}
+
 /** OK answers routes that report only success ({"ok":true}). */
 export interface OK {
   ok: boolean;

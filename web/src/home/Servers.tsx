@@ -1,7 +1,6 @@
 import { useState } from "react";
-import { CheckCircle2, Circle, Plus, Trash2, Upload, XCircle } from "lucide-react";
+import { CheckCircle2, Loader2, Plus, Trash2, Upload, XCircle } from "lucide-react";
 import type { HomeServer, HomeSetupStep } from "../api/types.gen";
-import { ApiError } from "../api/client";
 import { Badge, Button, Card, ConfirmDialog, Empty, ErrorState, FormActions, Loading, Notice, PageHeader, TextField } from "../components/ui";
 import { useToast } from "../components/toast";
 import { formError } from "../lib/fieldErrors";
@@ -92,27 +91,29 @@ export function ServersPage() {
   );
 }
 
+/** Steps shows each setup step once, with its latest status, as it runs. */
 function Steps({ steps }: { steps: HomeSetupStep[] }) {
   if (!steps.length) return null;
+  const latest = new Map<string, HomeSetupStep>();
+  for (const s of steps) if (s.step !== "complete") latest.set(s.step, { ...latest.get(s.step), ...s, message: s.message || latest.get(s.step)?.message });
   return (
-    <ol className="space-y-1 text-sm" aria-label="Setup progress">
-      {steps
-        .filter((s) => s.status !== "running")
-        .map((s, i) => (
-          <li key={i} className="flex items-start gap-2">
-            {s.status === "done" ? (
-              <CheckCircle2 aria-hidden className="mt-0.5 size-4 shrink-0 text-green-700 dark:text-green-400" />
-            ) : s.status === "error" ? (
-              <XCircle aria-hidden className="mt-0.5 size-4 shrink-0 text-red-700 dark:text-red-400" />
-            ) : (
-              <Circle aria-hidden className="mt-0.5 size-4 shrink-0" />
-            )}
-            <span>
-              <span className="font-medium">{s.step}</span>
-              {s.message && `: ${s.message}`}
-            </span>
-          </li>
-        ))}
+    <ol className="space-y-1 text-sm" aria-label="Setup progress" aria-live="polite">
+      {[...latest.values()].map((s) => (
+        <li key={s.step} className="flex items-start gap-2">
+          {s.status === "done" ? (
+            <CheckCircle2 aria-hidden className="mt-0.5 size-4 shrink-0 text-green-700 dark:text-green-400" />
+          ) : s.status === "error" ? (
+            <XCircle aria-hidden className="mt-0.5 size-4 shrink-0 text-red-700 dark:text-red-400" />
+          ) : (
+            <Loader2 aria-hidden className="mt-0.5 size-4 shrink-0 animate-spin" />
+          )}
+          <span>
+            <span className="font-medium">{s.step}</span>
+            {s.message && `: ${s.message}`}
+            {s.status === "running" && "…"}
+          </span>
+        </li>
+      ))}
     </ol>
   );
 }
@@ -130,8 +131,10 @@ function AddByToken() {
     setErr("");
     setSteps([]);
     try {
-      const r = await add.mutateAsync({ token: token.trim(), panelUrl: url.trim(), panelFingerprint: fp.trim() || undefined, label: label.trim() || undefined });
-      setSteps(r.steps);
+      const r = await add.mutateAsync({
+        req: { token: token.trim(), panelUrl: url.trim(), panelFingerprint: fp.trim() || undefined, label: label.trim() || undefined },
+        onStep: (s) => setSteps((all) => [...all, s]),
+      });
       setToken("");
       setUrl("");
       setFp("");
@@ -139,7 +142,6 @@ function AddByToken() {
       toast(`Added ${r.server.id}`);
     } catch (e) {
       setErr(formError(e).form);
-      if (e instanceof ApiError && Array.isArray(e.body.details)) setSteps(e.body.details as HomeSetupStep[]);
     }
   };
   return (

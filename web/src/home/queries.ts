@@ -1,7 +1,7 @@
 // The control UI's API (internal/homeui), same-origin JSON with the
 // session cookie.
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { del, get, patch, post, seg } from "../api/client";
+import { ApiError, del, get, patch, post, seg } from "../api/client";
 import type {
   CreateTunnelRequest,
   HomeAddServerRequest,
@@ -12,6 +12,8 @@ import type {
   HomeServerList,
   HomeServerRemoved,
   HomeServiceList,
+  HomeSetupFrame,
+  HomeSetupStep,
   HomeStatus,
   HomeTunnelList,
   Tunnel,
@@ -32,7 +34,52 @@ function useHomeMutation<A, R>(fn: (a: A) => Promise<R>) {
   return useMutation({ mutationFn: fn, onSettled: () => qc.invalidateQueries({ queryKey: ["home"] }) });
 }
 
-export const useAddServer = () => useHomeMutation((b: HomeAddServerRequest) => post<HomeAddServerResponse>("/api/home/servers", b));
+export const useAddServer = () =>
+  useHomeMutation(({ req, onStep }: { req: HomeAddServerRequest; onStep: (s: HomeSetupStep) => void }) => addServerWithProgress(req, onStep));
+
+/**
+ * addServerWithProgress enrolls this machine and reports each setup step as
+ * it happens (the NDJSON answer of POST /api/home/servers).
+ */
+export async function addServerWithProgress(req: HomeAddServerRequest, onStep: (s: HomeSetupStep) => void): Promise<HomeAddServerResponse> {
+  let res: Response;
+  try {
+    res = await fetch("/api/home/servers", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { Accept: "application/x-ndjson", "Content-Type": "application/json" },
+      body: JSON.stringify(req),
+    });
+  } catch {
+    throw new ApiError(0, {}, "The control UI cannot be reached: is portlama-agent ui still running?");
+  }
+  if (!res.ok || !res.body) {
+    let body: Record<string, unknown> = {};
+    try {
+      body = await res.json();
+    } catch {
+      body = {};
+    }
+    throw new ApiError(res.status, body);
+  }
+  const reader = res.body.getReader();
+  const dec = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (value) buf += dec.decode(value, { stream: true });
+    for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+      const line = buf.slice(0, i).trim();
+      buf = buf.slice(i + 1);
+      if (!line) continue;
+      const f = JSON.parse(line) as HomeSetupFrame;
+      if (f.step) onStep(f.step);
+      if (f.error) throw new ApiError(400, { error: f.error });
+      if (f.done) return f.done;
+    }
+    if (done) throw new ApiError(0, {}, "The enrollment stopped without an answer: see the Log page.");
+  }
+}
 export const useImportP12 = () => useHomeMutation((b: HomeImportP12Request) => post<HomeAddServerResponse>("/api/home/servers/import-p12", b));
 export const useUseServer = () => useHomeMutation((id: string) => post<HomeServer>(`/api/home/servers/${seg(id)}/use`));
 export const useRemoveServer = () => useHomeMutation((id: string) => del<HomeServerRemoved>(`/api/home/servers/${seg(id)}`));
