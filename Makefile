@@ -86,4 +86,4 @@ lab: lab-deps
 
 clean:
 	rm -rf $(BIN)
-	find internal/webui/dist -mindepth 1 ! -name README.md -delete
+	find internal/webui/dist internal/homeui/dist -mindepth 1 ! -name README.md -delete

@@ -31,6 +31,9 @@ if [ "$want_test" = 1 ]; then
   # chromium (driven by chromedp), libnss3-tools (the client certificate in
   # Chromium's NSS database) and a font run the browser tests of the web UI.
   pkgs+=(systemd curl ca-certificates wrk util-linux chromium libnss3-tools fonts-dejavu-core)
+  # dbus-daemon and gnome-keyring: the keychain tests (internal/keychain)
+  # run a real Secret Service on a private session bus.
+  pkgs+=(dbus-daemon gnome-keyring)
 fi
 if [ "$want_lab" = 1 ]; then
   # debootstrap builds the droplet's Debian 12 root file system,

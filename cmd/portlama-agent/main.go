@@ -75,6 +75,7 @@ func newRootCmd() *cobra.Command {
 		newLogsCmd(g),
 		newListCmd(g),
 		newUseCmd(g),
+		newUICmd(g),
 	)
 	explainErrors(root)
 	return root

@@ -17,6 +17,7 @@ import (
 type serviceFlags struct {
 	system bool
 	user   string
+	ui     bool
 }
 
 // serviceManager builds the ServiceManager of label for this OS.
@@ -35,6 +36,7 @@ func serviceManager(g *globals, label string, sf serviceFlags) (agent.ServiceMan
 		System:     sf.system,
 		User:       sf.user,
 		LogFile:    g.agentHome().Paths(label).Log,
+		UI:         sf.ui,
 	}
 	if sf.system && spec.User == "" {
 		u, err := user.Current()
@@ -122,6 +124,7 @@ func newServiceCmd(g *globals) *cobra.Command {
 			printServiceStatus(cmd, st)
 			return nil
 		})
+	install.Flags().BoolVar(&sf.ui, "ui", false, "run the home control UI in the background (it keeps the current relay's tunnels up; `portlama-agent ui` then opens it)")
 	cmd.AddCommand(install, uninstall, status)
 	return cmd
 }

@@ -203,3 +203,31 @@ func (h Home) LoadProfile(label string) (Profile, error) {
 	}
 	return p, nil
 }
+
+// Unregister removes label from agents.json (clearing current when it was
+// current) and deletes its directory: its key and certificate are gone.
+func (h Home) Unregister(label string) error {
+	if err := ValidateLabel(label); err != nil {
+		return err
+	}
+	_, err := h.registryDoc().Update(func(r *Registry) error {
+		kept := r.Agents[:0]
+		for _, a := range r.Agents {
+			if a.Label != label {
+				kept = append(kept, a)
+			}
+		}
+		r.Agents = kept
+		if r.Current == label {
+			r.Current = ""
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("update agent registry: %w", err)
+	}
+	if err := os.RemoveAll(h.LabelDir(label)); err != nil {
+		return fmt.Errorf("remove %s: %w", h.LabelDir(label), err)
+	}
+	return nil
+}

@@ -31,6 +31,10 @@ type ServiceSpec struct {
 	User string
 	// LogFile is where launchd writes the agent's output (macOS).
 	LogFile string
+	// UI makes the service run the home control UI (`portlama-agent ui
+	// --no-browser`), which keeps the current relay's tunnels up, instead
+	// of `run` for Label.
+	UI bool
 }
 
 func (s ServiceSpec) check() error {
@@ -88,6 +92,9 @@ func systemdQuote(s string) string {
 
 // ArgsFor is the command line the service runs (after the executable).
 func (s ServiceSpec) ArgsFor() []string {
+	if s.UI {
+		return []string{"ui", "--no-browser", "--home", s.Home}
+	}
 	return []string{"run", "--label", s.Label, "--home", s.Home}
 }
 

@@ -42,6 +42,25 @@ func TestSystemdUserUnit(t *testing.T) {
 	}
 }
 
+func TestServiceRunsTheUI(t *testing.T) {
+	spec := testSpec(t)
+	spec.UI = true
+	unit, err := SystemdUnit(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "ExecStart=" + systemdQuote(spec.Executable) + ` "ui" "--no-browser" "--home" "/home/ann/my dir/.portlama%%x$$y"`; !strings.Contains(unit, want) {
+		t.Errorf("unit lacks %q:\n%s", want, unit)
+	}
+	plist, err := LaunchdPlist(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(plist, "<string>ui</string>") || !strings.Contains(plist, "<string>--no-browser</string>") {
+		t.Errorf("plist does not run the UI:\n%s", plist)
+	}
+}
+
 func TestSystemdSystemUnit(t *testing.T) {
 	spec := testSpec(t)
 	spec.System, spec.User = true, "ann"

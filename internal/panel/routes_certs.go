@@ -436,6 +436,15 @@ func (s *Server) registerAgentCerts() {
 		},
 	})
 
+	// An agent revokes its own certificate (the home app's "remove
+	// server"): agent certificates only, and only the caller's own label,
+	// so nothing in the request names what is revoked.
+	s.Handle(Route{
+		Method: http.MethodPost, Path: "/api/certs/agent/revoke-self",
+		Access: AgentOnly, Gate: GateManagement,
+		Handler: func(c *Ctx) error { return revokeAgent(c, c.Identity.Label) },
+	})
+
 	s.Handle(Route{
 		Method: http.MethodPost, Path: "/api/certs/agent/enroll",
 		Access: AdminOnly, Gate: GateManagement,

@@ -410,3 +410,21 @@ func checkChain(t *testing.T, e *relayEnv, cert *x509.Certificate) {
 		t.Fatal("CA PEM")
 	}
 }
+
+func TestRevokeSelf(t *testing.T) {
+	e := newRelayEnv(t)
+	home := e.newAgent(t, "home")
+	other := e.newAgent(t, "other")
+	// An admin certificate has no "self" to revoke.
+	e.do("POST", "/api/certs/agent/revoke-self", "", adminHeaders()).expect(t, 403, "")
+	e.do("GET", "/api/tunnels", "", home.headers()).expect(t, 200, "")
+
+	e.do("POST", "/api/certs/agent/revoke-self", "", home.headers()).expect(t, 200, `{"ok":true,"label":"home"}`)
+	e.do("GET", "/api/tunnels", "", home.headers()).expect(t, 403, `{"error":"Certificate has been revoked"}`)
+	e.do("POST", "/api/certs/agent/revoke-self", "", home.headers()).expect(t, 403, "")
+	// Only its own certificate: the other agent still works.
+	e.do("GET", "/api/tunnels", "", other.headers()).expect(t, 200, "")
+	if e.aclPorts(t, "home") != nil {
+		t.Fatal("tunnel credentials kept after revocation")
+	}
+}

@@ -325,3 +325,10 @@ func (c *Client) Enroll(ctx context.Context, token string, csrPEM []byte) (api.E
 	}
 	return out, nil
 }
+
+// RevokeSelf calls POST /api/certs/agent/revoke-self: the calling agent's
+// certificate is revoked (its next request is refused).
+func (c *Client) RevokeSelf(ctx context.Context) (api.AgentRevoked, error) {
+	var out api.AgentRevoked
+	return out, c.do(ctx, http.MethodPost, "/api/certs/agent/revoke-self", struct{}{}, &out)
+}

@@ -290,13 +290,20 @@ func panelAs(st *demo.Stack, base string, cert *tls.Certificate) *panelclient.Cl
 // tunnel the test creates.
 func startApp(t *testing.T, text string) int {
 	t.Helper()
+	return servePage(t, "app", text)
+}
+
+// servePage serves an HTML page with title and text on a free loopback
+// port until the test ends.
+func servePage(t *testing.T, title, text string) int {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprintf(w, "<!doctype html><title>app</title><p>%s</p>", text)
+		fmt.Fprintf(w, "<!doctype html><title>%s</title><p>%s</p>", title, text)
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })

@@ -1,20 +1,24 @@
-// Builds the UI into internal/webui/dist: empties it (keeping the committed
-// README that keeps go:embed happy on a fresh clone), runs vite build, and
-// writes .gz and .br beside every compressible file, so the panel serves
-// them without compressing per request.
+// Builds the UI into internal/webui/dist (the panel, index.html) or, with
+// the argument "home", the home control UI (home.html) into
+// internal/homeui/dist as its index.html: empties the directory (keeping
+// the committed README that keeps go:embed happy on a fresh clone), runs
+// vite build, and writes .gz and .br beside every compressible file, so the
+// server sends them without compressing per request.
 import { build } from "vite";
-import { readdirSync, rmSync, readFileSync, writeFileSync, statSync } from "node:fs";
+import { readdirSync, rmSync, readFileSync, writeFileSync, statSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync, brotliCompressSync, constants } from "node:zlib";
 
-const out = new URL("../../internal/webui/dist/", import.meta.url).pathname;
+const home = process.argv[2] === "home";
+const out = new URL(home ? "../../internal/homeui/dist/" : "../../internal/webui/dist/", import.meta.url).pathname;
 const keep = new Set(["README.md"]);
 
 for (const name of readdirSync(out)) {
   if (!keep.has(name)) rmSync(join(out, name), { recursive: true, force: true });
 }
 
-await build({ logLevel: "warn" });
+await build(home ? { logLevel: "warn", build: { outDir: out, rollupOptions: { input: new URL("../home.html", import.meta.url).pathname } } } : { logLevel: "warn" });
+if (home) renameSync(join(out, "home.html"), join(out, "index.html"));
 
 const compressible = /\.(html|js|css|svg|json|txt|map)$/;
 let raw = 0, br = 0;
@@ -32,4 +36,4 @@ function walk(dir) {
   }
 }
 walk(out);
-console.log(`web UI built into internal/webui/dist: ${(raw / 1024).toFixed(1)} KiB, ${(br / 1024).toFixed(1)} KiB with brotli`);
+console.log(`${home ? "home UI" : "web UI"} built into ${home ? "internal/homeui/dist" : "internal/webui/dist"}: ${(raw / 1024).toFixed(1)} KiB, ${(br / 1024).toFixed(1)} KiB with brotli`);

@@ -347,6 +347,155 @@ export interface HintDetails {
   hint: string;
 }
 
+/** HomeServer is one relay of the home app's registry (servers.json). */
+export interface HomeServer {
+  id: string;
+  /**
+   * Kind is "agent" (this machine is enrolled; its tunnels run here) or
+   * "admin" (an imported admin P12).
+   */
+  kind: string;
+  panelUrl: string;
+  addedAt: string;
+  current: boolean;
+}
+
+/** HomeServerList answers GET /api/home/servers. */
+export interface HomeServerList {
+  servers: HomeServer[];
+}
+
+/**
+ * HomeAddServerRequest is the body of POST /api/home/servers: enroll this
+ * machine with an enrollment token (the agent's setup flow).
+ */
+export interface HomeAddServerRequest {
+  token: string;
+  panelUrl: string;
+  /** Label is the local name (default: the label the relay returns). */
+  label?: string;
+  /**
+   * PanelFingerprint pins the panel's certificate (SHA-256), as shown
+   * with the token on the panel.
+   */
+  panelFingerprint?: string;
+}
+
+/** HomeSetupStep is one progress step of an enrollment. */
+export interface HomeSetupStep {
+  step: string;
+  status: string;
+  message?: string;
+  error?: string;
+}
+
+/**
+ * HomeAddServerResponse answers POST /api/home/servers (and, with the
+ * steps up to the failing one, its 4xx/5xx error details).
+ */
+export interface HomeAddServerResponse {
+  server: HomeServer;
+  steps: HomeSetupStep[];
+}
+
+/** HomeImportP12Request is the body of POST /api/home/servers/import-p12. */
+export interface HomeImportP12Request {
+  id: string;
+  panelUrl: string;
+  /** P12 is the file, base64. */
+  p12: string;
+  password: string;
+}
+
+/** HomeServerRemoved answers DELETE /api/home/servers/:id. */
+export interface HomeServerRemoved {
+  ok: boolean;
+  /** Revoked: the relay revoked this machine's agent certificate. */
+  revoked: boolean;
+  warning?: string;
+}
+
+/** HomeService is an app discovered on this machine. */
+export interface HomeService {
+  port: number;
+  pid?: number;
+  process?: string;
+  http: boolean;
+  status?: number;
+  title?: string;
+  appId?: string;
+  appName?: string;
+  /** Subdomain and Access are the suggestions for its tunnel. */
+  subdomain: string;
+  access: AccessMode;
+  /** Tunnel is the subdomain of the tunnel already serving this port. */
+  tunnel?: string;
+}
+
+/** HomeServiceList answers GET /api/home/services. */
+export interface HomeServiceList {
+  services: HomeService[];
+}
+
+/** HomeTunnel is a tunnel of the current server with its live state. */
+export interface HomeTunnel {
+  tunnel: Tunnel;
+  /**
+   * State is the runner's: connected, connecting, reconnecting, refused,
+   * unverified; "disabled" for a disabled tunnel; "" when not running.
+   */
+  state: string;
+  reason?: string;
+}
+
+/** HomeTunnelList answers GET /api/home/tunnels. */
+export interface HomeTunnelList {
+  tunnels: HomeTunnel[];
+  /**
+   * Connection is the runner's connection to the relay (connected,
+   * connecting, reconnecting, unverified) and Error its last error.
+   */
+  connection: string;
+  error?: string;
+}
+
+/** HomeLogs answers GET /api/home/logs: the newest lines last. */
+export interface HomeLogs {
+  lines: string[];
+}
+
+/** HomeStatus answers GET /api/home/status. */
+export interface HomeStatus {
+  version: string;
+  /** Server is the current server (absent when none is set up). */
+  server?: HomeServer;
+  /**
+   * Keychain is the backend in use ("os", "file") or "" with
+   * KeychainError saying why none is available.
+   */
+  keychain: string;
+  keychainError?: string;
+}
+
+/**
+ * HomeLoginLink answers POST /api/home/login-link: a new one-time link
+ * (how `portlama-agent ui` opens the background service's UI).
+ */
+export interface HomeLoginLink {
+  url: string;
+}
+
+/**
+ * HomeSetupFrame is one line of POST /api/home/servers answered as NDJSON
+ * (Accept: application/x-ndjson): a progress step as it happens, then
+ * either Done or Error.
+ */
+export interface HomeSetupFrame {
+  step?: HomeSetupStep;
+  done?: HomeAddServerResponse;
+  error?: string;
+}
+
 /** OK answers routes that report only success ({"ok":true}). */
 export interface OK {
   ok: boolean;

@@ -1,6 +1,6 @@
 import { useState, type ReactNode } from "react";
 import { Link, useLocation } from "wouter";
-import { Cable, Gauge, Globe, KeyRound, Menu, Monitor, Server, Settings, ShieldCheck, Users, X } from "lucide-react";
+import { Cable, Gauge, Globe, KeyRound, Menu, Monitor, Server, Settings, ShieldCheck, Users, X, type LucideIcon } from "lucide-react";
 import { useHealth, useOnboarding } from "../api/queries";
 import { cx } from "./ui";
 
@@ -26,6 +26,25 @@ export function Logo() {
   );
 }
 
+/** NavLink is one entry of a navigation bar (the panel's and the home UI's). */
+export function NavLink({ href, label, icon: Icon, active, onClick, className }: { href: string; label: string; icon: LucideIcon; active: boolean; onClick?: () => void; className?: string }) {
+  return (
+    <Link
+      href={href}
+      onClick={onClick}
+      aria-current={active ? "page" : undefined}
+      className={cx(
+        "flex items-center rounded-md px-3 py-2 text-sm font-medium",
+        active ? "bg-teal-50 text-teal-800 dark:bg-teal-950 dark:text-teal-200" : "text-zinc-700 hover:bg-zinc-100 dark:text-zinc-300 dark:hover:bg-zinc-800",
+        className ?? "gap-2",
+      )}
+    >
+      <Icon aria-hidden className="size-4" />
+      {label}
+    </Link>
+  );
+}
+
 export function Layout({ children }: { children: ReactNode }) {
   const [location] = useLocation();
   const [open, setOpen] = useState(false);
@@ -34,20 +53,9 @@ export function Layout({ children }: { children: ReactNode }) {
   const active = (href: string) => (href === "/" ? location === "/" : location.startsWith(href));
   const links = (
     <ul className="space-y-1">
-      {nav.map(({ href, label, icon: Icon }) => (
-        <li key={href}>
-          <Link
-            href={href}
-            onClick={() => setOpen(false)}
-            aria-current={active(href) ? "page" : undefined}
-            className={cx(
-              "flex items-center gap-3 rounded-md px-3 py-2 text-sm font-medium",
-              active(href) ? "bg-teal-50 text-teal-800 dark:bg-teal-950 dark:text-teal-200" : "text-zinc-700 hover:bg-zinc-100 dark:text-zinc-300 dark:hover:bg-zinc-800",
-            )}
-          >
-            <Icon aria-hidden className="size-4" />
-            {label}
-          </Link>
+      {nav.map((item) => (
+        <li key={item.href}>
+          <NavLink {...item} active={active(item.href)} onClick={() => setOpen(false)} className="gap-3" />
         </li>
       ))}
     </ul>

@@ -1,0 +1,5 @@
+package discover
+
+import "context"
+
+func systemListeners(context.Context) ([]Listener, error) { return procListeners("/proc") }
