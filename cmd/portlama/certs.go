@@ -16,7 +16,7 @@ import (
 func newCertsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "certs", Short: "Manage the relay's TLS certificates"}
 	cmd.AddCommand(relayCommand("renew",
-		"Renew every certificate that expires within 30 days and reload nginx once (run daily by portlama-certs-renew.timer)",
+		"Renew every certificate that expires within 30 days and reload nginx once (run daily by portlama-renew.timer)",
 		func(ctx context.Context, r config.Relay) error {
 			svc, err := relay.Open(relay.Options{Config: r, Logger: newLogger()})
 			if err != nil {

@@ -24,10 +24,6 @@ func newInstallCmd(root *cobra.Command) *cobra.Command {
 			"and never replaces configuration or certificates.\n\nWhat it changes, in order:\n" + install.HelpText(),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			// The renewal timer is enabled only by a binary that can renew.
-			if c, _, err := root.Find([]string{"certs", "renew"}); err == nil && c.Name() == "renew" {
-				opts.RenewCommand = true
-			}
 			out := cmd.OutOrStdout()
 			in := install.New(install.Config{Options: opts, Emit: eventPrinter(out, asJSON)})
 			s, err := in.Run(cmd.Context())

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -290,30 +289,6 @@ func TestFailuresAreExplained(t *testing.T) {
 			}
 		}
 	})
-}
-
-func TestRenewUnits(t *testing.T) {
-	svc, timer, err := acme.RenewUnits("/usr/local/bin/portlama")
-	if err != nil || !strings.Contains(svc, "ExecStart=/usr/local/bin/portlama certs renew") || !strings.Contains(timer, "OnCalendar=daily") {
-		t.Fatalf("units: %v\n%s\n%s", err, svc, timer)
-	}
-	for _, bad := range []string{"portlama", "/usr/bin/port lama", "/x;rm"} {
-		if _, _, err := acme.RenewUnits(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-	// systemd itself accepts them.
-	analyze := testutil.NeedBinary(t, "systemd-analyze")
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "portlama")
-	os.WriteFile(bin, []byte("#!/bin/true\n"), 0o755)
-	svc, timer, _ = acme.RenewUnits(bin)
-	os.WriteFile(filepath.Join(dir, acme.RenewServiceUnit), []byte(svc), 0o644)
-	os.WriteFile(filepath.Join(dir, acme.RenewTimerUnit), []byte(timer), 0o644)
-	out, err := exec.Command(analyze, "verify", "--man=no", filepath.Join(dir, acme.RenewServiceUnit), filepath.Join(dir, acme.RenewTimerUnit)).CombinedOutput()
-	if err != nil {
-		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
-	}
 }
 
 // Provisioning orders its three certificates at once through one issuer.

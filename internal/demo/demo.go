@@ -454,7 +454,7 @@ func (s *Stack) openRelay() error {
 	return nil
 }
 
-const renewTimer = "portlama-certs-renew.timer"
+const renewTimer = system.UnitRenewTimer
 
 // dialable is a readiness probe: addr accepts TCP connections.
 func dialable(addr string) func(context.Context) error {

@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/portlama/portlama/internal/config"
+	"github.com/portlama/portlama/internal/nginx"
 	"github.com/portlama/portlama/internal/pki"
 )
 
@@ -219,30 +220,35 @@ func isHex(s string) bool {
 // those directories cannot make it change anything outside them, and it
 // changes links themselves (Lchown), never their targets.
 func (in *Installer) ownership(context.Context) (Result, error) {
-	keepRoot := []string{in.paths.StateFile, filepath.Join(in.layout.WWWDir, "cert-help.html")}
-	n := 0
+	keepRoot := append([]string{in.paths.StateFile}, nginx.HelpPages(in.layout)...)
+	var given []string
 	for _, dir := range []string{in.layout.DataDir, in.layout.WWWDir} {
 		c, err := chownTree(dir, in.uid, in.gid, keepRoot)
 		if err != nil {
 			return Result{}, err
 		}
-		n += c
+		given = append(given, c...)
 	}
-	if n == 0 {
+	if len(given) == 0 {
 		return done(false, "owned by %s", ServiceUser)
 	}
-	return done(true, "gave %d files to %s", n, ServiceUser)
+	shown := given[:min(len(given), 3)]
+	more := ""
+	if len(given) > len(shown) {
+		more = fmt.Sprintf(" and %d more", len(given)-len(shown))
+	}
+	return done(true, "gave %d files to %s (%s%s)", len(given), ServiceUser, strings.Join(shown, ", "), more)
 }
 
 // chownTree sets uid:gid on everything below dir except the paths in keep,
 // and returns how many entries it changed.
-func chownTree(dir string, uid, gid int, keep []string) (int, error) {
+func chownTree(dir string, uid, gid int, keep []string) ([]string, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer root.Close()
-	n := 0
+	var given []string
 	err = fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -261,10 +267,10 @@ func chownTree(dir string, uid, gid int, keep []string) (int, error) {
 		if err := root.Lchown(p, uid, gid); err != nil {
 			return fmt.Errorf("give %s to %s: %w", filepath.Join(dir, p), ServiceUser, err)
 		}
-		n++
+		given = append(given, filepath.Join(dir, p))
 		return nil
 	})
-	return n, err
+	return given, err
 }
 
 // sameContent reports whether path holds data.

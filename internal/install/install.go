@@ -38,9 +38,6 @@ type Options struct {
 	IP string
 	// Binary is the portlama executable to install (the running one).
 	Binary string
-	// RenewCommand says the binary has `portlama certs renew`: the daily
-	// timer is enabled only then.
-	RenewCommand bool
 }
 
 // Paths are the system files the installer touches; DefaultPaths on a

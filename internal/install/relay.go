@@ -320,21 +320,16 @@ func (in *Installer) services(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	note := ""
-	if in.opts.RenewCommand {
-		if timer.UnitFileState != "enabled" || timer.State != system.StateActive {
-			if err := in.sd.Enable(ctx, UnitRenewTimer); err != nil {
-				return Result{}, err
-			}
-			what = append(what, "renewal timer")
+	if timer.UnitFileState != "enabled" || timer.State != system.StateActive {
+		if err := in.sd.Enable(ctx, UnitRenewTimer); err != nil {
+			return Result{}, err
 		}
-	} else {
-		note = "; renewal timer installed, enabled once this version has `portlama certs renew`"
+		what = append(what, "renewal timer")
 	}
 	if len(what) == 0 {
-		return done(false, "running%s", note)
+		return done(false, "running")
 	}
-	return done(true, "%s%s", strings.Join(what, ", "), note)
+	return done(true, "%s", strings.Join(what, ", "))
 }
 
 // unitFailure adds the unit's last log lines to a failed start.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/nginx"
+	"github.com/portlama/portlama/internal/system"
 )
 
 // Unit file names the installer writes into /etc/systemd/system.
@@ -17,7 +18,7 @@ const (
 	UnitHelperSocket = "portlama-helper.socket"
 	UnitHelper       = "portlama-helper.service"
 	UnitRenew        = "portlama-renew.service"
-	UnitRenewTimer   = "portlama-renew.timer"
+	UnitRenewTimer   = system.UnitRenewTimer
 	// NginxDropIn is the drop-in for the distribution's nginx.service.
 	NginxDropIn = "nginx.service.d/portlama.conf"
 )

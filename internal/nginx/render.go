@@ -133,7 +133,7 @@ func (r *Renderer) Shared(p SharedParams) (Shared, error) {
 	out.Files = append(out.Files,
 		File{Path: filepath.Join(snip, "portlama.js"), Mode: 0o644, Content: []byte(cookieFilterJS)},
 		File{Path: r.CertHelpPath(), Mode: 0o644, Content: []byte(certHelpHTML)},
-		File{Path: filepath.Join(r.layout.WWWDir, "cookie-help.html"), Mode: 0o644, Content: []byte(cookieHelpHTML)},
+		File{Path: HelpPages(r.layout)[1], Mode: 0o644, Content: []byte(cookieHelpHTML)},
 	)
 
 	vhosts := []struct {
@@ -155,7 +155,14 @@ func (r *Renderer) Shared(p SharedParams) (Shared, error) {
 }
 
 // CertHelpPath is where the cert-help page lives: <www>/cert-help.html.
-func (r *Renderer) CertHelpPath() string { return filepath.Join(r.layout.WWWDir, "cert-help.html") }
+func (r *Renderer) CertHelpPath() string { return HelpPages(r.layout)[0] }
+
+// HelpPages are the pages nginx itself serves from the web directory (the
+// certificate help and the oversized-cookie page); the installer writes
+// them as root and they stay root's.
+func HelpPages(l config.Layout) []string {
+	return []string{filepath.Join(l.WWWDir, "cert-help.html"), filepath.Join(l.WWWDir, "cookie-help.html")}
+}
 
 // vhostData is the data of every per-host template.
 type vhostData struct {

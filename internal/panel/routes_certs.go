@@ -18,6 +18,7 @@ import (
 	"github.com/portlama/portlama/internal/agents"
 	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/pki"
+	"github.com/portlama/portlama/internal/system"
 	"github.com/portlama/portlama/internal/validate"
 )
 
@@ -176,7 +177,7 @@ func (s *Server) registerCerts() {
 		Method: http.MethodGet, Path: "/api/certs/auto-renew-status",
 		Access: AdminOnly, Gate: GateManagement,
 		Handler: func(c *Ctx) error {
-			ts, err := d.Timers.TimerStatus(c.R.Context(), acme.RenewTimerUnit)
+			ts, err := d.Timers.TimerStatus(c.R.Context(), system.UnitRenewTimer)
 			if err != nil {
 				c.Log.Warn("renewal timer status", "err", err)
 			}

@@ -55,8 +55,9 @@ type Response struct {
 	Error  string `json:"error,omitempty"`
 }
 
-// enableUnits are the units provisioning enables.
-var enableUnits = []string{system.UnitTunnel, system.UnitAuth}
+// enableUnits are the units provisioning enables (the renewal timer is
+// enabled by the installer already; provisioning's Enable is a no-op then).
+var enableUnits = []string{system.UnitTunnel, system.UnitAuth, system.UnitRenewTimer}
 
 // ErrRefused is wrapped by every refusal of a request or a caller.
 var ErrRefused = errors.New("refused by the root helper")

@@ -405,11 +405,11 @@ func (p *Provisioner) issueCerts(ctx context.Context, _ *Run) (string, *string, 
 	}
 	sctx, cancel := context.WithTimeout(ctx, p.cfg.StartTimeout)
 	defer cancel()
-	if err := p.cfg.Services.Enable(sctx, acme.RenewTimerUnit); err != nil {
+	if err := p.cfg.Services.Enable(sctx, system.UnitRenewTimer); err != nil {
 		return "", nil, fmt.Errorf("start the renewal timer: %w", err)
 	}
-	if st, err := p.cfg.Services.Status(sctx, acme.RenewTimerUnit); err != nil || st.State != system.StateActive {
-		return "", nil, fmt.Errorf("the renewal timer %s is not active (%v)", acme.RenewTimerUnit, err)
+	if st, err := p.cfg.Services.Status(sctx, system.UnitRenewTimer); err != nil || st.State != system.StateActive {
+		return "", nil, fmt.Errorf("the renewal timer %s is not active (%v)", system.UnitRenewTimer, err)
 	}
 	msg := fmt.Sprintf("%d certificate(s) issued", len(issued))
 	if len(kept) > 0 {

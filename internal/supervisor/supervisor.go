@@ -44,7 +44,7 @@ type Process interface {
 // Unit describes one service. Exactly one of Argv and Process is set.
 type Unit struct {
 	// Name is the unit name as provisioning uses it ("portlama-tunnel",
-	// "nginx", "portlama-certs-renew.timer").
+	// "nginx", "portlama-renew.timer").
 	Name string
 	// Argv is the command of a child-process unit; Env is added to this
 	// process's environment; Log receives its stdout and stderr.

@@ -190,33 +190,33 @@ func TestTimer(t *testing.T) {
 	s := New(nil)
 	self, _ := os.Executable()
 	log := filepath.Join(t.TempDir(), "timer.log")
-	if err := s.Add(Unit{Name: "portlama-certs-renew.timer", Argv: []string{self}, Env: []string{"SUPERVISOR_TICK=1"}, Log: log, Every: 50 * time.Millisecond}); err != nil {
+	if err := s.Add(Unit{Name: "portlama-renew.timer", Argv: []string{self}, Env: []string{"SUPERVISOR_TICK=1"}, Log: log, Every: 50 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if ts, _ := s.TimerStatus(ctx, "portlama-certs-renew.timer"); ts.Active {
+	if ts, _ := s.TimerStatus(ctx, "portlama-renew.timer"); ts.Active {
 		t.Fatalf("timer active before enable: %+v", ts)
 	}
-	if err := s.Enable(ctx, "portlama-certs-renew.timer"); err != nil {
+	if err := s.Enable(ctx, "portlama-renew.timer"); err != nil {
 		t.Fatal(err)
 	}
 	ticks := make(chan struct{}, 8)
-	go s.Follow(ctx, "portlama-certs-renew.timer", 0, func(l system.LogLine) error {
+	go s.Follow(ctx, "portlama-renew.timer", 0, func(l system.LogLine) error {
 		if l.Message == "tick" {
 			ticks <- struct{}{}
 		}
 		return nil
 	})
 	<-ticks
-	ts, _ := s.TimerStatus(ctx, "portlama-certs-renew.timer")
+	ts, _ := s.TimerStatus(ctx, "portlama-renew.timer")
 	if !ts.Active || ts.LastRun.IsZero() || !ts.NextRun.After(ts.LastRun) {
 		t.Fatalf("timer status %+v", ts)
 	}
-	if err := s.Stop(ctx, "portlama-certs-renew.timer"); err != nil {
+	if err := s.Stop(ctx, "portlama-renew.timer"); err != nil {
 		t.Fatal(err)
 	}
-	if ts, _ := s.TimerStatus(ctx, "portlama-certs-renew.timer"); ts.Active || !ts.NextRun.IsZero() {
+	if ts, _ := s.TimerStatus(ctx, "portlama-renew.timer"); ts.Active || !ts.NextRun.IsZero() {
 		t.Fatalf("after stop %+v", ts)
 	}
 }

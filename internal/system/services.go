@@ -79,6 +79,9 @@ const (
 	UnitPanel  = "portlama-panel"
 	UnitTunnel = "portlama-tunnel"
 	UnitAuth   = "portlama-auth"
+	// UnitRenewTimer runs `portlama certs renew` daily; the installer
+	// writes and enables it (portlama-renew.service is what it starts).
+	UnitRenewTimer = "portlama-renew.timer"
 )
 
 // ManagedServices are the services of the panel's services API, in the

@@ -352,7 +352,7 @@ func TestRelayLab(t *testing.T) {
 			"ufw":                    {"active", "enabled"},
 			"portlama-tunnel":        {"inactive", "disabled"},
 			"portlama-auth":          {"inactive", "disabled"},
-			"portlama-renew.timer":   {"inactive", "disabled"},
+			"portlama-renew.timer":   {"active", "enabled"},
 		}
 		for u, w := range want {
 			st, err := sd.Status(ctx, u)
@@ -368,7 +368,7 @@ func TestRelayLab(t *testing.T) {
 			out, _ := d.Exec(ctx, "systemctl", "--failed", "--no-legend")
 			t.Fatalf("system state %s after install; failed units:\n%s", state, out)
 		}
-		return "panel and helper socket active; tunnel and auth installed, disabled until provisioning; system running"
+		return "panel and helper socket active; renewal timer active; tunnel and auth installed, disabled until provisioning; system running"
 	})
 
 	r.Step(t, "listeners", func(t *testing.T) string {
@@ -582,9 +582,22 @@ func TestRelayLab(t *testing.T) {
 
 	r.Step(t, "panel access", func(t *testing.T) string {
 		base := "https://" + d.Addr.String() + ":9292"
+		// Without a certificate an API client gets JSON, a browser the
+		// page that explains how to import the P12.
 		code, body := get(t, visitor.HTTPClient(noCertTLS(t, d)), base+"/api/health")
-		if code != http.StatusBadRequest || !strings.Contains(body, "client.p12") {
-			t.Errorf("no certificate: %d %s", code, tail(body, 300))
+		if code != http.StatusForbidden || !strings.Contains(body, `"error":"mTLS certificate required"`) {
+			t.Errorf("API client without a certificate: %d %s", code, tail(body, 300))
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/", nil)
+		req.Header.Set("Accept", "text/html,application/xhtml+xml")
+		if resp, err := visitor.HTTPClient(noCertTLS(t, d)).Do(req); err != nil {
+			t.Errorf("browser without a certificate: %v", err)
+		} else {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "client.p12") {
+				t.Errorf("browser without a certificate: %d %s", resp.StatusCode, tail(string(b), 300))
+			}
 		}
 		code, body = get(t, visitor.HTTPClient(adminTLS(t, d)), base+"/api/health")
 		if code != http.StatusOK || !strings.Contains(body, `"status":"ok"`) {
@@ -610,7 +623,7 @@ func TestRelayLab(t *testing.T) {
 		if resp.StatusCode != http.StatusMovedPermanently || !strings.HasPrefix(resp.Header.Get("Location"), "https://") {
 			t.Errorf("http: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 		}
-		return "no cert → 400 + help page; admin cert → health ok; home (NAT) → onboarding FRESH"
+		return "no cert → 403 JSON for API clients, help page for browsers; admin cert → health ok; home (NAT) → onboarding FRESH"
 	})
 
 	r.Step(t, "service manager", func(t *testing.T) string {
