@@ -371,7 +371,9 @@ func relaySteps(t *testing.T, ctx context.Context, l *Lab, d *Droplet, home, vis
 		defer logs.Close()
 		lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
-		if _, err := logs.Until(lctx, func(l api.LogLine) bool { return l.Timestamp != "" && strings.Contains(l.Message, "auth server listening") }); err != nil {
+		if _, err := logs.Until(lctx, func(l api.LogLine) bool {
+			return l.Timestamp != "" && strings.Contains(l.Message, "auth server listening")
+		}); err != nil {
 			t.Errorf("the auth server's journal does not reach the log stream: %v", err)
 		}
 		return strings.Join(got, ", ") + "; restart via the root helper; journal streamed"
