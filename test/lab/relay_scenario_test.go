@@ -371,10 +371,17 @@ func relaySteps(t *testing.T, ctx context.Context, l *Lab, d *Droplet, home, vis
 		defer logs.Close()
 		lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
+		var seen []string
 		if _, err := logs.Until(lctx, func(l api.LogLine) bool {
+			if len(seen) < 5 {
+				seen = append(seen, l.Timestamp+" "+l.Message)
+			}
 			return l.Timestamp != "" && strings.Contains(l.Message, "auth server listening")
 		}); err != nil {
-			t.Errorf("the auth server's journal does not reach the log stream: %v", err)
+			// The same journalctl in the panel unit's sandbox, for the reason.
+			out, jerr := d.RunWith(ctx, RunOpts{User: "portlama", Properties: unitSandbox(t, d, "/etc/systemd/system/portlama-panel.service")},
+				"journalctl", "-u", "portlama-auth", "-n", "3", "--no-pager", "--output=short-iso")
+			t.Errorf("the auth server's journal does not reach the log stream: %v; frames seen: %q\njournalctl in the panel's sandbox: %v\n%s", err, seen, jerr, out)
 		}
 		return strings.Join(got, ", ") + "; restart via the root helper; journal streamed"
 	})
@@ -597,4 +604,29 @@ func relaySteps(t *testing.T, ctx context.Context, l *Lab, d *Droplet, home, vis
 		return fmt.Sprintf("guesser banned by the portlama-auth jail after %d failed logins (ufw drops it); the visitor unaffected", tries)
 	})
 	return w
+}
+
+// unitSandbox returns the [Service] settings of a unit file that shape
+// its sandbox (not what runs or restarts it), as systemd-run properties.
+func unitSandbox(t *testing.T, d *Droplet, unit string) []string {
+	t.Helper()
+	data, err := d.ReadFile(unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skip := map[string]bool{"Type": true, "ExecStart": true, "ExecReload": true, "User": true, "Restart": true, "RestartSec": true, "StateDirectory": true, "StateDirectoryMode": true}
+	var props []string
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") {
+			in = line == "[Service]"
+			continue
+		}
+		k, _, ok := strings.Cut(line, "=")
+		if in && ok && !skip[k] {
+			props = append(props, line)
+		}
+	}
+	return props
 }
