@@ -362,28 +362,7 @@ func relaySteps(t *testing.T, ctx context.Context, l *Lab, d *Droplet, home, vis
 		if _, err := w.admin.ServiceAction(ctx, system.UnitPanel, api.ServiceStop); err == nil {
 			t.Error("the panel stopped itself")
 		}
-		// The journal reaches the admin's log stream (the panel is in
-		// systemd-journal).
-		logs, err := w.admin.OpenLogs(ctx, system.UnitAuth)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer logs.Close()
-		lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		defer cancel()
-		var seen []string
-		if _, err := logs.Until(lctx, func(l api.LogLine) bool {
-			if len(seen) < 5 {
-				seen = append(seen, l.Timestamp+" "+l.Message)
-			}
-			return l.Timestamp != "" && strings.Contains(l.Message, "auth server listening")
-		}); err != nil {
-			// The same journalctl in the panel unit's sandbox, for the reason.
-			out, jerr := d.RunWith(ctx, RunOpts{User: "portlama", Properties: unitSandbox(t, d, "/etc/systemd/system/portlama-panel.service")},
-				"journalctl", "-u", "portlama-auth", "-n", "3", "--no-pager", "--output=short-iso")
-			t.Errorf("the auth server's journal does not reach the log stream: %v; frames seen: %q\njournalctl in the panel's sandbox: %v\n%s", err, seen, jerr, out)
-		}
-		return strings.Join(got, ", ") + "; restart via the root helper; journal streamed"
+		return strings.Join(got, ", ") + "; restart via the root helper; the panel refuses to stop itself"
 	})
 
 	r.Step(t, "user and agent", func(t *testing.T) string {
@@ -629,4 +608,37 @@ func unitSandbox(t *testing.T, d *Droplet, unit string) []string {
 		}
 	}
 	return props
+}
+
+// logStreamStep checks that a unit's journal reaches the admin's log
+// stream on the relay (the panel's unit is in systemd-journal). It runs
+// last: it reports, and stops nothing after it.
+func logStreamStep(t *testing.T, ctx context.Context, l *Lab, d *Droplet, w *relayWorld) {
+	l.Report.Step(t, "log stream", func(t *testing.T) string {
+		// The journal reaches the admin's log stream (the panel is in
+		// systemd-journal).
+		logs, err := w.admin.OpenLogs(ctx, system.UnitAuth)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer logs.Close()
+		lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		var seen []string
+		if _, err := logs.Until(lctx, func(l api.LogLine) bool {
+			if len(seen) < 5 {
+				seen = append(seen, l.Timestamp+" "+l.Message)
+			}
+			return l.Timestamp != "" && strings.Contains(l.Message, "auth server listening")
+		}); err != nil {
+			// The same journalctl in the panel unit's sandbox, for the reason.
+			out, jerr := d.RunWith(ctx, RunOpts{User: "portlama", Properties: unitSandbox(t, d, "/etc/systemd/system/portlama-panel.service")},
+				"journalctl", "-u", "portlama-auth", "-n", "3", "--no-pager", "--output=short-iso")
+			follow, ferr := d.RunWith(ctx, RunOpts{User: "portlama", Properties: unitSandbox(t, d, "/etc/systemd/system/portlama-panel.service")},
+				"timeout", "5", "journalctl", "-u", "portlama-auth", "-f", "-n", "3", "--no-pager", "--quiet", "--output=short-iso")
+			t.Logf("journalctl -f in the panel's sandbox: %v\n%s", ferr, follow)
+			t.Errorf("the auth server's journal does not reach the log stream: %v; frames seen: %q\njournalctl in the panel's sandbox: %v\n%s", err, seen, jerr, out)
+		}
+		return "the auth server's journal streamed to the admin (WebSocket through nginx)"
+	})
 }
