@@ -588,7 +588,7 @@ func relaySteps(t *testing.T, ctx context.Context, l *Lab, d *Droplet, home, vis
 		if _, err := waitApp(ctx, w.relayClient(visitor), w.appURL, w.appName, cookie, 10*time.Second); err != nil {
 			t.Error(err)
 		}
-		return fmt.Sprintf("guesser banned by the portlama-auth jail after %d failed logins (ufw drops it); the visitor unaffected", tries)
+		return fmt.Sprintf("guesser banned by the portlama-auth jail (%d failed logins sent before the ban took effect; ufw drops it); the visitor unaffected", tries)
 	})
 	return w
 }
