@@ -17,6 +17,10 @@ import (
 var version = "0.0.0"
 
 func main() {
+	// A reload (SIGHUP) must never end a daemon, not even one still
+	// starting: the daemons that re-read state on it ask for it later
+	// (onHangup), which undoes this.
+	signal.Ignore(syscall.SIGHUP)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCmd().ExecuteContext(ctx); err != nil {

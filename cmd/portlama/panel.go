@@ -31,6 +31,9 @@ func newPanelCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// The panel reads panel.json on every request: its reload
+			// (SIGHUP) has nothing to re-read, and must not end it.
+			go onHangup(ctx, log, func(context.Context) error { return nil })
 			return srv.ListenAndServe(ctx)
 		})
 }

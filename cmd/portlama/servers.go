@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,6 +33,26 @@ func relayCommand(use, short string, run func(ctx context.Context, r config.Rela
 	return cmd
 }
 
+// onHangup runs reload on every SIGHUP until ctx ends: the units' reload
+// action (systemctl reload, the supervisor's Reload) sends one.
+func onHangup(ctx context.Context, log *slog.Logger, reload func(context.Context) error) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := reload(ctx); err != nil {
+				log.Warn("reload on SIGHUP", "err", err)
+			} else {
+				log.Info("reloaded on SIGHUP")
+			}
+		}
+	}
+}
+
 // tunnelServerConfig places the tunnel server on the relay's address and files.
 func tunnelServerConfig(r config.Relay) tunnel.ServerConfig {
 	cfg := tunnel.DirConfig(r.Layout.TunnelDir())
@@ -44,7 +68,12 @@ func newTunnelServerCmd() *cobra.Command {
 			cfg := tunnelServerConfig(r)
 			cfg.ReloadInterval = poll
 			cfg.Logger = newLogger()
-			return tunnel.RunServer(ctx, cfg)
+			srv, err := tunnel.NewServer(cfg)
+			if err != nil {
+				return err
+			}
+			go onHangup(ctx, cfg.Logger, func(ctx context.Context) error { _, err := srv.Reload(ctx); return err })
+			return srv.Run(ctx)
 		})
 	cmd.Flags().DurationVar(&poll, "acl-poll-interval", tunnel.DefaultReloadInterval,
 		"how often to re-read acl.json without a notification on the management socket (a fallback)")
@@ -83,6 +112,7 @@ func newAuthServerCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			go onHangup(ctx, cfg.Logger, srv.Reload)
 			return srv.Run(ctx)
 		})
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/go-acme/lego/v5/certcrypto"
 	"github.com/go-acme/lego/v5/certificate"
 	"github.com/go-acme/lego/v5/challenge/dns01"
+	"github.com/go-acme/lego/v5/challenge/http01"
 	"github.com/go-acme/lego/v5/lego"
 	legolog "github.com/go-acme/lego/v5/log"
 	"github.com/go-acme/lego/v5/providers/http/webroot"
@@ -200,7 +201,7 @@ func (i *ACMEIssuer) order(ctx context.Context, set Settings, names []string, ch
 		if err != nil {
 			return nil, err
 		}
-		if err := client.Challenge.SetHTTP01Provider(p); err != nil {
+		if err := client.Challenge.SetHTTP01Provider(readableWebroot{p, i.cfg.Webroot}); err != nil {
 			return nil, err
 		}
 	}
@@ -394,4 +395,31 @@ func isNetError(err error) bool {
 	var oe *net.OpError
 	var ue *url.Error
 	return errors.As(err, &oe) || errors.As(err, &ue)
+}
+
+// readableWebroot makes lego's challenge files readable by nginx: the
+// panel runs with UMask=0077, which would leave them 0600 and nginx's
+// workers (another user) answering 403 to the CA.
+type readableWebroot struct {
+	*webroot.HTTPProvider
+	dir string
+}
+
+func (w readableWebroot) Present(ctx context.Context, domain, token, keyAuth string) error {
+	if err := w.HTTPProvider.Present(ctx, domain, token, keyAuth); err != nil {
+		return err
+	}
+	file := filepath.Join(w.dir, http01.ChallengePath(token))
+	for d := filepath.Dir(file); strings.HasPrefix(d, w.dir); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			return fmt.Errorf("make the ACME webroot readable: %w", err)
+		}
+		if d == w.dir {
+			break
+		}
+	}
+	if err := os.Chmod(file, 0o644); err != nil {
+		return fmt.Errorf("make the ACME challenge readable: %w", err)
+	}
+	return nil
 }

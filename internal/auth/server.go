@@ -363,6 +363,13 @@ func (s *Server) applyState(context.Context) (map[string]string, error) {
 	return map[string]string{UsersFileName: uf.gen, RulesFileName: rf.gen}, nil
 }
 
+// Reload reads users.yml and access-rules.json now (SIGHUP, the unit's
+// reload); a file that does not parse keeps the last good state.
+func (s *Server) Reload(ctx context.Context) error {
+	_, err := s.applyState(ctx)
+	return err
+}
+
 // reload re-reads users.yml and access-rules.json if they changed (or
 // always, with force): the start-up load and the periodic fallback. A file
 // that does not parse keeps the last good copy; the access rules' error is

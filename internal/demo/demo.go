@@ -172,12 +172,14 @@ type Stack struct {
 	progress func(string, ...any)
 	// DNS is the offline DNS server onboarding checks (nil with ACME:
 	// Pebble's DNS server answers every name).
-	DNS       *dnstest.Server
-	cancel    context.CancelFunc
-	runCtx    context.Context
-	bg        chan error
-	panelRun  chan struct{}
-	panelStop context.CancelFunc
+	DNS          *dnstest.Server
+	cancel       context.CancelFunc
+	runCtx       context.Context
+	bg           chan error
+	panelMu      sync.Mutex // guards the panel fields below and Services on a restart
+	panelStarted bool
+	panelRun     chan struct{}
+	panelStop    context.CancelFunc
 
 	adminOnce sync.Once
 	admin     *http.Client
@@ -246,7 +248,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	}{
 		{"prepare the relay (install: PKI, secrets, panel.json)", s.install},
 		{"start nginx", s.startNginx},
-		{"start the panel", func(context.Context) error { return s.startPanel(runCtx) }},
+		{"start the panel", func(ctx context.Context) error { return s.Supervisor.Enable(ctx, system.UnitPanel) }},
 	}
 	if !o.NoOnboarding {
 		steps = append(steps, struct {
@@ -416,9 +418,11 @@ func (s *Stack) startNginx(ctx context.Context) error {
 	s.Nginx = inst
 	cfg := s.RelayConfigPath()
 	units := []supervisor.Unit{
-		{Name: system.UnitNginx, Process: nginxProcess{inst}},
-		{Name: system.UnitTunnel, Argv: []string{s.opts.RelayBinary, "tunnel-server", "--relay-config", cfg}, Log: s.LogPath("tunnel-server")},
-		{Name: system.UnitAuth, Argv: []string{s.opts.RelayBinary, "auth-server", "--relay-config", cfg}, Log: s.LogPath("auth-server")},
+		{Name: system.UnitNginx, Process: nginxProcess{inst}, Log: inst.ErrorLog()},
+		{Name: system.UnitPanel, Process: panelProcess{s}},
+		// Start returns once the daemon accepts connections.
+		{Name: system.UnitTunnel, Argv: []string{s.opts.RelayBinary, "tunnel-server", "--relay-config", cfg}, Log: s.LogPath("tunnel-server"), Ready: dialable(s.Relay.Addrs.Tunnel)},
+		{Name: system.UnitAuth, Argv: []string{s.opts.RelayBinary, "auth-server", "--relay-config", cfg}, Log: s.LogPath("auth-server"), Ready: dialable(s.Relay.Addrs.Auth)},
 		// The daily renewal, as the relay's systemd timer runs it.
 		{Name: renewTimer, Argv: []string{s.opts.RelayBinary, "certs", "renew", "--relay-config", cfg}, Log: s.LogPath("certs-renew"), Every: 24 * time.Hour},
 	}
@@ -430,7 +434,15 @@ func (s *Stack) startNginx(ctx context.Context) error {
 	if err := s.Supervisor.Enable(ctx, system.UnitNginx); err != nil {
 		return err
 	}
-	opts := relay.Options{Config: s.Relay, Nginx: inst, Services: s.Supervisor, Logger: s.log}
+	if err := s.openRelay(); err != nil {
+		return err
+	}
+	return provision.WriteShared(ctx, s.Relay.Layout, s.Services.Render, s.Services.Nginx)
+}
+
+// openRelay opens the relay from its files into s.Services.
+func (s *Stack) openRelay() error {
+	opts := relay.Options{Config: s.Relay, Nginx: s.Nginx, Services: s.Supervisor, Logger: s.log}
 	if !s.opts.ACME {
 		opts.Issuer = relayCAIssuer{dir: s.Relay.Layout.PKIDir(), log: s.log}
 	}
@@ -439,12 +451,58 @@ func (s *Stack) startNginx(ctx context.Context) error {
 		return err
 	}
 	s.Services = svc
-	return provision.WriteShared(ctx, s.Relay.Layout, svc.Render, svc.Nginx)
+	return nil
 }
 
 const renewTimer = system.UnitRenewTimer
 
-func (s *Stack) startPanel(ctx context.Context) error {
+// dialable is a readiness probe: addr accepts TCP connections.
+func dialable(addr string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	}
+}
+
+// panelProcess runs the panel inside this process as the portlama-panel
+// unit, so the services API can report and restart it as on a relay.
+type panelProcess struct{ s *Stack }
+
+func (p panelProcess) Start(context.Context) error { return p.s.startPanel() }
+func (p panelProcess) Stop(context.Context) error  { p.s.stopPanel(); return nil }
+
+// Reload is a no-op: the panel reads panel.json on every request.
+func (p panelProcess) Reload(context.Context) error { return nil }
+
+// Pid is this process while the panel serves.
+func (p panelProcess) Pid() int {
+	p.s.panelMu.Lock()
+	defer p.s.panelMu.Unlock()
+	if p.s.panelRun == nil {
+		return 0
+	}
+	select {
+	case <-p.s.panelRun:
+		return 0
+	default:
+		return os.Getpid()
+	}
+}
+
+// startPanel serves the panel; every start after the first opens the
+// relay again from its files, as a restarted portlama-panel does.
+func (s *Stack) startPanel() error {
+	s.panelMu.Lock()
+	defer s.panelMu.Unlock()
+	if s.panelStarted {
+		if err := s.openRelay(); err != nil {
+			return err
+		}
+	}
 	srv, err := panel.New(panel.FromRelay(s.Services, s.opts.Version, s.log))
 	if err != nil {
 		return err
@@ -453,7 +511,8 @@ func (s *Stack) startPanel(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	pctx, stop := context.WithCancel(ctx)
+	s.panelStarted = true
+	pctx, stop := context.WithCancel(s.runCtx)
 	run := make(chan struct{})
 	s.panelRun, s.panelStop = run, stop
 	go func() {
@@ -466,21 +525,22 @@ func (s *Stack) startPanel(ctx context.Context) error {
 	return nil
 }
 
-// RestartPanel stops the panel, opens the relay again from its files (as
-// a restarted portlama-panel does) and serves it again.
+// stopPanel stops serving and waits until the panel has shut down.
+func (s *Stack) stopPanel() {
+	s.panelMu.Lock()
+	stop, run := s.panelStop, s.panelRun
+	s.panelMu.Unlock()
+	if stop == nil {
+		return
+	}
+	stop()
+	<-run
+}
+
+// RestartPanel restarts the portlama-panel unit: the panel stops, opens
+// the relay again from its files and serves it again.
 func (s *Stack) RestartPanel(ctx context.Context) error {
-	s.panelStop()
-	<-s.panelRun
-	opts := relay.Options{Config: s.Relay, Nginx: s.Nginx, Services: s.Supervisor, Logger: s.log}
-	if !s.opts.ACME {
-		opts.Issuer = relayCAIssuer{dir: s.Relay.Layout.PKIDir(), log: s.log}
-	}
-	svc, err := relay.Open(opts)
-	if err != nil {
-		return err
-	}
-	s.Services = svc
-	return s.startPanel(s.runCtx)
+	return s.Supervisor.Restart(ctx, system.UnitPanel)
 }
 
 // AdminClient returns an HTTP client that presents the admin certificate
@@ -606,9 +666,12 @@ func (s *Stack) Stop() {
 	if s.cancel != nil {
 		s.cancel()
 	}
-	if s.panelRun != nil {
+	s.panelMu.Lock()
+	run := s.panelRun
+	s.panelMu.Unlock()
+	if run != nil {
 		select {
-		case <-s.panelRun:
+		case <-run:
 		case <-ctx.Done():
 		}
 	}

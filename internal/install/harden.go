@@ -238,13 +238,15 @@ findtime    = 10m
 bantime     = 1h
 `
 
-// Fail2banFilter matches the auth server's failed-login lines (slog text
-// from internal/auth: msg="first factor failed" user=... ip=<addr>). The
-// address is the last field, so nothing a user types (the name is quoted
-// by slog when it has spaces) can stand in for it.
+// Fail2banFilter matches the auth server's failed and refused logins
+// (slog text from internal/auth: msg="first factor failed" user=...
+// ip=<addr>; "login refused: ..." once its own regulation blocks the
+// address, so fail2ban keeps counting past that). The address is the last
+// field, so nothing a user types (slog quotes a name with spaces or
+// quotes) can stand in for it.
 const Fail2banFilter = `# Managed by portlama install.
 [Definition]
-failregex = ^.*level=WARN msg="(?:first factor failed|second factor failed)" user=(?:"(?:[^"\\]|\\.)*"|\S*) ip=<HOST>$
+failregex = ^.*level=WARN msg="(?:first factor failed|second factor failed|login refused: [a-z ]+|second factor refused: [a-z ]+)" user=(?:"(?:[^"\\]|\\.)*"|[^\s"]*) ip=<HOST>$
 ignoreregex =
 `
 

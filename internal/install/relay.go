@@ -22,6 +22,7 @@ import (
 	"github.com/portlama/portlama/internal/nginx"
 	"github.com/portlama/portlama/internal/pki"
 	"github.com/portlama/portlama/internal/system"
+	"github.com/portlama/portlama/internal/tunnel"
 )
 
 // lintedNginx is the installer's nginx controller: the lint gate before
@@ -134,6 +135,23 @@ func (in *Installer) nginx(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	// The tunnel vhost (written at provisioning, by the unprivileged
+	// panel) includes the tunnel server's secret snippet, which only root
+	// can write into nginx's snippets: make the secret now, the tunnel
+	// server's to read.
+	tsPath := tunnel.DirConfig(in.layout.TunnelDir()).SecretFile
+	tsecret, err := tunnel.EnsureProxySecret(tsPath)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := os.Lchown(tsPath, in.uid, in.gid); err != nil {
+		return Result{}, fmt.Errorf("give the tunnel secret to %s: %w", ServiceUser, err)
+	}
+	tsFile, err := r.TunnelSecret(tsecret)
+	if err != nil {
+		return Result{}, err
+	}
+	sh.Files = append(sh.Files, tsFile)
 	defaultLink := filepath.Join(in.layout.NginxSitesEnabled(), "default")
 	_, defErr := os.Lstat(defaultLink)
 	if !in.sharedCurrent(sh) || defErr == nil {

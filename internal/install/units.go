@@ -100,6 +100,8 @@ func Units(p UnitParams) ([]UnitFile, error) {
 	service := func(desc, after, exec, extra string) string {
 		return "# Managed by portlama install.\n[Unit]\nDescription=" + desc + "\nDocumentation=https://github.com/portlama/portlama\nAfter=" + after + "\n\n" +
 			"[Service]\nType=exec\nExecStart=" + exec + "\nUser=" + p.User + "\nGroup=" + p.User + "\nRestart=on-failure\nRestartSec=2s\n" +
+			// reload re-reads the state files (the process handles SIGHUP).
+			"ExecReload=/bin/kill -HUP $MAINPID\n" +
 			extra + hardening + "\n[Install]\nWantedBy=multi-user.target\n"
 	}
 	panel := service("Portlama panel (admin API behind nginx, 127.0.0.1:3100)", "network.target nginx.service",

@@ -22,6 +22,7 @@ func FromRelay(s *relay.Services, version string, log *slog.Logger) Config {
 		Agents:       RegistryDirectory{Manager: s.Agents},
 		Resolver:     s.Resolver,
 		Stats:        &system.Collector{},
+		Services:     s.Services,
 		PanelStore:   s.Panel,
 		Provisioning: s.Job,
 		Relay: RelayDeps{

@@ -45,6 +45,10 @@ type Config struct {
 	Agents      AgentDirectory      // agents registry (RegistryDirectory)
 	Resolver    onboarding.Resolver // DNS for verify-dns
 	Stats       StatsSource         // system stats (*system.Collector)
+	// Services controls and reports the relay's services and streams
+	// their logs (systemd through the root helper on a relay, the
+	// supervisor in the demo and tests).
+	Services system.ServiceManager
 
 	// RateLimit is the number of requests per minute per client address;
 	// 0 → 100.
@@ -71,7 +75,7 @@ func (cfg Config) missing() []string {
 	var m []string
 	for name, isNil := range map[string]bool{
 		"Revocations": cfg.Revocations == nil, "Agents": cfg.Agents == nil, "Resolver": cfg.Resolver == nil,
-		"Stats": cfg.Stats == nil, "PanelStore": cfg.PanelStore == nil, "Provisioning": cfg.Provisioning == nil,
+		"Stats": cfg.Stats == nil, "Services": cfg.Services == nil, "PanelStore": cfg.PanelStore == nil, "Provisioning": cfg.Provisioning == nil,
 	} {
 		if isNil {
 			m = append(m, name)
@@ -168,6 +172,7 @@ func (s *Server) registerRoutes() {
 	s.registerHealth()
 	s.registerOnboarding()
 	s.registerSystem()
+	s.registerServices()
 	s.registerUsers()
 	s.registerInvitations()
 	s.registerSettings()

@@ -29,7 +29,17 @@ type ProvisionStream struct {
 // OpenProvisionStream dials WS /api/onboarding/provision/stream. A refusal
 // before the upgrade (410 after completion, 403) is an *api.Error.
 func (c *Client) OpenProvisionStream(ctx context.Context) (*ProvisionStream, error) {
-	u := "ws" + strings.TrimPrefix(c.base, "http") + "/api/onboarding/provision/stream"
+	conn, err := c.dialWS(ctx, "/api/onboarding/provision/stream", "provisioning stream")
+	if err != nil {
+		return nil, err
+	}
+	return &ProvisionStream{conn: conn}, nil
+}
+
+// dialWS opens the WebSocket at path with the client's certificate and
+// 2FA session. A refusal before the upgrade is an *api.Error.
+func (c *Client) dialWS(ctx context.Context, path, what string) (*websocket.Conn, error) {
+	u := "ws" + strings.TrimPrefix(c.base, "http") + path
 	h := http.Header{}
 	if ck := c.TwoFASession(); ck != nil {
 		h.Add("Cookie", ck.String())
@@ -51,10 +61,10 @@ func (c *Client) OpenProvisionStream(ctx context.Context) (*ProvisionStream, err
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, fmt.Errorf("provisioning stream: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	conn.SetReadLimit(1 << 20)
-	return &ProvisionStream{conn: conn}, nil
+	return conn, nil
 }
 
 // Next reads the next frame; its raw JSON is returned too.

@@ -146,7 +146,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 	}()
 	certFile, keyFile := filepath.Join(cfg.Dir, "tls-cert.pem"), filepath.Join(cfg.Dir, "tls-key.pem")
-	pool, err := writeTLS(s.CACertFile, certFile, keyFile)
+	pool, err := WriteTLS(s.CACertFile, certFile, keyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -319,9 +319,10 @@ func (s *Server) ClearA(ctx context.Context, host string) error {
 	return s.chall(ctx, "/clear-a", map[string]string{"host": fqdn(host)})
 }
 
-// writeTLS makes a throwaway CA and a certificate for 127.0.0.1 and
-// localhost signed by it, for Pebble's HTTPS listeners.
-func writeTLS(caFile, certFile, keyFile string) (*x509.CertPool, error) {
+// WriteTLS makes a throwaway CA and a certificate for 127.0.0.1 and
+// localhost signed by it, for Pebble's HTTPS listeners (the lab runs Pebble
+// inside its droplet with them).
+func WriteTLS(caFile, certFile, keyFile string) (*x509.CertPool, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err

@@ -389,8 +389,10 @@ func TestServicesThroughHelper(t *testing.T) {
 	}
 	s.Systemd = fake("2026-12-03T08:56:19+0000 droplet portlama[7]: up\n")
 	var lines []system.LogLine
-	err = s.Follow(ctx, "portlama-panel", 10, func(l system.LogLine) error { lines = append(lines, l); return nil })
-	if !errors.Is(err, system.ErrLogEnded) || len(lines) != 1 || lines[0].Message != "droplet portlama[7]: up" {
+	fctx, stop := context.WithCancel(ctx)
+	err = s.Follow(fctx, "portlama-panel", 10, func(l system.LogLine) error { lines = append(lines, l); stop(); return nil })
+	stop()
+	if err != nil || len(lines) != 1 || lines[0].Message != "droplet portlama[7]: up" {
 		t.Fatalf("follow: %v %+v", err, lines)
 	}
 	if len(argv) != 2 || argv[0][0] != "systemctl" || argv[1][0] != "journalctl" {

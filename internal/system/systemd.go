@@ -23,6 +23,9 @@ type Systemd struct {
 	// Systemctl and Journalctl are the binaries; "" means the name.
 	Systemctl  string
 	Journalctl string
+	// FollowInterval is how often Follow polls the journal; 0 means
+	// DefaultFollowInterval.
+	FollowInterval time.Duration
 }
 
 var _ ServiceManager = Systemd{}
@@ -160,7 +163,19 @@ func parseShowTime(v string) time.Time {
 // maxLogLine bounds one log line; longer lines are cut.
 const maxLogLine = 16 << 10
 
-// Follow runs "journalctl -u <unit> -f -n <backlog> --output=short-iso".
+// DefaultFollowInterval is how often Follow asks the journal for new lines.
+const DefaultFollowInterval = time.Second
+
+// cursorPrefix starts the line --show-cursor adds after the entries.
+const cursorPrefix = "-- cursor: "
+
+// Follow reads the unit's journal: "journalctl -u <unit> -n <backlog>
+// --output=short-iso --show-cursor", then every FollowInterval the lines
+// after the last cursor. It polls rather than running "journalctl -f":
+// inside the panel's hardened unit (ProtectKernelTunables,
+// ProtectControlGroups, ProtectProc=invisible) "journalctl -f" prints
+// nothing at all, not even the backlog (measured in the lab), while a
+// plain read works.
 func (s Systemd) Follow(ctx context.Context, unit string, backlog int, fn func(LogLine) error) error {
 	if err := ValidUnit(unit); err != nil {
 		return err
@@ -168,9 +183,52 @@ func (s Systemd) Follow(ctx context.Context, unit string, backlog int, fn func(L
 	if backlog < 0 {
 		backlog = 0
 	}
-	argv := []string{orDefault(s.Journalctl, "journalctl"), "-u", unit, "-f", "-n", strconv.Itoa(backlog),
-		"--output=short-iso", "--no-pager", "--quiet"}
-	parent := ctx
+	interval := s.FollowInterval
+	if interval <= 0 {
+		interval = DefaultFollowInterval
+	}
+	cursor := ""
+	// Entries from this second on are new when the backlog was empty.
+	since := "--since=@" + strconv.FormatInt(time.Now().Unix(), 10)
+	for first := true; ; first = false {
+		args := []string{"-u", unit, "--output=short-iso", "--no-pager", "--quiet", "--show-cursor"}
+		if first {
+			args = append(args, "-n", strconv.Itoa(backlog))
+		} else {
+			if cursor == "" {
+				args = append(args, since)
+			} else {
+				args = append(args, "--after-cursor="+cursor)
+			}
+		}
+		next, err := s.readJournal(ctx, args, fn)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil && first && errors.Is(err, ErrLogStart):
+			return err
+		case err != nil && errors.Is(err, ErrLogStart):
+			return fmt.Errorf("%w: %v", ErrLogEnded, err)
+		case err != nil:
+			return err
+		}
+		if next != "" {
+			cursor = next
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+	}
+}
+
+// readJournal runs journalctl with args, passes each entry line to fn and
+// returns the cursor it printed ("" when there was no entry). A command
+// that cannot start or fails wraps ErrLogStart; fn's error is returned as
+// it is.
+func (s Systemd) readJournal(ctx context.Context, args []string, fn func(LogLine) error) (string, error) {
+	argv := append([]string{orDefault(s.Journalctl, "journalctl")}, args...)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cmdf := s.Command
@@ -180,26 +238,30 @@ func (s Systemd) Follow(ctx context.Context, unit string, backlog int, fn func(L
 	cmd := cmdf(ctx, argv)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return fmt.Errorf("%w for %s: %v", ErrLogStart, unit, err)
+		return "", fmt.Errorf("%w: %v", ErrLogStart, err)
 	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 4 << 10}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%w for %s: %v", ErrLogStart, unit, err)
+		return "", fmt.Errorf("%w: %v", ErrLogStart, err)
 	}
-	readErr := readLines(stdout, fn)
-	cancel()
-	waitErr := cmd.Wait()
-	switch {
-	case readErr != nil && !errors.Is(readErr, io.EOF):
-		return readErr // fn failed
-	case parent.Err() != nil:
-		return nil
+	cursor := ""
+	readErr := readLines(stdout, func(l LogLine) error {
+		if c, ok := strings.CutPrefix(l.Message, cursorPrefix); ok && l.Timestamp == "" {
+			cursor = c
+			return nil
+		}
+		return fn(l)
+	})
+	if readErr != nil && !errors.Is(readErr, io.EOF) {
+		cancel()
+		cmd.Wait()
+		return "", readErr // fn failed
 	}
-	if msg := strings.TrimSpace(stderr.String()); msg != "" {
-		return fmt.Errorf("%w: journalctl for %s: %v: %s", ErrLogEnded, unit, waitErr, msg)
+	if err := cmd.Wait(); err != nil && ctx.Err() == nil {
+		return "", fmt.Errorf("%w: journalctl: %v: %s", ErrLogStart, err, strings.TrimSpace(stderr.String()))
 	}
-	return ErrLogEnded
+	return cursor, nil
 }
 
 // readLines passes each line of r to fn until r ends (io.EOF, whatever the

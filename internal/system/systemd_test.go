@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -146,66 +148,110 @@ func TestValidUnit(t *testing.T) {
 }
 
 // The tests below run this test binary as a stand-in journalctl: it prints
-// the lines in PORTLAMA_FAKE_JOURNAL and then exits or blocks.
+// the lines in PORTLAMA_FAKE_JOURNAL and exits with
+// PORTLAMA_FAKE_JOURNAL_EXIT.
 func TestMain(m *testing.M) {
 	if lines, ok := os.LookupEnv("PORTLAMA_FAKE_JOURNAL"); ok {
-		for _, l := range strings.Split(lines, "|") {
-			fmt.Println(l)
+		if lines != "" {
+			for _, l := range strings.Split(lines, "|") {
+				fmt.Println(l)
+			}
 		}
-		if os.Getenv("PORTLAMA_FAKE_JOURNAL_BLOCK") == "1" {
-			time.Sleep(time.Hour)
-		}
-		os.Exit(0)
+		code, _ := strconv.Atoi(os.Getenv("PORTLAMA_FAKE_JOURNAL_EXIT"))
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }
 
-func fakeJournal(t *testing.T, lines string, block bool) (Systemd, *[]string) {
-	var argvSeen []string
-	return Systemd{Command: func(ctx context.Context, argv []string) *exec.Cmd {
-		argvSeen = argv
-		cmd := Exec(ctx, []string{os.Args[0], "-test.run=^$"})
-		cmd.Env = append(os.Environ(), "PORTLAMA_FAKE_JOURNAL="+lines)
-		if block {
-			cmd.Env = append(cmd.Env, "PORTLAMA_FAKE_JOURNAL_BLOCK=1")
-		}
-		return cmd
-	}}, &argvSeen
+func fakeRun(ctx context.Context, lines string, exit int) *exec.Cmd {
+	cmd := Exec(ctx, []string{os.Args[0], "-test.run=^$"})
+	cmd.Env = append(os.Environ(), "PORTLAMA_FAKE_JOURNAL="+lines, "PORTLAMA_FAKE_JOURNAL_EXIT="+strconv.Itoa(exit))
+	return cmd
 }
 
-func TestFollowEnds(t *testing.T) {
-	s, argv := fakeJournal(t, "2026-12-03T08:56:19+0000 h a[1]: one|two", false)
-	var got []LogLine
-	err := s.Follow(context.Background(), "portlama-panel", 100, func(l LogLine) error { got = append(got, l); return nil })
-	if !errors.Is(err, ErrLogEnded) {
-		t.Fatalf("err %v, want ErrLogEnded", err)
+func TestFollowPollsAfterTheCursor(t *testing.T) {
+	// Each journalctl run prints its entries and the cursor after them.
+	runs := []string{
+		"2026-12-03T08:56:19+0000 h a[1]: one|two|-- cursor: c1",
+		"three|-- cursor: c2",
+		"",
 	}
-	if len(got) != 2 || got[0].Message != "h a[1]: one" || got[1] != (LogLine{Message: "two"}) {
-		t.Fatalf("lines %+v", got)
-	}
-	want := "journalctl -u portlama-panel -f -n 100 --output=short-iso --no-pager --quiet"
-	if strings.Join(*argv, " ") != want {
-		t.Fatalf("argv %q, want %q", strings.Join(*argv, " "), want)
-	}
-}
-
-func TestFollowCancelAndCallbackError(t *testing.T) {
-	s, _ := fakeJournal(t, "a|b|c", true)
+	var argvs []string
+	var mu sync.Mutex
+	s := Systemd{FollowInterval: time.Millisecond, Command: func(ctx context.Context, argv []string) *exec.Cmd {
+		mu.Lock()
+		i := min(len(argvs), len(runs)-1)
+		argvs = append(argvs, strings.Join(argv, " "))
+		mu.Unlock()
+		return fakeRun(ctx, runs[i], 0)
+	}}
 	ctx, cancel := context.WithCancel(context.Background())
-	n := 0
-	err := s.Follow(ctx, "nginx", 10, func(LogLine) error {
-		n++
-		if n == 3 {
+	defer cancel()
+	var got []LogLine
+	err := s.Follow(ctx, "portlama-panel", 100, func(l LogLine) error {
+		got = append(got, l)
+		if len(got) == 3 {
 			cancel()
 		}
 		return nil
 	})
-	if err != nil || n != 3 {
-		t.Fatalf("cancelled follow: err %v after %d lines", err, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0] != (LogLine{Timestamp: "2026-12-03T08:56:19+0000", Message: "h a[1]: one"}) || got[1] != (LogLine{Message: "two"}) || got[2].Message != "three" {
+		t.Fatalf("lines %+v (the cursor lines must not be passed on)", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{
+		"journalctl -u portlama-panel --output=short-iso --no-pager --quiet --show-cursor -n 100",
+		"journalctl -u portlama-panel --output=short-iso --no-pager --quiet --show-cursor --after-cursor=c1",
+	}
+	for i, w := range want {
+		if i >= len(argvs) || argvs[i] != w {
+			t.Fatalf("run %d: %q, want %q (all: %q)", i, argvs, w, argvs)
+		}
+	}
+}
+
+func TestFollowEmptyBacklogReadsFromTheStart(t *testing.T) {
+	var argvs []string
+	s := Systemd{FollowInterval: time.Millisecond, Command: func(ctx context.Context, argv []string) *exec.Cmd {
+		argvs = append(argvs, strings.Join(argv, " "))
+		if len(argvs) == 1 {
+			return fakeRun(ctx, "", 0)
+		}
+		return fakeRun(ctx, "late|-- cursor: c9", 0)
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	err := s.Follow(ctx, "nginx", 5, func(l LogLine) error { cancel(); return nil })
+	if err != nil || len(argvs) != 2 || !strings.Contains(argvs[1], "--since=@") {
+		t.Fatalf("err %v, runs %q: the second run must ask from the first run's time on", err, argvs)
+	}
+}
+
+func TestFollowEndsAndCallbackError(t *testing.T) {
+	// A later run that fails ends the stream.
+	n := 0
+	s := Systemd{FollowInterval: time.Millisecond, Command: func(ctx context.Context, argv []string) *exec.Cmd {
+		n++
+		if n == 1 {
+			return fakeRun(ctx, "a|-- cursor: c1", 0)
+		}
+		return fakeRun(ctx, "", 1)
+	}}
+	if err := s.Follow(context.Background(), "nginx", 10, func(LogLine) error { return nil }); !errors.Is(err, ErrLogEnded) {
+		t.Fatalf("err %v, want ErrLogEnded", err)
+	}
+	// A first run that fails could not open the log.
+	n = 1
+	if err := s.Follow(context.Background(), "nginx", 10, func(LogLine) error { return nil }); !errors.Is(err, ErrLogStart) {
+		t.Fatalf("err %v, want ErrLogStart", err)
 	}
 	boom := errors.New("socket gone")
-	err = s.Follow(context.Background(), "nginx", 10, func(LogLine) error { return boom })
-	if !errors.Is(err, boom) {
+	n = 0
+	if err := s.Follow(context.Background(), "nginx", 10, func(LogLine) error { return boom }); !errors.Is(err, boom) {
 		t.Fatalf("callback error: %v", err)
 	}
 }

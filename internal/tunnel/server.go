@@ -121,15 +121,6 @@ type Server struct {
 	errc      chan error
 }
 
-// RunServer creates the server and runs it until ctx is done.
-func RunServer(ctx context.Context, cfg ServerConfig) error {
-	s, err := NewServer(cfg)
-	if err != nil {
-		return err
-	}
-	return s.Run(ctx)
-}
-
 // NewServer checks cfg, prepares the key, fingerprint and proxy secret and
 // applies acl.json (it must be valid at start). It does not listen yet.
 func NewServer(cfg ServerConfig) (*Server, error) {

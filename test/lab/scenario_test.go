@@ -34,9 +34,10 @@ import (
 // nextVersion is what the "update" binary reports.
 const nextVersion = "0.0.1-lab-update"
 
-// buildBinaries builds the relay binary, and the same source as a newer
-// version for the update step, into a temporary directory.
-func buildBinaries(t *testing.T) (current, next string) {
+// buildBinaries builds the relay binary, the same source as a newer
+// version for the update step, and portlama-agent into a temporary
+// directory.
+func buildBinaries(t *testing.T) (current, next, agent string) {
 	t.Helper()
 	if p := os.Getenv("PORTLAMA_BIN"); p != "" {
 		current = p
@@ -59,7 +60,13 @@ func buildBinaries(t *testing.T) (current, next string) {
 	}
 	next = filepath.Join(dir, "portlama-next")
 	build(next, "-X main.version="+nextVersion)
-	return current, next
+	agent = filepath.Join(dir, "portlama-agent")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", agent, "github.com/portlama/portlama/cmd/portlama-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build portlama-agent: %v\n%s", err, b)
+	}
+	return current, next, agent
 }
 
 // installEvents runs portlama install --json in the droplet and returns
@@ -188,7 +195,7 @@ func TestRelayLab(t *testing.T) {
 	}
 	ctx := context.Background()
 	l := New(t, Options{})
-	portlamaBin, portlamaNext := buildBinaries(t)
+	portlamaBin, portlamaNext, agentBin := buildBinaries(t)
 	r := l.Report
 	defer func() { t.Log("\n" + r.String()) }()
 
@@ -780,6 +787,9 @@ func TestRelayLab(t *testing.T) {
 		return "key login works, password not offered; attacker banned after failed logins (ufw), visitor unaffected"
 	})
 
+	// Steps 2–7 of the scenario: the relay in use.
+	world := relaySteps(t, ctx, l, d, home, visitor, agentBin)
+
 	r.Step(t, "hardening figures", func(t *testing.T) string {
 		var notes []string
 		for _, u := range []string{install.UnitPanel, install.UnitTunnel, install.UnitAuth, install.UnitHelper, install.UnitRenew} {
@@ -852,6 +862,11 @@ func TestRelayLab(t *testing.T) {
 		}
 		after := snapshot(t, ctx, d)
 		for file, sum := range keep {
+			// The auth server's session store is runtime state: it is
+			// saved whenever the server stops (the update restarts it).
+			if file == "etc/portlama/auth/sessions.json" {
+				continue
+			}
 			if strings.HasPrefix(file, "etc/portlama/") && after[file] != sum {
 				t.Errorf("the update changed %s", file)
 			}
@@ -884,8 +899,17 @@ func TestRelayLab(t *testing.T) {
 		if !strings.Contains(string(out), "Status: active") {
 			t.Error("ufw is off after the reboot")
 		}
-		return fmt.Sprintf("panel answers again %s after the power cycle", took.Round(100*time.Millisecond))
+		// The tunnel and auth servers come back by themselves, and the
+		// home's agent reconnects.
+		appTook, err := waitApp(ctx, world.relayClient(visitor), world.pubURL, world.pubName, nil, 60*time.Second)
+		if err != nil {
+			t.Fatalf("%v\nagent:\n%s", err, world.agentTail())
+		}
+		return fmt.Sprintf("panel answers again %s after the power cycle; the home's app through its tunnel %s after the panel",
+			took.Round(100*time.Millisecond), appTook.Round(100*time.Millisecond))
 	})
+
+	logStreamStep(t, ctx, l, d, world)
 
 	r.Step(t, "uninstall", func(t *testing.T) string {
 		caBefore, _ := d.ReadFile("/etc/portlama/pki/ca.crt")

@@ -1,7 +1,7 @@
 // Query keys and fetchers shared by the pages.
 import { useQuery } from "@tanstack/react-query";
 import { get, isApiError } from "./client";
-import type { AgentList, AutoRenewStatus, CertList, GroupList, Health, InvitationList, OnboardingStatus, SystemStats, TunnelList, TwoFAStatus, UserList, SiteList, SiteFileList } from "./types.gen";
+import type { AgentList, AutoRenewStatus, CertList, GroupList, Health, InvitationList, OnboardingStatus, Service, ServiceList, SystemStats, TunnelList, TwoFAStatus, UserList, SiteList, SiteFileList } from "./types.gen";
 
 export const keys = {
   onboarding: ["onboarding"] as const,
@@ -36,12 +36,7 @@ export const useSiteFiles = (id: string, path: string) =>
   useQuery({ queryKey: keys.siteFiles(id, path), queryFn: () => get<SiteFileList>(`/api/sites/${encodeURIComponent(id)}/files?path=${encodeURIComponent(path)}`) });
 export const useTwoFA = () => useQuery({ queryKey: keys.twofa, queryFn: () => get<TwoFAStatus>("/api/settings/2fa") });
 
-/** A service as GET /api/services lists it (contract §12; the route is not built yet). */
-export interface Service {
-  name: string;
-  status: "active" | "inactive" | "failed" | "unknown";
-  uptime: string | null;
-}
+export type { Service };
 
 /**
  * useServices lists the relay's services. Until the panel serves
@@ -53,7 +48,7 @@ export const useServices = () =>
     queryKey: keys.services,
     queryFn: async () => {
       try {
-        return (await get<{ services: Service[] }>("/api/services")).services;
+        return (await get<ServiceList>("/api/services")).services;
       } catch (e) {
         if (isApiError(e, 404)) return null;
         throw e;

@@ -10,6 +10,15 @@ export type AccessMode = "authenticated" | "restricted" | "public";
  */
 export type Capability = "tunnels:read" | "tunnels:write" | "services:read" | "services:write" | "system:read" | "sites:read" | "sites:write" | "panel:expose" | "identity:read" | "identity:query";
 
+/** ServiceAction is an action of POST /api/services/:name/:action. */
+export type ServiceAction = "start" | "stop" | "restart" | "reload";
+
+/**
+ * ServiceStatus is a managed service's state (docs/api.md, "Services and
+ * live logs"): every systemd state other than these three is "unknown".
+ */
+export type ServiceStatus = "active" | "inactive" | "failed" | "unknown";
+
 /** SiteFileType is what a site file entry is. */
 export type SiteFileType = "file" | "directory";
 
@@ -66,6 +75,14 @@ export const TaskComplete = "complete";
 export const MsgProvisioned = "Provisioning complete";
 export const MsgProvisionBusy = "Provisioning already in progress";
 export const MsgNeedDNS = "DNS must be verified before provisioning";
+export const ServiceActive = "active" satisfies ServiceStatus;
+export const ServiceInactive = "inactive" satisfies ServiceStatus;
+export const ServiceFailed = "failed" satisfies ServiceStatus;
+export const ServiceUnknown = "unknown" satisfies ServiceStatus;
+export const ServiceStart = "start" satisfies ServiceAction;
+export const ServiceStop = "stop" satisfies ServiceAction;
+export const ServiceRestart = "restart" satisfies ServiceAction;
+export const ServiceReload = "reload" satisfies ServiceAction;
 /** <name>.<d>, under the relay's domain */
 export const SiteManaged = "managed" satisfies SiteType;
 /** its own domain, live after verify-dns */
@@ -93,6 +110,8 @@ export const TwoFACookieName = "portlama_2fa_session";
 
 export const AccessModeValues: readonly AccessMode[] = [AccessAuthenticated, AccessRestricted, AccessPublic];
 export const CapabilityValues: readonly Capability[] = [CapTunnelsRead, CapTunnelsWrite, CapServicesRead, CapServicesWrite, CapSystemRead, CapSitesRead, CapSitesWrite, CapPanelExpose, CapIdentityRead, CapIdentityQuery];
+export const ServiceActionValues: readonly ServiceAction[] = [ServiceStart, ServiceStop, ServiceRestart, ServiceReload];
+export const ServiceStatusValues: readonly ServiceStatus[] = [ServiceActive, ServiceInactive, ServiceFailed, ServiceUnknown];
 export const SiteFileTypeValues: readonly SiteFileType[] = [SiteFileRegular, SiteFileDirectory];
 export const SiteTypeValues: readonly SiteType[] = [SiteManaged, SiteCustom];
 export const TunnelTypeValues: readonly TunnelType[] = [TypeApp, TypePanel];
@@ -709,6 +728,41 @@ export interface ProvisionFrame {
   error?: unknown;
   result?: ProvisionResult;
   progress?: ProvisionProgress;
+}
+
+/** Service is one managed service in GET /api/services. */
+export interface Service {
+  name: string;
+  status: ServiceStatus;
+  /**
+   * Uptime is "2d 5h 30m", "5h 30m", "12m" or "45s" while the service
+   * is active, else null.
+   */
+  uptime: string | null;
+}
+
+/**
+ * ServiceList answers GET /api/services, in the order nginx,
+ * portlama-tunnel, portlama-auth, portlama-panel.
+ */
+export interface ServiceList {
+  services: Service[];
+}
+
+/** ServiceActionResult answers POST /api/services/:name/:action. */
+export interface ServiceActionResult {
+  ok: boolean;
+  name: string;
+  action: ServiceAction;
+}
+
+/**
+ * LogLine is one text frame of WS /api/services/:name/logs: the line's ISO
+ * timestamp ("" when it has none) and the rest of the line.
+ */
+export interface LogLine {
+  timestamp: string;
+  message: string;
 }
 
 /**

@@ -4,15 +4,9 @@ import { Pause, Play, Power, RefreshCw, RotateCw, Server, Square, Trash2 } from 
 import { get, post, seg } from "../api/client";
 import { openStream, type StreamStatus } from "../api/provision";
 import { keys, useServices, type Service } from "../api/queries";
-import type { Health } from "../api/types.gen";
+import type { Health, LogLine } from "../api/types.gen";
 import { useToast } from "../components/toast";
 import { Badge, Button, Card, ConfirmDialog, cx, Empty, ErrorState, Loading, Notice, PageHeader, SelectField } from "../components/ui";
-
-/** A line of GET /api/services/:name/logs (contract §12). */
-export interface LogLine {
-  timestamp: string;
-  message: string;
-}
 
 export const maxLines = 1000;
 const panelUnit = "portlama-panel";
