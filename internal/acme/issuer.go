@@ -326,7 +326,7 @@ func (i *ACMEIssuer) saveAccount(set Settings, reg *legoacme.ExtendedAccount) er
 	return nil
 }
 
-// IssueError is a failed order explained for the user (contract §6.2:
+// IssueError is a failed order explained for the user (docs/api.md, "Provisioning":
 // rate limits, DNS, unreachable challenges). Error is the advice; Cause
 // keeps the CA's answer for logs and errors.As.
 type IssueError struct {

@@ -15,7 +15,7 @@ import (
 )
 
 // RenewWindow: certificates with less than this left are renewed by the
-// daily run (contract §11.1).
+// daily run (docs/operations.md, "Certificates").
 const RenewWindow = 30 * 24 * time.Hour
 
 // ErrNoCertificate is returned for a name the store does not hold.

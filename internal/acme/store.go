@@ -1,8 +1,8 @@
 // Package acme keeps the relay's TLS certificates for its domain vhosts: the
 // certificate store (<certs>/<name>/fullchain.pem, privkey.pem, meta.json,
-// contract §17.10), its path layout (Files, FilesIn: nginx renders vhosts
+// docs/architecture.md, "Certificate store"), its path layout (Files, FilesIn: nginx renders vhosts
 // from them, tunnels and sites use them) and the choice of certificate for
-// a host (§11.1).
+// a host (docs/operations.md, "Certificates").
 //
 // A certificate and its key always change together: each installation
 // writes a new version directory (<certs>/.<name>.<n>/) and then swaps the
@@ -233,7 +233,7 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// ForHost returns the certificate to use for fqdn (contract §11.1): a
+// ForHost returns the certificate to use for fqdn (docs/operations.md, "Certificates"): a
 // wildcard for *.<d> valid for more than 24 h when fqdn is one label below
 // <d>; else fqdn's own certificate when valid for more than 24 h; else a new
 // one from the Issuer.

@@ -7,7 +7,7 @@ import (
 )
 
 // ValidateTargetHost checks a tunnel's targetHost with the relay's own rule
-// (contract §2.6, internal/validate): a lower-case DNS hostname, a dotted
+// (docs/api.md, "Shared value rules", internal/validate): a lower-case DNS hostname, a dotted
 // IPv4 address, or an IPv6 address without brackets or zone.
 func ValidateTargetHost(h string) error {
 	if err := validate.TargetHost(h); err != nil {

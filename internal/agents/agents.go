@@ -15,7 +15,7 @@
 //	m.Revoke(ctx, label)                  // DELETE /api/certs/agent/:label
 //	m.List(), m.AgentP12(label)           // GET /api/certs/agent[/:label/download]
 //	m.UpdateCapabilities / m.UpdateAllowedSites
-//	m.Authenticate(label, serial)         // identity check (§3.3 step 5)
+//	m.Authenticate(label, serial)         // identity check (docs/api.md, "Identity resolution" step 5)
 //
 // Error mapping: *LabelError (errors.Is ErrExists → 409, ErrNotFound → 404,
 // ErrInvalidLabel → 400) whose Error() is the contract message;
@@ -53,7 +53,7 @@ const (
 	MethodHardwareBound = "hardware-bound"
 )
 
-// File names below the PKI directory (contract §17.4).
+// File names below the PKI directory (docs/architecture.md, "PKI directory").
 const (
 	AgentsDir    = "agents"
 	RegistryFile = "registry.json"
@@ -95,7 +95,7 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Entry is one agent in the registry (contract §17.5).
+// Entry is one agent in the registry (docs/architecture.md, "Agents registry").
 type Entry struct {
 	Label            string   `json:"label"`
 	Serial           string   `json:"serial"`
@@ -237,7 +237,7 @@ func (m *Manager) Lookup(label string) (Entry, error) {
 }
 
 // Authenticate is the panel's identity check for a certificate
-// `CN=agent:<label>` with the given serial (contract §3.3 step 5). It returns
+// `CN=agent:<label>` with the given serial (docs/api.md, "Identity resolution" step 5). It returns
 // the non-revoked entry for label whose serial equals serial (compared
 // normalised), with capabilities filtered to the known set, and ok=false
 // when there is none (the caller answers 403 `Certificate has been revoked`).

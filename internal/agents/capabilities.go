@@ -8,7 +8,7 @@ import (
 )
 
 // CapabilityError names a capability outside the fixed set. Its message,
-// `Invalid capability: <c>`, is part of the contract (§2.3).
+// `Invalid capability: <c>`, is part of the API (docs/api.md, "Validation semantics").
 type CapabilityError struct {
 	Capability string
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // Errors of token enrollment. Their messages are the contract's 401 error
-// strings (§11.4) and are returned to clients verbatim.
+// strings (docs/api.md, "Enrollment") and are returned to clients verbatim.
 var (
 	ErrInvalidToken = errkind.Sentinel(errkind.Unauthorized, "Invalid enrollment token")
 	ErrTokenUsed    = errkind.Sentinel(errkind.Unauthorized, "Enrollment token has already been used")

@@ -46,7 +46,7 @@ type Revocation struct {
 	Warning string
 }
 
-// IssueP12 creates an agent with a relay-generated key (contract §11.3
+// IssueP12 creates an agent with a relay-generated key (docs/api.md, "Certificates, agents, enrollment"
 // "Agent P12"): key, certificate and P12 in pki/agents/<label>/, a registry
 // entry with enrollmentMethod "p12", and tunnel credentials. Errors:
 // *LabelError (ErrInvalidLabel, ErrExists), *CapabilityError. On failure
@@ -157,7 +157,7 @@ func (m *Manager) removeTunnelCredentials(ctx context.Context, label string) {
 	}
 }
 
-// Enroll redeems an enrollment token with a CSR (contract §11.4). Errors,
+// Enroll redeems an enrollment token with a CSR (docs/api.md, "Enrollment"). Errors,
 // in the order checked: ErrInvalidToken, ErrTokenUsed, ErrTokenExpired;
 // *pki.CSRError (the token stays usable); *LabelError ErrExists (the token
 // stays usable). Then, all or nothing: the certificate is signed
@@ -241,7 +241,7 @@ func (m *Manager) removeEntry(label, serial string) {
 	}
 }
 
-// Revoke revokes the non-revoked agent label (contract §11.3): its serial is
+// Revoke revokes the non-revoked agent label (docs/api.md, "Certificates, agents, enrollment"): its serial is
 // added to the revocation list (label `agent:<label>`) and the CRL
 // regenerated, its tunnel credentials are removed, the registry entry is
 // marked revoked, pki/agents/<label>/ is deleted, and nginx is reloaded.
@@ -291,7 +291,7 @@ func (m *Manager) Revoke(ctx context.Context, label string) (*Revocation, error)
 }
 
 // Rekey issues a new certificate for the non-revoked agent label from a CSR
-// (upgrade-cert, contract §11.3): subject forced to `CN=agent:<label>,
+// (upgrade-cert, docs/api.md, "Certificates, agents, enrollment"): subject forced to `CN=agent:<label>,
 // O=Portlama`, the entry keeps capabilities, sites and tunnel credentials and
 // becomes "hardware-bound"; the previous serial is revoked (label
 // `agent:<label> (re-keyed)`), the CRL regenerated and nginx reloaded; a P12

@@ -11,7 +11,7 @@ import (
 	"github.com/portlama/portlama/internal/pki"
 )
 
-// Token is an enrollment token (contract §17.6).
+// Token is an enrollment token (docs/architecture.md, "Enrollment tokens").
 type Token struct {
 	Token        string   `json:"token"`
 	Label        string   `json:"label"`

@@ -332,7 +332,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	writeOK(w, nil)
 }
 
-// handleAuthRequest is nginx's auth_request target (contract §19.3).
+// handleAuthRequest is nginx's auth_request target (docs/architecture.md, "Forward authentication").
 func (s *Server) handleAuthRequest(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	orig := r.Header.Get("X-Original-URL")

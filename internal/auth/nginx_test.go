@@ -17,7 +17,7 @@ import (
 	"github.com/portlama/portlama/internal/testutil"
 )
 
-// nginxConf is the forward-auth pattern of contract §19.3, reduced to plain
+// nginxConf is the forward-auth pattern of docs/architecture.md, "Forward authentication", reduced to plain
 // HTTP on loopback: nginx asks the auth server, passes Remote-* from its
 // answer (never from the client), turns 401 into a redirect to the portal
 // and shows the auth server's "access denied" page for 403.

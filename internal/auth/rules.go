@@ -10,7 +10,7 @@ import (
 	"github.com/portlama/portlama/internal/validate"
 )
 
-// AccessRule limits one host to users and groups (contract §17.9). Group
+// AccessRule limits one host to users and groups (docs/architecture.md, "Auth server files"). Group
 // admins is always admitted.
 type AccessRule struct {
 	Host   string   `json:"host"`

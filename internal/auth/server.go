@@ -7,7 +7,7 @@
 // or access-rules.json it calls ManageClient.Reload, which returns once the
 // server serves exactly those files.
 //
-// Files in Config.Dir (contract §17.9), all 0600: users.yml (written by the
+// Files in Config.Dir (docs/architecture.md, "Auth server files"), all 0600: users.yml (written by the
 // panel), access-rules.json (panel), totp.json and sessions.json (this
 // server), secrets.json (provisioning, created here when missing), and the
 // socket manage.sock.

@@ -14,7 +14,7 @@ import (
 	"github.com/portlama/portlama/internal/store"
 )
 
-// Session lifetimes (Authelia's defaults, contract §19.3).
+// Session lifetimes (Authelia's defaults, docs/architecture.md, "Forward authentication").
 const (
 	SessionLifetime   = 12 * time.Hour
 	SessionInactivity = 2 * time.Hour
@@ -225,7 +225,7 @@ func pwTag(key []byte, hash string) string {
 	return hex.EncodeToString(mac.Sum(nil)[:16])
 }
 
-// secretsDoc is secrets.json (contract §17.9).
+// secretsDoc is secrets.json (docs/architecture.md, "Auth server files").
 type secretsDoc struct {
 	SessionSecret string `json:"sessionSecret"`
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/portlama/portlama/internal/store"
 )
 
-// TOTP parameters (contract §9, §14): SHA-1, 6 digits, 30-second steps,
+// TOTP parameters (docs/api.md, "Users and identity" and "Panel 2FA"): SHA-1, 6 digits, 30-second steps,
 // the previous, current and next step accepted.
 const (
 	TOTPPeriod     = 30
@@ -101,7 +101,7 @@ func CheckTOTP(secret, code string, now time.Time) (step int64, ok bool) {
 	return found, true
 }
 
-// totpEntry is one user's record in totp.json (contract §17.9). LastStep is
+// totpEntry is one user's record in totp.json (docs/architecture.md, "Auth server files"). LastStep is
 // the last accepted step, kept so a code is never accepted twice.
 type totpEntry struct {
 	Secret    string `json:"secret"`

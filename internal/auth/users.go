@@ -19,7 +19,7 @@ import (
 	"github.com/portlama/portlama/internal/validate"
 )
 
-// DefaultBcryptCost is the bcrypt cost for new password hashes (contract §9).
+// DefaultBcryptCost is the bcrypt cost for new password hashes (docs/api.md, "Users and identity").
 // Measured on an AMD EPYC core (Go 1.26, x/crypto v0.59.0): cost 10 ≈ 59 ms,
 // 11 ≈ 115 ms, 12 ≈ 235 ms, 13 ≈ 477 ms CPU per hash or comparison, with
 // about 5 KiB allocated per call and 2.5 MiB peak RSS for a whole measuring
@@ -28,7 +28,7 @@ import (
 // NumCPU/2 (at least 1) comparisons at a time. See BenchmarkBcrypt.
 const DefaultBcryptCost = 12
 
-// Password length limits (contract §9). bcrypt itself only reads 72 bytes.
+// Password length limits (docs/api.md, "Users and identity"). bcrypt itself only reads 72 bytes.
 const (
 	MinPasswordLen = 8
 	MaxPasswordLen = 128

@@ -18,10 +18,10 @@ import (
 )
 
 // PanelConfigMode is the file mode of panel.json, restored on every rewrite
-// (contract §1.16, §17.2).
+// (docs/architecture.md, "panel.json").
 const PanelConfigMode = 0o640
 
-// Onboarding states (contract §4), in order.
+// Onboarding states (docs/api.md, "Onboarding gate"), in order.
 const (
 	StatusFresh        = api.StatusFresh
 	StatusDomainSet    = api.StatusDomainSet
@@ -30,7 +30,7 @@ const (
 	StatusCompleted    = api.StatusCompleted
 )
 
-// Defaults of panel.json (contract §17.2).
+// Defaults of panel.json (docs/architecture.md, "panel.json").
 const (
 	DefaultMaxSiteSize      = 524288000
 	DefaultAdminAuthMode    = "p12"
@@ -43,7 +43,7 @@ const (
 // relayPortRange must not contain any of them.
 var reservedRelayPorts = []int{3100, 9090, 9091, 9292}
 
-// PanelConfig is the panel.json document (contract §17.2). Keys the panel
+// PanelConfig is the panel.json document (docs/architecture.md, "panel.json"). Keys the panel
 // does not know are kept, in the top-level object and inside onboarding and
 // panel2fa, and written back unchanged. Missing values get their defaults
 // when the document is loaded.
@@ -116,7 +116,7 @@ func (l AgentLimits) validate() error {
 	return errors.Join(errs...)
 }
 
-// Panel2FA is the panel's TOTP setting (contract §14).
+// Panel2FA is the panel's TOTP setting (docs/api.md, "Panel 2FA").
 type Panel2FA struct {
 	Enabled       bool    `json:"enabled"`
 	Secret        *string `json:"secret,omitempty"` // kept in panel-secrets.json, never in panel.json
@@ -124,7 +124,7 @@ type Panel2FA struct {
 	extra         map[string]json.RawMessage
 }
 
-// Onboarding is the onboarding state (contract §4).
+// Onboarding is the onboarding state (docs/api.md, "Onboarding gate").
 type Onboarding struct {
 	Status string `json:"status"`
 	extra  map[string]json.RawMessage
@@ -174,7 +174,7 @@ func (c PanelConfig) SessionSecretOrEmpty() string {
 // The returned map must not be modified.
 func (c PanelConfig) Extra() map[string]json.RawMessage { return c.extra }
 
-// ApplyDefaults fills unset values with the defaults of contract §17.2.
+// ApplyDefaults fills unset values with the defaults of docs/architecture.md, "panel.json".
 func (c *PanelConfig) ApplyDefaults() {
 	if c.MaxSiteSize == 0 {
 		c.MaxSiteSize = DefaultMaxSiteSize
@@ -193,7 +193,7 @@ func (c *PanelConfig) ApplyDefaults() {
 	}
 }
 
-// Validate checks the document against contract §17.2. The panel refuses
+// Validate checks the document against docs/architecture.md, "panel.json". The panel refuses
 // to start on an invalid document.
 func (c PanelConfig) Validate() error {
 	var errs []error

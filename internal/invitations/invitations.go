@@ -1,5 +1,5 @@
 // Package invitations keeps the relay's user invitations in
-// invitations.json (contract §10, §17.3): an admin creates an invitation
+// invitations.json (docs/api.md, "Invitations"; docs/architecture.md, "tunnels.json, sites.json, invitations.json"): an admin creates an invitation
 // for a username, the invitee opens https://auth.<d>/invite/<token>, picks a
 // password and becomes a user of the auth server.
 //

@@ -55,7 +55,7 @@ func TestWrite(t *testing.T) {
 	}
 }
 
-// TestPageFitsCSP checks what the CSP of contract §10.3 would block in a
+// TestPageFitsCSP checks what the CSP of docs/architecture.md, "The portal vhost" would block in a
 // browser: inline scripts, inline styles, event-handler attributes and
 // resources from other origins.
 func TestPageFitsCSP(t *testing.T) {

@@ -1,4 +1,4 @@
-// Package nginx renders Portlama's nginx configuration (contract §19) and
+// Package nginx renders Portlama's nginx configuration (docs/architecture.md, "nginx configuration") and
 // changes it safely: write, test, reload, roll back.
 //
 // # Rendering
@@ -27,7 +27,7 @@
 // connections to the relay port are reused (a deliberate difference from
 // the contract's "close"). AppParams.Public is false by default: a
 // forgotten field yields a protected app, never an open one.
-// CertFiles(layout, name) gives the certificate store paths of §17.10.
+// CertFiles(layout, name) gives the certificate store paths of docs/architecture.md, "Certificate store".
 //
 // The edges every server we write closes are described in
 // docs/security.md: per-address connection limits and timeouts, JSON error
@@ -48,7 +48,7 @@
 //
 // # Manager
 //
-// NewManager(layout, controller, logger) follows §19.5 for every change:
+// NewManager(layout, controller, logger) follows docs/architecture.md, "Safe write, test, reload and rollback" for every change:
 // WriteVhost (backup, atomic 0644 write, symlink, test, restore on failure
 // with a *TestError "Nginx config test failed after writing vhost for
 // <fqdn>: <output>", reload, drop backup), Apply (several vhosts as one

@@ -19,7 +19,7 @@ import (
 )
 
 // TestError is returned when "nginx -t" fails after a change; the change
-// has been rolled back. Its message is the contract's (§19.5):
+// has been rolled back. Its message is the one in docs/architecture.md, "Safe write, test, reload and rollback":
 // "Nginx config test failed after writing vhost for <fqdn>: <output>".
 type TestError struct {
 	Action string // "writing vhost for <fqdn>", "removing vhost <name>", ...
@@ -32,7 +32,7 @@ func (e *TestError) Error() string {
 
 // Manager writes Portlama's nginx files and keeps nginx serving: every
 // change is tested with the Controller and rolled back when the test (or
-// the reload) fails (contract §19.5).
+// the reload) fails (docs/architecture.md, "Safe write, test, reload and rollback").
 //
 // Changes are committed in groups: a change that arrives while a test and
 // reload runs waits for it and then shares the next one with every other
@@ -424,7 +424,7 @@ func (t *tx) commit() {
 	}
 }
 
-// writeFile backs up an existing path to <path>.bak (contract §19.5; for
+// writeFile backs up an existing path to <path>.bak (docs/architecture.md, "Safe write, test, reload and rollback"; for
 // an operator after a crash), then replaces it atomically with mode. The
 // undo restores the old content from memory, so two changes to one file in
 // a group roll back correctly.

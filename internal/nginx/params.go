@@ -31,7 +31,7 @@ type TLSFiles struct {
 }
 
 // CertFiles returns the files of certificate <name> in the certificate
-// store: <certs>/<name>/fullchain.pem and privkey.pem (contract §17.10).
+// store: <certs>/<name>/fullchain.pem and privkey.pem (docs/architecture.md, "Certificate store").
 func CertFiles(l config.Layout, name string) TLSFiles {
 	return TLSFiles{
 		Cert: filepath.Join(l.CertsDir, name, "fullchain.pem"),

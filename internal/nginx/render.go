@@ -12,7 +12,7 @@ import (
 	"github.com/portlama/portlama/internal/validate"
 )
 
-// Vhost file names of the fixed vhosts (contract §19.2).
+// Vhost file names of the fixed vhosts (docs/architecture.md, "Vhost files").
 const (
 	VhostHTTP        = "portlama-http"
 	VhostDefault     = "portlama-default"
@@ -74,7 +74,7 @@ type File struct {
 
 // SharedParams are the inputs of the installer's shared pieces.
 type SharedParams struct {
-	// ProxySecret is the 64-hex secret of contract §3.1.
+	// ProxySecret is the 64-hex secret of docs/api.md, "Proof of origin".
 	ProxySecret string
 	// PanelIPTLS is the certificate of the :9292 vhost. Empty fields
 	// default to <pki>/self-signed.pem and <pki>/self-signed-key.pem.
@@ -268,18 +268,18 @@ func (r *Renderer) tunnelVhost(kind, name, tmplName string, p AppParams, protect
 }
 
 // App renders portlama-app-<sub>: public, or protected by forward
-// authentication (contract §19.3).
+// authentication (docs/architecture.md, "Forward authentication").
 func (r *Renderer) App(p AppParams) (Vhost, error) {
 	return r.tunnelVhost("app", AppVhostName(p.Subdomain), "vhost-app", p, !p.Public)
 }
 
-// AgentPanel renders portlama-agent-panel-<sub> (mTLS, contract §19.4):
+// AgentPanel renders portlama-agent-panel-<sub> (mTLS, docs/architecture.md, "mTLS vhosts"):
 // only the admin's and p.Owner's certificates pass; p.Public is ignored.
 func (r *Renderer) AgentPanel(p AppParams) (Vhost, error) {
 	return r.tunnelVhost("agentpanel", AgentPanelVhostName(p.Subdomain), "vhost-agent-panel", p, false)
 }
 
-// SiteParams describe a static site vhost (contract §19.3).
+// SiteParams describe a static site vhost (docs/architecture.md, "Forward authentication").
 type SiteParams struct {
 	ID        string // site UUID; the root is <www>/<id>
 	FQDN      string // the site's host name

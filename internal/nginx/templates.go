@@ -150,7 +150,7 @@ const tmplHelpers = `
         error_page 429 = @portlama_429;
 {{- end}}
 
-{{- /* mTLS servers: no or a bad client certificate (contract §19.4) gets
+{{- /* mTLS servers: no or a bad client certificate (docs/architecture.md, "mTLS vhosts") gets
        403, {"error":"mTLS certificate required"} like the panel's own
        answer for API clients, the help page for browsers. */}}
 {{- define "noCert"}}
@@ -209,7 +209,7 @@ const tmplHelpers = `
     }
 {{- end}}
 
-{{- /* Forward authentication (contract §19.3). .FQDN is written into
+{{- /* Forward authentication (docs/architecture.md, "Forward authentication"). .FQDN is written into
        X-Original-URL, never taken from the client. */}}
 {{- define "authzLocations"}}
     location = /internal/portlama/authz {
@@ -258,7 +258,7 @@ const tmplHelpers = `
 `
 
 const tmplConfD = `
-{{- define "confd"}}{{template "header"}}# http context, contract §19.1.
+{{- define "confd"}}{{template "header"}}# http context, docs/architecture.md, "Shared pieces".
 
 # Enrollment without a certificate: 5 requests per minute per client address.
 limit_req_zone $binary_remote_addr zone=portlama_enroll:1m rate=5r/m;
@@ -296,7 +296,7 @@ map "$http_upgrade:$portlama_upgrade" $portlama_upgrade_refused {
 }
 
 # Connection header towards backends.
-# DELIBERATE DIFFERENCE from contract §19.1, which says "close" without an
+# DELIBERATE DIFFERENCE from the origin spec (docs/architecture.md, "Shared pieces"), which says "close" without an
 # Upgrade header: an empty value makes nginx omit the Connection header, so
 # with proxy_http_version 1.1 and "keepalive" in an upstream block the
 # connection to the backend is reused instead of closed after every request.
@@ -361,7 +361,7 @@ ssl_verify_depth 1;
 {{- define "snippet-tunnel-secret"}}{{template "header"}}proxy_set_header X-Portlama-Tunnel-Secret "{{.Secret}}";
 {{end}}
 
-{{- define "snippet-panel-proxy"}}{{template "header"}}# For locations that proxy to the panel (contract §19.1, §3.2).
+{{- define "snippet-panel-proxy"}}{{template "header"}}# For locations that proxy to the panel (docs/architecture.md, "Shared pieces"; docs/api.md, "Headers nginx sets").
 proxy_pass http://portlama_panel;
 proxy_http_version 1.1;
 # Unbuffered: nginx 1.22 drops a buffered response that is still arriving

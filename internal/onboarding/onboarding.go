@@ -1,4 +1,4 @@
-// Package onboarding is the onboarding state machine of contract §4 and §6:
+// Package onboarding is the onboarding state machine of docs/api.md, "Onboarding gate" and docs/api.md, "Health and onboarding":
 // setting the base domain and checking its DNS records. It works on
 // panel.json through config.PanelStore and has no HTTP in it; the panel's
 // handlers decode requests, call a Service and encode the result.
@@ -56,7 +56,7 @@ func (e *FieldError) Unwrap() error { return errkind.Invalid }
 // ErrorField names the request field.
 func (e *FieldError) ErrorField() string { return e.Field }
 
-// Error strings of contract §6.
+// Error strings of docs/api.md, "Health and onboarding".
 const (
 	MsgCannotChangeDomain = "Cannot change domain in current state"
 	MsgDomainNotSet       = "Domain must be set before DNS verification"
@@ -203,7 +203,7 @@ func dnsAllowed(c config.PanelConfig) error {
 	}
 }
 
-// dnsMessage tells the four outcomes of §6.1 apart.
+// dnsMessage tells the four outcomes of docs/api.md, "Health and onboarding" apart.
 func dnsMessage(r api.DNSCheck, elsewhere, unresolved []string) string {
 	switch {
 	case r.OK && r.WildcardOK:

@@ -32,7 +32,7 @@
 //  5. routing: unmatched /api paths (and wrong methods) → 404
 //     {"error":"Not found"}; other paths → the web UI (internal/webui).
 //
-// # What runs for each route (route.go, contract §2.4 order)
+// # What runs for each route (route.go, docs/api.md, "Order of checks" order)
 //
 //  1. identity (403 mTLS certificate required / Certificate has been
 //     revoked) — skipped for Access: Public

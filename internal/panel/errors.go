@@ -15,7 +15,7 @@ import (
 func NewError(status int, msg string) *api.Error { return api.NewError(status, msg) }
 
 // Failed is the 500 a route anticipates: {"error": msg, "details": "<err>"}
-// with details a plain string (contract §2.2). msg reads "Failed to …".
+// with details a plain string (docs/api.md, "Errors"). msg reads "Failed to …".
 // Never pass an error whose text may hold a secret.
 func Failed(msg string, err error) *api.Error {
 	e := api.NewError(http.StatusInternalServerError, msg)
@@ -46,7 +46,7 @@ var (
 	})
 )
 
-// ValidationError is the 400 of contract §2.2 with the given issues.
+// ValidationError is the 400 of docs/api.md, "Errors" with the given issues.
 func ValidationError(issues ...api.Issue) *api.Error {
 	for i := range issues {
 		if issues[i].Path == nil {

@@ -17,7 +17,7 @@ import (
 // Role is the caller's role, taken from the certificate's CN.
 type Role string
 
-// Roles (contract §3.3).
+// Roles (docs/api.md, "Identity resolution").
 const (
 	RoleAdmin Role = "admin"
 	RoleAgent Role = "agent"
@@ -65,7 +65,7 @@ type Revocations interface {
 	IsRevoked(serial string) (bool, error)
 }
 
-// Header names nginx sets (contract §3.1, §3.2).
+// Header names nginx sets (docs/api.md, "Proof of origin" and "Headers nginx sets").
 const (
 	HeaderProxySecret  = "X-Portlama-Proxy-Secret"
 	HeaderClientVerify = "X-SSL-Client-Verify"
@@ -130,8 +130,8 @@ func ParseClientDN(dn string) (role Role, label string, ok bool) {
 	return "", "", false
 }
 
-// identify resolves the caller of a proven or unproven request (contract
-// §3.3). It returns the identity or the 403 to answer; err is an internal
+// identify resolves the caller of a proven or unproven request
+// (docs/api.md, "Identity resolution"). It returns the identity or the 403 to answer; err is an internal
 // failure (500).
 func (s *Server) identify(r *http.Request, isProven bool) (*Identity, *api.Error, error) {
 	if !isProven || single(r.Header, HeaderClientVerify) != "SUCCESS" {

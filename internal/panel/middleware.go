@@ -94,7 +94,7 @@ func stateChanging(r *http.Request) bool {
 }
 
 // AllowedOrigins returns the browser origins the panel accepts for path
-// (contract §2.1, §2.5): https://<ip>:9292, https://panel.<d> once a domain
+// (docs/api.md, "Placement and transport" and "Cross-origin protection"): https://<ip>:9292, https://panel.<d> once a domain
 // is set, and https://auth.<d> for /api/invite/*. Non-default ports (the
 // demo) are appended.
 func AllowedOrigins(cfg config.PanelConfig, addrs config.Addrs, path string) []string {

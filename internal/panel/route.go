@@ -38,7 +38,7 @@ const (
 	Public
 )
 
-// Gate is the onboarding gate of a route (contract §4).
+// Gate is the onboarding gate of a route (docs/api.md, "Onboarding gate").
 type Gate int
 
 // Gates.
@@ -52,11 +52,11 @@ const (
 	GateManagement
 )
 
-// BodyLimit is the largest accepted JSON body (contract §2.1).
+// BodyLimit is the largest accepted JSON body (docs/api.md, "Placement and transport").
 const BodyLimit = 1 << 20
 
 // Route describes one API endpoint. Register it with Server.Handle; the
-// pipeline then runs, in the order of contract §2.4: identity (403) → 2FA
+// pipeline then runs, in the order of docs/api.md, "Order of checks": identity (403) → 2FA
 // (401) → gate (503/410) → body parsing (400/413/415) → role and capability
 // guard (403) → schema validation of path parameters, query and body (400)
 // → Handler.
@@ -177,7 +177,7 @@ func (s *Server) Handle(rt Route) {
 	byMethod[rt.Method] = &r
 }
 
-// serveRoute runs the pipeline of contract §2.4 for one route.
+// serveRoute runs the pipeline of docs/api.md, "Order of checks" for one route.
 func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *Route) {
 	c := &Ctx{W: w, R: r, Log: s.log}
 	fail := func(e *api.Error) { writeError(w, e) }
@@ -313,7 +313,7 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *Route) {
 	}
 }
 
-// guard is the role and capability check of contract §3.4.
+// guard is the role and capability check of docs/api.md, "Roles, capabilities, pipeline".
 func guard(rt *Route, id *Identity) *api.Error {
 	switch rt.Access {
 	case AdminOnly:

@@ -6,7 +6,7 @@ import (
 	"github.com/portlama/portlama/internal/api"
 )
 
-// registerHealth: GET /api/health (contract §5).
+// registerHealth: GET /api/health (docs/api.md, "Health and onboarding").
 func (s *Server) registerHealth() {
 	s.Handle(Route{
 		Method: http.MethodGet, Path: "/api/health",
@@ -17,7 +17,7 @@ func (s *Server) registerHealth() {
 	})
 }
 
-// registerSystem: GET /api/system/stats (contract §13).
+// registerSystem: GET /api/system/stats (docs/api.md, "Health and onboarding").
 func (s *Server) registerSystem() {
 	s.Handle(Route{
 		Method: http.MethodGet, Path: "/api/system/stats",

@@ -22,15 +22,15 @@ import (
 	"github.com/portlama/portlama/internal/validate"
 )
 
-// rotateWarning is the warning of POST /api/certs/mtls/rotate (contract §11.2).
+// rotateWarning is the warning of POST /api/certs/mtls/rotate (docs/api.md, "Certificates, agents, enrollment").
 const rotateWarning = "Your current browser certificate is now invalid. Download and import the new certificate before closing this page."
 
 // expiringSoonDays: a certificate with at most this many days left is
 // "expiringSoon".
 const expiringSoonDays = 30
 
-// checkCapability is the schema check of one capability (contract §3.5); its
-// message `Invalid capability: <c>` is part of the contract (§2.3).
+// checkCapability is the schema check of one capability (docs/api.md, "Roles, capabilities, pipeline"); its
+// message `Invalid capability: <c>` is part of the API (docs/api.md, "Validation semantics").
 func checkCapability(c string) error {
 	if !api.IsCapability(c) {
 		return errors.New("Invalid capability: " + c)
@@ -38,7 +38,7 @@ func checkCapability(c string) error {
 	return nil
 }
 
-// Agent certificate body schemas (contract §11.2).
+// Agent certificate body schemas (docs/api.md, "Certificates, agents, enrollment").
 var (
 	capabilitiesSchema = Array(String().Check(checkCapability))
 	allowedSitesSchema = Array(String().Min(1).Max(100).Pattern(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`))
@@ -74,7 +74,7 @@ func decodeNewAgent(c *Ctx) (label string, caps, sites []string, err error) {
 }
 
 // agentError answers a refused CSR with 400 Invalid CSR and the reason as
-// details (contract §11.2, §11.4) and replaces the message of an
+// details (docs/api.md, "Certificates, agents, enrollment" and "Enrollment") and replaces the message of an
 // unanticipated failure with the route's failMsg ("" keeps 500 Internal
 // server error). The status of every other domain error comes from its
 // kind (statusOf).
@@ -134,8 +134,8 @@ func (s *Server) ipCertFingerprint(c *Ctx) string {
 	return agent.Fingerprint(b.Bytes)
 }
 
-// registerCerts: the certificate and agent certificate routes of contract
-// §11.2.
+// registerCerts: the certificate and agent certificate routes of
+// docs/api.md, "Certificates, agents, enrollment".
 func (s *Server) registerCerts() {
 	d := &s.cfg.Relay
 
@@ -290,7 +290,7 @@ func sendP12(c *Ctx, filename string, data []byte) error {
 	return nil
 }
 
-// registerAgentCerts: /api/certs/agent... (contract §11.2).
+// registerAgentCerts: /api/certs/agent... (docs/api.md, "Certificates, agents, enrollment").
 //
 // net/http patterns cannot hold both /api/certs/agent/enroll/{label} and
 // /api/certs/agent/{label}/download (a path like .../enroll/download matches

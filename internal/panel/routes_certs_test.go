@@ -79,7 +79,7 @@ func TestCertsList(t *testing.T) {
 	e.do("GET", "/api/certs/admin/auth-mode", "", a.headers()).expect(t, 403, "")
 	// The renewal timer is not running in this relay.
 	e.do("GET", "/api/certs/auto-renew-status", "", adminHeaders()).expect(t, 200, `{"active":false,"nextRun":null,"lastRun":null}`)
-	// Out of scope (contract §16).
+	// Out of scope (docs/api.md, "Placement and transport").
 	e.do("POST", "/api/certs/agent/enroll-delegated", `{"label":"x"}`, adminHeaders()).expect(t, 404, `{"error":"Not found"}`)
 	e.do("POST", "/api/certs/admin/upgrade-to-hardware-bound", "", adminHeaders()).expect(t, 404, `{"error":"Not found"}`)
 }

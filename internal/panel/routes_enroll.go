@@ -10,7 +10,7 @@ import (
 )
 
 // checkCSRText is the schema rule of the enrollment CSR: PEM text
-// containing a CERTIFICATE REQUEST block. The full check (§11.4 step 2)
+// containing a CERTIFICATE REQUEST block. The full check (docs/api.md, "Enrollment" step 2)
 // runs after the token lookup and answers 400 Invalid CSR.
 func checkCSRText(s string) error {
 	if !strings.Contains(s, "BEGIN CERTIFICATE REQUEST") {
@@ -24,7 +24,7 @@ var enrollSchema = Object(
 	Required("csr", String().Check(checkCSRText)),
 )
 
-// enrollError maps Manager.Enroll errors (contract §11.4): 4xx as listed,
+// enrollError maps Manager.Enroll errors (docs/api.md, "Enrollment"): 4xx as listed,
 // any server-side failure (logged) 500 Enrollment failed without details.
 func enrollError(c *Ctx, err error) error {
 	if status := statusOf(err); status != 0 && status < 500 {
@@ -38,7 +38,7 @@ func enrollError(c *Ctx, err error) error {
 	return NewError(http.StatusInternalServerError, "Enrollment failed")
 }
 
-// registerEnroll: public POST /api/enroll (contract §11.4). nginx rate
+// registerEnroll: public POST /api/enroll (docs/api.md, "Enrollment"). nginx rate
 // limits it; the panel's own limit applies as for every route.
 func (s *Server) registerEnroll() {
 	d := &s.cfg.Relay

@@ -11,7 +11,7 @@ import (
 )
 
 // identityUsername checks the :username parameter of the identity routes:
-// 1–100 characters of ^[a-zA-Z0-9_.-]+$ (contract §15).
+// 1–100 characters of ^[a-zA-Z0-9_.-]+$ (docs/api.md, "Users and identity").
 func identityUsername(s string) error {
 	if len(s) >= 1 && len(s) <= 100 {
 		ok := true
@@ -41,7 +41,7 @@ func splitGroups(v string) []string {
 	return out
 }
 
-// registerIdentity: the identity routes of contract §15.
+// registerIdentity: the identity routes of docs/api.md, "Users and identity".
 func (s *Server) registerIdentity() {
 	d := s.authDeps()
 

@@ -24,7 +24,7 @@ func (s *Server) authURL(c *Ctx, path string) *string {
 }
 
 // registerInvitations: the admin invitation routes and the public
-// invitation routes of contract §10.
+// invitation routes of docs/api.md, "Invitations".
 func (s *Server) registerInvitations() {
 	d := s.authDeps()
 

@@ -24,7 +24,7 @@ type Provisioning interface {
 	Subscribe() (snapshot []byte, frames <-chan []byte, cancel func(), err error)
 }
 
-// registerOnboarding: the onboarding routes (docs/api.md, contract §6).
+// registerOnboarding: the onboarding routes (docs/api.md, "Health and onboarding").
 func (s *Server) registerOnboarding() {
 	s.Handle(Route{
 		Method: http.MethodGet, Path: "/api/onboarding/status",

@@ -17,7 +17,7 @@ import (
 	"github.com/portlama/portlama/internal/regulation"
 )
 
-// Panel 2FA parameters (contract §14).
+// Panel 2FA parameters (docs/api.md, "Panel 2FA").
 const (
 	panelTOTPIssuer  = "Portlama Panel"
 	panelTOTPAccount = "admin"
@@ -65,7 +65,7 @@ func panelCode(body any) (code string, ok bool) {
 	return code, true
 }
 
-// newCodeLimiter returns the panel 2FA limiter (contract §14): failures are
+// newCodeLimiter returns the panel 2FA limiter (docs/api.md, "Panel 2FA"): failures are
 // counted per client address (at most totpMaxTracked addresses); once an
 // address has totpMaxFailures failures within totpFailureWindow, its next
 // attempt starts a ban of totpBanDuration. A correct code does not reset
@@ -182,7 +182,7 @@ func ensureSessionSecret(cfg *config.PanelConfig) error {
 
 func sameSecret(a, b *string) bool { return a != nil && b != nil && *a == *b }
 
-// registerSettings: the panel 2FA routes of contract §14.
+// registerSettings: the panel 2FA routes of docs/api.md, "Panel 2FA".
 func (s *Server) registerSettings() {
 	d := s.authDeps()
 	p := &panel2FA{s: s, limiter: newCodeLimiter()}

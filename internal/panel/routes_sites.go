@@ -17,7 +17,7 @@ func siteCaller(id *Identity) sites.Caller {
 	return sites.Caller{Label: id.Label, AllowedSites: id.AllowedSites}
 }
 
-// Schemas of the site routes (contract §8).
+// Schemas of the site routes (docs/api.md, "Static sites").
 var (
 	siteNameSchema     = String().Min(1).Max(100).Pattern(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
 	customDomainSchema = String().Max(validate.MaxHostnameLen).Pattern(`^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$`).Check(validate.CertName)
@@ -46,7 +46,7 @@ var (
 	siteID = map[string]func(string) error{"id": validate.UUID}
 )
 
-// registerSites: the static site routes of contract §8.
+// registerSites: the static site routes of docs/api.md, "Static sites".
 func (s *Server) registerSites() {
 	d := &s.cfg.Relay
 

@@ -18,8 +18,8 @@ import (
 	"github.com/portlama/portlama/internal/validate"
 )
 
-// RelayDeps are the relay services behind the tunnel (contract §7),
-// certificate and agent (§11.2) and enrollment (§11.4) routes. Every field
+// RelayDeps are the relay services behind the tunnel (docs/api.md, "Tunnels"),
+// certificate and agent (docs/api.md, "Certificates, agents, enrollment") and enrollment (docs/api.md, "Enrollment") routes. Every field
 // is required: New refuses a panel with one missing.
 type RelayDeps struct {
 	Tunnels *tunnels.Service // tunnels.json and its side effects
@@ -84,7 +84,7 @@ func failedAs(err error, msg string) error {
 	return err
 }
 
-// Body schemas of the tunnel routes (contract §7.3, §7.4, §7.8).
+// Body schemas of the tunnel routes (docs/api.md, "Creating a tunnel" and "Tunnels").
 var (
 	tunnelPortSchema    = Integer().Min(validate.MinPort).Max(validate.MaxPort)
 	accessModeSchema    = String().OneOf(string(api.AccessAuthenticated), string(api.AccessRestricted), string(api.AccessPublic))
@@ -111,7 +111,7 @@ var (
 	exposePanelSchema = Object(Required("port", tunnelPortSchema))
 )
 
-// registerTunnels: the tunnel routes of contract §7.2. The fixed paths are
+// registerTunnels: the tunnel routes of docs/api.md, "Tunnels". The fixed paths are
 // literal patterns, so they win over /api/tunnels/{id}.
 func (s *Server) registerTunnels() {
 	d := &s.cfg.Relay
@@ -229,7 +229,7 @@ func (s *Server) registerTunnels() {
 	s.registerAgentPanel()
 }
 
-// registerAgentPanel: the agent panel tunnel routes (contract §7.2, §7.8).
+// registerAgentPanel: the agent panel tunnel routes (docs/api.md, "Tunnels").
 func (s *Server) registerAgentPanel() {
 	d := &s.cfg.Relay
 
@@ -329,7 +329,7 @@ func (s *Server) panelTunnel(label string) (api.Tunnel, bool, error) {
 	return api.Tunnel{}, false, nil
 }
 
-// agentConfig builds the calling agent's configuration (contract §7.6);
+// agentConfig builds the calling agent's configuration (docs/api.md, "Tunnels");
 // failMsg is the route's 500 message.
 func (s *Server) agentConfig(c *Ctx, failMsg string) (api.AgentConfig, error) {
 	d := &s.cfg.Relay

@@ -90,7 +90,7 @@ func sessionsNotEnded(err error) string {
 	return "Saved, but the auth server could not end the user's sessions (" + err.Error() + "); check that portlama-auth is running, then try again."
 }
 
-// passwordSchema is a user password (contract §9: 8–128 characters).
+// passwordSchema is a user password (docs/api.md, "Users and identity": 8–128 characters).
 func passwordSchema() *StringSchema {
 	return String().Min(auth.MinPasswordLen).Max(auth.MaxPasswordLen).Check(auth.ValidatePassword)
 }
@@ -119,7 +119,7 @@ func apiUsers(us []auth.UserInfo) []api.User {
 	return out
 }
 
-// registerUsers: the users routes of contract §9.
+// registerUsers: the users routes of docs/api.md, "Users and identity".
 func (s *Server) registerUsers() {
 	d := s.authDeps()
 

@@ -15,7 +15,7 @@ import (
 	"github.com/portlama/portlama/internal/pki"
 )
 
-// Panel 2FA session cookie (contract §3.7).
+// Panel 2FA session cookie (docs/api.md, "Panel 2FA session").
 const (
 	SessionCookieName  = api.TwoFACookieName
 	SessionLifetime    = 12 * time.Hour

@@ -32,7 +32,7 @@ func csrErr(format string, args ...any) error {
 }
 
 // ParseCSR checks a PEM certificate signing request as enrollment and
-// re-key require (contract §11.4 step 2): at most 8192 characters, exactly
+// re-key require (docs/api.md, "Enrollment" step 2): at most 8192 characters, exactly
 // one PEM block of type CERTIFICATE REQUEST and nothing else but whitespace,
 // parseable, a valid self-signature, and an RSA key of at least 2048 bits or
 // an ECDSA key on P-256 or P-384. Every refusal is a *CSRError.

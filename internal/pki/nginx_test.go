@@ -20,7 +20,7 @@ import (
 
 // TestNginxAcceptsPKI runs a real nginx with the PKI's files: the IP
 // certificate serves TLS, client certificates chain to the CA, nginx prints
-// DN and serial as the panel expects (§3.2), and a serial revoked through the
+// DN and serial as the panel expects (docs/api.md, "Headers nginx sets"), and a serial revoked through the
 // CRL is refused after a reload while other certificates keep working.
 func TestNginxAcceptsPKI(t *testing.T) {
 	nginxBin := testutil.NeedBinary(t, "nginx")

@@ -15,7 +15,7 @@
 //	p.SignCSR(csr, pki.AgentCN(label))                 // subject forced, extensions ignored
 //	p.Revoke(serial, label), p.IsRevoked(serial), p.RevokedList()  // revoked.json + crl.pem
 //	p.CRLNeedsRenewal(), p.RenewCRL()                   // daily renewal run
-//	p.RotateAdmin(ctx, pki.LabelAdminRotated)          // §11.3, reloads nginx via Config.Reloader
+//	p.RotateAdmin(ctx, pki.LabelAdminRotated)          // docs/api.md, "Certificates, agents, enrollment", reloads nginx via Config.Reloader
 //	p.Reload(ctx)                                       // nginx -t + reload after a CRL change
 //	p.IssueServer(names, validity)                      // demo only: CA-signed TLS server certificate
 //
@@ -43,7 +43,7 @@ import (
 	"github.com/portlama/portlama/internal/store"
 )
 
-// File names inside the PKI directory (contract §17.4).
+// File names inside the PKI directory (docs/architecture.md, "PKI directory").
 const (
 	CACertFile         = "ca.crt"
 	CAKeyFile          = "ca.key"
@@ -57,14 +57,14 @@ const (
 	CRLFile            = "crl.pem"
 )
 
-// File modes (contract §17.4).
+// File modes (docs/architecture.md, "PKI directory").
 const (
 	DirMode  os.FileMode = 0o700
 	KeyMode  os.FileMode = 0o600
 	CertMode os.FileMode = 0o644
 )
 
-// Key sizes and lifetimes (contract §18).
+// Key sizes and lifetimes (docs/architecture.md, "PKI").
 const (
 	CAKeyBits         = 4096
 	ClientKeyBits     = 4096

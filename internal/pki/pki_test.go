@@ -78,7 +78,7 @@ func roughly(t *testing.T, what string, got, want time.Time) {
 	}
 }
 
-// checkClientCert verifies a client certificate as §18 describes it.
+// checkClientCert verifies a client certificate as docs/architecture.md, "PKI" describes it.
 func checkClientCert(t *testing.T, p *PKI, cert *x509.Certificate, cn string) {
 	t.Helper()
 	roots := x509.NewCertPool()
@@ -137,7 +137,7 @@ func TestInitCreatesPKI(t *testing.T) {
 		t.Errorf("Created = %v, want all %d files", res.Created, len(modes))
 	}
 
-	// CA (§18).
+	// CA (docs/architecture.md, "PKI").
 	ca := p.CACert()
 	if !ca.IsCA || !ca.BasicConstraintsValid || ca.MaxPathLen != 0 || !ca.MaxPathLenZero {
 		t.Errorf("CA basic constraints wrong: isCA=%v pathlen=%d zero=%v", ca.IsCA, ca.MaxPathLen, ca.MaxPathLenZero)

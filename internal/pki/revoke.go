@@ -14,7 +14,7 @@ import (
 	"github.com/portlama/portlama/internal/store"
 )
 
-// CRL parameters (contract §18).
+// CRL parameters (docs/architecture.md, "PKI").
 const (
 	CRLValidity     = 180 * 24 * time.Hour
 	CRLRenewBefore  = 30 * 24 * time.Hour
@@ -34,7 +34,7 @@ type RevokedEntry struct {
 	RevokedAt string `json:"revokedAt"`
 }
 
-// RevocationList is the content of revoked.json (contract §17.7).
+// RevocationList is the content of revoked.json (docs/architecture.md, "Revocation list").
 type RevocationList struct {
 	Revoked []RevokedEntry `json:"revoked"`
 }

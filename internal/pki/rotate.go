@@ -30,7 +30,7 @@ type savedFile struct {
 	data []byte // nil: the file did not exist
 }
 
-// RotateAdmin replaces the admin credential (contract §11.3): a new
+// RotateAdmin replaces the admin credential (docs/api.md, "Certificates, agents, enrollment"): a new
 // RSA-4096 key and certificate `CN=admin, O=Portlama`, a new P12 with a fresh
 // hex password; the previous client.{key,crt,p12} are kept as *.bak,
 // .p12-password is rewritten, the previous serial is revoked with

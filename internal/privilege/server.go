@@ -43,7 +43,7 @@ type ServerConfig struct {
 	// IdleTimeout ends Serve after this long without a connection; 0
 	// serves until ctx ends. Socket activation starts it again on demand.
 	IdleTimeout time.Duration
-	// ActionTimeout bounds one request; default 30 s (contract §12).
+	// ActionTimeout bounds one request; default 30 s (docs/api.md, "Services and live logs").
 	ActionTimeout time.Duration
 	// ProcDir is /proc (tests may point it elsewhere).
 	ProcDir string

@@ -31,7 +31,7 @@ type Run struct {
 }
 
 // PasswordTTL is how long after the job ends the admin password stays in
-// memory (contract §6.3).
+// memory (docs/api.md, "Provisioning").
 const PasswordTTL = 5 * time.Second
 
 // Job runs the onboarding tasks in the background, one run at a time,
@@ -233,8 +233,8 @@ func (j *Job) Subscribe() (snapshot []byte, frames <-chan []byte, cancel func(),
 	}, nil
 }
 
-// EncodeEvent encodes one frame of the provisioning WebSocket (contract
-// §6.3): api.ProvisionState, api.ProvisionProgressEvent,
+// EncodeEvent encodes one frame of the provisioning WebSocket
+// (docs/api.md, "Provisioning"): api.ProvisionState, api.ProvisionProgressEvent,
 // api.ProvisionCompleteEvent or api.ProvisionFailureEvent. It refuses
 // anything else and frames that break the contract's shape (an unknown
 // status, progress out of range), so a bug never reaches a client.

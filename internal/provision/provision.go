@@ -40,7 +40,7 @@ import (
 	"github.com/portlama/portlama/internal/tunnel"
 )
 
-// Task ids and titles (contract §6.2).
+// Task ids and titles (docs/api.md, "Provisioning").
 const (
 	TaskStartTunnel    = "start-tunnel-server"
 	TaskStartAuth      = "start-auth-server"
@@ -353,7 +353,7 @@ func (p *Provisioner) startAuth(ctx context.Context, r *Run) (string, *string, e
 	return "Auth server running for " + d + "; user admin created", nil, nil
 }
 
-// newPassword is 16 random bytes, base64url (contract §6.2).
+// newPassword is 16 random bytes, base64url (docs/api.md, "Provisioning").
 func newPassword() (string, error) {
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {

@@ -116,7 +116,7 @@ func (v IPVhost) Enable(ctx context.Context) error  { return v.m.EnableVhost(ctx
 func (v IPVhost) Disable(ctx context.Context) error { return v.m.DisableVhost(ctx, nginx.VhostPanelIP) }
 
 // DNSCredentialsFile is the DNS provider's credentials file in the data
-// directory (contract §17.1).
+// directory (docs/architecture.md, "Write rules").
 func DNSCredentialsFile(l config.Layout) string { return filepath.Join(l.DataDir, "acme-dns.env") }
 
 // Open connects the services of the relay described by o.Config. The
@@ -366,7 +366,7 @@ func (s *Services) RenewCertificate(ctx context.Context, name string) (notAfter 
 
 // RenewDue renews every certificate with fewer than 30 days left, then
 // tests and reloads nginx once when anything changed; it also renews the
-// CRL when its nextUpdate is near (`portlama certs renew`, contract §11.1).
+// CRL when its nextUpdate is near (`portlama certs renew`, docs/operations.md, "Certificates").
 func (s *Services) RenewDue(ctx context.Context) (acme.RenewResult, error) {
 	res, err := s.Certs.RenewDue(ctx, acme.RenewWindow)
 	if err != nil {
@@ -521,7 +521,7 @@ func (v siteVhosts) RemoveSite(ctx context.Context, site api.Site) error {
 	return v.s.Nginx.RemoveVhost(ctx, nginx.SiteVhostName(site.ID))
 }
 
-// accessRules writes the auth server's access rules (contract §17.9): one
+// accessRules writes the auth server's access rules (docs/architecture.md, "Auth server files"): one
 // rule per restricted tunnel and per protected site with allowed users
 // (those users and group admins), and every host the tunnels and live
 // sites serve as a post-login redirect target (docs/security.md), read by
@@ -628,7 +628,7 @@ type AdminReset struct {
 	ReloadErr error  // nginx could not be tested or reloaded
 }
 
-// ResetAdmin is `portlama reset-admin` (contract §11.3): the admin
+// ResetAdmin is `portlama reset-admin` (docs/api.md, "Certificates, agents, enrollment"): the admin
 // rotation without the API, then panel 2FA off with its session secret
 // cleared, and the panel's IP vhost enabled again.
 func (s *Services) ResetAdmin(ctx context.Context) (AdminReset, error) {

@@ -2,7 +2,7 @@
 // definitions, files and side effects. A site is an api.Site: sites.json
 // stores exactly what the API returns.
 //
-// It is the logic behind the panel's /api/sites routes (contract §8), with
+// It is the logic behind the panel's /api/sites routes (docs/api.md, "Static sites"), with
 // the shape of package tunnels: every change runs its side effects in a
 // fixed order (certificate, vhost, root, access rules, state) and undoes
 // the earlier steps when a later one fails; the service's lock is never
@@ -58,8 +58,8 @@ type Vhosts interface {
 	RemoveSite(ctx context.Context, s api.Site) error
 }
 
-// Certificates finds (or obtains) the TLS certificate for a host (contract
-// §11.1) and deletes individual ones; *acme.Store is one.
+// Certificates finds (or obtains) the TLS certificate for a host
+// (docs/operations.md, "Certificates") and deletes individual ones; *acme.Store is one.
 type Certificates interface {
 	ForHost(ctx context.Context, fqdn string) (acme.Files, error)
 	// Existing returns the certificate ForHost would use without
@@ -153,7 +153,7 @@ func siteName(name, fqdn, domain string) hostnames.Name {
 	return hostnames.Name{Kind: hostnames.Site, Label: hostnames.LabelUnder(fqdn, domain), FQDN: fqdn, SiteName: name}
 }
 
-// Messages of the site routes (contract §8).
+// Messages of the site routes (docs/api.md, "Static sites").
 const (
 	MsgCustomCreated   = "Site created. Add an A record for your domain, then verify DNS."
 	MsgNoChanges       = "No changes"
@@ -257,7 +257,7 @@ func errLoginOutside(domain string) error {
 	return errkind.New(errkind.Invalid, "Login protection is only available for sites under %s", domain)
 }
 
-// Create adds a site after the contract's checks (§8), in order. A managed
+// Create adds a site after the documented checks (docs/api.md, "Static sites"), in order. A managed
 // site goes live at once: certificate, vhost, root with a generated
 // index.html, access rules, state, each undone if a later step fails. A
 // custom site gets its root and state; it goes live with VerifyDNS.
@@ -509,7 +509,7 @@ func (s *Service) removeRoot(site api.Site) error {
 	return os.RemoveAll(site.RootPath)
 }
 
-// Update applies a PATCH (contract §8): only what changed is touched. The
+// Update applies a PATCH (docs/api.md, "Static sites"): only what changed is touched. The
 // access rules are written before the vhost (so protection is never wider
 // than before or after the change), then the vhost of a live site, then
 // the state; a failure undoes the earlier steps and changes nothing.
@@ -605,7 +605,7 @@ func (s *Service) Update(ctx context.Context, id string, p api.UpdateSiteRequest
 	return Result{Site: site, Changed: true, Warning: warning}, nil
 }
 
-// Delete removes a site (contract §8): its vhost (when live), its access
+// Delete removes a site (docs/api.md, "Static sites"): its vhost (when live), its access
 // rule and host, the state entry, the root and its individual
 // certificate. The root is removed after the state, so a failure never
 // leaves a listed site without its files; a root or certificate that
@@ -660,7 +660,7 @@ func (s *Service) Delete(ctx context.Context, id string) (warning string, err er
 }
 
 // VerifyDNS checks a custom site's A records and, when they point at the
-// relay, obtains its certificate and writes its vhost (contract §8).
+// relay, obtains its certificate and writes its vhost (docs/api.md, "Static sites").
 func (s *Service) VerifyDNS(ctx context.Context, id string) (api.SiteDNSCheck, error) {
 	s.mu.Lock()
 	all, err := s.All()

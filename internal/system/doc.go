@@ -13,5 +13,5 @@
 //     child-process supervisor (demo, tests) can implement the same
 //     interface.
 //   - Stats: Collector reads CPU, memory, disk and uptime for
-//     GET /api/system/stats (contract §13) from /proc and statfs.
+//     GET /api/system/stats (docs/api.md, "Health and onboarding") from /proc and statfs.
 package system

@@ -35,7 +35,7 @@ type ServiceManager interface {
 	Follow(ctx context.Context, unit string, backlog int, fn func(LogLine) error) error
 }
 
-// Action is a service action of the panel's services API (contract §12).
+// Action is a service action of the panel's services API (docs/api.md, "Services and live logs").
 type Action string
 
 const (
@@ -85,10 +85,10 @@ const (
 )
 
 // ManagedServices are the services of the panel's services API, in the
-// contract's order (§12).
+// contract's order (docs/api.md, "Services and live logs").
 var ManagedServices = []string{UnitNginx, UnitTunnel, UnitAuth, UnitPanel}
 
-// States of UnitStatus.State (contract §12).
+// States of UnitStatus.State (docs/api.md, "Services and live logs").
 const (
 	StateActive   = "active"
 	StateInactive = "inactive"
@@ -123,7 +123,7 @@ func (s UnitStatus) Uptime(now time.Time) time.Duration {
 	return now.Sub(s.Since)
 }
 
-// FormatUptime formats an uptime as contract §12 says: "2d 5h 30m",
+// FormatUptime formats an uptime as docs/api.md, "Services and live logs" says: "2d 5h 30m",
 // "5h 30m", "12m" (leading zero units omitted), or "45s" under a minute.
 func FormatUptime(d time.Duration) string {
 	if d < time.Minute {
@@ -151,7 +151,7 @@ var ErrLogEnded = errors.New("log stream ended")
 // ErrLogStart is wrapped by Follow's error when the log cannot be opened.
 var ErrLogStart = errors.New("cannot start the log stream")
 
-// LogLine is one journal line (contract §12 log frames).
+// LogLine is one journal line (docs/api.md, "Services and live logs" log frames).
 type LogLine struct {
 	// Timestamp is the ISO 8601 prefix of the line, or "" when it has none.
 	Timestamp string `json:"timestamp"`

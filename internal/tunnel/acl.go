@@ -19,7 +19,7 @@ import (
 // ACLMode is the file mode of acl.json (it holds the agents' passwords).
 const ACLMode = 0o600
 
-// ACLFile is the content of <TunnelDir>/acl.json (contract §17.8).
+// ACLFile is the content of <TunnelDir>/acl.json (docs/architecture.md, "Tunnel server files").
 type ACLFile struct {
 	Agents []ACLAgent `json:"agents"`
 }

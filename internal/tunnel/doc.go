@@ -1,6 +1,6 @@
 // Package tunnel is the relay's tunnel transport: the tunnel server
 // (`portlama tunnel-server`), the agent's tunnel client, and the tunnel
-// server's access list (<TunnelDir>/acl.json, contract §17.8).
+// server's access list (<TunnelDir>/acl.json, docs/architecture.md, "Tunnel server files").
 //
 // The protocol is chisel's, so a stock `chisel client` keeps working (see
 // protocol.go); the session layer is ours, built on x/crypto/ssh, gorilla's

@@ -40,7 +40,7 @@ const DefaultKeepAlive = 25 * time.Second
 // of a new session.
 const DefaultHandshakeTimeout = 30 * time.Second
 
-// File names inside the tunnel directory (contract §17.8).
+// File names inside the tunnel directory (docs/architecture.md, "Tunnel server files").
 const (
 	KeyFileName         = "server.key"
 	FingerprintFileName = "fingerprint"
@@ -70,7 +70,7 @@ type ServerConfig struct {
 	KeyFile string
 	// FingerprintFile receives the key fingerprint (0644).
 	FingerprintFile string
-	// ACLFile is acl.json (contract §17.8).
+	// ACLFile is acl.json (docs/architecture.md, "Tunnel server files").
 	ACLFile string
 	// SecretFile holds the secret nginx proves itself with (HeaderSecret);
 	// created if missing (EnsureProxySecret).

@@ -7,7 +7,7 @@ import (
 	"github.com/portlama/portlama/internal/api"
 )
 
-// BuildAgentConfig assembles an agent's configuration (contract §7.6) from
+// BuildAgentConfig assembles an agent's configuration (docs/api.md, "Tunnels") from
 // its enabled tunnels (createdAt order), its tunnel credential and the
 // server's fingerprint.
 func BuildAgentConfig(domain, serverURL, label, password, fingerprint string, enabled []api.Tunnel) api.AgentConfig {
@@ -31,7 +31,7 @@ func BuildAgentConfig(domain, serverURL, label, password, fingerprint string, en
 	return cfg
 }
 
-// MacPlist renders the launchd job for a stock chisel client (contract §7.7).
+// MacPlist renders the launchd job for a stock chisel client (docs/api.md, "Tunnels").
 func MacPlist(chiselArgs []string) string {
 	args := []string{"/usr/local/bin/chisel"}
 	if len(chiselArgs) > 0 {

@@ -3,7 +3,7 @@
 // nginx, and what each agent may bind on the tunnel server. A tunnel is an
 // api.Tunnel: tunnels.json stores exactly what the API returns.
 //
-// It is the logic behind the panel's /api/tunnels routes (contract §7). Every
+// It is the logic behind the panel's /api/tunnels routes (docs/api.md, "Tunnels"). Every
 // change runs its side effects in a fixed order (certificate, vhost, access
 // rules, state, tunnel ACL) and undoes the earlier steps when a later one
 // fails, so a failed request leaves nothing half-applied. Changes are
@@ -64,8 +64,8 @@ type Vhosts interface {
 	SetTunnelEnabled(ctx context.Context, t api.Tunnel, enabled bool) error
 }
 
-// Certificates finds (or obtains) the TLS certificate for an fqdn (contract
-// §11.1) and deletes individual ones when their tunnel goes away;
+// Certificates finds (or obtains) the TLS certificate for an fqdn
+// (docs/operations.md, "Certificates") and deletes individual ones when their tunnel goes away;
 // *acme.Store is one.
 type Certificates interface {
 	ForHost(ctx context.Context, fqdn string) (acme.Files, error)
@@ -260,7 +260,7 @@ func failed(msg, step string, err error) error {
 	return errkind.Wrap(errkind.Failed, fmt.Errorf("%s: %w", step, err), "%s", msg)
 }
 
-// Create adds a tunnel after the contract's checks (§7.3), in order, and
+// Create adds a tunnel after the documented checks (docs/api.md, "Creating a tunnel"), in order, and
 // applies its side effects, undoing them all if one fails. The certificate
 // is obtained without holding the service's lock, so a slow ACME order
 // delays only this request.
@@ -507,7 +507,7 @@ func nonNil(v []string) []string {
 	return v
 }
 
-// owner decides who owns a new tunnel (contract §7.3 check 5).
+// owner decides who owns a new tunnel (docs/api.md, "Creating a tunnel" check 5).
 func (s *Service) owner(c Caller, requested string) (string, error) {
 	if !c.Admin {
 		if requested != "" && requested != c.Label {
@@ -561,7 +561,7 @@ type Patch = api.UpdateTunnelRequest
 
 var errTunnelNotFound = errkind.New(errkind.NotFound, "Tunnel not found")
 
-// Update applies a PATCH (contract §7.4). Only what changed is touched; state
+// Update applies a PATCH (docs/api.md, "Tunnels"). Only what changed is touched; state
 // is saved last. When the access mode may change the vhost, the certificate
 // is looked up before the lock is taken.
 func (s *Service) Update(ctx context.Context, c Caller, id string, p Patch) (Result, error) {
@@ -702,7 +702,7 @@ func replace(all []api.Tunnel, t api.Tunnel) []api.Tunnel {
 	return out
 }
 
-// Delete removes a tunnel (contract §7.5). It returns the warning of
+// Delete removes a tunnel (docs/api.md, "Tunnels"). It returns the warning of
 // unconfirmed steps.
 func (s *Service) Delete(ctx context.Context, c Caller, id string) (string, error) {
 	s.mu.Lock()
@@ -739,7 +739,7 @@ func (s *Service) Delete(ctx context.Context, c Caller, id string) (string, erro
 	if err := warn.step(s.cfg.ACL.SetPorts(ctx, t.AgentLabel, PortsFor(next, t.AgentLabel))); err != nil {
 		return fail(fmt.Errorf("tunnel-acl: %w", err))
 	}
-	// Certificate deletion failures are not the caller's problem (§7.5).
+	// Certificate deletion failures are not the caller's problem (docs/api.md, "Tunnels").
 	s.cfg.Certs.DeleteIndividual(context.WithoutCancel(ctx), t.FQDN)
 	return warn.String(), nil
 }

@@ -6,8 +6,8 @@ import (
 	"strings"
 )
 
-// siteFileTypes are the extensions a static site's files may have (contract
-// §8, lower case without the dot) and the Content-Type nginx serves each
+// siteFileTypes are the extensions a static site's files may have
+// (docs/api.md, "Static sites", lower case without the dot) and the Content-Type nginx serves each
 // with. The site vhost's types table is built from this list, so every file
 // that can be uploaded has the right type and nothing else has one.
 var siteFileTypes = map[string]string{

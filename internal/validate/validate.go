@@ -1,5 +1,4 @@
-// Package validate holds the value rules of the panel API contract (§2.6,
-// §6) as pure functions. Each validator takes the value as sent (no
+// Package validate holds the value rules of the panel API (docs/api.md, "Shared value rules" and "Health and onboarding") as pure functions. Each validator takes the value as sent (no
 // trimming, no case folding) and returns nil when it is acceptable or an
 // error with a plain, user-facing message.
 //
@@ -27,7 +26,7 @@
 //	SiteFileType     Content-Type of an allowed static site file extension
 //	                 (SiteFileExtensions lists them)
 //
-// IsReservedSubdomain reports the names §2.6 reserves.
+// IsReservedSubdomain reports the names docs/api.md, "Shared value rules" reserves.
 package validate
 
 import (
@@ -59,7 +58,7 @@ const (
 	agentPanelLabel = "agent-"
 )
 
-// reserved are the subdomains and managed-site names §2.6 reserves.
+// reserved are the subdomains and managed-site names docs/api.md, "Shared value rules" reserves.
 var reserved = map[string]bool{
 	"panel": true, "auth": true, "tunnel": true, "www": true,
 	"mail": true, "ftp": true, "api": true,

@@ -197,7 +197,7 @@ func (p *Panel) SetAgentConfig(body []byte) {
 	p.mu.Unlock()
 }
 
-// SetTunnels sets the tunnels GET /api/tunnels lists (contract §7.1 objects).
+// SetTunnels sets the tunnels GET /api/tunnels lists (docs/api.md, "Tunnels" objects).
 func (p *Panel) SetTunnels(ts []map[string]any) {
 	p.mu.Lock()
 	p.tunnels = ts

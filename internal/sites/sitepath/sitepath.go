@@ -1,4 +1,4 @@
-// Package sitepath holds the file rules of static sites (contract §8):
+// Package sitepath holds the file rules of static sites (docs/api.md, "Static sites"):
 // which paths below a site root may be uploaded, listed and deleted, which
 // extensions files may have, and how an upload part's file name is read.
 // The relay applies them to every request; portlama-agent applies them
@@ -21,7 +21,7 @@ import (
 	"github.com/portlama/portlama/internal/validate"
 )
 
-// The file rules' messages (contract §8), verbatim: clients match on them.
+// The file rules' messages (docs/api.md, "Static sites"), verbatim: clients match on them.
 const (
 	MsgPathRequired  = "Path is required"
 	MsgPathNull      = "Path contains null bytes"
@@ -35,8 +35,8 @@ const (
 	MsgPathLong    = "Path is too long"
 )
 
-// MaxFileSize is the largest file one upload part may carry (contract
-// §2.1: 50 MiB per file).
+// MaxFileSize is the largest file one upload part may carry
+// (docs/api.md, "Placement and transport": 50 MiB per file).
 const MaxFileSize = 50 << 20
 
 // Length limits of a site path: what Linux file systems take.

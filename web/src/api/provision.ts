@@ -20,7 +20,7 @@ function narrow(status: string): TaskStatus {
   return taskStatuses.includes(status) ? (status as TaskStatus) : TaskPending;
 }
 
-/** The six tasks, in order (contract §6.2). */
+/** The six tasks, in order (docs/api.md, "Provisioning"). */
 export const provisionTasks: readonly { id: string; title: string }[] = [
   { id: "start-tunnel-server", title: "Starting tunnel server" },
   { id: "start-auth-server", title: "Starting auth server" },
@@ -107,7 +107,7 @@ export function finishedCount(s: ProvisionState): number {
   return s.tasks.filter((t) => t.status === "done").length;
 }
 
-/** Reconnect delays: 0.5 s doubling, capped at 10 s (contract §20). */
+/** Reconnect delays: 0.5 s doubling, capped at 10 s (docs/webui.md, "Behaviour worth knowing"). */
 export function backoff(attempt: number): number {
   return Math.min(10_000, 500 * 2 ** Math.max(0, attempt));
 }

@@ -38,7 +38,7 @@ export function formError(err: unknown, rules: MessageRule[] = []): FormError {
   return { fields, form: err.detail ? `${err.message}: ${err.detail}` : err.message };
 }
 
-/** Client-side checks mirror the API's rules (docs/api.md, contract §2.6). */
+/** Client-side checks mirror the API's rules (docs/api.md, "Shared value rules"). */
 export const patterns = {
   subdomain: /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/,
   username: /^[a-z0-9_-]{2,32}$/,
