@@ -419,7 +419,7 @@ func (s *Stack) startNginx(ctx context.Context) error {
 	cfg := s.RelayConfigPath()
 	units := []supervisor.Unit{
 		{Name: system.UnitNginx, Process: nginxProcess{inst}, Log: inst.ErrorLog()},
-		{Name: system.UnitPanel, Process: panelProcess{s}},
+		{Name: system.UnitPanel, Process: panelProcess{s}, Log: s.LogPath(system.UnitPanel)},
 		// Start returns once the daemon accepts connections.
 		{Name: system.UnitTunnel, Argv: []string{s.opts.RelayBinary, "tunnel-server", "--relay-config", cfg}, Log: s.LogPath("tunnel-server"), Ready: dialable(s.Relay.Addrs.Tunnel)},
 		{Name: system.UnitAuth, Argv: []string{s.opts.RelayBinary, "auth-server", "--relay-config", cfg}, Log: s.LogPath("auth-server"), Ready: dialable(s.Relay.Addrs.Auth)},
@@ -503,12 +503,21 @@ func (s *Stack) startPanel() error {
 			return err
 		}
 	}
-	srv, err := panel.New(panel.FromRelay(s.Services, s.opts.Version, s.log))
+	// The panel's messages go to the demo's logger and to its unit log,
+	// which the services API streams like the other units' logs.
+	logFile, err := os.OpenFile(s.LogPath(system.UnitPanel), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
+		return fmt.Errorf("open the panel's log: %w", err)
+	}
+	plog := slog.New(slog.NewMultiHandler(s.log.Handler(), slog.NewTextHandler(logFile, nil)))
+	srv, err := panel.New(panel.FromRelay(s.Services, s.opts.Version, plog))
+	if err != nil {
+		logFile.Close()
 		return err
 	}
 	ln, err := net.Listen("tcp", s.Relay.Addrs.Panel)
 	if err != nil {
+		logFile.Close()
 		return err
 	}
 	s.panelStarted = true
@@ -517,6 +526,7 @@ func (s *Stack) startPanel() error {
 	s.panelRun, s.panelStop = run, stop
 	go func() {
 		err := srv.Serve(pctx, ln)
+		logFile.Close()
 		close(run)
 		if pctx.Err() == nil {
 			s.bg <- err

@@ -176,6 +176,24 @@ func TestServiceLogs(t *testing.T) {
 		t.Errorf("failed-login line %q", l.Message)
 	}
 
+	// The demo's panel runs inside the demo process; its unit log is a
+	// file of its own, streamed like the others.
+	plogs, err := pc.OpenLogs(ctx, system.UnitPanel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plogs.Close()
+	name := "logs-" + strings.ReplaceAll(time.Now().Format("150405.000"), ".", "")
+	if _, err := pc.CreateUser(ctx, api.CreateUserRequest{Username: name, DisplayName: "Logs", Email: name + "@example.com", Password: "a long password 1", Groups: []string{"family"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.DeleteUser(context.Background(), name) })
+	if _, err := plogs.Until(ctx, func(l api.LogLine) bool {
+		return strings.Contains(l.Message, `msg="user created"`) && strings.Contains(l.Message, "user="+name)
+	}); err != nil {
+		t.Errorf("the panel's own log stream: %v", err)
+	}
+
 	// An unknown service is refused after the upgrade.
 	bad, err := pc.OpenLogs(ctx, "sshd")
 	if err != nil {
