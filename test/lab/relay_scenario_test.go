@@ -313,16 +313,26 @@ func (w *relayWorld) enrollHome(t *testing.T, ctx context.Context) {
 	}
 }
 
-// agentService is `portlama-agent service status` as the person at home;
-// it fails unless the unit is active and enabled.
+// agentService checks the agent's service the way the person would: the
+// unit is active and enabled (`service status --system`), and
+// `portlama-agent status` sees the service's agent running with its
+// tunnel connection up (the live state it writes into the agent
+// directory, which the unit's sandbox must leave writable).
 func (w *relayWorld) agentService(ctx context.Context) error {
 	out, err := w.asHomeRoot(ctx, "service", "status", "--system")
 	if err != nil {
-		return fmt.Errorf("portlama-agent service status: %w", err)
+		return fmt.Errorf("portlama-agent service status: %w\n%s", err, out)
 	}
 	st := string(out)
 	if !strings.Contains(st, "Service state: active") || !strings.Contains(st, "Enabled:       enabled") {
 		return fmt.Errorf("the agent's service is not active and enabled:\n%s", st)
+	}
+	if err := waitFor(ctx, 20*time.Second, func() bool {
+		b, _ := w.asHomeUser(ctx, "status")
+		out = b
+		return strings.Contains(string(b), "Agent:         running (pid") && strings.Contains(string(b), "tunnel connection connected")
+	}); err != nil {
+		return fmt.Errorf("portlama-agent status does not see the service's agent connected:\n%s", out)
 	}
 	return nil
 }
