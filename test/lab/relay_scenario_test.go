@@ -51,7 +51,8 @@ type relayWorld struct {
 	agentBin, appBin string
 	appName, pubName string
 	// box is the home machine (booted) that runs the agent's service.
-	box *Droplet
+	box     *Droplet
+	homeUID string
 }
 
 type labUser struct{ name, password, secret string }
@@ -205,15 +206,10 @@ func startPebble(t *testing.T, ctx context.Context, d *Droplet) *x509.CertPool {
 	return pool
 }
 
-// homeUser is the person at home who enrolls the agent; its service is
-// the system unit `portlama-agent service install --system` writes (run
-// as root for them), which a machine starts at boot with nobody logged in.
-// (A user unit with linger needs a user systemd, which does not start in
-// the lab's container: cgroup v1, no libpam-systemd.)
+// homeUser is the person at home who installs the agent with
+// portlama-agent's defaults: a systemd user unit, kept running with nobody
+// logged in (and started at boot) by linger, as the install advises.
 const homeUser = "sam"
-
-// homeAgentDir is the person's agent directory (portlama-agent's default).
-const homeAgentDir = "/home/" + homeUser + "/.portlama"
 
 // HomeMasked are the units of the shared root file system that the home
 // machine does not run.
@@ -235,7 +231,7 @@ func (w *relayWorld) homeApps() []homeApp {
 // the relay's names resolve to the droplet (its router's DNS would), the
 // system trusts the relay's certificate issuer (Pebble stands in for a
 // public CA), the apps run as services, and the person has an account
-// and portlama-agent in /usr/local/bin.
+// with linger on (their systemd runs) and portlama-agent in /usr/local/bin.
 func (w *relayWorld) prepareHome(t *testing.T, ctx context.Context) {
 	t.Helper()
 	b := w.box
@@ -254,8 +250,12 @@ func (w *relayWorld) prepareHome(t *testing.T, ctx context.Context) {
 	}
 	for path, data := range map[string][]byte{
 		"/etc/hosts": []byte(hosts.String()),
-		"/usr/local/share/ca-certificates/lab-pebble.crt": roots,
-		"/etc/portlama-lab/panel-ip.pem":                  self,
+		// pam_systemd (libpam-systemd, on installed Debian systems but
+		// not in the lab's minimal root file system) gives each user's
+		// systemd its runtime directory; this drop-in does only that.
+		"/etc/systemd/system/user@.service.d/lab-runtime-dir.conf": []byte("[Service]\nEnvironment=XDG_RUNTIME_DIR=/run/user/%i\n"),
+		"/usr/local/share/ca-certificates/lab-pebble.crt":          roots,
+		"/etc/portlama-lab/panel-ip.pem":                           self,
 	} {
 		if err := b.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
@@ -278,24 +278,36 @@ func (w *relayWorld) prepareHome(t *testing.T, ctx context.Context) {
 	}
 	for _, argv := range [][]string{
 		{"update-ca-certificates"},
+		{"systemctl", "daemon-reload"},
 		append([]string{"systemctl", "enable", "--now"}, units...),
 		{"useradd", "--create-home", "--shell", "/bin/bash", homeUser},
+		// What portlama-agent service install tells the person to run
+		// (as root here: the lab's system has no polkit to allow it).
+		{"loginctl", "enable-linger", homeUser},
 	} {
 		if out, err := b.Exec(ctx, argv...); err != nil {
 			t.Fatalf("home machine: %s: %v\n%s", strings.Join(argv, " "), err, out)
 		}
 	}
+	out, err := b.Exec(ctx, "id", "-u", homeUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.homeUID = strings.TrimSpace(string(out))
+	if err := waitFor(ctx, 30*time.Second, func() bool {
+		out, _ := b.Exec(ctx, "systemctl", "is-active", "user@"+w.homeUID+".service")
+		return strings.TrimSpace(string(out)) == "active"
+	}); err != nil {
+		out, _ := b.Exec(ctx, "systemctl", "status", "--no-pager", "user@"+w.homeUID+".service")
+		t.Fatalf("linger did not start %s's systemd:\n%s", homeUser, out)
+	}
 }
 
-// asHomeUser runs portlama-agent with args as the person at home.
+// asHomeUser runs portlama-agent with args as the person at home, with the
+// environment of their login session (their systemd's runtime directory).
 func (w *relayWorld) asHomeUser(ctx context.Context, args ...string) ([]byte, error) {
-	return w.box.RunAs(ctx, homeUser, append([]string{"/usr/local/bin/portlama-agent"}, args...)...)
-}
-
-// asHomeRoot runs portlama-agent with args as root (sudo) on the person's
-// agent directory.
-func (w *relayWorld) asHomeRoot(ctx context.Context, args ...string) ([]byte, error) {
-	return w.box.Run(ctx, append([]string{"/usr/local/bin/portlama-agent", "--home", homeAgentDir}, args...)...)
+	return w.box.RunWith(ctx, RunOpts{User: homeUser, Properties: []string{"Environment=XDG_RUNTIME_DIR=/run/user/" + w.homeUID}},
+		append([]string{"/usr/local/bin/portlama-agent"}, args...)...)
 }
 
 // enrollHome runs portlama-agent setup on the home machine with a
@@ -314,12 +326,12 @@ func (w *relayWorld) enrollHome(t *testing.T, ctx context.Context) {
 }
 
 // agentService checks the agent's service the way the person would: the
-// unit is active and enabled (`service status --system`), and
+// unit is active and enabled (`service status`), and
 // `portlama-agent status` sees the service's agent running with its
 // tunnel connection up (the live state it writes into the agent
 // directory, which the unit's sandbox must leave writable).
 func (w *relayWorld) agentService(ctx context.Context) error {
-	out, err := w.asHomeRoot(ctx, "service", "status", "--system")
+	out, err := w.asHomeUser(ctx, "service", "status")
 	if err != nil {
 		return fmt.Errorf("portlama-agent service status: %w\n%s", err, out)
 	}
@@ -341,7 +353,7 @@ func (w *relayWorld) agentService(ctx context.Context) error {
 func (w *relayWorld) agentTail() string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, _ := w.box.Exec(ctx, "journalctl", "-u", agent.SystemdUnitName("home"), "--no-pager", "-n", "30")
+	out, _ := w.box.Exec(ctx, "journalctl", "--user-unit", agent.SystemdUnitName("home"), "--no-pager", "-n", "30")
 	return tail(string(out), 1500)
 }
 
@@ -470,7 +482,7 @@ func relaySteps(t *testing.T, ctx context.Context, l *Lab, d, box *Droplet, home
 			}
 		}
 		start := time.Now()
-		if out, err := w.asHomeRoot(ctx, "service", "install", "--system", "--user", homeUser); err != nil {
+		if out, err := w.asHomeUser(ctx, "service", "install"); err != nil || !strings.Contains(string(out), "loginctl enable-linger") {
 			t.Fatalf("portlama-agent service install: %v\n%s", err, out)
 		}
 		if err := w.agentService(ctx); err != nil {
@@ -480,7 +492,7 @@ func relaySteps(t *testing.T, ctx context.Context, l *Lab, d, box *Droplet, home
 		if _, err := waitApp(ctx, w.relayClient(visitor), w.pubURL, w.pubName, nil, 60*time.Second); err != nil {
 			t.Fatalf("%v\nagent:\n%s", err, w.agentTail())
 		}
-		return fmt.Sprintf("alice with TOTP; %s on the home machine (booted, NAT): portlama-agent setup, service install --system --user %[1]s (as root), unit active and enabled; tunnels app (authenticated) and pub (public); pub answered %s after the install began",
+		return fmt.Sprintf("alice with TOTP; %s on the home machine (booted, NAT): portlama-agent setup + service install (systemd user unit, linger), active and enabled; tunnels app (authenticated) and pub (public); pub answered %s after the install began",
 			homeUser, time.Since(start).Round(100*time.Millisecond))
 	})
 

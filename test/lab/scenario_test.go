@@ -942,7 +942,7 @@ func TestRelayLab(t *testing.T) {
 		if err := world.agentService(ctx); err != nil {
 			t.Error(err)
 		}
-		return fmt.Sprintf("home machine off in %s (the app unreachable meanwhile), booted in %s; the app answers through the relay %s after the boot, %s after the power-off; the agent's unit active, enabled",
+		return fmt.Sprintf("home machine off in %s (the app unreachable meanwhile), booted in %s; the app answers through the relay %s after the boot finished, %s after the power-off; the agent's user unit active, enabled, connected per portlama-agent status",
 			off.Round(100*time.Millisecond), booted.Round(100*time.Millisecond), appTook.Round(100*time.Millisecond), time.Since(start).Round(100*time.Millisecond))
 	})
 
