@@ -56,9 +56,19 @@ func (s ServiceSpec) check() error {
 		if s.User == "" || !userRE.MatchString(s.User) {
 			return fmt.Errorf("system unit needs a valid user name, got %q", s.User)
 		}
+		// systemd keeps backslashes in path settings as they are
+		// (ReadWritePaths=), so such a path could not be written there.
+		if strings.ContainsAny(s.Home, `"\`) {
+			return fmt.Errorf("a system unit cannot use the agent directory %q (it contains a quote or a backslash); choose another --home", s.Home)
+		}
 	}
 	return nil
 }
+
+// pathSetting quotes a path for a unit's path-list setting: one
+// double-quoted word with specifiers escaped (check refuses quotes and
+// backslashes).
+func pathSetting(p string) string { return `"` + strings.ReplaceAll(p, "%", "%%") + `"` }
 
 // hasControl reports anything but printable characters and the ASCII space,
 // or invalid UTF-8: unit files and plists are UTF-8 text, and a path with
@@ -139,6 +149,9 @@ func SystemdUnit(spec ServiceSpec) (string, error) {
 		w("User="+spec.User,
 			"ProtectSystem=strict",
 			"ProtectHome=read-only",
+			// The agent writes its live tunnel state (what `status` and
+			// the home UI show) and renewed certificates there.
+			"ReadWritePaths="+pathSetting(spec.Home),
 			"PrivateTmp=yes",
 			"PrivateDevices=yes",
 			"ProtectKernelTunables=yes",

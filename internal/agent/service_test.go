@@ -69,6 +69,7 @@ func TestSystemdSystemUnit(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"User=ann\n", "ProtectSystem=strict\n", "ProtectHome=read-only\n", "CapabilityBoundingSet=\n",
+		`ReadWritePaths="/home/ann/my dir/.portlama%%x$y"` + "\n",
 		"After=network-online.target\n", "WantedBy=multi-user.target\n"} {
 		if !strings.Contains(unit, want) {
 			t.Errorf("unit lacks %q", want)
@@ -84,6 +85,8 @@ func TestServiceSpecRejects(t *testing.T) {
 		"newline in home":  func(s *ServiceSpec) { s.Home = "/x\nExecStartPre=/bin/evil" },
 		"system no user":   func(s *ServiceSpec) { s.System = true },
 		"system bad user":  func(s *ServiceSpec) { s.System, s.User = true, "root\nx" },
+		"system quote":     func(s *ServiceSpec) { s.System, s.User, s.Home = true, "ann", `/home/ann/a"b` },
+		"system backslash": func(s *ServiceSpec) { s.System, s.User, s.Home = true, "ann", `/home/ann/a\b` },
 		"relative logfile": func(s *ServiceSpec) { s.LogFile = "agent.log" },
 	} {
 		t.Run(name, func(t *testing.T) {

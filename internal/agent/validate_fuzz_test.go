@@ -68,6 +68,16 @@ func FuzzServiceFiles(f *testing.F) {
 		if !strings.HasSuffix(exec, " "+systemdQuote(home)) {
 			t.Fatalf("home %q not quoted as one word: %s", home, exec)
 		}
+		sys := spec
+		sys.System, sys.User = true, "ann"
+		if sysUnit, err := SystemdUnit(sys); err == nil {
+			if strings.Count(sysUnit, "\nExecStart=") != 1 || strings.Count(sysUnit, "\n[") != 3 ||
+				!strings.Contains(sysUnit, "\nReadWritePaths="+pathSetting(home)+"\n") {
+				t.Fatalf("home %q changed the system unit's structure:\n%s", home, sysUnit)
+			}
+		} else if !strings.ContainsAny(home, `"\`) {
+			t.Fatalf("the system unit refused %q, which the user unit takes: %v", home, err)
+		}
 		plist, err := LaunchdPlist(spec)
 		if err != nil {
 			t.Fatalf("systemd accepted %q but launchd refused: %v", home, err)

@@ -32,6 +32,10 @@ type DropletConfig struct {
 	// MemoryLimit puts the whole container under a cgroup-v1 memory limit
 	// (bytes); 0 means none (the peak is measured either way).
 	MemoryLimit int64
+	// Mask lists units masked before the first boot: a home machine booted
+	// from the droplet's root file system runs none of the relay's
+	// packages (and the CPU they would take at each boot is shared).
+	Mask []string
 }
 
 // Droplet is a booted systemd machine (systemd-nspawn) on the lab's
@@ -94,6 +98,20 @@ func (l *Lab) Droplet(ctx context.Context, cfg DropletConfig) *Droplet {
 	// timeouts, which a real VPS would not have.
 	if err := d.WriteFile("/etc/resolv.conf", []byte("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"), 0o644); err != nil {
 		l.t.Fatal(err)
+	}
+	// systemd names the machine from /etc/hostname at boot (the root file
+	// system's says "droplet").
+	if err := d.WriteFile("/etc/hostname", []byte(cfg.Name+"\n"), 0o644); err != nil {
+		l.t.Fatal(err)
+	}
+	for _, u := range cfg.Mask {
+		p := d.Path("/etc/systemd/system/" + u)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			l.t.Fatal(err)
+		}
+		if err := os.Symlink("/dev/null", p); err != nil {
+			l.t.Fatalf("lab: mask %s: %v", u, err)
+		}
 	}
 	if err := d.makeCgroups(); err != nil {
 		l.t.Fatal(err)

@@ -48,6 +48,8 @@ var (
 	HomePrefix   = netip.MustParsePrefix("192.168.77.0/24")
 	HomeGateway  = netip.MustParseAddr("192.168.77.1")
 	HomeAddr     = netip.MustParseAddr("192.168.77.10")
+	// HomeServerAddr is the home's booted machine (the agent's service).
+	HomeServerAddr = netip.MustParseAddr("192.168.77.11")
 )
 
 // Options configure a lab.

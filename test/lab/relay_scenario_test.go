@@ -12,23 +12,20 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pquerna/otp/totp"
 
+	"github.com/portlama/portlama/internal/agent"
 	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/demo"
 	"github.com/portlama/portlama/internal/panelclient"
 	"github.com/portlama/portlama/internal/pebble"
-	"github.com/portlama/portlama/internal/sampleapp"
 	"github.com/portlama/portlama/internal/system"
 )
 
@@ -51,10 +48,11 @@ type relayWorld struct {
 	roots            *x509.CertPool // Pebble's issuing root: the relay's certificates
 	user             labUser
 	appURL, pubURL   string
-	agentBin         string
-	agent            *exec.Cmd
-	agentLog         string
+	agentBin, appBin string
 	appName, pubName string
+	// box is the home machine (booted) that runs the agent's service.
+	box     *Droplet
+	homeUID string
 }
 
 type labUser struct{ name, password, secret string }
@@ -208,70 +206,155 @@ func startPebble(t *testing.T, ctx context.Context, d *Droplet) *x509.CertPool {
 	return pool
 }
 
-// startAgent enrolls portlama-agent in the home with a one-time token and
-// runs it there; the home resolves the relay's names to the droplet (an
-// /etc/hosts of its own, as its router's DNS would).
-func (w *relayWorld) startAgent(t *testing.T, ctx context.Context, l *Lab) {
+// homeUser is the person at home who installs the agent with
+// portlama-agent's defaults: a systemd user unit, kept running with nobody
+// logged in (and started at boot) by linger, as the install advises.
+const homeUser = "sam"
+
+// HomeMasked are the units of the shared root file system that the home
+// machine does not run.
+var HomeMasked = []string{"nginx.service", "fail2ban.service", "ssh.service", "ufw.service"}
+
+// homeApp is an app the home machine serves on its loopback (a systemd
+// service of its own, so it comes back after a reboot).
+type homeApp struct {
+	sub, name string
+	port      int
+	mode      api.AccessMode
+}
+
+func (w *relayWorld) homeApps() []homeApp {
+	return []homeApp{{"app", w.appName, 8080, api.AccessAuthenticated}, {"pub", w.pubName, 8081, api.AccessPublic}}
+}
+
+// prepareHome makes the home machine what a person's server at home is:
+// the relay's names resolve to the droplet (its router's DNS would), the
+// system trusts the relay's certificate issuer (Pebble stands in for a
+// public CA), the apps run as services, and the person has an account
+// with linger on (their systemd runs) and portlama-agent in /usr/local/bin.
+func (w *relayWorld) prepareHome(t *testing.T, ctx context.Context) {
 	t.Helper()
-	hostsDir := filepath.Join("/etc/netns", w.home.NS)
-	if err := os.MkdirAll(hostsDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	l.onClose(func() { os.RemoveAll(hostsDir) })
+	b := w.box
 	var hosts strings.Builder
-	hosts.WriteString("127.0.0.1 localhost\n")
+	fmt.Fprintf(&hosts, "127.0.0.1 localhost\n127.0.1.1 %s\n", b.Name)
 	for _, n := range []string{"", "panel.", "tunnel.", "auth.", "app.", "pub."} {
 		fmt.Fprintf(&hosts, "%s %s%s\n", w.d.Addr, n, labDomain)
 	}
-	if err := os.WriteFile(filepath.Join(hostsDir, "hosts"), []byte(hosts.String()), 0o644); err != nil {
+	roots, err := w.d.Exec(ctx, "curl", "-sf", "https://127.0.0.1:15000/roots/0")
+	if err != nil {
+		t.Fatalf("Pebble's root: %v", err)
+	}
+	self, err := w.d.ReadFile("/etc/portlama/pki/self-signed.pem")
+	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	trust := filepath.Join(dir, "trust")
-	os.MkdirAll(trust, 0o755)
-	self, _ := w.d.ReadFile("/etc/portlama/pki/self-signed.pem")
-	selfFile := filepath.Join(dir, "panel-ip.pem")
-	os.WriteFile(selfFile, self, 0o644)
-	var roots []byte
-	if out, err := w.d.Exec(ctx, "curl", "-sf", "https://127.0.0.1:15000/roots/0"); err == nil {
-		roots = out
+	for path, data := range map[string][]byte{
+		"/etc/hosts": []byte(hosts.String()),
+		// pam_systemd (libpam-systemd, on installed Debian systems but
+		// not in the lab's minimal root file system) gives each user's
+		// systemd its runtime directory; this drop-in does only that.
+		"/etc/systemd/system/user@.service.d/lab-runtime-dir.conf": []byte("[Service]\nEnvironment=XDG_RUNTIME_DIR=/run/user/%i\n"),
+		"/usr/local/share/ca-certificates/lab-pebble.crt":          roots,
+		"/etc/portlama-lab/panel-ip.pem":                           self,
+	} {
+		if err := b.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	os.WriteFile(filepath.Join(trust, "pebble-root.pem"), roots, 0o644)
+	if err := b.CopyIn(w.agentBin, "/usr/local/bin/portlama-agent", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CopyIn(w.appBin, "/usr/local/bin/labapp", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var units []string
+	for _, a := range w.homeApps() {
+		unit := "lab-" + a.sub + ".service"
+		conf := fmt.Sprintf("[Unit]\nDescription=%s\n\n[Service]\nExecStart=/usr/local/bin/labapp -listen 127.0.0.1:%d -name \"%s\"\nDynamicUser=yes\nRestart=always\n\n[Install]\nWantedBy=multi-user.target\n", a.name, a.port, a.name)
+		if err := b.WriteFile("/etc/systemd/system/"+unit, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		units = append(units, unit)
+	}
+	for _, argv := range [][]string{
+		{"update-ca-certificates"},
+		{"systemctl", "daemon-reload"},
+		append([]string{"systemctl", "enable", "--now"}, units...),
+		{"useradd", "--create-home", "--shell", "/bin/bash", homeUser},
+		// What portlama-agent service install tells the person to run
+		// (as root here: the lab's system has no polkit to allow it).
+		{"loginctl", "enable-linger", homeUser},
+	} {
+		if out, err := b.Exec(ctx, argv...); err != nil {
+			t.Fatalf("home machine: %s: %v\n%s", strings.Join(argv, " "), err, out)
+		}
+	}
+	out, err := b.Exec(ctx, "id", "-u", homeUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.homeUID = strings.TrimSpace(string(out))
+	if err := waitFor(ctx, 30*time.Second, func() bool {
+		out, _ := b.Exec(ctx, "systemctl", "is-active", "user@"+w.homeUID+".service")
+		return strings.TrimSpace(string(out)) == "active"
+	}); err != nil {
+		out, _ := b.Exec(ctx, "systemctl", "status", "--no-pager", "user@"+w.homeUID+".service")
+		t.Fatalf("linger did not start %s's systemd:\n%s", homeUser, out)
+	}
+}
+
+// asHomeUser runs portlama-agent with args as the person at home, with the
+// environment of their login session (their systemd's runtime directory).
+func (w *relayWorld) asHomeUser(ctx context.Context, args ...string) ([]byte, error) {
+	return w.box.RunWith(ctx, RunOpts{User: homeUser, Properties: []string{"Environment=XDG_RUNTIME_DIR=/run/user/" + w.homeUID}},
+		append([]string{"/usr/local/bin/portlama-agent"}, args...)...)
+}
+
+// enrollHome runs portlama-agent setup on the home machine with a
+// one-time token from the admin API.
+func (w *relayWorld) enrollHome(t *testing.T, ctx context.Context) {
+	t.Helper()
 	caps := []api.Capability{api.CapTunnelsRead}
 	tok, err := w.admin.CreateEnrollmentToken(ctx, api.NewAgentRequest{Label: "home", Capabilities: &caps})
 	if err != nil {
 		t.Fatal(err)
 	}
-	agentHome := filepath.Join(dir, "agent")
-	env := append(os.Environ(), "SSL_CERT_DIR="+trust)
-	setup := w.home.Command(ctx, w.agentBin, "--home", agentHome, "setup", "--token", tok.Token,
-		"--panel-url", "https://"+w.d.Addr.String()+":9292", "--ca-cert", selfFile, "--force")
-	setup.Env = env
-	if out, err := setup.CombinedOutput(); err != nil {
-		t.Fatalf("portlama-agent setup in the home: %v\n%s", err, out)
+	if out, err := w.asHomeUser(ctx, "setup", "--token", tok.Token,
+		"--panel-url", "https://"+w.d.Addr.String()+":9292", "--ca-cert", "/etc/portlama-lab/panel-ip.pem"); err != nil {
+		t.Fatalf("portlama-agent setup on the home machine: %v\n%s", err, out)
 	}
-	w.agentLog = filepath.Join(l.dir, "agent.log")
-	logf, err := os.Create(w.agentLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	run := w.home.Command(context.Background(), w.agentBin, "--home", agentHome, "run", "--poll-interval", "2s")
-	run.Env, run.Stdout, run.Stderr = env, logf, logf
-	run.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := run.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w.agent = run
-	l.onClose(func() {
-		run.Process.Signal(syscall.SIGTERM)
-		run.Wait()
-		logf.Close()
-	})
 }
 
+// agentService checks the agent's service the way the person would: the
+// unit is active and enabled (`service status`), and
+// `portlama-agent status` sees the service's agent running with its
+// tunnel connection up (the live state it writes into the agent
+// directory, which the unit's sandbox must leave writable).
+func (w *relayWorld) agentService(ctx context.Context) error {
+	out, err := w.asHomeUser(ctx, "service", "status")
+	if err != nil {
+		return fmt.Errorf("portlama-agent service status: %w\n%s", err, out)
+	}
+	st := string(out)
+	if !strings.Contains(st, "Service state: active") || !strings.Contains(st, "Enabled:       enabled") {
+		return fmt.Errorf("the agent's service is not active and enabled:\n%s", st)
+	}
+	if err := waitFor(ctx, 20*time.Second, func() bool {
+		b, _ := w.asHomeUser(ctx, "status")
+		out = b
+		return strings.Contains(string(b), "Agent:         running (pid") && strings.Contains(string(b), "tunnel connection connected")
+	}); err != nil {
+		return fmt.Errorf("portlama-agent status does not see the service's agent connected:\n%s", out)
+	}
+	return nil
+}
+
+// agentTail is the end of the agent service's journal on the home machine.
 func (w *relayWorld) agentTail() string {
-	b, _ := os.ReadFile(w.agentLog)
-	return tail(string(b), 1500)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, _ := w.box.Exec(ctx, "journalctl", "--user-unit", agent.SystemdUnitName("home"), "--no-pager", "-n", "30")
+	return tail(string(out), 1500)
 }
 
 // rssTable lists the resident memory of each portlama process and of
@@ -299,9 +382,9 @@ func rssTable(ctx context.Context, d *Droplet) (string, int) {
 }
 
 // relaySteps runs the provisioned-relay part of the scenario.
-func relaySteps(t *testing.T, ctx context.Context, l *Lab, d *Droplet, home, visitor *Host, agentBin string) *relayWorld {
+func relaySteps(t *testing.T, ctx context.Context, l *Lab, d, box *Droplet, home, visitor *Host, agentBin, appBin string) *relayWorld {
 	r := l.Report
-	w := &relayWorld{d: d, home: home, visitor: visitor, agentBin: agentBin}
+	w := &relayWorld{d: d, home: home, visitor: visitor, box: box, agentBin: agentBin, appBin: appBin}
 	w.admin = panelclient.New("https://"+d.Addr.String()+":9292", home.HTTPClient(adminTLS(t, d)))
 
 	r.Step(t, "onboarding", func(t *testing.T) string {
@@ -387,34 +470,30 @@ func relaySteps(t *testing.T, ctx context.Context, l *Lab, d *Droplet, home, vis
 			t.Fatalf("TOTP URI %q: %v", reset.TOTPURI, err)
 		}
 		w.user.secret = u.Query().Get("secret")
-		w.startAgent(t, ctx, l)
-		// The apps live in the home, on its loopback.
+		// The home machine: the apps as services, the person's account;
+		// they enroll the agent, the admin routes the apps to it, and
+		// the person installs the agent's service.
 		w.appName, w.pubName = "lab private app", "lab public app"
-		ports := map[string]int{}
-		for _, name := range []string{w.appName, w.pubName} {
-			ln, err := home.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
+		w.prepareHome(t, ctx)
+		w.enrollHome(t, ctx)
+		for _, a := range w.homeApps() {
+			if _, err := w.admin.CreateTunnel(ctx, api.CreateTunnelRequest{Subdomain: a.sub, Port: a.port, AgentLabel: "home", AccessMode: a.mode}); err != nil {
 				t.Fatal(err)
 			}
-			actx, cancel := context.WithCancel(context.Background())
-			go sampleapp.Serve(actx, ln, name)
-			l.onClose(cancel)
-			ports[name] = ln.Addr().(*net.TCPAddr).Port
 		}
-		for _, tc := range []struct {
-			sub, name string
-			mode      api.AccessMode
-		}{{"app", w.appName, api.AccessAuthenticated}, {"pub", w.pubName, api.AccessPublic}} {
-			if _, err := w.admin.CreateTunnel(ctx, api.CreateTunnelRequest{Subdomain: tc.sub, Port: ports[tc.name], AgentLabel: "home", AccessMode: tc.mode}); err != nil {
-				t.Fatal(err)
-			}
+		start := time.Now()
+		if out, err := w.asHomeUser(ctx, "service", "install"); err != nil || !strings.Contains(string(out), "loginctl enable-linger") {
+			t.Fatalf("portlama-agent service install: %v\n%s", err, out)
+		}
+		if err := w.agentService(ctx); err != nil {
+			t.Fatalf("%v\n%s", err, w.agentTail())
 		}
 		w.appURL, w.pubURL = "https://app."+labDomain+"/", "https://pub."+labDomain+"/"
-		took, err := waitApp(ctx, w.relayClient(visitor), w.pubURL, w.pubName, nil, 60*time.Second)
-		if err != nil {
+		if _, err := waitApp(ctx, w.relayClient(visitor), w.pubURL, w.pubName, nil, 60*time.Second); err != nil {
 			t.Fatalf("%v\nagent:\n%s", err, w.agentTail())
 		}
-		return fmt.Sprintf("alice with TOTP; portlama-agent setup + run in the home (NAT); app (authenticated) and pub (public) tunnels; pub answered after %s", took.Round(100*time.Millisecond))
+		return fmt.Sprintf("alice with TOTP; %s on the home machine (booted, NAT): portlama-agent setup + service install (systemd user unit, linger), active and enabled; tunnels app (authenticated) and pub (public); pub answered %s after the install began",
+			homeUser, time.Since(start).Round(100*time.Millisecond))
 	})
 
 	var cookie *http.Cookie

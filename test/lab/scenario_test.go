@@ -35,9 +35,9 @@ import (
 const nextVersion = "0.0.1-lab-update"
 
 // buildBinaries builds the relay binary, the same source as a newer
-// version for the update step, and portlama-agent into a temporary
-// directory.
-func buildBinaries(t *testing.T) (current, next, agent string) {
+// version for the update step, portlama-agent and the home machine's app
+// (labapp) into a temporary directory.
+func buildBinaries(t *testing.T) (current, next, agent, app string) {
 	t.Helper()
 	if p := os.Getenv("PORTLAMA_BIN"); p != "" {
 		current = p
@@ -60,13 +60,15 @@ func buildBinaries(t *testing.T) (current, next, agent string) {
 	}
 	next = filepath.Join(dir, "portlama-next")
 	build(next, "-X main.version="+nextVersion)
-	agent = filepath.Join(dir, "portlama-agent")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", agent, "github.com/portlama/portlama/cmd/portlama-agent")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build portlama-agent: %v\n%s", err, b)
+	agent, app = filepath.Join(dir, "portlama-agent"), filepath.Join(dir, "labapp")
+	for out, pkg := range map[string]string{agent: "github.com/portlama/portlama/cmd/portlama-agent", app: "github.com/portlama/portlama/test/lab/labapp"} {
+		cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", pkg, err, b)
+		}
 	}
-	return current, next, agent
+	return current, next, agent, app
 }
 
 // installEvents runs portlama install --json in the droplet and returns
@@ -195,7 +197,7 @@ func TestRelayLab(t *testing.T) {
 	}
 	ctx := context.Background()
 	l := New(t, Options{})
-	portlamaBin, portlamaNext, agentBin := buildBinaries(t)
+	portlamaBin, portlamaNext, agentBin, appBin := buildBinaries(t)
 	r := l.Report
 	defer func() { t.Log("\n" + r.String()) }()
 
@@ -207,7 +209,7 @@ func TestRelayLab(t *testing.T) {
 		}
 		return "from cache " + rootfs.Dir
 	})
-	var d *Droplet
+	var d, box *Droplet
 	var visitor, attacker, home *Host
 	r.Step(t, "boot", func(t *testing.T) string {
 		// The product promises 512 MB: the whole droplet runs under that
@@ -216,7 +218,12 @@ func TestRelayLab(t *testing.T) {
 		visitor = l.Host("visitor", VisitorAddr)
 		attacker = l.Host("attacker", AttackerAddr)
 		home = l.NATHome("home")
-		return "droplet " + d.Addr.String() + " booted: " + d.SystemState(ctx)
+		boxStart := time.Now()
+		// The home's server: a second booted machine from the same root
+		// file system, on the home's LAN behind the NAT.
+		box = l.Droplet(ctx, DropletConfig{Name: "homebox", Addr: HomeServerAddr, LAN: "home", Rootfs: rootfs, Mask: HomeMasked})
+		return fmt.Sprintf("droplet %s booted: %s; home machine %s behind the NAT booted in %s: %s", d.Addr, d.SystemState(ctx),
+			box.Addr, time.Since(boxStart).Round(100*time.Millisecond), box.SystemState(ctx))
 	})
 
 	r.Step(t, "network", func(t *testing.T) string {
@@ -788,7 +795,7 @@ func TestRelayLab(t *testing.T) {
 	})
 
 	// Steps 2–7 of the scenario: the relay in use.
-	world := relaySteps(t, ctx, l, d, home, visitor, agentBin)
+	world := relaySteps(t, ctx, l, d, box, home, visitor, agentBin, appBin)
 
 	r.Step(t, "hardening figures", func(t *testing.T) string {
 		var notes []string
@@ -907,6 +914,36 @@ func TestRelayLab(t *testing.T) {
 		}
 		return fmt.Sprintf("panel answers again %s after the power cycle; the home's app through its tunnel %s after the panel",
 			took.Round(100*time.Millisecond), appTook.Round(100*time.Millisecond))
+	})
+
+	r.Step(t, "home reboot", func(t *testing.T) string {
+		// The person's machine at home is power-cycled: the agent's
+		// service (and the apps) must come back by themselves.
+		c := world.relayClient(visitor)
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		start := time.Now()
+		if err := box.Shutdown(sctx); err != nil {
+			t.Fatal(err)
+		}
+		off := time.Since(start)
+		if code, _, body, err := fetch(ctx, c, world.pubURL, nil); err == nil && code == http.StatusOK && strings.Contains(body, world.pubName) {
+			t.Fatal("the home's app answers with the home machine off")
+		}
+		bootStart := time.Now()
+		if err := box.Boot(ctx); err != nil {
+			t.Fatal(err)
+		}
+		booted := time.Since(bootStart)
+		appTook, err := waitApp(ctx, c, world.pubURL, world.pubName, nil, 60*time.Second)
+		if err != nil {
+			t.Fatalf("%v\nagent:\n%s", err, world.agentTail())
+		}
+		if err := world.agentService(ctx); err != nil {
+			t.Error(err)
+		}
+		return fmt.Sprintf("home machine off in %s (the app unreachable meanwhile), booted in %s; the app answers through the relay %s after the boot finished, %s after the power-off; the agent's user unit active, enabled, connected per portlama-agent status",
+			off.Round(100*time.Millisecond), booted.Round(100*time.Millisecond), appTook.Round(100*time.Millisecond), time.Since(start).Round(100*time.Millisecond))
 	})
 
 	logStreamStep(t, ctx, l, d, world)
