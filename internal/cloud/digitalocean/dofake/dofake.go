@@ -21,8 +21,9 @@ import (
 type Options struct {
 	// Token is the only token accepted.
 	Token string
-	// Sizes are the droplet sizes offered.
-	Sizes []digitalocean.Size
+	// Regions and Sizes are what the account is offered.
+	Regions []digitalocean.Region
+	Sizes   []digitalocean.Size
 	// Addr is every droplet's public IPv4 address.
 	Addr string
 	// Boot prepares the machine behind a new droplet: accountKey is the
@@ -85,6 +86,9 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v2/account", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{"account": digitalocean.Account{UUID: "fake", Email: "me@example.com", Status: "active", DropletLimit: 10}})
+	})
+	mux.HandleFunc("GET /v2/regions", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{"regions": a.o.Regions})
 	})
 	mux.HandleFunc("GET /v2/sizes", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{"sizes": a.o.Sizes})
