@@ -1,7 +1,6 @@
 package homeui
 
 import (
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -51,18 +50,7 @@ func TestCloudRoutes(t *testing.T) {
 	}
 	go s.Serve(t.Context())
 	base := "http://127.0.0.1:" + strconv.Itoa(s.Port())
-	call := func(method, path, body string) (int, string) {
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		req.Header.Set(TokenHeader, tok)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	call := caller(t, base, tok)
 	if code, body := call("GET", "/api/home/cloud", ""); code != 200 || !strings.Contains(body, `"tokenSaved":false`) || !strings.Contains(body, `"job":null`) {
 		t.Fatalf("cloud before a token: %d %s", code, body)
 	}
