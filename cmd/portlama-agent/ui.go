@@ -68,7 +68,10 @@ PORTLAMA_KEYCHAIN=file (see docs/home.md). Stop with Ctrl-C.`,
 			// keychain for the token and the SSH keys).
 			if relayBin != "" && keys != nil {
 				cloud = launch.NewService(launch.ServiceConfig{
-					Keys: keys, Servers: reg, StatePath: filepath.Join(h.Dir, "provision.json"), Binary: relayBin,
+					// PORTLAMA_DIGITALOCEAN_API points at another API
+					// address (the browser test's fake); default the real one.
+					APIBase: os.Getenv("PORTLAMA_DIGITALOCEAN_API"),
+					Keys:    keys, Servers: reg, StatePath: filepath.Join(h.Dir, "provision.json"), Binary: relayBin,
 				})
 			}
 			srv, err := homeui.Listen(listen, homeui.Config{

@@ -234,7 +234,7 @@ function JobView({ cloud }: { cloud: HomeCloud }) {
       <div className="space-y-4">
         {failed && job && (
           <Notice tone="danger" title="Provisioning stopped">
-            <p>{cloud.error || job.error}</p>
+            <p>{job.error || cloud.error}</p>
             {job.dropletId ? (
               <p className="mt-2 font-medium">
                 The droplet {job.name} exists and costs {money(job.priceHourly, 5)} an hour ({money(job.priceMonthly)} a month). Resume to carry on, or destroy it.
