@@ -13,7 +13,6 @@ import (
 	"github.com/portlama/portlama/internal/cloud/digitalocean"
 	"github.com/portlama/portlama/internal/cloud/digitalocean/dofake"
 	"github.com/portlama/portlama/internal/cloud/launch"
-	"github.com/portlama/portlama/internal/homeui"
 )
 
 // TestHomeCloudPage drives the New relay page of the real
@@ -22,12 +21,7 @@ import (
 // stopped after its droplet was made (what it costs, resume, destroy).
 // The provisioning run itself is the lab's (TestProvisionLab).
 func TestHomeCloudPage(t *testing.T) {
-	if !homeui.Built() {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the home UI is not built: run `make ui`")
-		}
-		t.Skip("the home UI is not built (make ui)")
-	}
+	needHomeUI(t)
 	fake := dofake.New(dofake.Options{
 		Token: "dop_v1_browser", Addr: "192.0.2.10",
 		Regions: []digitalocean.Region{{Slug: "fra1", Name: "Frankfurt 1", Available: true}, {Slug: "ams3", Name: "Amsterdam 3", Available: true}},

@@ -24,12 +24,7 @@ import (
 // through nginx, toggle and delete it, and remove the relay (its agent
 // certificate is revoked).
 func TestHomeUI(t *testing.T) {
-	if !homeui.Built() {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the home UI is not built: run `make ui`")
-		}
-		t.Skip("the home UI is not built (make ui)")
-	}
+	needHomeUI(t)
 	st := startStack(t, 24300)
 	b := NewBrowser(t, adminCert(st))
 	// The catalog recognises Home Assistant by its title.
@@ -148,6 +143,17 @@ func TestHomeUI(t *testing.T) {
 		}
 	}
 	b.NoProblems(t, "home UI")
+}
+
+// needHomeUI skips (fails under CI) when the home UI is not built.
+func needHomeUI(t *testing.T) {
+	t.Helper()
+	if !homeui.Built() {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("the home UI is not built: run `make ui`")
+		}
+		t.Skip("the home UI is not built (make ui)")
+	}
 }
 
 // startAgentUI runs `portlama-agent ui` with env and args added and
