@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/portlama/portlama/internal/cloud/digitalocean"
 	"github.com/portlama/portlama/internal/keychain"
@@ -25,10 +27,13 @@ type ServiceConfig struct {
 	HTTP    *http.Client
 	Keys    keychain.Keychain
 	Servers *servers.Registry
-	// StatePath, Binary, Dev: as in Config.
+	// StatePath, Binary, Dev, Dial, Boot: as in Config.
 	StatePath string
 	Binary    string
 	Dev       bool
+	Dial      func(ctx context.Context, network, address string) (net.Conn, error)
+	Boot      time.Duration
+	Poll      time.Duration
 }
 
 // Service runs one provisioning job at a time in the background for the
@@ -53,8 +58,8 @@ func NewService(cfg ServiceConfig) *Service {
 // SetToken validates token against the API and keeps it in the keychain.
 func (s *Service) SetToken(ctx context.Context, token string) (digitalocean.Account, error) {
 	token = strings.TrimSpace(token)
-	if token == "" || len(token) > 200 || strings.ContainsAny(token, " \t\r\n") {
-		return digitalocean.Account{}, errors.New("paste the DigitalOcean API token as the control panel shows it (one word)")
+	if err := checkToken(token); err != nil {
+		return digitalocean.Account{}, err
 	}
 	acct, err := digitalocean.New(s.cfg.APIBase, token, s.cfg.HTTP).Account(ctx)
 	if err != nil {
@@ -64,6 +69,20 @@ func (s *Service) SetToken(ctx context.Context, token string) (digitalocean.Acco
 		return acct, fmt.Errorf("keep the token in the keychain: %w", err)
 	}
 	return acct, nil
+}
+
+// checkToken refuses what cannot be a token before it is sent anywhere
+// (it goes into a header): 1-200 printable ASCII characters, no spaces.
+func checkToken(token string) error {
+	if token == "" || len(token) > 200 {
+		return errors.New("paste the DigitalOcean API token as the control panel shows it")
+	}
+	for _, r := range token {
+		if r <= ' ' || r > '~' {
+			return errors.New("the DigitalOcean API token has spaces or other characters a token does not have: paste it as the control panel shows it (one word)")
+		}
+	}
+	return nil
 }
 
 // ErrNoToken: no token is saved yet.
@@ -143,7 +162,7 @@ func (s *Service) job() (*Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	return New(Config{API: c, Keys: s.cfg.Keys, Servers: s.cfg.Servers, StatePath: s.cfg.StatePath, Binary: s.cfg.Binary, Dev: s.cfg.Dev}), nil
+	return New(Config{API: c, Keys: s.cfg.Keys, Servers: s.cfg.Servers, StatePath: s.cfg.StatePath, Binary: s.cfg.Binary, Dev: s.cfg.Dev, Dial: s.cfg.Dial, Boot: s.cfg.Boot, Poll: s.cfg.Poll}), nil
 }
 
 // Progress is the job as the UI shows it.
