@@ -65,7 +65,10 @@ func (s *Server) cloud(fn func(context.Context, *http.Request) error) handlerFun
 func cloudError(err error) error {
 	var he *httpError
 	var ae *digitalocean.APIError
+	var saved *launch.JobSavedError
 	switch {
+	case errors.As(err, &saved):
+		return &httpError{http.StatusConflict, err.Error()}
 	case errors.As(err, &he):
 		return err
 	case errors.Is(err, launch.ErrBusy):

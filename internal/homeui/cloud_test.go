@@ -84,6 +84,17 @@ func TestCloudRoutes(t *testing.T) {
 	if k, d := fake.Counts(); k != 0 || d != 0 {
 		t.Fatalf("refused requests made %d keys, %d droplets", k, d)
 	}
+	// A saved job (one that stopped) blocks a new one.
+	if err := os.WriteFile(filepath.Join(dir, "provision.json"), []byte(`{"request":{"name":"old","region":"fra1","size":"s-1vcpu-512mb-10gb"},"step":"connect","dropletId":9}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := call("POST", "/api/home/cloud/provision", `{"name":"r1","region":"fra1","size":"s-1vcpu-512mb-10gb"}`); code != 409 || !strings.Contains(body, "stopped at step connect") {
+		t.Fatalf("provision with a saved job: %d %s", code, body)
+	}
+	if code, body := call("GET", "/api/home/cloud", ""); code != 200 || !strings.Contains(body, `"dropletId":9`) {
+		t.Fatalf("cloud with a saved job: %d %s", code, body)
+	}
+	os.Remove(filepath.Join(dir, "provision.json"))
 	if code, body := call("POST", "/api/home/cloud/resume", ""); code != 409 {
 		t.Fatalf("resume without a job: %d %s", code, body)
 	}

@@ -214,9 +214,9 @@ func (e *FailedError) Unwrap() error { return e.Err }
 // Start begins provisioning req. It refuses while another job is saved
 // (resume or destroy it first).
 func (j *Job) Start(ctx context.Context, req Request, progress func(Event)) (State, error) {
-	if s, err := j.State(); err == nil && s.Step != StepDone {
-		return s, fmt.Errorf("a relay (%s) is already being provisioned, stopped at step %s: resume it or destroy it first", s.Request.Name, s.Step)
-	} else if err != nil && !errors.Is(err, ErrNoJob) {
+	if s, err := j.State(); err == nil {
+		return s, savedJobError(s)
+	} else if !errors.Is(err, ErrNoJob) {
 		return State{}, err
 	}
 	if req.Image == "" {
@@ -242,6 +242,19 @@ func (j *Job) Start(ctx context.Context, req Request, progress func(Event)) (Sta
 	}
 	return j.run(ctx, s, progress)
 }
+
+// JobSavedError refuses a new job while one is saved: its keys and
+// droplet would be forgotten.
+type JobSavedError struct{ State State }
+
+func (e *JobSavedError) Error() string {
+	if e.State.Step == StepDone {
+		return fmt.Sprintf("relay %s is provisioned but not dismissed yet: dismiss it (or destroy it) first", e.State.Request.Name)
+	}
+	return fmt.Sprintf("a relay (%s) is already being provisioned, stopped at step %s: resume it or destroy it first", e.State.Request.Name, e.State.Step)
+}
+
+func savedJobError(s State) error { return &JobSavedError{State: s} }
 
 // checkChoice checks that the size exists, is available and is offered in
 // the region, and returns it (for its price).

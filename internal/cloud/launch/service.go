@@ -204,8 +204,8 @@ func (s *Service) Start(ctx context.Context, req Request) error {
 	if _, err := j.checkChoice(ctx, req); err != nil {
 		return err
 	}
-	if st, err := j.State(); err == nil && st.Step != StepDone {
-		return fmt.Errorf("a relay (%s) is already being provisioned, stopped at step %s: resume it or destroy it first", st.Request.Name, st.Step)
+	if st, err := j.State(); err == nil {
+		return savedJobError(st)
 	}
 	return s.goRun(ctx, func(ctx context.Context, progress func(Event)) error {
 		_, err := j.Start(ctx, req, progress)
