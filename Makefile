@@ -82,7 +82,7 @@ bench-scale: test-deps
 # portlama install there and checks the result. The droplet's root file
 # system is cached in /var/cache/portlama-lab (PORTLAMA_LAB_CACHE).
 lab: lab-deps
-	PORTLAMA_LAB=1 $(GO) test -count=1 -timeout 30m -v -run TestRelayLab ./test/lab/
+	PORTLAMA_LAB=1 $(GO) test -count=1 -timeout 30m -v -run 'TestRelayLab|TestProvisionLab' ./test/lab/
 
 clean:
 	rm -rf $(BIN)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/portlama/portlama/internal/cloud/launch"
 	"github.com/portlama/portlama/internal/homeui"
 	"github.com/portlama/portlama/internal/keychain"
 	"github.com/portlama/portlama/internal/servers"
@@ -25,6 +26,7 @@ func newUICmd(g *globals) *cobra.Command {
 		listen    string
 		noBrowser bool
 		poll      time.Duration
+		relayBin  string
 	)
 	cmd := &cobra.Command{
 		Use:   "ui",
@@ -60,9 +62,21 @@ PORTLAMA_KEYCHAIN=file (see docs/home.md). Stop with Ctrl-C.`,
 			} else if !errors.Is(err, homeui.ErrNotRunning) {
 				return err
 			}
+			reg := servers.New(h, keys)
+			var cloud *launch.Service
+			// Provisioning uploads the relay binary, so it needs one (and a
+			// keychain for the token and the SSH keys).
+			if relayBin != "" && keys != nil {
+				cloud = launch.NewService(launch.ServiceConfig{
+					// PORTLAMA_DIGITALOCEAN_API points at another API
+					// address (the browser test's fake); default the real one.
+					APIBase: os.Getenv("PORTLAMA_DIGITALOCEAN_API"),
+					Keys:    keys, Servers: reg, StatePath: filepath.Join(h.Dir, "provision.json"), Binary: relayBin,
+				})
+			}
 			srv, err := homeui.Listen(listen, homeui.Config{
-				Home: h, Registry: servers.New(h, keys), KeychainBackend: backend, KeychainError: problem,
-				Version: version, Token: token, Log: log, PollInterval: poll,
+				Home: h, Registry: reg, KeychainBackend: backend, KeychainError: problem,
+				Version: version, Token: token, Log: log, PollInterval: poll, Cloud: cloud,
 			})
 			if err != nil {
 				return err
@@ -77,6 +91,7 @@ PORTLAMA_KEYCHAIN=file (see docs/home.md). Stop with Ctrl-C.`,
 	f.StringVar(&listen, "listen", "127.0.0.1:7330", "loopback address to serve on (port 0 picks a free one)")
 	f.BoolVar(&noBrowser, "no-browser", false, "print the link only")
 	f.DurationVar(&poll, "poll-interval", 3*time.Second, "how often the tunnels' configuration is checked")
+	f.StringVar(&relayBin, "relay-binary", os.Getenv("PORTLAMA_RELAY_BINARY"), "the portlama relay `binary` for linux/amd64 that provisioning uploads to a new droplet (enables the Cloud page)")
 	return cmd
 }
 

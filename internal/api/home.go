@@ -133,3 +133,84 @@ type HomeSetupFrame struct {
 	Done  *HomeAddServerResponse `json:"done,omitempty"`
 	Error string                 `json:"error,omitempty"`
 }
+
+// HomeCloudSize is a droplet size offered in a region.
+type HomeCloudSize struct {
+	Slug         string  `json:"slug"`
+	MemoryMB     int     `json:"memoryMb"`
+	VCPUs        int     `json:"vcpus"`
+	DiskGB       int     `json:"diskGb"`
+	PriceMonthly float64 `json:"priceMonthly"`
+	PriceHourly  float64 `json:"priceHourly"`
+}
+
+// HomeCloudRegion is a region with its sizes, cheapest first.
+type HomeCloudRegion struct {
+	Slug  string          `json:"slug"`
+	Name  string          `json:"name"`
+	Sizes []HomeCloudSize `json:"sizes"`
+	// Suggested is the cheapest size of at least 512 MB.
+	Suggested string `json:"suggested"`
+}
+
+// HomeCloudOptions answers GET /api/home/cloud/options.
+type HomeCloudOptions struct {
+	Regions []HomeCloudRegion `json:"regions"`
+}
+
+// HomeCloudTokenRequest is the body of PUT /api/home/cloud/token.
+type HomeCloudTokenRequest struct {
+	Token string `json:"token"`
+}
+
+// HomeCloudAccount answers PUT /api/home/cloud/token.
+type HomeCloudAccount struct {
+	Email string `json:"email"`
+}
+
+// HomeProvisionRequest is the body of POST /api/home/cloud/provision.
+type HomeProvisionRequest struct {
+	Name   string `json:"name"`
+	Region string `json:"region"`
+	Size   string `json:"size"`
+}
+
+// HomeProvisionEvent is a progress event of the job.
+type HomeProvisionEvent struct {
+	Step string `json:"step"`
+	// Status: running, done, failed, progress (a line of the install).
+	Status  string `json:"status"`
+	Message string `json:"message,omitempty"`
+	// Task and TaskStatus are the installer's (Status progress).
+	Task       string `json:"task,omitempty"`
+	TaskStatus string `json:"taskStatus,omitempty"`
+}
+
+// HomeProvisionJob is the saved job (provision.json) as the UI shows it.
+type HomeProvisionJob struct {
+	Name   string `json:"name"`
+	Region string `json:"region"`
+	Size   string `json:"size"`
+	// Step is the next step to run ("done" when finished).
+	Step         string  `json:"step"`
+	Error        string  `json:"error,omitempty"`
+	DropletID    int     `json:"dropletId,omitempty"`
+	IP           string  `json:"ip,omitempty"`
+	PanelURL     string  `json:"panelUrl,omitempty"`
+	PriceHourly  float64 `json:"priceHourly"`
+	PriceMonthly float64 `json:"priceMonthly"`
+	Port22Closed bool    `json:"port22Closed"`
+}
+
+// HomeCloud answers GET /api/home/cloud.
+type HomeCloud struct {
+	// TokenSaved: a DigitalOcean token is in the keychain.
+	TokenSaved bool                 `json:"tokenSaved"`
+	Steps      []string             `json:"steps"`
+	Job        *HomeProvisionJob    `json:"job"`
+	Running    bool                 `json:"running"`
+	Events     []HomeProvisionEvent `json:"events"`
+	// Error is the last run's failure: what happened, whether a droplet
+	// exists and what it costs.
+	Error string `json:"error,omitempty"`
+}

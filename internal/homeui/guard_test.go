@@ -263,18 +263,7 @@ func TestWithoutKeychain(t *testing.T) {
 	go s.Serve(t.Context())
 	p12 := selfSignedP12(t, "pw")
 	base := "http://127.0.0.1:" + strconv.Itoa(s.Port())
-	call := func(method, path, body string) (int, string) {
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		req.Header.Set(TokenHeader, tok)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	call := caller(t, base, tok)
 	if code, body := call("GET", "/api/home/status", ""); code != 200 || !strings.Contains(body, `"keychainError":"no OS keychain is available"`) {
 		t.Fatalf("status %d %s", code, body)
 	}
@@ -294,6 +283,23 @@ func TestWithoutKeychain(t *testing.T) {
 	}
 	if code, _ := call("POST", "/api/home/servers", `{"token":"x","panelUrl":"https://203.0.113.7:9292","extra":1}`); code != 400 {
 		t.Fatalf("an unknown field: %d", code)
+	}
+}
+
+// caller calls the UI's API with its token and a JSON body.
+func caller(t *testing.T, base, tok string) func(method, path, body string) (int, string) {
+	return func(method, path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set(TokenHeader, tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
 	}
 }
 

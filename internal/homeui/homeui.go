@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/portlama/portlama/internal/agent"
+	"github.com/portlama/portlama/internal/cloud/launch"
 	"github.com/portlama/portlama/internal/keychain"
 	"github.com/portlama/portlama/internal/servers"
 	"github.com/portlama/portlama/internal/store"
@@ -53,6 +54,9 @@ type Config struct {
 	// PollInterval is the runner's agent-config poll (default 3 s: a
 	// tunnel created in the UI comes up within it).
 	PollInterval time.Duration
+	// Cloud provisions relays on DigitalOcean (nil: the cloud routes
+	// answer 503).
+	Cloud *launch.Service
 	// Assets is the built UI (nil: the embedded one).
 	Assets fs.FS
 }

@@ -100,6 +100,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, api.HomeLogs{Lines: s.logs.Lines()})
 		return nil
 	})
+	s.cloudRoutes(mux)
 	s.handle(mux, "/api/", func(http.ResponseWriter, *http.Request) error {
 		return &httpError{http.StatusNotFound, "Not found"}
 	})

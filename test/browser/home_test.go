@@ -24,12 +24,7 @@ import (
 // through nginx, toggle and delete it, and remove the relay (its agent
 // certificate is revoked).
 func TestHomeUI(t *testing.T) {
-	if !homeui.Built() {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the home UI is not built: run `make ui`")
-		}
-		t.Skip("the home UI is not built (make ui)")
-	}
+	needHomeUI(t)
 	st := startStack(t, 24300)
 	b := NewBrowser(t, adminCert(st))
 	// The catalog recognises Home Assistant by its title.
@@ -40,7 +35,7 @@ func TestHomeUI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	link := startAgentUI(t, st)
+	link, _ := startAgentUI(t, st.AgentEnv())
 	base := link[:strings.Index(link, "/login")]
 	fqdn := "home." + demo.Domain
 
@@ -150,14 +145,26 @@ func TestHomeUI(t *testing.T) {
 	b.NoProblems(t, "home UI")
 }
 
-// startAgentUI runs `portlama-agent ui` and returns its one-time link.
-func startAgentUI(t *testing.T, st *demo.Stack) string {
+// needHomeUI skips (fails under CI) when the home UI is not built.
+func needHomeUI(t *testing.T) {
+	t.Helper()
+	if !homeui.Built() {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("the home UI is not built: run `make ui`")
+		}
+		t.Skip("the home UI is not built (make ui)")
+	}
+}
+
+// startAgentUI runs `portlama-agent ui` with env and args added and
+// returns its one-time link and its home directory.
+func startAgentUI(t *testing.T, env []string, args ...string) (string, string) {
 	t.Helper()
 	home := filepath.Join(t.TempDir(), ".portlama")
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "portlama-agent"), "--home", home, "ui", "--no-browser",
-		"--listen", "127.0.0.1:0", "--poll-interval", "1s")
-	cmd.Env = append(append(os.Environ(), st.AgentEnv()...), "PORTLAMA_KEYCHAIN=file")
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "portlama-agent"), append([]string{"--home", home, "ui", "--no-browser",
+		"--listen", "127.0.0.1:0", "--poll-interval", "1s"}, args...)...)
+	cmd.Env = append(append(os.Environ(), env...), "PORTLAMA_KEYCHAIN=file")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -190,9 +197,9 @@ func startAgentUI(t *testing.T, st *demo.Stack) string {
 	}()
 	select {
 	case l := <-got:
-		return l
+		return l, home
 	case <-time.After(30 * time.Second):
 		t.Fatal("portlama-agent ui printed no link within 30 s")
-		return ""
+		return "", ""
 	}
 }

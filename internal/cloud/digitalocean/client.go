@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"time"
@@ -283,4 +284,15 @@ func (c *Client) DeleteDroplet(ctx context.Context, id int) error {
 		return nil
 	}
 	return err
+}
+
+// DropletsByTag lists the droplets carrying tag (GET /v2/droplets?tag_name=):
+// how a provisioning job that lost the answer to its create request finds
+// the droplet it made.
+func (c *Client) DropletsByTag(ctx context.Context, tag string) ([]Droplet, error) {
+	var out struct {
+		Droplets []Droplet `json:"droplets"`
+	}
+	err := c.do(ctx, http.MethodGet, "/v2/droplets?per_page=200&tag_name="+url.QueryEscape(tag), nil, &out)
+	return out.Droplets, err
 }

@@ -515,6 +515,89 @@ export interface HomeSetupFrame {
   error?: string;
 }
 
+/** HomeCloudSize is a droplet size offered in a region. */
+export interface HomeCloudSize {
+  slug: string;
+  memoryMb: number;
+  vcpus: number;
+  diskGb: number;
+  priceMonthly: number;
+  priceHourly: number;
+}
+
+/** HomeCloudRegion is a region with its sizes, cheapest first. */
+export interface HomeCloudRegion {
+  slug: string;
+  name: string;
+  sizes: HomeCloudSize[];
+  /** Suggested is the cheapest size of at least 512 MB. */
+  suggested: string;
+}
+
+/** HomeCloudOptions answers GET /api/home/cloud/options. */
+export interface HomeCloudOptions {
+  regions: HomeCloudRegion[];
+}
+
+/** HomeCloudTokenRequest is the body of PUT /api/home/cloud/token. */
+export interface HomeCloudTokenRequest {
+  token: string;
+}
+
+/** HomeCloudAccount answers PUT /api/home/cloud/token. */
+export interface HomeCloudAccount {
+  email: string;
+}
+
+/** HomeProvisionRequest is the body of POST /api/home/cloud/provision. */
+export interface HomeProvisionRequest {
+  name: string;
+  region: string;
+  size: string;
+}
+
+/** HomeProvisionEvent is a progress event of the job. */
+export interface HomeProvisionEvent {
+  step: string;
+  /** Status: running, done, failed, progress (a line of the install). */
+  status: string;
+  message?: string;
+  /** Task and TaskStatus are the installer's (Status progress). */
+  task?: string;
+  taskStatus?: string;
+}
+
+/** HomeProvisionJob is the saved job (provision.json) as the UI shows it. */
+export interface HomeProvisionJob {
+  name: string;
+  region: string;
+  size: string;
+  /** Step is the next step to run ("done" when finished). */
+  step: string;
+  error?: string;
+  dropletId?: number;
+  ip?: string;
+  panelUrl?: string;
+  priceHourly: number;
+  priceMonthly: number;
+  port22Closed: boolean;
+}
+
+/** HomeCloud answers GET /api/home/cloud. */
+export interface HomeCloud {
+  /** TokenSaved: a DigitalOcean token is in the keychain. */
+  tokenSaved: boolean;
+  steps: string[];
+  job: HomeProvisionJob | null;
+  running: boolean;
+  events: HomeProvisionEvent[];
+  /**
+   * Error is the last run's failure: what happened, whether a droplet
+   * exists and what it costs.
+   */
+  error?: string;
+}
+
 /** OK answers routes that report only success ({"ok":true}). */
 export interface OK {
   ok: boolean;

@@ -1,6 +1,6 @@
 import { Link, Route, Switch as Routes, useLocation } from "wouter";
 import { NavLink } from "../components/Layout";
-import { Cable, KeyRound, Radar, ScrollText, Server } from "lucide-react";
+import { Cable, CloudUpload, KeyRound, Radar, ScrollText, Server } from "lucide-react";
 import { isApiError } from "../api/client";
 import { Loading, Notice } from "../components/ui";
 import { useStatus } from "./queries";
@@ -8,11 +8,13 @@ import { AppsPage } from "./Apps";
 import { TunnelsPage } from "./Tunnels";
 import { ServersPage } from "./Servers";
 import { LogPage } from "./Log";
+import { CloudPage } from "./Cloud";
 
 const nav = [
   { href: "/", label: "Apps", icon: Radar },
   { href: "/tunnels", label: "Tunnels", icon: Cable },
   { href: "/servers", label: "Servers", icon: Server },
+  { href: "/cloud", label: "New relay", icon: CloudUpload },
   { href: "/log", label: "Log", icon: ScrollText },
 ];
 
@@ -72,6 +74,7 @@ export function HomeApp() {
             <Route path="/" component={AppsPage} />
             <Route path="/tunnels" component={TunnelsPage} />
             <Route path="/servers" component={ServersPage} />
+            <Route path="/cloud" component={CloudPage} />
             <Route path="/log" component={LogPage} />
             <Route>
               <Notice tone="warning" title="Page not found">

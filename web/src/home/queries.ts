@@ -1,11 +1,15 @@
 // The control UI's API (internal/homeui), same-origin JSON with the
 // session cookie.
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { ApiError, del, get, patch, post, seg } from "../api/client";
+import { ApiError, del, get, patch, post, put, seg } from "../api/client";
 import type {
   CreateTunnelRequest,
   HomeAddServerRequest,
   HomeAddServerResponse,
+  HomeCloud,
+  HomeCloudAccount,
+  HomeCloudOptions,
+  HomeProvisionRequest,
   HomeImportP12Request,
   HomeLogs,
   HomeServer,
@@ -27,6 +31,16 @@ export const useServices = () =>
 export const useTunnels = (enabled = true) =>
   useQuery({ queryKey: ["home", "tunnels"], queryFn: () => get<HomeTunnelList>("/api/home/tunnels"), refetchInterval: 2_000, enabled });
 export const useLogs = () => useQuery({ queryKey: ["home", "logs"], queryFn: () => get<HomeLogs>("/api/home/logs"), refetchInterval: 2_000 });
+
+/** The provisioning job: polled every second while it runs. */
+export const useCloud = () =>
+  useQuery({
+    queryKey: ["home", "cloud"],
+    queryFn: () => get<HomeCloud>("/api/home/cloud"),
+    refetchInterval: (q) => (q.state.data?.running ? 1_000 : false),
+  });
+export const useCloudOptions = (enabled: boolean) =>
+  useQuery({ queryKey: ["home", "cloud", "options"], queryFn: () => get<HomeCloudOptions>("/api/home/cloud/options"), enabled });
 
 /** Every mutation refreshes the whole home state: it is small. */
 function useHomeMutation<A, R>(fn: (a: A) => Promise<R>) {
@@ -87,3 +101,8 @@ export const useCreateTunnel = () => useHomeMutation((b: CreateTunnelRequest) =>
 export const useUpdateTunnel = () =>
   useHomeMutation(({ id, change }: { id: string; change: UpdateTunnelRequest }) => patch<Tunnel>(`/api/home/tunnels/${seg(id)}`, change));
 export const useDeleteTunnel = () => useHomeMutation((id: string) => del<{ ok: boolean }>(`/api/home/tunnels/${seg(id)}`));
+
+export const useCloudToken = () => useHomeMutation((token: string) => put<HomeCloudAccount>("/api/home/cloud/token", { token }));
+export const useProvision = () => useHomeMutation((req: HomeProvisionRequest) => post<HomeCloud>("/api/home/cloud/provision", req));
+/** A job action: resume, destroy, close-port-22, finish. */
+export const useCloudAction = () => useHomeMutation((action: "resume" | "destroy" | "close-port-22" | "finish") => post<HomeCloud>(`/api/home/cloud/${action}`));
