@@ -119,7 +119,7 @@ func TestProvisionLab(t *testing.T) {
 	}
 	ctx := context.Background()
 	l := New(t, Options{})
-	bin, _, _ := buildBinaries(t)
+	bin, _, _, _ := buildBinaries(t)
 	r := l.Report
 	defer func() { t.Log("\n" + r.String()) }()
 
