@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/privilege"
 	"github.com/portlama/portlama/internal/system"
@@ -83,24 +84,16 @@ var userRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 
 // Event statuses.
 const (
-	StatusRunning = "running"
-	StatusDone    = "done"
-	StatusSkipped = "skipped"
-	StatusFailed  = "failed"
-	StatusSummary = "summary"
+	StatusRunning = api.InstallRunning
+	StatusDone    = api.InstallDone
+	StatusSkipped = api.InstallSkipped
+	StatusFailed  = api.InstallFailed
+	StatusSummary = api.InstallSummary
 )
 
-// Event is one progress report (one NDJSON line with --json).
-type Event struct {
-	Time    string   `json:"time"`
-	Task    string   `json:"task,omitempty"`
-	Title   string   `json:"title,omitempty"`
-	Status  string   `json:"status"`
-	Changed bool     `json:"changed,omitempty"`
-	Message string   `json:"message,omitempty"`
-	Error   string   `json:"error,omitempty"`
-	Summary *Summary `json:"summary,omitempty"`
-}
+// Event is one progress report (one NDJSON line with --json); the wire
+// type lives in internal/api.
+type Event = api.InstallEvent
 
 // Result is what a task did.
 type Result struct {
@@ -129,14 +122,7 @@ type Task struct {
 }
 
 // Summary is what the installer tells the user at the end.
-type Summary struct {
-	IP              string `json:"ip"`
-	PanelURL        string `json:"panelUrl"`
-	P12Path         string `json:"p12Path"`
-	P12PasswordPath string `json:"p12PasswordPath"`
-	SCP             string `json:"scp"`
-	Next            string `json:"next"`
-}
+type Summary = api.InstallResult
 
 // Installer runs the install (Run) or uninstall (Uninstall) tasks.
 type Installer struct {

@@ -24,8 +24,8 @@ import (
 	"time"
 
 	"github.com/portlama/portlama/internal/agent"
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/cloud/digitalocean"
-	"github.com/portlama/portlama/internal/install"
 	"github.com/portlama/portlama/internal/keychain"
 	"github.com/portlama/portlama/internal/servers"
 	"github.com/portlama/portlama/internal/store"
@@ -103,7 +103,7 @@ type Event struct {
 	Status  string `json:"status"`
 	Message string `json:"message,omitempty"`
 	// Install is the installer's event (Status progress), as it sent it.
-	Install *install.Event `json:"install,omitempty"`
+	Install *api.InstallEvent `json:"install,omitempty"`
 }
 
 // Config is what a Job needs.

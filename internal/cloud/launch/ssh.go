@@ -18,7 +18,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/portlama/portlama/internal/install"
+	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/servers"
 )
 
@@ -228,15 +228,15 @@ func (j *Job) install(ctx context.Context, s *State, progress func(Event)) (stri
 	}
 	var failed []string
 	_, err := j.runSSH(ctx, s, cmd, nil, func(line []byte) {
-		var e install.Event
+		var e api.InstallEvent
 		if json.Unmarshal(line, &e) != nil {
 			progress(Event{Step: StepInstall, Status: "progress", Message: string(line)})
 			return
 		}
-		if e.Status == install.StatusFailed {
+		if e.Status == api.InstallFailed {
 			failed = append(failed, e.Task+": "+e.Error)
 		}
-		if e.Status == install.StatusSummary && e.Summary != nil {
+		if e.Status == api.InstallSummary && e.Summary != nil {
 			s.PanelURL = e.Summary.PanelURL
 		}
 		progress(Event{Step: StepInstall, Status: "progress", Install: &e})

@@ -10,6 +10,9 @@ export type AccessMode = "authenticated" | "restricted" | "public";
  */
 export type Capability = "tunnels:read" | "tunnels:write" | "services:read" | "services:write" | "system:read" | "sites:read" | "sites:write" | "panel:expose" | "identity:read" | "identity:query";
 
+/** InstallStatus is the status of an InstallEvent. */
+export type InstallStatus = "running" | "done" | "skipped" | "failed" | "summary";
+
 /** ServiceAction is an action of POST /api/services/:name/:action. */
 export type ServiceAction = "start" | "stop" | "restart" | "reload";
 
@@ -60,6 +63,11 @@ export const MsgOnboardingPending = "Onboarding not complete";
 export const MsgValidation = "Validation failed";
 export const MsgScope = "Insufficient certificate scope";
 export const MsgCapability = "Insufficient certificate capability";
+export const InstallRunning = "running" satisfies InstallStatus;
+export const InstallDone = "done" satisfies InstallStatus;
+export const InstallSkipped = "skipped" satisfies InstallStatus;
+export const InstallFailed = "failed" satisfies InstallStatus;
+export const InstallSummary = "summary" satisfies InstallStatus;
 export const StatusFresh = "FRESH";
 export const StatusDomainSet = "DOMAIN_SET";
 export const StatusDNSReady = "DNS_READY";
@@ -110,6 +118,7 @@ export const TwoFACookieName = "portlama_2fa_session";
 
 export const AccessModeValues: readonly AccessMode[] = [AccessAuthenticated, AccessRestricted, AccessPublic];
 export const CapabilityValues: readonly Capability[] = [CapTunnelsRead, CapTunnelsWrite, CapServicesRead, CapServicesWrite, CapSystemRead, CapSitesRead, CapSitesWrite, CapPanelExpose, CapIdentityRead, CapIdentityQuery];
+export const InstallStatusValues: readonly InstallStatus[] = [InstallRunning, InstallDone, InstallSkipped, InstallFailed, InstallSummary];
 export const ServiceActionValues: readonly ServiceAction[] = [ServiceStart, ServiceStop, ServiceRestart, ServiceReload];
 export const ServiceStatusValues: readonly ServiceStatus[] = [ServiceActive, ServiceInactive, ServiceFailed, ServiceUnknown];
 export const SiteFileTypeValues: readonly SiteFileType[] = [SiteFileRegular, SiteFileDirectory];
@@ -596,6 +605,34 @@ export interface HomeCloud {
    * exists and what it costs.
    */
   error?: string;
+}
+
+/**
+ * InstallEvent is one progress report of `portlama install --json` (one
+ * NDJSON line). The home app's cloud provisioning reads them over SSH.
+ */
+export interface InstallEvent {
+  time: string;
+  task?: string;
+  title?: string;
+  status: InstallStatus;
+  changed?: boolean;
+  message?: string;
+  error?: string;
+  summary?: InstallResult;
+}
+
+/**
+ * InstallResult is what the installer tells the user at the end (the
+ * summary event).
+ */
+export interface InstallResult {
+  ip: string;
+  panelUrl: string;
+  p12Path: string;
+  p12PasswordPath: string;
+  scp: string;
+  next: string;
 }
 
 /** OK answers routes that report only success ({"ok":true}). */
