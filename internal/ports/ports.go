@@ -7,7 +7,9 @@ package ports
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 )
@@ -43,19 +45,13 @@ func Alloc(specs []Spec) ([]int, error) {
 	for i, sp := range specs {
 		switch sp.V {
 		case -1:
-			for {
-				l, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					return nil, err
-				}
-				held = append(held, l)
-				p := l.Addr().(*net.TCPAddr).Port
-				if !handedOut[p] {
-					handedOut[p] = true
-					out[i] = p
-					break
-				}
+			l, p, err := pickFree()
+			if err != nil {
+				return nil, err
 			}
+			held = append(held, l)
+			handedOut[p] = true
+			out[i] = p
 		default:
 			p := sp.V
 			if p == 0 {
@@ -79,4 +75,46 @@ func Free(n int) ([]int, error) {
 		specs[i].V = -1
 	}
 	return Alloc(specs)
+}
+
+// Free ports come from below the kernel's ephemeral range (32768–60999 by
+// default): between its choice and its use (nginx binds it later) a port
+// from that range can be taken by any outgoing connection or :0 listener
+// on the machine, which made a test's nginx fail with "address already in
+// use". Each process starts in its own block of the range, so concurrent
+// test binaries rarely pick the same ports either.
+const (
+	pickMin    = 30000
+	pickMax    = 32767
+	pickBlocks = 12
+)
+
+// pickFree returns a held listener on a free port of the pick range (the
+// process's block first, then the whole range), or on a kernel-chosen
+// port when the range is used up. handedMu is held.
+func pickFree() (net.Listener, int, error) {
+	size := (pickMax - pickMin + 1) / pickBlocks
+	base := pickMin + (os.Getpid()%pickBlocks)*size
+	for try := 0; try < 4*(pickMax-pickMin+1); try++ {
+		if try == 2*size {
+			base, size = pickMin, pickMax-pickMin+1
+		}
+		p := base + rand.IntN(size)
+		if handedOut[p] {
+			continue
+		}
+		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p))); err == nil {
+			return l, p, nil
+		}
+	}
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, 0, err
+		}
+		if p := l.Addr().(*net.TCPAddr).Port; !handedOut[p] {
+			return l, p, nil
+		}
+		l.Close()
+	}
 }
