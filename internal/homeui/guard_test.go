@@ -188,15 +188,11 @@ func TestRunningLoginURL(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx) }()
 	// Readiness: ui.json appears once the UI serves (bounded).
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(runningPath(dir)); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("ui.json was not written")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := testutil.Eventually(10*time.Second, func() error {
+		_, err := os.Stat(runningPath(dir))
+		return err
+	}); err != nil {
+		t.Fatalf("ui.json was not written: %v", err)
 	}
 	link, err := RunningLoginURL(t.Context(), dir, tok)
 	if err != nil || !strings.HasPrefix(link, "http://127.0.0.1:"+strconv.Itoa(s.Port())+"/login?code=") {

@@ -351,9 +351,7 @@ func TestWriteIfChanged(t *testing.T) {
 // chownTree changes what is inside the directory and nothing a planted
 // link points to.
 func TestChownTreeStaysInside(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("changing owners needs root")
-	}
+	testutil.NeedRoot(t, "changing owners needs root")
 	base := t.TempDir()
 	outside := filepath.Join(base, "outside")
 	os.WriteFile(outside, []byte("x"), 0o600)

@@ -99,16 +99,12 @@ func TestOSKeychain(t *testing.T) {
 	startKeyring(t)
 	// Readiness: the Secret Service answers the probe (bounded).
 	var k Keychain
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	if err := testutil.Eventually(15*time.Second, func() error {
 		var err error
-		if k, err = Open(Options{Service: "portlama-test"}); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gnome-keyring did not answer: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		k, err = Open(Options{Service: "portlama-test"})
+		return err
+	}); err != nil {
+		t.Fatalf("gnome-keyring did not answer: %v", err)
 	}
 	if k.Backend() != BackendOS {
 		t.Fatalf("backend %q", k.Backend())

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/portlama/portlama/internal/config"
+	"github.com/portlama/portlama/internal/testutil"
 )
 
 // renderAll writes every vhost the relay can produce into l's
@@ -262,9 +263,7 @@ func TestLintTokenizesLikeNginx(t *testing.T) {
 // are; the same content written by anyone else, made writable by others or
 // hard-linked is linted.
 func TestLintTrustsOnlyRootsOwnFiles(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("ownership checks need root")
-	}
+	testutil.NeedRoot(t, "ownership checks need root")
 	l := config.DirLayout(tempDir(t))
 	renderAll(t, l)
 	avail, enabled := l.NginxSitesAvailable(), l.NginxSitesEnabled()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/portlama/portlama/internal/system"
+	"github.com/portlama/portlama/internal/testutil"
 )
 
 func TestCheck(t *testing.T) {
@@ -188,9 +189,7 @@ func startHelper(t *testing.T, uid int) *fixture {
 }
 
 func TestServerAsRoot(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the helper's peer checks are tested as root")
-	}
+	testutil.NeedRoot(t, "the helper's peer checks are tested as root")
 	f := startHelper(t, 65534)
 	c := Client{Socket: f.sock}
 	ctx := context.Background()
@@ -308,9 +307,7 @@ func runAs(t *testing.T, bin string, uid int, sock string) string {
 }
 
 func TestServerRefusesOtherCallers(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("running a client as another user needs root")
-	}
+	testutil.NeedRoot(t, "running a client as another user needs root")
 	bin := clientBinary(t)
 	// A user that is not the service user.
 	f := startHelper(t, 4242)
@@ -351,9 +348,7 @@ func TestServerIdleExit(t *testing.T) {
 
 // Services sends actions to the helper and reads status and logs itself.
 func TestServicesThroughHelper(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the helper's peer checks are tested as root")
-	}
+	testutil.NeedRoot(t, "the helper's peer checks are tested as root")
 	f := startHelper(t, 65534)
 	var argv [][]string
 	fake := func(out string) system.Systemd {

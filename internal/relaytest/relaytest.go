@@ -470,17 +470,7 @@ func (s *Stack) WaitHTTP(c *http.Client, url string, status int, within time.Dur
 // Eventually runs probe until it passes or within ends; the error says
 // what the last probe saw.
 func Eventually(within time.Duration, probe func() error) error {
-	deadline := time.Now().Add(within)
-	for {
-		err := probe()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %v: %w", within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return testutil.Eventually(within, probe)
 }
 
 // Restart stops and starts one of the relay's units (portlama-tunnel,

@@ -5,12 +5,12 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/portlama/portlama/internal/testutil"
 )
 
 func TestWriteFileAtomicOwned(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("changing a file's owner needs root")
-	}
+	testutil.NeedRoot(t, "changing a file's owner needs root")
 	path := filepath.Join(t.TempDir(), "f")
 	if err := WriteFileAtomicOwned(path, []byte("x"), 0o640, 65534, 65534); err != nil {
 		t.Fatal(err)

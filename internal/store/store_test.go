@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portlama/portlama/internal/testutil"
 )
 
 type counterDoc struct {
@@ -253,9 +255,7 @@ func FuzzLoad(f *testing.F) {
 // (`portlama reset-admin` runs as root; the panel must still read
 // panel.json afterwards). A new file is root's.
 func TestRootKeepsTheOwnerOfAReplacedFile(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to own files as another user")
-	}
+	testutil.NeedRoot(t, "needs root to own files as another user")
 	dir := t.TempDir()
 	path := filepath.Join(dir, "panel.json")
 	if err := os.WriteFile(path, []byte("{}\n"), 0o640); err != nil {

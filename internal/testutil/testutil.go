@@ -4,6 +4,7 @@
 package testutil
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -31,6 +32,35 @@ func NeedBinary(t testing.TB, name string) string {
 	}
 	t.Skipf("%s not installed; run scripts/deps.sh to install test dependencies", name)
 	return ""
+}
+
+// NeedRoot skips a test that needs root (ownership, peer credentials) when
+// not run as root, and fails it under CI=true, which runs as root.
+func NeedRoot(t testing.TB, why string) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s: run the tests as root (CI does)", why)
+	}
+	t.Skipf("%s: not root", why)
+}
+
+// Eventually calls probe until it returns nil or within has passed, and
+// returns the last error then: a bounded wait on a readiness signal.
+func Eventually(within time.Duration, probe func() error) error {
+	deadline := time.Now().Add(within)
+	for {
+		err := probe()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not within %v: %w", within, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // NeedTool returns the path of a tool that scripts/deps.sh --test builds

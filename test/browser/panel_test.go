@@ -22,6 +22,7 @@ import (
 	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/demo"
 	"github.com/portlama/portlama/internal/panelclient"
+	"github.com/portlama/portlama/internal/testutil"
 )
 
 // TestPanelUI walks every management page in one browser against one
@@ -309,36 +310,34 @@ func servePage(t *testing.T, title, text string) int {
 // tunnel or site answers once nginx and the agent have picked it up).
 func waitServed(t *testing.T, b *Browser, url, text string, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := b.Run(15*time.Second, chromedp.Navigate(url))
-		body := ""
-		if err == nil {
-			body = Get(b, "read "+url, chromedp.Text(chromedp.CSS("body")))
+	if err := testutil.Eventually(within, func() error {
+		if err := b.Run(15*time.Second, chromedp.Navigate(url)); err != nil {
+			return err
 		}
-		if err == nil && strings.Contains(body, text) {
-			return
+		if body := Get(b, "read "+url, chromedp.Text(chromedp.CSS("body"))); !strings.Contains(body, text) {
+			return fmt.Errorf("page %q", body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not show %q within %s: %v %q", url, text, within, err, body)
-		}
-		time.Sleep(500 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatalf("%s did not show %q: %v", url, text, err)
 	}
 }
 
 // waitFile waits for a download to be complete.
 func waitFile(t *testing.T, path string) []byte {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if data, err := os.ReadFile(path); err == nil && len(data) > 0 {
-			if _, err := os.Stat(path + ".crdownload"); os.IsNotExist(err) {
-				return data
-			}
+	var data []byte
+	if err := testutil.Eventually(20*time.Second, func() error {
+		var err error
+		if data, err = os.ReadFile(path); err != nil || len(data) == 0 {
+			return fmt.Errorf("not there yet (%v)", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s was not downloaded within 20 s", path)
+		if _, err := os.Stat(path + ".crdownload"); !os.IsNotExist(err) {
+			return fmt.Errorf("still downloading")
 		}
-		time.Sleep(100 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatalf("%s was not downloaded: %v", path, err)
 	}
+	return data
 }

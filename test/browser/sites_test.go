@@ -13,6 +13,7 @@ import (
 	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/demo"
 	"github.com/portlama/portlama/internal/system"
+	"github.com/portlama/portlama/internal/testutil"
 )
 
 // sitesSteps creates a managed site, uploads files into it from the file
@@ -143,16 +144,13 @@ func sitesSteps(t *testing.T, b *Browser, st *demo.Stack, base string) {
 // waitListening waits until addr accepts TCP connections (a restarted unit).
 func waitListening(t *testing.T, addr string, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	if err := testutil.Eventually(within, func() error {
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			conn.Close()
-			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s does not accept connections within %s: %v", addr, within, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return err
+	}); err != nil {
+		t.Fatalf("%s does not accept connections: %v", addr, err)
 	}
 }

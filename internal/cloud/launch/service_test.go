@@ -16,6 +16,7 @@ import (
 	"github.com/portlama/portlama/internal/cloud/digitalocean/dofake"
 	"github.com/portlama/portlama/internal/keychain"
 	"github.com/portlama/portlama/internal/servers"
+	"github.com/portlama/portlama/internal/testutil"
 )
 
 // TestServiceRun: the background run keeps its events, ends with the
@@ -64,19 +65,15 @@ func TestServiceRun(t *testing.T) {
 		t.Fatalf("destroy while running: %v", err)
 	}
 	close(release)
-	deadline := time.Now().Add(10 * time.Second)
 	var p Progress
-	for {
-		if p, err = s.Progress(); err != nil {
-			t.Fatal(err)
+	if err := testutil.Eventually(10*time.Second, func() error {
+		var err error
+		if p, err = s.Progress(); err == nil && p.Running {
+			err = errors.New("still running")
 		}
-		if !p.Running {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the run did not end")
-		}
-		time.Sleep(10 * time.Millisecond)
+		return err
+	}); err != nil {
+		t.Fatalf("the run did not end: %v", err)
 	}
 	if !strings.Contains(p.Error, "exists and costs $0.00595 an hour") || p.State == nil || p.State.Step != StepConnect {
 		t.Fatalf("progress after the failure: %+v", p)
