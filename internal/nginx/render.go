@@ -81,7 +81,7 @@ func (r *Renderer) ForCheckedSites() *Renderer {
 // <sites>/.routes. A dot directory, so the http context's "include
 // <sites>/*" does not read it (glob's * skips dot names); only the shared
 // wildcard server's host map includes it.
-func RoutesDir(sites string) string { return filepath.Join(sites, ".routes") }
+func RoutesDir(sites string) string { return filepath.Join(sites, routesName) }
 
 // Layout returns the layout the Renderer was built for.
 func (r *Renderer) Layout() config.Layout { return r.layout }
