@@ -149,7 +149,11 @@ func (m *Manager) Apply(ctx context.Context, vhosts ...Vhost) error {
 		if len(v.Content) == 0 {
 			return fmt.Errorf("vhost %s: empty content", v.Name)
 		}
-		fqdns = append(fqdns, v.FQDN)
+		// The shared wildcard server comes with every app it serves; the
+		// message names the app.
+		if !v.IfChanged || len(vhosts) == 1 {
+			fqdns = append(fqdns, v.FQDN)
+		}
 	}
 	return m.submit(ctx, &change{action: "writing vhost for " + strings.Join(fqdns, ", "), stage: func(t *tx) error {
 		for _, v := range vhosts {

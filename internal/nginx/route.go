@@ -10,7 +10,7 @@ import (
 )
 
 // Route is an app's entry in the shared wildcard server's host map
-// (docs/architecture.md, "Scale"): its host, access class and upstream.
+// (docs/architecture.md, "Apps under the wildcard certificate"): its host, access class and upstream.
 type Route struct {
 	FQDN      string
 	Protected bool   // forward authentication; false: public

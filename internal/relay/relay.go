@@ -487,7 +487,7 @@ func (v tunnelVhosts) WriteTunnel(ctx context.Context, t api.Tunnel, cert acme.F
 	case t.Type == api.TypePanel:
 		// Agent panels keep their own server: they need the client
 		// certificate, which a shared block would ask every visitor of a
-		// public app for (docs/architecture.md, "Scale").
+		// public app for (docs/architecture.md, "Apps under the wildcard certificate").
 		vh, err = v.s.Render.AgentPanel(p)
 	case cert.Wildcard:
 		shared, vh, err = v.s.Render.WildcardApp(p)
