@@ -19,24 +19,28 @@ func (rl *relay) appURL(sub, path string) string {
 
 func (rl *relay) writeApp(t *testing.T, sub string, port int, public bool) {
 	t.Helper()
+	if err := rl.mgr.Apply(ctxT(t), rl.renderApp(t, sub, port, public)...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// renderApp renders an app as rl.wildcard says: its own server block, or
+// the shared wildcard server and the app's upstream with its route.
+func (rl *relay) renderApp(t *testing.T, sub string, port int, public bool) []Vhost {
+	t.Helper()
 	p := AppParams{Domain: testDomain, Subdomain: sub, RelayPort: port, Public: public, TLS: rl.tls()}
 	if rl.wildcard {
 		shared, v, err := rl.r.WildcardApp(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := rl.mgr.Apply(ctxT(t), shared, v); err != nil {
-			t.Fatal(err)
-		}
-		return
+		return []Vhost{shared, v}
 	}
 	v, err := rl.r.App(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := rl.mgr.Apply(ctxT(t), v); err != nil {
-		t.Fatal(err)
-	}
+	return []Vhost{v}
 }
 
 // appModes runs test once with apps in server blocks of their own and once
