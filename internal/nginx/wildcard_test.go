@@ -1,10 +1,17 @@
 package nginx
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -213,5 +220,51 @@ func TestWildcardRollbackRestoresRouteAndUpstream(t *testing.T) {
 	}
 	if code, _ := rl.status(t, "new", ""); code != 404 {
 		t.Errorf("failed new app: %d, want 404", code)
+	}
+}
+
+// Request bodies reach public and protected apps whole (in the shared
+// server: past the dispatch to the class's named location).
+func TestAppsReceiveRequestBodies(t *testing.T) { appModes(t, testAppsReceiveRequestBodies) }
+
+func testAppsReceiveRequestBodies(t *testing.T, wildcard bool) {
+	rl := startRelay(t, &fakeAuth{})
+	rl.wildcard = wildcard
+	got := make(chan string, 4)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- r.Method + " " + strconv.Itoa(len(b)) + " " + fmt.Sprintf("%x", sha256.Sum256(b))
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	port := l.Addr().(*net.TCPAddr).Port
+	rl.writeApp(t, "pub", port, true)
+	rl.writeApp(t, "prot", port, false)
+
+	body := bytes.Repeat([]byte("portlama "), 1<<17) // 1.1 MiB
+	want := "PUT " + strconv.Itoa(len(body)) + " " + fmt.Sprintf("%x", sha256.Sum256(body))
+	for _, tc := range []struct{ sub, cookie string }{{"pub", ""}, {"prot", "alice"}} {
+		req, _ := http.NewRequest("PUT", rl.appURL(tc.sub, "/upload"), bytes.NewReader(body))
+		if tc.cookie != "" {
+			req.Header.Set("Cookie", "portlama_session="+tc.cookie)
+		}
+		resp, err := rl.client(rl.addrs.HTTPSPort, nil).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d", tc.sub, resp.StatusCode)
+		}
+		if g := <-got; g != want {
+			t.Errorf("%s: the app received %q, want %q", tc.sub, g, want)
+		}
 	}
 }
