@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -277,6 +278,8 @@ func FuzzLintConfig(f *testing.F) {
 	f.Add("map $a $b { default x; }")
 	f.Add("add_header X \"a\\\"b\";")
 	f.Add("} {")
+	f.Add("upstream portlama_app_a { server 127.0.0.1:20000; keepalive 32; }")
+	f.Add("map $host $r { default \"\"; include /etc/x/nginx/portlama-checked/.routes/*; }")
 	l := config.DirLayout("/etc/x")
 	f.Fuzz(func(t *testing.T, s string) {
 		err := LintConfig(l, []byte(s))
@@ -297,10 +300,28 @@ func FuzzLintConfig(f *testing.F) {
 				if strings.HasSuffix(d.name, "_log") && !(len(d.args) >= 1 && (d.args[0] == "off" || d.args[0] == "/dev/null")) {
 					t.Fatalf("admitted %s %v", d.name, d.args)
 				}
+				if d.name == "map" {
+					for _, e := range d.block {
+						if e.name == "include" && (len(e.args) != 1 || e.args[0] != "/etc/x/nginx/portlama-checked/.routes/*") {
+							t.Fatalf("admitted map include %v", e.args)
+						}
+					}
+				}
 				walk(d.block, lintData[d.name])
 			}
 		}
 		walk(dirs, false)
+		// A file of upstreams is one app upstream to a loopback port.
+		if len(dirs) > 0 && !slices.ContainsFunc(dirs, func(d confDirective) bool { return d.name != "upstream" }) {
+			if len(dirs) != 1 || !upstreamPattern.MatchString(strings.Join(dirs[0].args, " ")) {
+				t.Fatalf("admitted upstreams %+v", dirs)
+			}
+			for _, c := range dirs[0].block {
+				if !(c.name == "server" && len(c.args) == 1 && strings.HasPrefix(c.args[0], "127.0.0.1:")) && c.name != "keepalive" {
+					t.Fatalf("admitted %s %v in an app upstream", c.name, c.args)
+				}
+			}
+		}
 	})
 }
 
