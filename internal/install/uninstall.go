@@ -137,8 +137,12 @@ func (in *Installer) removeNginx(ctx context.Context) (Result, error) {
 	if err := rm(filepath.Join(l.NginxConfD(), "portlama.conf")); err != nil {
 		return Result{}, err
 	}
-	if err := os.RemoveAll(nginx.CheckedSitesDir(l)); err != nil {
-		return Result{}, err
+	// The links of the apps' routes (the route files went with
+	// sites-available's portlama-*).
+	for _, dir := range []string{nginx.CheckedSitesDir(l), nginx.RoutesDir(l.NginxSitesEnabled())} {
+		if err := os.RemoveAll(dir); err != nil {
+			return Result{}, err
+		}
 	}
 	conf := in.nginxConfPath()
 	if orig, err := os.ReadFile(conf + nginx.SystemConfOrigSuffix); err == nil {

@@ -19,17 +19,47 @@ func (rl *relay) appURL(sub, path string) string {
 
 func (rl *relay) writeApp(t *testing.T, sub string, port int, public bool) {
 	t.Helper()
-	v, err := rl.r.App(AppParams{Domain: testDomain, Subdomain: sub, RelayPort: port, Public: public, TLS: rl.tls()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rl.mgr.WriteVhost(ctxT(t), v.Name, v.FQDN, v.Content); err != nil {
+	if err := rl.mgr.Apply(ctxT(t), rl.renderApp(t, sub, port, public)...); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func TestPublicAppProxiesWithKeepalive(t *testing.T) {
+// renderApp renders an app as rl.wildcard says: its own server block, or
+// the shared wildcard server and the app's upstream with its route.
+func (rl *relay) renderApp(t *testing.T, sub string, port int, public bool) []Vhost {
+	t.Helper()
+	p := AppParams{Domain: testDomain, Subdomain: sub, RelayPort: port, Public: public, TLS: rl.tls()}
+	if rl.wildcard {
+		shared, v, err := rl.r.WildcardApp(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []Vhost{shared, v}
+	}
+	v, err := rl.r.App(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []Vhost{v}
+}
+
+// appModes runs test once with apps in server blocks of their own and once
+// served by the shared wildcard server (the test certificate covers
+// *.demo.localhost).
+func appModes(t *testing.T, test func(t *testing.T, wildcard bool)) {
+	for _, m := range []struct {
+		name     string
+		wildcard bool
+	}{{"own server", false}, {"wildcard", true}} {
+		t.Run(m.name, func(t *testing.T) { test(t, m.wildcard) })
+	}
+}
+
+func TestPublicAppProxiesWithKeepalive(t *testing.T) { appModes(t, testPublicAppProxiesWithKeepalive) }
+
+func testPublicAppProxiesWithKeepalive(t *testing.T, wildcard bool) {
 	rl := startRelay(t, nil)
+	rl.wildcard = wildcard
 	app := startEcho(t, "app")
 	rl.writeApp(t, "web", app.port, true)
 	c := rl.client(rl.addrs.HTTPSPort, nil)
@@ -74,8 +104,11 @@ func TestPublicAppProxiesWithKeepalive(t *testing.T) {
 	}
 }
 
-func TestCookieStripping(t *testing.T) {
+func TestCookieStripping(t *testing.T) { appModes(t, testCookieStripping) }
+
+func testCookieStripping(t *testing.T, wildcard bool) {
 	rl := startRelay(t, nil)
+	rl.wildcard = wildcard
 	app := startEcho(t, "app")
 	rl.writeApp(t, "web", app.port, true)
 	c := rl.client(rl.addrs.HTTPSPort, nil)
@@ -156,9 +189,12 @@ func (f *fakeAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func TestProtectedAppForwardAuth(t *testing.T) {
+func TestProtectedAppForwardAuth(t *testing.T) { appModes(t, testProtectedAppForwardAuth) }
+
+func testProtectedAppForwardAuth(t *testing.T, wildcard bool) {
 	fa := &fakeAuth{}
 	rl := startRelay(t, fa)
+	rl.wildcard = wildcard
 	app := startEcho(t, "app")
 	rl.writeApp(t, "secure", app.port, false)
 	c := rl.client(rl.addrs.HTTPSPort, nil)
@@ -259,8 +295,11 @@ func TestProtectedAppForwardAuth(t *testing.T) {
 	})
 }
 
-func TestRollbackKeepsServing(t *testing.T) {
+func TestRollbackKeepsServing(t *testing.T) { appModes(t, testRollbackKeepsServing) }
+
+func testRollbackKeepsServing(t *testing.T, wildcard bool) {
 	rl := startRelay(t, nil)
+	rl.wildcard = wildcard
 	a, b := startEcho(t, "a"), startEcho(t, "b")
 	rl.writeApp(t, "web", a.port, true)
 	c := rl.client(rl.addrs.HTTPSPort, nil)
@@ -308,8 +347,11 @@ func TestRollbackKeepsServing(t *testing.T) {
 	}
 }
 
-func TestEnableDisableRemove(t *testing.T) {
+func TestEnableDisableRemove(t *testing.T) { appModes(t, testEnableDisableRemove) }
+
+func testEnableDisableRemove(t *testing.T, wildcard bool) {
 	rl := startRelay(t, nil)
+	rl.wildcard = wildcard
 	a, b := startEcho(t, "a"), startEcho(t, "b")
 	rl.writeApp(t, "one", a.port, true)
 	rl.writeApp(t, "two", b.port, true)

@@ -145,13 +145,7 @@ func sessionCookieOf(resp *http.Response) string {
 // writeAppVhost renders and installs an app vhost on port.
 func (rl *relay) writeAppVhost(t *testing.T, sub string, port int, public bool) {
 	t.Helper()
-	v, err := rl.r.App(AppParams{Domain: testDomain, Subdomain: sub, RelayPort: port, Public: public, TLS: rl.tls()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rl.mgr.Apply(ctxT(t), v); err != nil {
-		t.Fatal(err)
-	}
+	rl.writeApp(t, sub, port, public)
 }
 
 func do(t *testing.T, c *http.Client, req *http.Request) (*http.Response, string) {

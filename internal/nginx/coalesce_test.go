@@ -35,8 +35,11 @@ func (c *countingCtl) Reload(ctx context.Context) error {
 // TestConcurrentWritesShareReloads: 20 vhost writes at once cost a few
 // nginx tests and reloads, not 20, and each app answers as soon as its own
 // call returns.
-func TestConcurrentWritesShareReloads(t *testing.T) {
+func TestConcurrentWritesShareReloads(t *testing.T) { appModes(t, testConcurrentWritesShareReloads) }
+
+func testConcurrentWritesShareReloads(t *testing.T, wildcard bool) {
 	rl := startRelay(t, nil)
+	rl.wildcard = wildcard
 	cc := &countingCtl{ctl: rl.inst}
 	m := NewManager(rl.layout, cc, nil)
 	const n = 20
@@ -45,15 +48,12 @@ func TestConcurrentWritesShareReloads(t *testing.T) {
 	for i := 0; i < n; i++ {
 		sub := fmt.Sprintf("app-%d", i)
 		app := startEcho(t, sub)
-		v, err := rl.r.App(AppParams{Domain: testDomain, Subdomain: sub, RelayPort: app.port, Public: true, TLS: rl.tls()})
-		if err != nil {
-			t.Fatal(err)
-		}
+		vs := rl.renderApp(t, sub, app.port, true)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
-			if err := m.Apply(ctxT(t), v); err != nil {
+			if err := m.Apply(ctxT(t), vs...); err != nil {
 				t.Errorf("%s: %v", sub, err)
 				return
 			}
@@ -82,8 +82,11 @@ func TestConcurrentWritesShareReloads(t *testing.T) {
 // TestBadVhostFailsOnlyItsCaller: among concurrent good changes, the one
 // that breaks the configuration fails alone and is rolled back; the others
 // are live.
-func TestBadVhostFailsOnlyItsCaller(t *testing.T) {
+func TestBadVhostFailsOnlyItsCaller(t *testing.T) { appModes(t, testBadVhostFailsOnlyItsCaller) }
+
+func testBadVhostFailsOnlyItsCaller(t *testing.T, wildcard bool) {
 	rl := startRelay(t, nil)
+	rl.wildcard = wildcard
 	cc := &countingCtl{ctl: rl.inst}
 	m := NewManager(rl.layout, cc, nil)
 	const good = 8
@@ -92,22 +95,25 @@ func TestBadVhostFailsOnlyItsCaller(t *testing.T) {
 	errs := make([]error, good+1)
 	for i := 0; i <= good; i++ {
 		sub := fmt.Sprintf("good-%d", i)
-		var v Vhost
-		if i == good {
+		var vs []Vhost
+		switch {
+		case i == good && wildcard:
+			// The group also writes the shared server for the first time:
+			// it must stay for the good ones when the bad one is undone.
 			sub = "bad"
-			v = Vhost{Name: AppVhostName(sub), FQDN: sub + "." + testDomain, Content: []byte("server { listen nonsense; }\n")}
-		} else {
-			app := startEcho(t, sub)
-			var err error
-			if v, err = rl.r.App(AppParams{Domain: testDomain, Subdomain: sub, RelayPort: app.port, Public: true, TLS: rl.tls()}); err != nil {
-				t.Fatal(err)
-			}
+			vs = rl.renderApp(t, sub, 1, true)
+			vs[1].Route = []byte(sub + "." + testDomain + " public:portlama_app_bad nonsense;\n")
+		case i == good:
+			sub = "bad"
+			vs = []Vhost{{Name: AppVhostName(sub), FQDN: sub + "." + testDomain, Content: []byte("server { listen nonsense; }\n")}}
+		default:
+			vs = rl.renderApp(t, sub, startEcho(t, sub).port, true)
 		}
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
 			<-start
-			errs[i] = m.Apply(ctxT(t), v)
+			errs[i] = m.Apply(ctxT(t), vs...)
 		}(i)
 	}
 	close(start)
@@ -126,7 +132,12 @@ func TestBadVhostFailsOnlyItsCaller(t *testing.T) {
 			t.Errorf("good-%d: %d %s", i, resp.StatusCode, body)
 		}
 	}
-	for _, p := range []string{filepath.Join(rl.layout.NginxSitesAvailable(), AppVhostName("bad")), filepath.Join(rl.layout.NginxSitesEnabled(), AppVhostName("bad"))} {
+	for _, p := range []string{
+		filepath.Join(rl.layout.NginxSitesAvailable(), AppVhostName("bad")),
+		filepath.Join(rl.layout.NginxSitesEnabled(), AppVhostName("bad")),
+		filepath.Join(rl.layout.NginxSitesAvailable(), AppVhostName("bad")+routeSuffix),
+		filepath.Join(RoutesDir(rl.layout.NginxSitesEnabled()), AppVhostName("bad")),
+	} {
 		if _, err := os.Lstat(p); !os.IsNotExist(err) {
 			t.Errorf("%s left behind: %v", p, err)
 		}

@@ -13,6 +13,9 @@
 //	                                                // portlama-panel-ip
 //	r.PanelDomain(d, tls), r.Auth(d, tls), r.Tunnel(d, tls) // provisioning vhosts
 //	r.App(AppParams{Domain, Subdomain, RelayPort, Public, TLS}) // portlama-app-<sub>
+//	r.WildcardApp(AppParams{...})  // under the wildcard certificate: portlama-apps (the
+//	                               // shared server) and portlama-app-<sub> (its upstream,
+//	                               // with its route for the shared server's host map)
 //	r.AgentPanel(AppParams{..., Owner})                         // portlama-agent-panel-<sub>
 //	r.Site(SiteParams{ID, FQDN, SPA, Protected, TLS})          // portlama-site-<id>
 //	RenderMainConf(MainConf{...})                               // nginx.conf of a self-run nginx
@@ -27,6 +30,8 @@
 // connections to the relay port are reused (a deliberate difference from
 // the contract's "close"). AppParams.Public is false by default: a
 // forgotten field yields a protected app, never an open one.
+// A relay's nginx reads the lint gate's checked copies: r.ForCheckedSites()
+// renders the shared server's include of the checked routes.
 // CertFiles(layout, name) gives the certificate store paths of docs/architecture.md, "Certificate store".
 //
 // The edges every server we write closes are described in
@@ -53,7 +58,8 @@
 // with a *TestError "Nginx config test failed after writing vhost for
 // <fqdn>: <output>", reload, drop backup), Apply (several vhosts as one
 // change: provisioning), RemoveVhost, EnableVhost, DisableVhost (symlink
-// only), WriteShared (installer pieces; removes sites-enabled/default) and
+// only; a vhost's route, Vhost.Route, is written, linked, unlinked, removed
+// and restored with it), WriteShared (installer pieces; removes sites-enabled/default) and
 // TestAndReload (CRL or certificate change). A failing reload rolls back
 // like a failing test. Changes are committed in groups: those arriving
 // while a test and reload run share the next one, and each call returns

@@ -144,8 +144,11 @@ func TestAgentPanelAdmitsOnlyAdminAndOwner(t *testing.T) {
 // login cookie, whatever the spelling: Go's cookie parser, like browsers,
 // trims spaces and tabs around attributes, so it reads the answer the way a
 // browser would.
-func TestAppCookiesStayOnTheAppHost(t *testing.T) {
+func TestAppCookiesStayOnTheAppHost(t *testing.T) { appModes(t, testAppCookiesStayOnTheAppHost) }
+
+func testAppCookiesStayOnTheAppHost(t *testing.T, wildcard bool) {
 	rl := startRelay(t, nil)
+	rl.wildcard = wildcard
 	h := startHostile(t)
 	rl.writeAppVhost(t, "app", h.port, true)
 	d := testDomain
@@ -189,7 +192,12 @@ func TestAppCookiesStayOnTheAppHost(t *testing.T) {
 // visitor opens a hostile app that answers with the attacker's session on
 // the parent domain; on another app the visitor is still themselves.
 func TestAppCannotSwapTheVisitorsSession(t *testing.T) {
+	appModes(t, testAppCannotSwapTheVisitorsSession)
+}
+
+func testAppCannotSwapTheVisitorsSession(t *testing.T, wildcard bool) {
 	a := startAuthStack(t, relayOpts{})
+	a.wildcard = wildcard
 	a.addUser(t, "alice")
 	a.addUser(t, "mallory")
 	h := startHostile(t)
@@ -219,9 +227,12 @@ func TestAppCannotSwapTheVisitorsSession(t *testing.T) {
 }
 
 // A backend cannot make nginx run an internal location or tune nginx.
-func TestBackendCannotSteerNginx(t *testing.T) {
+func TestBackendCannotSteerNginx(t *testing.T) { appModes(t, testBackendCannotSteerNginx) }
+
+func testBackendCannotSteerNginx(t *testing.T, wildcard bool) {
 	fa := &fakeAuth{}
 	rl := startRelay(t, fa)
+	rl.wildcard = wildcard
 	h := startHostile(t)
 	rl.writeAppVhost(t, "app", h.port, true)
 	rl.writeAppVhost(t, "secure", h.port, false)
@@ -241,8 +252,11 @@ func TestBackendCannotSteerNginx(t *testing.T) {
 
 // Only a WebSocket handshake upgrades: another Upgrade never reaches the
 // backend, so a backend answering 101 cannot open a raw pipe past nginx.
-func TestOnlyWebSocketUpgrades(t *testing.T) {
+func TestOnlyWebSocketUpgrades(t *testing.T) { appModes(t, testOnlyWebSocketUpgrades) }
+
+func testOnlyWebSocketUpgrades(t *testing.T, wildcard bool) {
 	rl := startRelay(t, nil)
+	rl.wildcard = wildcard
 	h := startHostile(t)
 	rl.writeAppVhost(t, "app", h.port, true)
 	host := "app." + testDomain
@@ -273,8 +287,11 @@ func TestOnlyWebSocketUpgrades(t *testing.T) {
 
 // Writes from another origin are refused by the auth request whether or not
 // the browser sends Fetch Metadata.
-func TestCrossOriginWritesRefused(t *testing.T) {
+func TestCrossOriginWritesRefused(t *testing.T) { appModes(t, testCrossOriginWritesRefused) }
+
+func testCrossOriginWritesRefused(t *testing.T, wildcard bool) {
 	a := startAuthStack(t, relayOpts{})
+	a.wildcard = wildcard
 	a.addUser(t, "alice")
 	app := startEcho(t, "secure")
 	a.writeAppVhost(t, "secure", app.port, false)
@@ -331,8 +348,11 @@ func TestPortalRedirectsOnlyToKnownNames(t *testing.T) {
 
 // A link to the portal's /logout, or a post from elsewhere, does not sign
 // the visitor out; the portal's own button does.
-func TestLogoutOnlyFromThePortal(t *testing.T) {
+func TestLogoutOnlyFromThePortal(t *testing.T) { appModes(t, testLogoutOnlyFromThePortal) }
+
+func testLogoutOnlyFromThePortal(t *testing.T, wildcard bool) {
 	a := startAuthStack(t, relayOpts{})
+	a.wildcard = wildcard
 	a.addUser(t, "alice")
 	app := startEcho(t, "secure")
 	a.writeAppVhost(t, "secure", app.port, false)
@@ -375,7 +395,12 @@ func TestBannedUserIsToldThroughNginx(t *testing.T) {
 // Three 4,000-byte cookies on the domain (an app's JavaScript can set them)
 // lock nobody out; more get the clean-up page, and the portal removes them.
 func TestOversizedCookiesDoNotLockUsersOut(t *testing.T) {
+	appModes(t, testOversizedCookiesDoNotLockUsersOut)
+}
+
+func testOversizedCookiesDoNotLockUsersOut(t *testing.T, wildcard bool) {
 	a := startAuthStack(t, relayOpts{})
+	a.wildcard = wildcard
 	a.addUser(t, "alice")
 	app := startEcho(t, "secure")
 	a.writeAppVhost(t, "secure", app.port, false)
@@ -446,7 +471,12 @@ func TestOversizedCookiesDoNotLockUsersOut(t *testing.T) {
 
 // nginx's own 413 and 429 answer JSON to API clients and a page to browsers.
 func TestNginxErrorsAnswerJSONToAPIClients(t *testing.T) {
+	appModes(t, testNginxErrorsAnswerJSONToAPIClients)
+}
+
+func testNginxErrorsAnswerJSONToAPIClients(t *testing.T, wildcard bool) {
 	a := startAuthStack(t, relayOpts{})
+	a.wildcard = wildcard
 	app := startEcho(t, "app")
 	a.writeAppVhost(t, "app", app.port, true)
 	host := "app." + testDomain
@@ -549,8 +579,11 @@ func valuesOf(m map[string]string) []string {
 
 // One address beyond its connection limit is refused while another address
 // is served; idle connections do not stay open.
-func TestConnectionLimitsPerAddress(t *testing.T) {
+func TestConnectionLimitsPerAddress(t *testing.T) { appModes(t, testConnectionLimitsPerAddress) }
+
+func testConnectionLimitsPerAddress(t *testing.T, wildcard bool) {
 	rl := startRelay(t, nil)
+	rl.wildcard = wildcard
 	h := startHostile(t)
 	rl.writeAppVhost(t, "app", h.port, true)
 	busy := rl.clientFrom("127.0.0.2", rl.addrs.HTTPSPort, nil)
@@ -584,8 +617,11 @@ func TestConnectionLimitsPerAddress(t *testing.T) {
 	wg.Wait()
 }
 
-func TestIdleConnectionsAreClosed(t *testing.T) {
+func TestIdleConnectionsAreClosed(t *testing.T) { appModes(t, testIdleConnectionsAreClosed) }
+
+func testIdleConnectionsAreClosed(t *testing.T, wildcard bool) {
 	rl := startRelay(t, nil)
+	rl.wildcard = wildcard
 	app := startEcho(t, "app")
 	rl.writeAppVhost(t, "app", app.port, true)
 	const n = 300

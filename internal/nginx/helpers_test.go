@@ -221,6 +221,8 @@ type relay struct {
 	r      *Renderer
 	panel  *echo
 	auth   http.Handler
+	// wildcard: writeApp serves apps from the shared wildcard server.
+	wildcard bool
 }
 
 // startRelay writes test certificates, starts an nginx instance and

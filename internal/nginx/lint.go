@@ -6,7 +6,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -132,7 +134,11 @@ func Lint(l config.Layout) (map[string][]byte, error) {
 	checked := map[string][]byte{}
 	for _, e := range entries {
 		name := e.Name()
-		data, trusted, err := readEnabled(l, name)
+		if name == routesName {
+			problems = append(problems, lintRoutes(l, checked)...)
+			continue
+		}
+		data, trusted, err := readEnabled(l, l.NginxSitesEnabled(), name)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", name, err))
 			continue
@@ -173,6 +179,9 @@ func Publish(l config.Layout) error {
 	if err := rootOnly(dir); err != nil {
 		return fmt.Errorf("publish nginx vhosts: %w", err)
 	}
+	if err := os.MkdirAll(RoutesDir(dir), 0o755); err != nil {
+		return fmt.Errorf("publish nginx routes: %w", err)
+	}
 	for name, data := range checked {
 		p := filepath.Join(dir, name)
 		if cur, err := os.ReadFile(p); err == nil && string(cur) == string(data) {
@@ -182,27 +191,80 @@ func Publish(l config.Layout) error {
 			return fmt.Errorf("publish nginx vhost %s: %w", name, err)
 		}
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if _, ok := checked[e.Name()]; !ok {
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
-				return fmt.Errorf("publish nginx vhosts: %w", err)
+	// Stale entries go, in the routes directory too.
+	for _, sub := range []string{dir, RoutesDir(dir)} {
+		entries, err := os.ReadDir(sub)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			rel, _ := filepath.Rel(dir, filepath.Join(sub, e.Name()))
+			if _, ok := checked[rel]; !ok && rel != routesName {
+				if err := os.Remove(filepath.Join(sub, e.Name())); err != nil {
+					return fmt.Errorf("publish nginx vhosts: %w", err)
+				}
 			}
 		}
 	}
 	return nil
 }
 
-// readEnabled reads sites-enabled/<name>: a regular file, or a symbolic
-// link to a file directly inside sites-available. The target is opened
+// routesName is the routes directory's name in a sites directory.
+const routesName = ".routes"
+
+// lintRoutes checks sites-enabled/.routes: every entry must be a link to
+// sites-available/<name>.route, name an app vhost's, holding exactly that
+// app's route (ParseRoute). Passing routes are added to checked as
+// ".routes/<name>"; it returns the problems.
+func lintRoutes(l config.Layout, checked map[string][]byte) []string {
+	dir := RoutesDir(l.NginxSitesEnabled())
+	fi, err := os.Lstat(dir)
+	if err != nil || !fi.IsDir() {
+		return []string{routesName + ": is not a directory"}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return []string{fmt.Sprintf("%s: %v", routesName, err)}
+	}
+	var problems []string
+	for _, e := range entries {
+		name := e.Name()
+		where := routesName + "/" + name
+		if fi, err := os.Lstat(filepath.Join(dir, name)); err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			problems = append(problems, where+": is not a link to a route in sites-available")
+			continue
+		}
+		data, _, err := readEnabled(l, dir, name)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", where, err))
+			continue
+		}
+		target, _ := os.Readlink(filepath.Join(dir, name))
+		if filepath.Base(target) != name+routeSuffix {
+			problems = append(problems, where+": links to "+filepath.Base(target)+", not to "+name+routeSuffix)
+			continue
+		}
+		rt, err := ParseRoute(data)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", where, err))
+			continue
+		}
+		if want := AppVhostName(rt.Subdomain()); name != want {
+			problems = append(problems, fmt.Sprintf("%s: the route of %s must be named %s", where, rt.FQDN, want))
+			continue
+		}
+		checked[routesName+"/"+name] = data
+	}
+	return problems
+}
+
+// readEnabled reads <enabled>/<name> (sites-enabled or its routes
+// directory): a regular file, or a symbolic link to a file directly inside
+// sites-available. The target is opened
 // through an os.Root of that directory without following links, so a link
 // planted further down cannot lead the reader (root) elsewhere. trusted
 // reports a file that is root's own (see above), judged on the opened file.
-func readEnabled(l config.Layout, name string) (data []byte, trusted bool, err error) {
-	enabled := l.NginxSitesEnabled()
+func readEnabled(l config.Layout, enabled, name string) (data []byte, trusted bool, err error) {
 	fi, err := os.Lstat(filepath.Join(enabled, name))
 	if err != nil {
 		return nil, false, err
@@ -298,10 +360,20 @@ func LintConfig(l config.Layout, data []byte) error {
 	}
 	var problems []string
 	paths := lintPaths(l)
-	var walk func(ds []confDirective, data bool)
-	walk = func(ds []confDirective, data bool) {
+	routes := RoutesDir(CheckedSitesDir(l)) + "/*"
+	var walk func(ds []confDirective, parent string)
+	walk = func(ds []confDirective, parent string) {
+		data := lintData[parent]
 		for _, d := range ds {
 			if data && d.name != "include" {
+				continue
+			}
+			// The shared wildcard server's host map reads the checked
+			// routes, and nothing else.
+			if parent == "map" {
+				if d.bad || len(d.args) != 1 || d.escaped[0] || d.args[0] != routes {
+					problems = append(problems, fmt.Sprintf("line %d: a map may only include %s", d.line, routes))
+				}
 				continue
 			}
 			if d.bad || !lintAllowed[d.name] {
@@ -321,10 +393,11 @@ func LintConfig(l config.Layout, data []byte) error {
 					problems = append(problems, fmt.Sprintf("line %d: %v", d.line, err))
 				}
 			}
-			walk(d.block, lintData[d.name])
+			walk(d.block, d.name)
 		}
 	}
-	walk(dirs, false)
+	walk(dirs, "")
+	problems = append(problems, lintUpstreamOnly(dirs)...)
 	if len(problems) > 0 {
 		return &LintError{Problems: problems}
 	}
@@ -517,4 +590,55 @@ func tokenizeConf(s string) ([]confToken, error) {
 		}
 	}
 	return toks, nil
+}
+
+// lintUpstreamOnly checks a file of upstream blocks only (an app served by
+// the shared wildcard server): exactly one upstream portlama_app_<sub>
+// with one loopback server and at most a keepalive, nothing else.
+func lintUpstreamOnly(dirs []confDirective) []string {
+	if len(dirs) == 0 {
+		return nil
+	}
+	for _, d := range dirs {
+		if d.name != "upstream" {
+			return nil
+		}
+	}
+	if len(dirs) != 1 {
+		return []string{"a file of upstreams must hold exactly one"}
+	}
+	u := dirs[0]
+	var problems []string
+	if len(u.args) != 1 || !upstreamPattern.MatchString(u.args[0]) {
+		problems = append(problems, fmt.Sprintf("line %d: upstream must be named portlama_app_<subdomain>", u.line))
+	}
+	servers, keepalives := 0, 0
+	for _, c := range u.block {
+		switch {
+		case c.name == "server" && len(c.args) == 1 && loopbackPort(c.args[0]):
+			servers++
+		case c.name == "keepalive" && len(c.args) == 1 && smallCount(c.args[0]):
+			keepalives++
+		default:
+			problems = append(problems, fmt.Sprintf("line %d: an app upstream holds only \"server 127.0.0.1:<port>\" and \"keepalive <n>\"", c.line))
+		}
+	}
+	if servers != 1 || keepalives > 1 {
+		problems = append(problems, fmt.Sprintf("line %d: an app upstream has one server and at most one keepalive", u.line))
+	}
+	return problems
+}
+
+// upstreamPattern is an app upstream's name (upstreamName("app", sub)).
+var upstreamPattern = regexp.MustCompile(`^portlama_app_[a-z0-9_]{1,63}$`)
+
+func loopbackPort(s string) bool {
+	p, ok := strings.CutPrefix(s, "127.0.0.1:")
+	n, err := strconv.Atoi(p)
+	return ok && err == nil && n >= 1 && n <= 65535 && strconv.Itoa(n) == p
+}
+
+func smallCount(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= 1 && n <= 1024 && strconv.Itoa(n) == s
 }

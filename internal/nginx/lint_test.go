@@ -5,11 +5,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/testutil"
+	"github.com/portlama/portlama/internal/validate"
 )
 
 // renderAll writes every vhost the relay can produce into l's
@@ -48,6 +50,14 @@ func renderAll(t *testing.T, l config.Layout) {
 			t.Fatal(err)
 		}
 		vs = append(vs, app, ap)
+		// The same access mode served by the shared wildcard server, as a
+		// relay's nginx reads it (the checked routes).
+		p = AppParams{Domain: testDomain, Subdomain: []string{"wild", "wild-open"}[i], RelayPort: 20010 + i, Public: public, TLS: tlsf}
+		shared, wild, err := r.ForCheckedSites().WildcardApp(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vs = append(vs, shared, wild)
 	}
 	for i, id := range []string{"5f0c6f8e-5d4a-4c1b-9a53-3f5e2b7c1d20", "6a1d7e9f-6e5b-4d2c-8b64-4e6f3c8d2e31"} {
 		s, err := r.Site(SiteParams{ID: id, FQDN: "site" + string(rune('a'+i)) + "." + testDomain, SPA: i == 0, Protected: i == 1, TLS: tlsf})
@@ -78,6 +88,12 @@ func TestLintAdmitsEveryTemplate(t *testing.T) {
 		data, err := os.ReadFile(filepath.Join(l.NginxSitesAvailable(), e.Name()))
 		if err != nil {
 			t.Fatal(err)
+		}
+		if strings.HasSuffix(e.Name(), routeSuffix) {
+			if _, err := ParseRoute(data); err != nil {
+				t.Errorf("%s: %v", e.Name(), err)
+			}
+			continue
 		}
 		if err := LintConfig(l, data); err != nil {
 			t.Errorf("%s: %v", e.Name(), err)
@@ -133,6 +149,19 @@ func TestLintRefuses(t *testing.T) {
 		"two args to include":        "include /etc/x/nginx/snippets/a.conf /etc/shadow;",
 		"crl outside pki":            "ssl_crl /etc/x/etc/certs/crl.pem;",
 		"client CA from certs store": "ssl_client_certificate /etc/x/etc/certs/ca.pem;",
+		"map includes a snippet":     "map $host $r { include /etc/x/nginx/snippets/a.conf; }",
+		"map includes unchecked":     "map $host $r { include /etc/x/nginx/sites-enabled/.routes/*; }",
+		"map includes twice":         "map $host $r { include /etc/x/nginx/portlama-checked/.routes/* /etc/shadow; }",
+		"types include routes":       "types { include /etc/x/nginx/portlama-checked/.routes/*; }",
+		"two upstreams":              "upstream portlama_app_a { server 127.0.0.1:1; } upstream portlama_app_b { server 127.0.0.1:2; }",
+		"upstream off loopback":      "upstream portlama_app_a { server 10.0.0.1:22; }",
+		"upstream by name":           "upstream portlama_app_a { server localhost:22; }",
+		"upstream port 0":            "upstream portlama_app_a { server 127.0.0.1:0; }",
+		"upstream without server":    "upstream portlama_app_a { keepalive 8; }",
+		"upstream two servers":       "upstream portlama_app_a { server 127.0.0.1:1; server 127.0.0.1:2; }",
+		"upstream other directive":   "upstream portlama_app_a { server 127.0.0.1:1; hash $host; }",
+		"upstream server options":    "upstream portlama_app_a { server 127.0.0.1:1 backup; }",
+		"upstream another name":      "upstream portlama_panel { server 127.0.0.1:1; }",
 	} {
 		err := LintConfig(l, []byte(conf))
 		var le *LintError
@@ -142,6 +171,14 @@ func TestLintRefuses(t *testing.T) {
 	}
 	if err := LintConfig(l, []byte("location / { error_log /dev/null crit; access_log off; }")); err != nil {
 		t.Fatalf("silenced logs refused: %v", err)
+	}
+	for _, good := range []string{
+		"map $host $r { default \"\"; include /etc/x/nginx/portlama-checked/.routes/*; }",
+		"upstream portlama_app_a_b { server 127.0.0.1:20000; keepalive 32; }",
+	} {
+		if err := LintConfig(l, []byte(good)); err != nil {
+			t.Errorf("%q refused: %v", good, err)
+		}
 	}
 	ok := "server {\n  listen 443 ssl; # comment\n  ssl_certificate /etc/x/etc/certs/a/fullchain.pem;\n  location ~ ^/(?<p>.*)$ { return 301 \"https://${host}/$p\"; }\n  include /etc/x/nginx/snippets/portlama-tls.conf;\n}\n"
 	if err := LintConfig(l, []byte(ok)); err != nil {
@@ -192,6 +229,39 @@ func TestLintFiles(t *testing.T) {
 		t.Fatalf("clean again: %v", err)
 	}
 
+	// Routes: only links to the app's own route file, holding one route.
+	routes := RoutesDir(enabled)
+	for name, tc := range map[string]struct {
+		entry, target, content, want string
+	}{
+		"a route that includes":  {"portlama-app-x", "portlama-app-x.route", "include /etc/shadow;\n", "portlama-app-x: line 1"},
+		"two routes":             {"portlama-app-x", "portlama-app-x.route", "x." + testDomain + " public:portlama_app_x;\ny." + testDomain + " public:portlama_app_y;\n", "holds one route"},
+		"another app's upstream": {"portlama-app-x", "portlama-app-x.route", "x." + testDomain + " public:portlama_app_wild;\n", "the upstream of x." + testDomain},
+		"named for another app":  {"portlama-app-x", "portlama-app-x.route", "y." + testDomain + " public:portlama_app_y;\n", "must be named portlama-app-y"},
+		"link to a vhost":        {"portlama-app-x", "portlama-app-app", "", "not to portlama-app-x.route"},
+		"a plain file":           {"portlama-app-x", "", "x." + testDomain + " public:portlama_app_x;\n", "is not a link"},
+		"a variable value":       {"portlama-app-x", "portlama-app-x.route", "x." + testDomain + " $http_x;\n", "portlama-app-x: line 1"},
+	} {
+		entry := filepath.Join(routes, tc.entry)
+		if tc.target == "" {
+			writeFile(t, entry, []byte(tc.content), 0o644)
+		} else {
+			if tc.content != "" {
+				writeFile(t, filepath.Join(avail, tc.target), []byte(tc.content), 0o644)
+			}
+			if err := os.Symlink(filepath.Join(avail, tc.target), entry); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := Lint(l); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", name, err, tc.want)
+		}
+		os.Remove(entry)
+	}
+	if _, err := Lint(l); err != nil {
+		t.Fatalf("clean again: %v", err)
+	}
+
 	// A snippets directory others can write is refused: the gate would not
 	// cover what nginx includes from there.
 	if err := os.Chmod(l.NginxSnippets(), 0o777); err != nil {
@@ -208,6 +278,8 @@ func FuzzLintConfig(f *testing.F) {
 	f.Add("map $a $b { default x; }")
 	f.Add("add_header X \"a\\\"b\";")
 	f.Add("} {")
+	f.Add("upstream portlama_app_a { server 127.0.0.1:20000; keepalive 32; }")
+	f.Add("map $host $r { default \"\"; include /etc/x/nginx/portlama-checked/.routes/*; }")
 	l := config.DirLayout("/etc/x")
 	f.Fuzz(func(t *testing.T, s string) {
 		err := LintConfig(l, []byte(s))
@@ -228,10 +300,52 @@ func FuzzLintConfig(f *testing.F) {
 				if strings.HasSuffix(d.name, "_log") && !(len(d.args) >= 1 && (d.args[0] == "off" || d.args[0] == "/dev/null")) {
 					t.Fatalf("admitted %s %v", d.name, d.args)
 				}
+				if d.name == "map" {
+					for _, e := range d.block {
+						if e.name == "include" && (len(e.args) != 1 || e.args[0] != "/etc/x/nginx/portlama-checked/.routes/*") {
+							t.Fatalf("admitted map include %v", e.args)
+						}
+					}
+				}
 				walk(d.block, lintData[d.name])
 			}
 		}
 		walk(dirs, false)
+		// A file of upstreams is one app upstream to a loopback port.
+		if len(dirs) > 0 && !slices.ContainsFunc(dirs, func(d confDirective) bool { return d.name != "upstream" }) {
+			if len(dirs) != 1 || !upstreamPattern.MatchString(strings.Join(dirs[0].args, " ")) {
+				t.Fatalf("admitted upstreams %+v", dirs)
+			}
+			for _, c := range dirs[0].block {
+				if !(c.name == "server" && len(c.args) == 1 && strings.HasPrefix(c.args[0], "127.0.0.1:")) && c.name != "keepalive" {
+					t.Fatalf("admitted %s %v in an app upstream", c.name, c.args)
+				}
+			}
+		}
+	})
+}
+
+func FuzzParseRoute(f *testing.F) {
+	f.Add("# Managed by Portlama. Changes are overwritten.\nweb.demo.localhost protected:portlama_app_web;\n")
+	f.Add("a-b.example.com public:portlama_app_a_b;")
+	f.Add("web.demo.localhost public:portlama_app_web;\nx.demo.localhost public:portlama_app_x;")
+	f.Add("include /etc/shadow;")
+	f.Fuzz(func(t *testing.T, s string) {
+		rt, err := ParseRoute([]byte(s))
+		if err != nil {
+			return
+		}
+		// What passes is one plain map entry nginx reads as host and value.
+		if validate.FQDN(rt.FQDN) != nil || rt.Upstream != upstreamName("app", rt.Subdomain()) {
+			t.Fatalf("admitted %+v", rt)
+		}
+		dirs, err := parseConf([]byte(s))
+		if err != nil || len(dirs) != 1 || dirs[0].name != rt.FQDN || len(dirs[0].args) != 1 || dirs[0].block != nil {
+			t.Fatalf("admitted %q as %+v (%v)", s, dirs, err)
+		}
+		if strings.ContainsAny(dirs[0].args[0], "$\"'{}") {
+			t.Fatalf("admitted value %q", dirs[0].args[0])
+		}
 	})
 }
 
@@ -307,9 +421,26 @@ func TestPublish(t *testing.T) {
 		t.Fatalf("%d checked entries for %d enabled", len(got), len(want))
 	}
 	for _, e := range got {
-		if !e.Type().IsRegular() {
+		if !e.Type().IsRegular() && e.Name() != routesName {
 			t.Errorf("%s is not a plain copy", e.Name())
 		}
+	}
+	// The routes the shared wildcard server includes are copies too.
+	wantRoutes, _ := os.ReadDir(RoutesDir(enabled))
+	gotRoutes, _ := os.ReadDir(RoutesDir(dir))
+	if len(wantRoutes) != 2 || len(gotRoutes) != len(wantRoutes) {
+		t.Fatalf("%d checked routes for %d enabled", len(gotRoutes), len(wantRoutes))
+	}
+	route := filepath.Join(RoutesDir(dir), AppVhostName("wild"))
+	if b, err := os.ReadFile(route); err != nil || !strings.Contains(string(b), "wild."+testDomain+" protected:portlama_app_wild;") {
+		t.Fatalf("checked route: %q %v", b, err)
+	}
+	os.Remove(filepath.Join(RoutesDir(enabled), AppVhostName("wild")))
+	if err := Publish(l); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(route); !os.IsNotExist(err) {
+		t.Fatal("a removed route stays published")
 	}
 	app := filepath.Join(dir, "portlama-app-app")
 	before, _ := os.ReadFile(app)

@@ -1,6 +1,7 @@
 package nginx
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -86,6 +87,18 @@ func (m *Manager) enabledPath(name string) string {
 	return filepath.Join(m.layout.NginxSitesEnabled(), name)
 }
 
+// routePath is where a vhost's route is kept (sites-available/<name>.route;
+// never read by nginx itself), routeLink its link into the routes
+// directory the shared wildcard server includes.
+func (m *Manager) routePath(name string) string { return m.availablePath(name) + routeSuffix }
+
+func (m *Manager) routeLink(name string) string {
+	return filepath.Join(RoutesDir(m.layout.NginxSitesEnabled()), name)
+}
+
+// routeSuffix names a route file in sites-available.
+const routeSuffix = ".route"
+
 // VhostEnabled reports whether sites-enabled holds an entry for name.
 func (m *Manager) VhostEnabled(name string) (bool, error) {
 	if err := ValidVhostName(name); err != nil {
@@ -136,7 +149,11 @@ func (m *Manager) Apply(ctx context.Context, vhosts ...Vhost) error {
 		if len(v.Content) == 0 {
 			return fmt.Errorf("vhost %s: empty content", v.Name)
 		}
-		fqdns = append(fqdns, v.FQDN)
+		// The shared wildcard server comes with every app it serves; the
+		// message names the app.
+		if !v.IfChanged || len(vhosts) == 1 {
+			fqdns = append(fqdns, v.FQDN)
+		}
 	}
 	return m.submit(ctx, &change{action: "writing vhost for " + strings.Join(fqdns, ", "), stage: func(t *tx) error {
 		for _, v := range vhosts {
@@ -157,7 +174,7 @@ func (m *Manager) RemoveVhost(ctx context.Context, name string) error {
 		return err
 	}
 	return m.submit(ctx, &change{action: "removing vhost " + name, stage: func(t *tx) error {
-		for _, p := range []string{m.enabledPath(name), m.availablePath(name), m.availablePath(name) + ".bak"} {
+		for _, p := range []string{m.routeLink(name), m.routePath(name), m.routePath(name) + ".bak", m.enabledPath(name), m.availablePath(name), m.availablePath(name) + ".bak"} {
 			if err := t.remove(p); err != nil {
 				return err
 			}
@@ -176,7 +193,13 @@ func (m *Manager) EnableVhost(ctx context.Context, name string) error {
 		if _, err := os.Stat(m.availablePath(name)); err != nil {
 			return fmt.Errorf("enable vhost %s: %w", name, err)
 		}
-		return t.link(m.enabledPath(name), m.availablePath(name))
+		if err := t.link(m.enabledPath(name), m.availablePath(name)); err != nil {
+			return err
+		}
+		if _, err := os.Stat(m.routePath(name)); err == nil {
+			return t.link(m.routeLink(name), m.routePath(name))
+		}
+		return nil
 	}})
 }
 
@@ -187,6 +210,9 @@ func (m *Manager) DisableVhost(ctx context.Context, name string) error {
 		return err
 	}
 	return m.submit(ctx, &change{action: "disabling vhost " + name, stage: func(t *tx) error {
+		if err := t.remove(m.routeLink(name)); err != nil {
+			return err
+		}
 		return t.remove(m.enabledPath(name))
 	}})
 }
@@ -222,16 +248,45 @@ func (m *Manager) TestAndReload(ctx context.Context) error {
 	return m.submit(ctx, &change{action: "updating certificates", force: true})
 }
 
-// writeVhost writes v into sites-available and links it, or removes its
-// link when v.Disabled.
+// writeVhost writes v (and its route, or removes a route it had) into
+// sites-available and links them, or removes the links when v.Disabled.
 func (m *Manager) writeVhost(t *tx, v Vhost) error {
-	if err := t.writeFile(m.availablePath(v.Name), v.Content, 0o644); err != nil {
-		return err
+	if !v.IfChanged || !sameFile(m.availablePath(v.Name), v.Content) {
+		if err := t.writeFile(m.availablePath(v.Name), v.Content, 0o644); err != nil {
+			return err
+		}
+	}
+	route, link := m.routePath(v.Name), m.routeLink(v.Name)
+	switch {
+	case v.Route == nil:
+		for _, p := range []string{link, route, route + ".bak"} {
+			if err := t.remove(p); err != nil {
+				return err
+			}
+		}
+	case !sameFile(route, v.Route):
+		if err := t.writeFile(route, v.Route, 0o644); err != nil {
+			return err
+		}
 	}
 	if v.Disabled {
+		if err := t.remove(link); err != nil {
+			return err
+		}
 		return t.remove(m.enabledPath(v.Name))
 	}
+	if v.Route != nil {
+		if err := t.link(link, route); err != nil {
+			return err
+		}
+	}
 	return t.link(m.enabledPath(v.Name), m.availablePath(v.Name))
+}
+
+// sameFile reports whether path holds exactly data.
+func sameFile(path string, data []byte) bool {
+	cur, err := os.ReadFile(path)
+	return err == nil && bytes.Equal(cur, data)
 }
 
 // change is one caller's request.

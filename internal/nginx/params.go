@@ -22,6 +22,15 @@ type Vhost struct {
 	// it out of sites-enabled (a disabled tunnel whose vhost is rewritten,
 	// the panel-ip vhost while panel 2FA is on).
 	Disabled bool
+	// Route is the app's entry in the shared wildcard server's host map
+	// (Renderer.WildcardApp): the Manager keeps it next to the vhost as
+	// <name>.route and links it into sites-enabled/.routes/ together with
+	// the vhost. Nil removes a route the vhost had.
+	Route []byte
+	// IfChanged writes the file only when its content differs (the shared
+	// wildcard server, which every wildcard app change carries): an
+	// unchanged file then costs no reload.
+	IfChanged bool
 }
 
 // TLSFiles are the certificate chain and private key of a vhost.

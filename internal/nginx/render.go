@@ -50,17 +50,38 @@ const PortalHeaderBuffers = "2 1m"
 type Renderer struct {
 	layout config.Layout
 	env    env
+	routes string // the directory nginx reads app routes from
 }
 
 // NewRenderer checks the layout paths and addresses that templates use and
-// returns a Renderer.
+// returns a Renderer for an nginx that reads sites-enabled itself (the
+// demo's and the tests' instance); ForCheckedSites makes one for a relay.
 func NewRenderer(l config.Layout, a config.Addrs) (*Renderer, error) {
 	e, err := newEnv(l, a)
 	if err != nil {
 		return nil, fmt.Errorf("nginx renderer: %w", err)
 	}
-	return &Renderer{layout: l, env: e}, nil
+	routes, err := safePath("routes directory", RoutesDir(l.NginxSitesEnabled()))
+	if err != nil {
+		return nil, err
+	}
+	return &Renderer{layout: l, env: e, routes: routes}, nil
 }
+
+// ForCheckedSites returns a Renderer for a relay's nginx, which reads the
+// lint gate's checked copies (CheckedSitesDir) instead of sites-enabled:
+// the shared wildcard server includes the checked routes.
+func (r *Renderer) ForCheckedSites() *Renderer {
+	c := *r
+	c.routes = RoutesDir(CheckedSitesDir(r.layout))
+	return &c
+}
+
+// RoutesDir is the directory of app routes below a sites directory:
+// <sites>/.routes. A dot directory, so the http context's "include
+// <sites>/*" does not read it (glob's * skips dot names); only the shared
+// wildcard server's host map includes it.
+func RoutesDir(sites string) string { return filepath.Join(sites, routesName) }
 
 // Layout returns the layout the Renderer was built for.
 func (r *Renderer) Layout() config.Layout { return r.layout }
@@ -176,6 +197,8 @@ type vhostData struct {
 	SPA       bool
 	Root      string
 	Site      *siteTable
+	Wildcard  bool   // the shared wildcard server: X-Original-URL from $host
+	Routes    string // the directory the shared server's host map includes
 }
 
 func (r *Renderer) domainVhost(name, tmplName, sub, domain string, tls TLSFiles) (Vhost, error) {
@@ -265,6 +288,36 @@ func (r *Renderer) tunnelVhost(kind, name, tmplName string, p AppParams, protect
 		return Vhost{}, err
 	}
 	return Vhost{Name: name, FQDN: fqdn, Content: b}, nil
+}
+
+// AppsVhost is the shared wildcard server's vhost file name.
+const AppsVhost = "portlama-apps"
+
+// WildcardApp renders an app whose host the relay's wildcard certificate
+// covers (p.TLS is that certificate): the shared server portlama-apps
+// (written only when it changes) and the app's own portlama-app-<sub>,
+// which holds just its upstream and carries its route. One server block
+// and one TLS context serve every such app, so nginx's test, reload and
+// memory no longer grow with a server block per tunnel
+// (docs/architecture.md, "Scale").
+func (r *Renderer) WildcardApp(p AppParams) (shared, app Vhost, err error) {
+	app, err = r.tunnelVhost("app", AppVhostName(p.Subdomain), "vhost-app-upstream", p, !p.Public)
+	if err != nil {
+		return Vhost{}, Vhost{}, err
+	}
+	d := vhostData{Env: r.env, FQDN: app.FQDN, Upstream: upstreamName("app", p.Subdomain), Protected: !p.Public}
+	if app.Route, err = render("app-route", d); err != nil {
+		return Vhost{}, Vhost{}, err
+	}
+	t, err := checkTLS(p.TLS)
+	if err != nil {
+		return Vhost{}, Vhost{}, fmt.Errorf("render shared app vhost: %w", err)
+	}
+	b, err := render("vhost-apps", vhostData{Env: r.env, TLS: t, FQDN: p.Domain, Wildcard: true, Routes: r.routes})
+	if err != nil {
+		return Vhost{}, Vhost{}, err
+	}
+	return Vhost{Name: AppsVhost, FQDN: p.Domain, Content: b, IfChanged: true}, app, nil
 }
 
 // App renders portlama-app-<sub>: public, or protected by forward

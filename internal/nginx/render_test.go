@@ -82,6 +82,9 @@ func TestRenderRejectsBadValues(t *testing.T) {
 		if _, err := r.AgentPanel(p); err == nil {
 			t.Errorf("AgentPanel(%+v) accepted", p)
 		}
+		if _, _, err := r.WildcardApp(p); err == nil {
+			t.Errorf("WildcardApp(%+v) accepted", p)
+		}
 	}
 	for _, d := range []string{"", "Example.com", "a..b", "x.com;", "x.com\n"} {
 		if _, err := r.PanelDomain(d, goodTLS); err == nil {
@@ -189,6 +192,55 @@ func TestRenderContents(t *testing.T) {
 	pub, _ := r.App(AppParams{Domain: "example.com", Subdomain: "my-app", RelayPort: 20001, Public: true, TLS: goodTLS})
 	if strings.Contains(string(pub.Content), "auth_request") || !strings.Contains(string(pub.Content), `proxy_set_header Remote-User "";`) {
 		t.Error("public app")
+	}
+}
+
+func TestRenderWildcardApp(t *testing.T) {
+	r := testRenderer(t)
+	shared, app, err := r.WildcardApp(AppParams{Domain: "example.com", Subdomain: "my-app", RelayPort: 20001, TLS: goodTLS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shared.Name != AppsVhost || !shared.IfChanged || shared.Route != nil || app.Name != "portlama-app-my-app" || app.FQDN != "my-app.example.com" {
+		t.Fatalf("vhosts %+v / %+v", shared, app)
+	}
+	want := "upstream portlama_app_my_app {\n    server 127.0.0.1:20001;\n    keepalive 32;\n}\n"
+	if c := string(app.Content); !strings.HasSuffix(c, want) || strings.Contains(c, "server {") {
+		t.Errorf("app file:\n%s", c)
+	}
+	if rt, err := ParseRoute(app.Route); err != nil || rt != (Route{FQDN: "my-app.example.com", Protected: true, Upstream: "portlama_app_my_app"}) {
+		t.Errorf("route %q: %+v %v", app.Route, rt, err)
+	}
+	_, pub, _ := r.WildcardApp(AppParams{Domain: "example.com", Subdomain: "my-app", RelayPort: 20001, Public: true, TLS: goodTLS})
+	if rt, _ := ParseRoute(pub.Route); rt.Protected {
+		t.Errorf("public route %q", pub.Route)
+	}
+	c := string(shared.Content)
+	for _, want := range []string{
+		"map $host $portlama_route {",
+		"include /srv/portlama/nginx/sites-enabled/.routes/*;",
+		"server_name *.example.com;",
+		"ssl_certificate " + goodTLS.Cert + ";",
+		`proxy_set_header X-Original-URL "https://$host$request_uri";`,
+		"location @portlama_public {",
+		"location @portlama_protected {",
+		"recursive_error_pages on;",
+		"return 404;",
+		"proxy_pass http://$portlama_route_upstream;",
+		"auth_request /internal/portlama/authz;",
+		"proxy_set_header Remote-User $portlama_user;",
+		`proxy_set_header Remote-User "";`,
+	} {
+		if !strings.Contains(c, want) {
+			t.Errorf("shared server lacks %q", want)
+		}
+	}
+	if strings.Contains(c, "my-app") || strings.Count(c, "{") != strings.Count(c, "}") {
+		t.Errorf("shared server names an app or is unbalanced:\n%s", c)
+	}
+	checked, _, _ := r.ForCheckedSites().WildcardApp(AppParams{Domain: "example.com", Subdomain: "x", RelayPort: 1, TLS: goodTLS})
+	if !strings.Contains(string(checked.Content), "include /srv/portlama/nginx/portlama-checked/.routes/*;") {
+		t.Error("a relay's shared server does not read the checked routes")
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 // (its http-level directives must not clash with ours). The include, pid
 // and log paths are redirected to a temporary directory.
 func TestSharedPiecesFitDistributionNginxConf(t *testing.T) {
-	testSystemConf(t, func(t *testing.T) []byte {
+	testSystemConf(t, false, func(t *testing.T) []byte {
 		// Debian's nginx package ships it; NeedBinary has made sure nginx
 		// is installed, so its absence is a broken installation, not a skip.
 		sys, err := os.ReadFile("/etc/nginx/nginx.conf")
@@ -30,7 +30,7 @@ func TestSharedPiecesFitDistributionNginxConf(t *testing.T) {
 // TestSharedPiecesFitOurSystemConf is the same with the nginx.conf the
 // installer writes (RenderSystemConf).
 func TestSharedPiecesFitOurSystemConf(t *testing.T) {
-	testSystemConf(t, func(t *testing.T) []byte {
+	testSystemConf(t, false, func(t *testing.T) []byte {
 		f, err := RenderSystemConf(SystemConf{NginxDir: "/etc/nginx"})
 		if err != nil {
 			t.Fatal(err)
@@ -39,7 +39,22 @@ func TestSharedPiecesFitOurSystemConf(t *testing.T) {
 	})
 }
 
-func testSystemConf(t *testing.T, mainConf func(*testing.T) []byte) {
+// TestCheckedWildcardAppsFitOurSystemConf is a relay's shape: nginx reads
+// the lint gate's copies (Publish), the shared wildcard server's host map
+// the checked routes.
+func TestCheckedWildcardAppsFitOurSystemConf(t *testing.T) {
+	testSystemConf(t, true, func(t *testing.T) []byte {
+		f, err := RenderSystemConf(SystemConf{NginxDir: "/etc/nginx", SitesDir: "/etc/nginx/portlama-checked"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.Content
+	})
+}
+
+// testSystemConf runs nginx -t on mainConf with the relay's pieces; checked
+// renders for the lint gate, adds wildcard apps and publishes.
+func testSystemConf(t *testing.T, checked bool, mainConf func(*testing.T) []byte) {
 	bin := testutil.NeedBinary(t, "nginx")
 	sys := mainConf(t)
 	m, _, l := newFakeManager(t)
@@ -80,12 +95,27 @@ func testSystemConf(t *testing.T, mainConf func(*testing.T) []byte) {
 		t.Fatal(err)
 	}
 	vs = append(vs, app)
+	if checked {
+		for i, sub := range []string{"wild", "wild-open"} {
+			shared, wild, err := r.ForCheckedSites().WildcardApp(AppParams{Domain: testDomain, Subdomain: sub, RelayPort: 20001 + i, Public: i == 1, TLS: tlsf})
+			if err != nil {
+				t.Fatal(err)
+			}
+			vs = append(vs, shared, wild)
+		}
+	}
 	if err := m.Apply(ctx, vs...); err != nil {
 		t.Fatal(err)
+	}
+	if checked {
+		if err := Publish(l); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	tmp := tempDir(t)
 	conf := strings.NewReplacer(
+		"/etc/nginx/portlama-checked", CheckedSitesDir(l),
 		"/etc/nginx/conf.d", l.NginxConfD(),
 		"/etc/nginx/sites-enabled", l.NginxSitesEnabled(),
 		"/run/nginx.pid", filepath.Join(tmp, "nginx.pid"),
@@ -96,6 +126,17 @@ func testSystemConf(t *testing.T, mainConf func(*testing.T) []byte) {
 	out, err := exec.Command(bin, "-t", "-c", cpath, "-e", filepath.Join(tmp, "error.log")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("nginx -t with this nginx.conf: %v\n%s\n%s", err, out, conf)
+	}
+	if !checked {
+		return
+	}
+	// nginx reads the checked copy of a route (a broken copy fails the
+	// test), not the panel's file.
+	route := filepath.Join(RoutesDir(CheckedSitesDir(l)), AppVhostName("wild"))
+	writeFile(t, route, []byte("wild."+testDomain+" a b;\n"), 0o644)
+	out, err = exec.Command(bin, "-t", "-c", cpath, "-e", filepath.Join(tmp, "error.log")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), route) {
+		t.Fatalf("nginx -t with a broken checked route: %v\n%s", err, out)
 	}
 }
 

@@ -221,7 +221,12 @@ const tmplHelpers = `
         proxy_set_header Connection "";
         proxy_set_header Host $host;
         proxy_set_header X-Original-Method $request_method;
+{{- if .Wildcard}}
+        # $host matched a route of the host map exactly (else 404 above).
+        proxy_set_header X-Original-URL "https://$host{{.Env.HTTPSPortSuffix}}$request_uri";
+{{- else}}
         proxy_set_header X-Original-URL "https://{{.FQDN}}{{.Env.HTTPSPortSuffix}}$request_uri";
+{{- end}}
         proxy_set_header X-Forwarded-For $remote_addr;
         proxy_set_header X-Real-IP $remote_addr;
         proxy_set_header X-Forwarded-Proto https;
@@ -563,14 +568,24 @@ server {
 {{- template "refuseUpgrade"}}
 {{- if .Protected}}
 {{- template "authzRequest"}}
-        proxy_set_header Remote-User $portlama_user;
-        proxy_set_header Remote-Groups $portlama_groups;
-        proxy_set_header Remote-Name $portlama_name;
-        proxy_set_header Remote-Email $portlama_email;
+{{- template "remoteFromAuth"}}
 {{- else}}
 {{- template "blankRemote"}}
 {{- end}}
         proxy_pass http://{{.Upstream}};
+{{- template "appProxyHeaders"}}
+    }
+}
+{{end}}
+
+{{- define "remoteFromAuth"}}
+        proxy_set_header Remote-User $portlama_user;
+        proxy_set_header Remote-Groups $portlama_groups;
+        proxy_set_header Remote-Name $portlama_name;
+        proxy_set_header Remote-Email $portlama_email;
+{{- end}}
+
+{{- define "appProxyHeaders"}}
         proxy_http_version 1.1;
         proxy_set_header Upgrade $portlama_upgrade;
         proxy_set_header Connection $connection_upgrade;
@@ -578,6 +593,88 @@ server {
 {{- template "blankClientCert"}}
 {{- template "blankSecret"}}
 {{- template "relayPortProxy"}}
+{{- end}}
+
+{{- /* The shared server's upstream is the route's (an upstream block, so
+       keepalive applies; never a name nginx would resolve). */}}
+{{- define "appProxy"}}
+        proxy_pass http://$portlama_route_upstream;
+{{- template "appProxyHeaders"}}
+{{- end}}
+
+{{- /* An app served by the shared wildcard server (docs/architecture.md,
+       "Scale"): only its upstream, and its route in the host map. */}}
+{{- define "vhost-app-upstream"}}{{template "header"}}# Served by portlama-apps (the shared wildcard server); reused connections
+# to the relay port (keepalive; see $connection_upgrade in conf.d).
+upstream {{.Upstream}} {
+    server 127.0.0.1:{{.RelayPort}};
+    keepalive 32;
+}
+{{end}}
+
+{{- define "app-route"}}{{template "header"}}{{.FQDN}} {{if .Protected}}protected{{else}}public{{end}}:{{.Upstream}};
+{{end}}
+
+{{- /* Every app under the wildcard certificate: one server block and one
+       TLS context for all of them. The host map selects the access class
+       and the upstream; a host without a route (unknown, disabled,
+       removed) is 404 and never reaches another app. Exact server_names
+       (panel, auth, tunnel, sites, apps with their own certificate, agent
+       panels) win over the wildcard. */}}
+{{- define "vhost-apps"}}{{template "header"}}# Routes: one file per app, "<fqdn> <public|protected>:<upstream>;".
+map $host $portlama_route {
+    default "";
+    include {{.Routes}}/*;
+}
+
+map $portlama_route $portlama_route_class {
+    default       "";
+    "~^public:"    public;
+    "~^protected:" protected;
+}
+
+map $portlama_route $portlama_route_upstream {
+    default "";
+    "~^[a-z]+:(?<portlama_route_up>portlama_app_[a-z0-9_]+)$" $portlama_route_up;
+}
+
+server {
+    listen {{.Env.HTTPSListen}} ssl;
+    server_name *.{{.FQDN}};
+{{- template "tls" .}}
+    include {{.Env.Snippets}}/portlama-hsts.conf;
+    client_max_body_size 100m;
+{{template "serverBasics" .}}
+{{template "authzLocations" .}}
+
+    # Dispatch by class through named locations: "if" only returns here
+    # (the safe use of if). recursive_error_pages lets the protected
+    # location's own error_page 401/403 apply after this redirect.
+    location / {
+        recursive_error_pages on;
+        error_page 418 = @portlama_public;
+        error_page 419 = @portlama_protected;
+{{- template "locationErrorPages"}}
+        if ($portlama_route_class = public) {
+            return 418;
+        }
+        if ($portlama_route_class = protected) {
+            return 419;
+        }
+        return 404;
+    }
+
+    location @portlama_public {
+{{- template "refuseUpgrade"}}
+{{- template "blankRemote"}}
+{{- template "appProxy"}}
+    }
+
+    location @portlama_protected {
+{{- template "refuseUpgrade"}}
+{{- template "authzRequest"}}
+{{- template "remoteFromAuth"}}
+{{- template "appProxy"}}
     }
 }
 {{end}}

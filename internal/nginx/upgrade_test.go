@@ -70,7 +70,12 @@ func (rl *relay) upgradeRoundTrip(t *testing.T, host string, cert *tls.Certifica
 }
 
 func TestWebSocketUpgradeThroughAppAndTunnel(t *testing.T) {
+	appModes(t, testWebSocketUpgradeThroughAppAndTunnel)
+}
+
+func testWebSocketUpgradeThroughAppAndTunnel(t *testing.T, wildcard bool) {
 	rl := startRelay(t, nil)
+	rl.wildcard = wildcard
 	backend := startUpgradeEcho(t)
 	_, portStr, _ := net.SplitHostPort(backend)
 	port, _ := strconv.Atoi(portStr)

@@ -151,6 +151,10 @@ func Open(o Options) (*Services, error) {
 	if s.Render, err = nginx.NewRenderer(cfg.Layout, cfg.Addrs); err != nil {
 		return nil, err
 	}
+	if cfg.Nginx == nil {
+		// The system's nginx reads the lint gate's checked copies.
+		s.Render = s.Render.ForCheckedSites()
+	}
 	s.IPVhost = IPVhost{s.Nginx}
 	if s.PKI, err = pki.Open(pki.Config{Dir: cfg.Layout.PKIDir(), Logger: log, Now: o.Now, Reloader: nginxReloader{s.Nginx}}); err != nil {
 		return nil, err
@@ -477,11 +481,17 @@ func (v tunnelVhosts) WriteTunnel(ctx context.Context, t api.Tunnel, cert acme.F
 		Owner:     t.AgentLabel,
 		TLS:       nginx.TLSFiles{Cert: cert.Cert, Key: cert.Key},
 	}
-	var vh nginx.Vhost
+	var vh, shared nginx.Vhost
 	var err error
-	if t.Type == api.TypePanel {
+	switch {
+	case t.Type == api.TypePanel:
+		// Agent panels keep their own server: they need the client
+		// certificate, which a shared block would ask every visitor of a
+		// public app for (docs/architecture.md, "Apps under the wildcard certificate").
 		vh, err = v.s.Render.AgentPanel(p)
-	} else {
+	case cert.Wildcard:
+		shared, vh, err = v.s.Render.WildcardApp(p)
+	default:
 		vh, err = v.s.Render.App(p)
 	}
 	if err != nil {
@@ -489,6 +499,9 @@ func (v tunnelVhosts) WriteTunnel(ctx context.Context, t api.Tunnel, cert acme.F
 	}
 	// A disabled tunnel keeps its vhost file but stays out of sites-enabled.
 	vh.Disabled = !t.IsEnabled()
+	if shared.Name != "" {
+		return v.s.Nginx.Apply(ctx, shared, vh)
+	}
 	return v.s.Nginx.Apply(ctx, vh)
 }
 

@@ -289,6 +289,42 @@ func TestWildcardCertificate(t *testing.T) {
 	if c := servedCert(t, st, "wildapp."+st.Domain, roots); !containsName(c.DNSNames, "*."+st.Domain) {
 		t.Fatalf("wildapp serves %v", c.DNSNames)
 	}
+
+	// Apps under the wildcard share one nginx server block
+	// (docs/architecture.md, "Scale"): each keeps its access class, and a
+	// name without a tunnel reaches no app.
+	a := admin(t, st)
+	locked := st.CreateTunnel(api.CreateTunnelRequest{Subdomain: "wildlocked", Port: st.StartApp("locked app"), AgentLabel: ag.Label, AccessMode: api.AccessAuthenticated})
+	family := st.CreateTunnel(api.CreateTunnelRequest{Subdomain: "wildfamily", Port: st.StartApp("family app"), AgentLabel: ag.Label, AccessMode: api.AccessRestricted, AllowedUsers: []string{"wilma"}})
+	c := visitor(st)
+	lockedURL := st.URL("wildlocked", "/headers?y=1")
+	resp, _ := getWith(t, c, lockedURL, nil, map[string]string{"Remote-User": "wilma"})
+	redirectsToPortal(t, st, resp, lockedURL)
+	wilma, fred := newUser(t, st, "wilma"), newUser(t, st, "fred")
+	fredCookie := login(t, st, fred, time.Now())
+	st.WaitHTTP(c, lockedURL, 200, 0, fredCookie)
+	if _, body := getWith(t, c, lockedURL, fredCookie, map[string]string{"Remote-User": "wilma"}); !strings.Contains(body, "Remote-User: fred") || strings.Contains(body, "wilma") {
+		t.Fatalf("the app saw the wrong identity:\n%s", body)
+	}
+	if resp, _ := getWith(t, c, st.URL("wildfamily", "/"), fredCookie, nil); resp.StatusCode != 403 {
+		t.Fatalf("restricted app, user not allowed: %d, want 403", resp.StatusCode)
+	}
+	st.WaitHTTP(c, st.URL("wildfamily", "/"), 200, 0, login(t, st, wilma, time.Now()))
+	if resp, body := getWith(t, c, st.URL("wildnosuch", "/"), fredCookie, nil); resp.StatusCode != 404 || strings.Contains(body, "wildcard app") {
+		t.Fatalf("unknown name under the wildcard: %d %q, want 404", resp.StatusCode, body)
+	}
+	// In force when the API answers: disabled and deleted apps are gone.
+	noWarning(t, mustCall(t, a, "PATCH", st.Info.PanelURL+"/api/tunnels/"+locked.ID, map[string]any{"enabled": false}, 200))
+	if resp, _ := getWith(t, c, lockedURL, fredCookie, nil); resp.StatusCode != 404 {
+		t.Fatalf("disabled app: %d, want 404", resp.StatusCode)
+	}
+	noWarning(t, mustCall(t, a, "DELETE", st.Info.PanelURL+"/api/tunnels/"+family.ID, nil, 200))
+	if resp, _ := getWith(t, c, st.URL("wildfamily", "/"), nil, nil); resp.StatusCode != 404 {
+		t.Fatalf("deleted app: %d, want 404", resp.StatusCode)
+	}
+	if resp, _ := getWith(t, c, st.URL("wildapp", "/"), nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("public app after the others changed: %d", resp.StatusCode)
+	}
 }
 
 // panelclientFor is the panel client by IP presenting cert.
