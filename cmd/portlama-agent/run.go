@@ -36,6 +36,7 @@ Stop with Ctrl-C.`,
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			tunnel.TuneGC()
+			tunnel.TuneProcs()
 			label, err := g.resolveLabel()
 			if err != nil {
 				return err

@@ -65,6 +65,7 @@ func newTunnelServerCmd() *cobra.Command {
 	cmd := relayCommand("tunnel-server", "Run the tunnel server (unit portlama-tunnel): agents' reverse tunnels, per-agent ACL",
 		func(ctx context.Context, r config.Relay) error {
 			tunnel.TuneGC()
+			tunnel.TuneProcs()
 			cfg := tunnelServerConfig(r)
 			cfg.ReloadInterval = poll
 			cfg.Logger = newLogger()

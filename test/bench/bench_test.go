@@ -26,6 +26,7 @@ var (
 	flagGOGC       = flag.String("gogc", "", "GOGC for the tunnel server and agents (default: their own setting, tunnel.GCPercent)")
 	flagSettle     = flag.Duration("settle", 10*time.Second, "wait before the last memory reading")
 	flagProcs      = flag.String("procs", "", "GOMAXPROCS for the tunnel server and agents (default: theirs)")
+	flagDLRounds   = flag.Int("dl-rounds", 3, "interleaved 100 MiB downloads per path (the median counts)")
 )
 
 // childEnv is the environment the role processes get on top of ours.
@@ -40,7 +41,8 @@ func childEnv() []string {
 	return env
 }
 
-// tunnelBuffers is the tunnel vhost's buffer setting, as rendered.
+// tunnelBuffers is the tunnel vhost's buffer setting, as rendered
+// (buffers("16k") is the app vhosts').
 const tunnelBuffers = "proxy_buffer_size 64k;\n        proxy_buffers 4 64k;"
 
 func buffers(n string) string {
@@ -69,11 +71,18 @@ var experiments = map[string]func() *variant{
 	},
 	"app-buf64k": func() *variant {
 		return &variant{name: "tunnel (wss), app vhost buffer 64k", sub: "appbuf64", wss: true,
-			appEdit: replaceOnce("proxy_buffering off;", "proxy_buffering off;\n        proxy_buffer_size 64k;\n        proxy_buffers 4 64k;")}
+			appEdit: replaceOnce(buffers("16k"), buffers("64k"))}
 	},
 	"direct-buf64k": func() *variant {
 		return &variant{name: "direct, app vhost buffer 64k", sub: "directbuf64", direct: true,
-			appEdit: replaceOnce("proxy_buffering off;", "proxy_buffering off;\n        proxy_buffer_size 64k;\n        proxy_buffers 4 64k;")}
+			appEdit: replaceOnce(buffers("16k"), buffers("64k"))}
+	},
+	"tls-aes128": func() *variant {
+		return &variant{name: "tunnel (wss), tunnel vhost AES-128-GCM first", sub: "wsstls128", wss: true,
+			tunnelEdit: replaceOnce("    location / {", "    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384;\n    location / {")}
+	},
+	"agent-procs2": func() *variant {
+		return &variant{name: "tunnel (wss), agent GOMAXPROCS=2", sub: "wssprocs2", wss: true, env: []string{"GOMAXPROCS=2"}}
 	},
 	"no-keepalive": func() *variant {
 		return &variant{name: "tunnel (wss), no upstream keepalive", sub: "noka", wss: true,
@@ -302,10 +311,10 @@ func BenchmarkRelay(b *testing.B) {
 	b.ResetTimer()
 	measure(b, r, wrkBin, paths)
 
-	// Downloads, interleaved, median of three.
+	// Downloads, interleaved, the median counts.
 	dl := map[string][]float64{}
 	dlCPU := map[string]cpuSample{}
-	for round := range 3 {
+	for round := range *flagDLRounds {
 		for _, sub := range subs {
 			wait := func() {}
 			if sub != subDirect {
@@ -356,13 +365,13 @@ func BenchmarkRelay(b *testing.B) {
 		if sub != subDirect {
 			ratio = fmt.Sprintf("%.2f×", dlRatio(dl[sub], dl[subDirect]))
 		}
-		runs := make([]string, 0, 3)
+		runs := make([]string, 0, *flagDLRounds)
 		for _, v := range dl[sub] {
 			runs = append(runs, strconv.FormatFloat(v, 'f', 0, 64))
 		}
-		c := dlCPU[sub]
+		c, n := dlCPU[sub], int64(*flagDLRounds)
 		fmt.Fprintf(w, "%-40s %10.0f %8s %8s %8s %8s %8s   %s\n", names[sub], median(dl[sub]), ratio,
-			perUnit(c.server, 3, 1000), perUnit(c.agents, 3, 1000), perUnit(c.nginx, 3, 1000), perUnit(c.self, 3, 1000), strings.Join(runs, ", "))
+			perUnit(c.server, n, 1000), perUnit(c.agents, n, 1000), perUnit(c.nginx, n, 1000), perUnit(c.self, n, 1000), strings.Join(runs, ", "))
 	}
 	fmt.Fprintf(w, "%-40s %10s %10s %10s   %s\n", "memory (RSS, MiB)", "idle", "after load", "+"+settleLabel(), "after/idle")
 	fmt.Fprintf(w, "%-40s %10.1f %10.1f %10.1f   %.2f×\n", "tunnel server", idle.server, after.server, settled.server, after.server/idle.server)

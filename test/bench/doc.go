@@ -14,7 +14,8 @@
 // repetitions), -settle (wait before the last memory reading),
 // -profile-dir (CPU profiles of the tunnel server and agents during the
 // tunnel measurements and their heaps after the load, for go tool pprof),
-// -gogc and -procs (GOGC and GOMAXPROCS of the tunnel processes), -ab
+// -dl-rounds (interleaved downloads per path, default 3), -gogc and -procs
+// (GOGC and GOMAXPROCS of the tunnel processes), -ab
 // (extra rows measured in the same run, e.g. -ab chisel,gcm,wss-buf128k;
 // "chisel" runs stock chisel 1.12 server and client as the baseline; see
 // experiments). Besides req/s and MiB/s the tables give the CPU time per

@@ -79,6 +79,7 @@ type variant struct {
 	appEdit    func(*testing.B, []byte) []byte
 	tunnelEdit func(*testing.B, []byte) []byte // wss only: a copy of the tunnel vhost on its own port
 	ciphers    []string                        // the agent's SSH cipher preference
+	env        []string                        // extra environment of the variant's agent
 	// chisel runs stock chisel (bin/chisel-v1.12.0 server and client)
 	// instead of ours, behind a copy of the tunnel vhost: the baseline.
 	chisel bool
@@ -340,7 +341,7 @@ func startRelay(b *testing.B, variants ...*variant) *relay {
 			spec = wssSpec(port, v.relayPort)
 		}
 		spec.Ciphers = v.ciphers
-		v.agent = startChild(b, "agent ("+v.name+")", "agent", spec, childEnv()...)
+		v.agent = startChild(b, "agent ("+v.name+")", "agent", spec, append(childEnv(), v.env...)...)
 		r.agents = append(r.agents, v.agent)
 	}
 

@@ -107,6 +107,7 @@ func runServerRole() error {
 		return err
 	}
 	tunnel.TuneGC()
+	tunnel.TuneProcs()
 	cfg := tunnel.DirConfig(spec.Dir)
 	cfg.Addr = spec.Addr
 	cfg.Logger = roleLog()
@@ -130,6 +131,7 @@ func runAgentRole() error {
 		return err
 	}
 	tunnel.TuneGC()
+	tunnel.TuneProcs()
 	var tc *tls.Config
 	if spec.CAFile != "" {
 		caPEM, err := os.ReadFile(spec.CAFile)
