@@ -9,21 +9,39 @@ import (
 // tunnel server and the agent) unless GOGC is set. x/crypto/ssh allocates
 // every received packet (32 KiB for bulk data), so a transfer makes
 // garbage at its own rate; a higher target trades a little memory for less
-// collector CPU. MemoryLimit caps the heap so the trade never costs a 512
-// MB relay more than that, and the idle trim (trim.go) hands the extra
-// memory back once a burst is over. (test/bench measures both.)
+// collector CPU. The memory limits cap what that trade may cost, and the
+// idle trim (trim.go) hands the extra memory back once a burst is over.
+// (test/bench measures both.)
+//
+// The tunnel server's limit is low on purpose: under load its live heap
+// is a few MiB (sessions, bindings, packets in flight), and GCPercent
+// alone let it grow to 5× that: 62 MiB RSS right after BenchmarkRelay's
+// load for 17 MiB idle, 29 MiB with the limit, for no req/s and a few
+// per cent more server CPU on bulk transfers (docs/architecture.md,
+// "Memory"). Near the limit the collector runs as often as staying below
+// it takes; a live heap above
+// it (thousands of busy connections) gets collections bounded by the
+// runtime at half the CPU, so an operator with such a relay raises it
+// with GOMEMLIMIT in the unit. The agent runs beside other programs on
+// the home machine and keeps the generous MemoryLimit.
 const (
-	GCPercent   = 400
-	MemoryLimit = 256 << 20
+	GCPercent         = 400
+	MemoryLimit       = 256 << 20
+	ServerMemoryLimit = 20 << 20
 )
 
-// TuneGC applies GCPercent and MemoryLimit unless the operator set GOGC or
-// GOMEMLIMIT.
-func TuneGC() {
+// TuneGC applies GCPercent and MemoryLimit (the agent's) unless the
+// operator set GOGC or GOMEMLIMIT.
+func TuneGC() { tuneGC(MemoryLimit) }
+
+// TuneServerGC is TuneGC for the tunnel server: ServerMemoryLimit.
+func TuneServerGC() { tuneGC(ServerMemoryLimit) }
+
+func tuneGC(limit int64) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(GCPercent)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(MemoryLimit)
+		debug.SetMemoryLimit(limit)
 	}
 }

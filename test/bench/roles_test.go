@@ -106,7 +106,7 @@ func runServerRole() error {
 	if err := roleSpec(&spec); err != nil {
 		return err
 	}
-	tunnel.TuneGC()
+	tunnel.TuneServerGC()
 	cfg := tunnel.DirConfig(spec.Dir)
 	cfg.Addr = spec.Addr
 	cfg.Logger = roleLog()

@@ -27,20 +27,7 @@ func BenchmarkTunnelList(b *testing.B) {
 	const n, agents, gets = 1000, 10, 200
 	st := relaytest.NewStack(b, relaytest.WithWildcard())
 	svc := st.Services
-	list := make([]api.Tunnel, n)
-	now := time.Now().UTC()
-	for i := range list {
-		sub := "t" + strconv.Itoa(i)
-		list[i] = api.Tunnel{
-			ID: uuid.NewString(), Subdomain: sub, FQDN: sub + "." + st.Domain,
-			AgentLabel: "scale-" + strconv.Itoa(i%agents), Port: 10000 + i/agents, TargetHost: "127.0.0.1",
-			RelayPort: 42000 + i, Type: api.TypeApp, AccessMode: api.AccessPublic,
-			CreatedAt: api.FormatTime(now.Add(time.Duration(i) * time.Millisecond)),
-		}
-	}
-	if err := store.NewDoc[[]api.Tunnel](svc.Config.Layout.TunnelsFile(), 0o600).Save(list); err != nil {
-		b.Fatal(err)
-	}
+	writeTunnels(b, st, n, agents)
 	ctx := context.Background()
 
 	timed := func(what string, f func() error) time.Duration {
@@ -93,6 +80,25 @@ func BenchmarkTunnelList(b *testing.B) {
 		n, size/1024, pct(ds, 50), pct(ds, 99), pct(fresh, 50), pct(fresh, 99), load, status, encode)
 	b.ReportMetric(float64(pct(ds, 50).Microseconds())/1000, "ms-p50")
 	b.ReportMetric(float64(pct(ds, 99).Microseconds())/1000, "ms-p99")
+}
+
+// writeTunnels writes n public tunnels over agents agent labels into the
+// stack's tunnels.json (no vhosts, no ACL: what the lists read).
+func writeTunnels(b testing.TB, st *relaytest.Stack, n, agents int) {
+	list := make([]api.Tunnel, n)
+	now := time.Now().UTC()
+	for i := range list {
+		sub := "t" + strconv.Itoa(i)
+		list[i] = api.Tunnel{
+			ID: uuid.NewString(), Subdomain: sub, FQDN: sub + "." + st.Domain,
+			AgentLabel: "scale-" + strconv.Itoa(i%agents), Port: 10000 + i/agents, TargetHost: "127.0.0.1",
+			RelayPort: 42000 + i, Type: api.TypeApp, AccessMode: api.AccessPublic,
+			CreatedAt: api.FormatTime(now.Add(time.Duration(i) * time.Millisecond)),
+		}
+	}
+	if err := store.NewDoc[[]api.Tunnel](st.Services.Config.Layout.TunnelsFile(), 0o600).Save(list); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // keepAlive is c with keep-alive connections, as a browser holds them
