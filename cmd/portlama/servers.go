@@ -65,7 +65,7 @@ func newTunnelServerCmd() *cobra.Command {
 	var poll time.Duration
 	cmd := relayCommand("tunnel-server", "Run the tunnel server (unit portlama-tunnel): agents' reverse tunnels, per-agent ACL",
 		func(ctx context.Context, r config.Relay) error {
-			tunnel.TuneServerGC()
+			tunnel.TuneServerGC(ctx)
 			go memtrim.Run(ctx, memtrim.Options{})
 			cfg := tunnelServerConfig(r)
 			cfg.ReloadInterval = poll

@@ -2,6 +2,8 @@ package memtrim
 
 import (
 	"context"
+	"runtime"
+	"runtime/debug"
 	"sync"
 	"testing"
 	"time"
@@ -100,3 +102,42 @@ func TestReadRuntime(t *testing.T) {
 }
 
 var sink []byte
+
+// TestLimitFollowsLiveData: the limit is the floor for a small process and
+// grows with its live data.
+func TestLimitFollowsLiveData(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base := needed()
+	const floor = 1 << 40
+	go Limit(ctx, floor, 50)
+	limit := func() int64 { return debug.SetMemoryLimit(-1) }
+	deadline := time.Now().Add(5 * time.Second)
+	for limit() != floor {
+		if time.Now().After(deadline) {
+			t.Fatalf("limit %d, want the floor %d", limit(), floor)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+
+	live := make([][]byte, 64)
+	for i := range live {
+		live[i] = make([]byte, 1<<20) // 64 MiB live
+	}
+	runtime.GC()
+	if got := needed(); got < base+60<<20 {
+		t.Fatalf("needed %d MiB with 64 MiB more live data, was %d MiB", got>>20, base>>20)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	go Limit(ctx, 1<<20, 50)
+	for limit() < (base+60<<20)*3/2 {
+		if time.Now().After(deadline.Add(5 * time.Second)) {
+			t.Fatalf("limit %d MiB with %d MiB needed", limit()>>20, needed()>>20)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	runtime.KeepAlive(live)
+}

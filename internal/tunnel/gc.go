@@ -1,8 +1,11 @@
 package tunnel
 
 import (
+	"context"
 	"os"
 	"runtime/debug"
+
+	"github.com/portlama/portlama/internal/memtrim"
 )
 
 // GCPercent is the garbage-collection target of the tunnel processes (the
@@ -18,24 +21,32 @@ import (
 // alone let it grow to 5× that: 62 MiB RSS right after BenchmarkRelay's
 // load for 17 MiB idle, 29 MiB with the limit, for no req/s and a few
 // per cent more server CPU on bulk transfers (docs/architecture.md,
-// "Memory"). Near the limit the collector runs as often as staying below
-// it takes; a live heap above
-// it (thousands of busy connections) gets collections bounded by the
-// runtime at half the CPU, so an operator with such a relay raises it
-// with GOMEMLIMIT in the unit. The agent runs beside other programs on
-// the home machine and keeps the generous MemoryLimit.
+// "Memory"). The limit is no fixed number (1,000 bound ports and their
+// goroutines' stacks alone take 15 MiB): memtrim.Limit keeps it at what
+// the server needs plus ServerMemoryHeadroom per cent, ServerMemoryLimit
+// at least.
+// The agent runs beside other programs on the home machine and keeps the
+// generous MemoryLimit.
 const (
-	GCPercent         = 400
-	MemoryLimit       = 256 << 20
-	ServerMemoryLimit = 20 << 20
+	GCPercent            = 400
+	MemoryLimit          = 256 << 20
+	ServerMemoryLimit    = 20 << 20
+	ServerMemoryHeadroom = 50
 )
 
 // TuneGC applies GCPercent and MemoryLimit (the agent's) unless the
 // operator set GOGC or GOMEMLIMIT.
 func TuneGC() { tuneGC(MemoryLimit) }
 
-// TuneServerGC is TuneGC for the tunnel server: ServerMemoryLimit.
-func TuneServerGC() { tuneGC(ServerMemoryLimit) }
+// TuneServerGC is TuneGC for the tunnel server: the limit follows what
+// it needs (see ServerMemoryLimit) until ctx ends, unless GOMEMLIMIT is
+// set.
+func TuneServerGC(ctx context.Context) {
+	tuneGC(ServerMemoryLimit)
+	if os.Getenv("GOMEMLIMIT") == "" {
+		go memtrim.Limit(ctx, ServerMemoryLimit, ServerMemoryHeadroom)
+	}
+}
 
 func tuneGC(limit int64) {
 	if os.Getenv("GOGC") == "" {

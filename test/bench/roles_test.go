@@ -106,7 +106,9 @@ func runServerRole() error {
 	if err := roleSpec(&spec); err != nil {
 		return err
 	}
-	tunnel.TuneServerGC()
+	ctx, cancel := roleContext()
+	defer cancel()
+	tunnel.TuneServerGC(ctx)
 	cfg := tunnel.DirConfig(spec.Dir)
 	cfg.Addr = spec.Addr
 	cfg.Logger = roleLog()
@@ -114,8 +116,6 @@ func runServerRole() error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := roleContext()
-	defer cancel()
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
