@@ -3,7 +3,6 @@ package memtrim
 import (
 	"context"
 	"runtime/debug"
-	"runtime/metrics"
 	"time"
 )
 
@@ -45,17 +44,7 @@ var limitMetrics = []string{
 // needed is the memory the runtime counts against the limit, less the
 // heap's garbage and free space: what the process cannot give back.
 func needed() int64 {
-	s := make([]metrics.Sample, len(limitMetrics))
-	for i, name := range limitMetrics {
-		s[i].Name = name
-	}
-	metrics.Read(s)
-	v := make([]int64, len(s))
-	for i := range s {
-		if s[i].Value.Kind() == metrics.KindUint64 {
-			v[i] = int64(s[i].Value.Uint64())
-		}
-	}
-	total, released, objects, unused, free, live := v[0], v[1], v[2], v[3], v[4], v[5]
+	v := read(limitMetrics)
+	total, released, objects, unused, free, live := int64(v[0]), int64(v[1]), int64(v[2]), int64(v[3]), int64(v[4]), int64(v[5])
 	return max(0, total-released-objects-unused-free) + live
 }

@@ -1,5 +1,7 @@
-// Package memtrim hands a daemon's spare heap back to the operating system
-// once the daemon has gone quiet.
+// Package memtrim keeps a daemon's memory near what it uses: Run hands
+// the spare heap back to the operating system once the daemon has gone
+// quiet, Limit keeps the soft memory limit proportional to its live data
+// (limit.go).
 //
 // Go keeps the heap a burst grew to (a provisioning run, a list of 1,000
 // tunnels, a transfer) and returns it only slowly, so an idle daemon can
@@ -112,8 +114,19 @@ var runtimeMetrics = []string{
 
 // readRuntime reads the counters from runtime/metrics.
 func readRuntime() Sample {
-	s := make([]metrics.Sample, len(runtimeMetrics))
-	for i, name := range runtimeMetrics {
+	v := read(runtimeMetrics)
+	out := Sample{Allocated: v[0]}
+	if held := v[1] + v[2] + v[3]; held > v[4] {
+		out.Spare = held - v[4]
+	}
+	return out
+}
+
+// read reads the named runtime/metrics counters (0 for one the runtime
+// does not have).
+func read(names []string) []uint64 {
+	s := make([]metrics.Sample, len(names))
+	for i, name := range names {
 		s[i].Name = name
 	}
 	metrics.Read(s)
@@ -123,9 +136,5 @@ func readRuntime() Sample {
 			v[i] = s[i].Value.Uint64()
 		}
 	}
-	out := Sample{Allocated: v[0]}
-	if held := v[1] + v[2] + v[3]; held > v[4] {
-		out.Spare = held - v[4]
-	}
-	return out
+	return v
 }
