@@ -31,7 +31,9 @@ const idleSettle = 10 * time.Second
 // idle and prints each daemon's resident memory: RSS, and its anonymous
 // part (heap, stacks: what the process itself holds) apart from the
 // file-backed part (the binary's pages, which the three processes share
-// through the page cache). The target (issue 7) is RSS summed.
+// through the page cache), and PSS, which counts a shared page once. It
+// measures after start-up and again after a burst of 50 lists of 1,000
+// tunnels. The target (issue 7) is RSS summed.
 func BenchmarkIdleRSS(b *testing.B) {
 	st := relaytest.NewStack(b)
 	ctx := context.Background()
