@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/portlama/portlama/internal/config"
+	"github.com/portlama/portlama/internal/memtrim"
 	"github.com/portlama/portlama/internal/panel"
 	"github.com/portlama/portlama/internal/privilege"
 	"github.com/portlama/portlama/internal/relay"
@@ -15,6 +16,9 @@ func newPanelCmd() *cobra.Command {
 	return relayCommand("panel", "Run the panel API (unit portlama-panel) on 127.0.0.1:3100, behind nginx",
 		func(ctx context.Context, r config.Relay) error {
 			log := newLogger()
+			// The panel idles between a few bursts (provisioning, the web
+			// UI's lists): what they grew the heap to goes back.
+			go memtrim.Run(ctx, memtrim.Options{})
 			opts := relay.Options{Config: r, Logger: log}
 			// An installed relay's panel runs unprivileged: nginx -t,
 			// reloads and unit actions go through the root helper

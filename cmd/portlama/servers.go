@@ -14,6 +14,7 @@ import (
 
 	"github.com/portlama/portlama/internal/auth"
 	"github.com/portlama/portlama/internal/config"
+	"github.com/portlama/portlama/internal/memtrim"
 	"github.com/portlama/portlama/internal/tunnel"
 )
 
@@ -64,8 +65,9 @@ func newTunnelServerCmd() *cobra.Command {
 	var poll time.Duration
 	cmd := relayCommand("tunnel-server", "Run the tunnel server (unit portlama-tunnel): agents' reverse tunnels, per-agent ACL",
 		func(ctx context.Context, r config.Relay) error {
-			tunnel.TuneGC()
+			tunnel.TuneServerGC(ctx)
 			tunnel.TuneProcs()
+			go memtrim.Run(ctx, memtrim.Options{})
 			cfg := tunnelServerConfig(r)
 			cfg.ReloadInterval = poll
 			cfg.Logger = newLogger()
@@ -107,6 +109,7 @@ func newAuthServerCmd() *cobra.Command {
 			if domain == "" {
 				return fmt.Errorf("no domain is set yet: finish onboarding in the panel (domain and DNS) before starting the auth server")
 			}
+			go memtrim.Run(ctx, memtrim.Options{})
 			cfg := authServerConfig(r, domain)
 			cfg.Logger = newLogger()
 			srv, err := auth.NewServer(cfg)

@@ -16,10 +16,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -117,36 +119,88 @@ func syncDir(dir string) error {
 type Doc[T any] struct {
 	path string
 	mode os.FileMode
-	mu   *sync.Mutex
+	*pathState
 
 	// beforeRename, when set by tests, runs between writing the temporary
 	// file and renaming it into place.
 	beforeRename func() error
 }
 
+// pathState is what the Docs of one path share: the write lock and the
+// count of writes this process made (Version).
+type pathState struct {
+	mu     sync.Mutex
+	writes atomic.Uint64
+}
+
 var (
-	locksMu sync.Mutex
-	locks   = map[string]*sync.Mutex{}
+	statesMu sync.Mutex
+	states   = map[string]*pathState{}
 )
 
-func pathLock(path string) *sync.Mutex {
+func statePath(path string) *pathState {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		abs = path
 	}
-	locksMu.Lock()
-	defer locksMu.Unlock()
-	mu, ok := locks[abs]
+	statesMu.Lock()
+	defer statesMu.Unlock()
+	st, ok := states[abs]
 	if !ok {
-		mu = &sync.Mutex{}
-		locks[abs] = mu
+		st = &pathState{}
+		states[abs] = st
 	}
-	return mu
+	return st
 }
 
 // NewDoc returns the document at path, written with mode.
 func NewDoc[T any](path string, mode os.FileMode) *Doc[T] {
-	return &Doc[T]{path: path, mode: mode, mu: pathLock(path)}
+	return &Doc[T]{path: path, mode: mode, pathState: statePath(path)}
+}
+
+// Version identifies what a document file holds, without reading it: the
+// file's identity, size and change times, and the number of writes this
+// process made to it. Every write replaces the file (a new inode), so a
+// change by another process shows as a new identity or time; this
+// process's own writes are counted, so even a replacement within one tick
+// of the file system's clock that reused the inode number is seen.
+// The zero Version is no file read yet.
+type Version struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime syscall.Timespec
+	writes       uint64
+	present      bool
+}
+
+// LoadChanged is Load unless the file still holds since (a Version an
+// earlier LoadChanged returned): then it returns changed false, the zero
+// T, and reads nothing. A missing file always counts as changed.
+func (d *Doc[T]) LoadChanged(since Version) (v T, ver Version, changed bool, err error) {
+	ver.writes = d.writes.Load()
+	f, err := os.Open(d.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return v, ver, true, nil
+	}
+	if err != nil {
+		return v, ver, false, fmt.Errorf("read %s: %w", d.path, err)
+	}
+	defer f.Close()
+	// The version of the open file is the version of what is read from it.
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		return v, ver, false, fmt.Errorf("stat %s: %w", d.path, err)
+	}
+	ver.dev, ver.ino, ver.size, ver.mtime, ver.ctime, ver.present = st.Dev, st.Ino, st.Size, st.Mtim, st.Ctim, true
+	if since.present && ver == since {
+		return v, ver, false, nil
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return v, ver, false, fmt.Errorf("read %s: %w", d.path, err)
+	}
+	v, err = d.parse(data)
+	return v, ver, true, err
 }
 
 // Path returns the document's file path.
@@ -163,6 +217,12 @@ func (d *Doc[T]) Load() (T, error) {
 	if err != nil {
 		return v, fmt.Errorf("read %s: %w", d.path, err)
 	}
+	return d.parse(data)
+}
+
+// parse decodes the document's content; blank content is the zero T.
+func (d *Doc[T]) parse(data []byte) (T, error) {
+	var v T
 	if len(bytes.TrimSpace(data)) == 0 {
 		return v, nil
 	}
@@ -210,6 +270,9 @@ func (d *Doc[T]) write(v T) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", d.path, err)
 	}
+	// Counted even when the write fails: a failure after the rename
+	// (the directory sync) has replaced the file all the same.
+	defer d.writes.Add(1)
 	return writeFileAtomic(d.path, data, d.mode, d.beforeRename)
 }
 

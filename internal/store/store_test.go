@@ -286,3 +286,54 @@ func TestRootKeepsTheOwnerOfAReplacedFile(t *testing.T) {
 		t.Errorf("new file owned by %d, want root", u)
 	}
 }
+
+// TestLoadChanged: a document still holding the version read is not read
+// again; any replacement is, whoever wrote it, including one of the same
+// size, and so is a corrupt file (an error, as Load's).
+func TestLoadChanged(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.json")
+	d := NewDoc[counterDoc](path, 0o600)
+	load := func(since Version, wantChanged bool, wantCount int) Version {
+		t.Helper()
+		v, ver, changed, err := d.LoadChanged(since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if changed != wantChanged || (changed && v.Count != wantCount) {
+			t.Fatalf("LoadChanged = count %d, changed %v; want count %d, changed %v", v.Count, changed, wantCount, wantChanged)
+		}
+		return ver
+	}
+	missing := load(Version{}, true, 0)
+	load(missing, true, 0) // a missing file is never "unchanged"
+
+	if err := d.Save(counterDoc{Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+	v1 := load(missing, true, 1)
+	load(v1, false, 0)
+	load(Version{}, true, 1)
+
+	// This process's write through another Doc of the path, same size.
+	if err := NewDoc[counterDoc](path, 0o600).Save(counterDoc{Count: 2}); err != nil {
+		t.Fatal(err)
+	}
+	v2 := load(v1, true, 2)
+	// Another process's replacement, same size.
+	if err := WriteFileAtomic(path, []byte(`{"count": 3, "entries": null, "padding": ""}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v3 := load(v2, true, 3)
+	// An edit in place, as by hand.
+	if err := os.WriteFile(path, []byte(`{"count": 4}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	load(v3, true, 4)
+
+	if err := os.WriteFile(path, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := d.LoadChanged(v3); err == nil {
+		t.Fatal("LoadChanged of a corrupt file succeeded")
+	}
+}

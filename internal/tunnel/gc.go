@@ -1,29 +1,58 @@
 package tunnel
 
 import (
+	"context"
 	"os"
 	"runtime/debug"
+
+	"github.com/portlama/portlama/internal/memtrim"
 )
 
 // GCPercent is the garbage-collection target of the tunnel processes (the
 // tunnel server and the agent) unless GOGC is set. x/crypto/ssh allocates
 // every received packet (32 KiB for bulk data), so a transfer makes
 // garbage at its own rate; a higher target trades a little memory for less
-// collector CPU. MemoryLimit caps the heap so the trade never costs a 512
-// MB relay more than that, and the idle trim (trim.go) hands the extra
-// memory back once a burst is over. (test/bench measures both.)
+// collector CPU. The memory limits cap what that trade may cost, and the
+// idle trim (trim.go) hands the extra memory back once a burst is over.
+// (test/bench measures both.)
+//
+// The tunnel server's limit is low on purpose: under load its live heap
+// is a few MiB (sessions, bindings, packets in flight), and GCPercent
+// alone let it grow to 5× that: 56–62 MiB RSS right after BenchmarkRelay's
+// load for 17 MiB idle, 32 MiB with the limit, for the same req/s and
+// download rate (docs/architecture.md, "Memory"; a 20 MiB floor gave 29
+// MiB but cost bulk downloads a third more server CPU). The limit is no
+// fixed number (1,000 bound ports and their goroutines' stacks alone take
+// 15 MiB): memtrim.Limit keeps it at what the server needs plus
+// ServerMemoryHeadroom per cent, ServerMemoryLimit at least. The agent
+// runs beside other programs on the home machine and keeps the generous
+// MemoryLimit.
 const (
-	GCPercent   = 400
-	MemoryLimit = 256 << 20
+	GCPercent            = 400
+	MemoryLimit          = 256 << 20
+	ServerMemoryLimit    = 24 << 20
+	ServerMemoryHeadroom = 50
 )
 
-// TuneGC applies GCPercent and MemoryLimit unless the operator set GOGC or
-// GOMEMLIMIT.
-func TuneGC() {
+// TuneGC applies GCPercent and MemoryLimit (the agent's) unless the
+// operator set GOGC or GOMEMLIMIT.
+func TuneGC() { tuneGC(MemoryLimit) }
+
+// TuneServerGC is TuneGC for the tunnel server: the limit follows what
+// it needs (see ServerMemoryLimit) until ctx ends, unless GOMEMLIMIT is
+// set.
+func TuneServerGC(ctx context.Context) {
+	tuneGC(ServerMemoryLimit)
+	if os.Getenv("GOMEMLIMIT") == "" {
+		go memtrim.Limit(ctx, ServerMemoryLimit, ServerMemoryHeadroom)
+	}
+}
+
+func tuneGC(limit int64) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(GCPercent)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(MemoryLimit)
+		debug.SetMemoryLimit(limit)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -155,6 +156,8 @@ type Service struct {
 	cfg Config
 	doc *store.Doc[[]api.Tunnel]
 
+	cache atomic.Pointer[snapshot] // see shared
+
 	mu sync.Mutex
 	// reserved holds the tunnels being created (between the checks and the
 	// commit, while their certificate is obtained without the lock): their
@@ -180,7 +183,7 @@ func New(cfg Config) *Service {
 
 // hostNames lists the stored tunnels' names for the shared name space.
 func (s *Service) hostNames() ([]hostnames.Name, error) {
-	ts, err := s.doc.Load()
+	ts, err := s.shared()
 	if err != nil {
 		return nil, err
 	}
@@ -200,19 +203,55 @@ func portFree(port int) bool {
 	return true
 }
 
-// All returns every tunnel in createdAt order.
+// All returns every tunnel in createdAt order, the caller's to modify.
 func (s *Service) All() ([]api.Tunnel, error) {
 	ts, err := s.doc.Load()
 	if err != nil {
 		return nil, err
 	}
-	sort.SliceStable(ts, func(i, j int) bool { return ts[i].CreatedAt < ts[j].CreatedAt })
+	sortByCreation(ts)
 	return ts, nil
 }
 
-// List returns the tunnels the caller may see, newest first.
+func sortByCreation(ts []api.Tunnel) {
+	sort.SliceStable(ts, func(i, j int) bool { return ts[i].CreatedAt < ts[j].CreatedAt })
+}
+
+// snapshot is tunnels.json as last parsed, in createdAt order. It is
+// shared by the readers and never modified.
+type snapshot struct {
+	ver store.Version
+	all []api.Tunnel
+}
+
+// shared returns every tunnel in createdAt order for reading only: the
+// slice and what its tunnels point to are shared with other callers. The
+// file is parsed again only when it changed (store.Version), so the lists
+// (GET /api/tunnels, which the web UI polls) cost a stat, not a parse of
+// 1,000 tunnels.
+func (s *Service) shared() ([]api.Tunnel, error) {
+	prev := s.cache.Load()
+	var since store.Version
+	if prev != nil {
+		since = prev.ver
+	}
+	all, ver, changed, err := s.doc.LoadChanged(since)
+	if err != nil {
+		return nil, err
+	}
+	if !changed {
+		return prev.all, nil
+	}
+	sortByCreation(all)
+	s.cache.Store(&snapshot{ver: ver, all: all})
+	return all, nil
+}
+
+// List returns the tunnels the caller may see, newest first. The tunnels
+// are copies, but share what their pointer fields point to with other
+// callers: replace those, never modify through them.
 func (s *Service) List(c Caller) ([]api.Tunnel, error) {
-	all, err := s.All()
+	all, err := s.shared()
 	if err != nil {
 		return nil, err
 	}
@@ -225,9 +264,10 @@ func (s *Service) List(c Caller) ([]api.Tunnel, error) {
 	return out, nil
 }
 
-// EnabledFor returns the agent's enabled tunnels in createdAt order.
+// EnabledFor returns the agent's enabled tunnels in createdAt order
+// (shared as List's are).
 func (s *Service) EnabledFor(label string) ([]api.Tunnel, error) {
-	all, err := s.All()
+	all, err := s.shared()
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/errkind"
 	"github.com/portlama/portlama/internal/manage"
+	"github.com/portlama/portlama/internal/store"
 )
 
 // recorder is a collaborator double that records calls and fails on demand.
@@ -305,6 +306,49 @@ func TestAgentSeesOnlyOwnTunnels(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestListFollowsTheFile: the lists reuse the parsed tunnels.json, and
+// see every change at once: the service's own, another process's
+// replacement, and a copy a caller modified does not leak into the next
+// list.
+func TestListFollowsTheFile(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newService(t, "home")
+	a, err := s.Create(ctx, admin, CreateRequest{Subdomain: "a", Port: 8080, AgentLabel: "home"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, _ := s.List(admin)
+	if len(list) != 1 || list[0].Subdomain != "a" {
+		t.Fatalf("list = %v", list)
+	}
+	list[0].Subdomain = "changed by the caller"
+	if list, _ := s.List(admin); list[0].Subdomain != "a" {
+		t.Fatalf("a caller's change leaked into the next list: %v", list)
+	}
+	if _, err := s.Update(ctx, admin, a.ID, Patch{Enabled: ptr(false)}); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := s.List(admin); list[0].IsEnabled() {
+		t.Fatal("list does not show the update")
+	}
+	// Another process (a restore, an operator) replaces the file.
+	other := a.Tunnel
+	other.ID, other.Subdomain, other.Enabled = "b", "b", nil
+	data, err := store.Marshal([]api.Tunnel{other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.WriteFileAtomic(s.cfg.File, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := s.List(admin); len(list) != 1 || list[0].Subdomain != "b" {
+		t.Fatalf("list after another process's write = %v", list)
+	}
+	if enabled, _ := s.EnabledFor("home"); len(enabled) != 1 || enabled[0].Subdomain != "b" {
+		t.Fatalf("EnabledFor after another process's write = %v", enabled)
+	}
+}
 
 func TestToggleUpdatesVhostLinkAndACL(t *testing.T) {
 	ctx := context.Background()

@@ -125,11 +125,12 @@ func BenchmarkAPIScale(b *testing.B) {
 	b.Logf("nginx with %d tunnel vhosts: nginx -t %v, reload (new workers up) %v", n, tested.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
 
 	// GET /api/tunnels through nginx, keep-alive.
+	ka := keepAlive(b, a)
 	var gets []time.Duration
 	size := 0
 	for range 200 {
 		t0 := time.Now()
-		code, out, err := do(a, "GET", base+"/api/tunnels", "")
+		code, out, err := do(ka, "GET", base+"/api/tunnels", "")
 		gets = append(gets, time.Since(t0))
 		if err != nil || code != 200 {
 			b.Fatalf("GET /api/tunnels: %d %v", code, err)

@@ -27,6 +27,14 @@
 // bind time, memory of the server and the agents, and the time until all
 // 1,000 relay ports answer again after the tunnel server is killed.
 //
+// BenchmarkIdleRSS runs the real `portlama panel`, `tunnel-server` and
+// `auth-server` processes of an onboarded relay and prints their resident
+// memory idle, after start-up and after a burst of lists: RSS, its
+// anonymous and file-backed parts, and PSS (-idle-maps: the largest
+// mappings). BenchmarkTunnelList measures GET /api/tunnels with 1,000
+// tunnels through nginx and the panel's parts of it, in seconds
+// (BenchmarkAPIScale, make bench-scale, creates them through the API).
+//
 // wrk and curl are separate processes. *.localhost names do not resolve
 // here, so wrk connects to https://127.0.0.1:<port> with a Host header (a
 // harness vhost accepts SNI "127.0.0.1"), curl uses --resolve, and the

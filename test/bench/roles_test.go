@@ -106,7 +106,9 @@ func runServerRole() error {
 	if err := roleSpec(&spec); err != nil {
 		return err
 	}
-	tunnel.TuneGC()
+	ctx, cancel := roleContext()
+	defer cancel()
+	tunnel.TuneServerGC(ctx)
 	tunnel.TuneProcs()
 	cfg := tunnel.DirConfig(spec.Dir)
 	cfg.Addr = spec.Addr
@@ -115,8 +117,6 @@ func runServerRole() error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := roleContext()
-	defer cancel()
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
