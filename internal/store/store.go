@@ -166,11 +166,17 @@ func NewDoc[T any](path string, mode os.FileMode) *Doc[T] {
 // of the file system's clock that reused the inode number is seen.
 // The zero Version is no file read yet.
 type Version struct {
+	id      fileID
+	writes  uint64
+	present bool
+}
+
+// fileID is an open file's identity, size and change times (identify has
+// one implementation per supported OS).
+type fileID struct {
 	dev, ino     uint64
 	size         int64
 	mtime, ctime syscall.Timespec
-	writes       uint64
-	present      bool
 }
 
 // LoadChanged is Load unless the file still holds since (a Version an
@@ -187,11 +193,10 @@ func (d *Doc[T]) LoadChanged(since Version) (v T, ver Version, changed bool, err
 	}
 	defer f.Close()
 	// The version of the open file is the version of what is read from it.
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+	if ver.id, err = identify(f); err != nil {
 		return v, ver, false, fmt.Errorf("stat %s: %w", d.path, err)
 	}
-	ver.dev, ver.ino, ver.size, ver.mtime, ver.ctime, ver.present = st.Dev, st.Ino, st.Size, st.Mtim, st.Ctim, true
+	ver.present = true
 	if since.present && ver == since {
 		return v, ver, false, nil
 	}

@@ -76,23 +76,20 @@ func BenchmarkIdleRSS(b *testing.B) {
 		}
 		pids[u] = s.MainPID
 	}
-	measure := func(what string) memStatus {
+	measure := func(what string) testutil.ProcMem {
 		time.Sleep(idleSettle)
-		var sum memStatus
+		var sum testutil.ProcMem
 		line := ""
 		for _, u := range []string{system.UnitPanel, system.UnitTunnel, system.UnitAuth} {
 			m := readMemStatus(b, pids[u])
-			sum.rss += m.rss
-			sum.anon += m.anon
-			sum.file += m.file
-			sum.pss += m.pss
-			line += fmt.Sprintf("; %s RSS %.1f MiB (anon %.1f, file %.1f)", u, m.rss, m.anon, m.file)
+			sum = sum.Add(m)
+			line += fmt.Sprintf("; %s RSS %.1f MiB (anon %.1f, file %.1f)", u, m.RSS, m.Anon, m.File)
 			if *flagIdleMaps {
 				b.Logf("%s mappings:\n%s", u, topMappings(b, pids[u], 8))
 			}
 		}
 		b.Logf("%s, idle for %v%s; total RSS %.1f MiB (target 40), anon %.1f MiB, file-backed %.1f MiB (the one binary's pages, shared: PSS of the three %.1f MiB)",
-			what, idleSettle, line, sum.rss, sum.anon, sum.file, sum.pss)
+			what, idleSettle, line, sum.RSS, sum.Anon, sum.File, sum.PSS)
 		return sum
 	}
 	started := measure("after start-up")
@@ -107,53 +104,19 @@ func BenchmarkIdleRSS(b *testing.B) {
 	}
 	ka.CloseIdleConnections()
 	burst := measure("after 50 lists of 1,000 tunnels")
-	b.ReportMetric(started.rss, "MiB-RSS")
-	b.ReportMetric(started.anon, "MiB-anon")
-	b.ReportMetric(burst.rss, "MiB-RSS-after-lists")
+	b.ReportMetric(started.RSS, "MiB-RSS")
+	b.ReportMetric(started.Anon, "MiB-anon")
+	b.ReportMetric(burst.RSS, "MiB-RSS-after-lists")
 }
 
-// memStatus is a process's resident memory in MiB.
-type memStatus struct{ rss, anon, file, pss float64 }
-
-// readMemStatus reads VmRSS, RssAnon and RssFile (+RssShmem) from
-// /proc/<pid>/status and Pss from /proc/<pid>/smaps_rollup.
-func readMemStatus(b testing.TB, pid int) memStatus {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+// readMemStatus reads pid's resident memory from /proc.
+func readMemStatus(b testing.TB, pid int) testutil.ProcMem {
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		b.Fatal(err)
 	}
-	var m memStatus
-	for _, line := range strings.Split(string(data), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) == 0 {
-			continue
-		}
-		kb, _ := strconv.ParseFloat(f[0], 64)
-		switch k {
-		case "VmRSS":
-			m.rss = kb / 1024
-		case "RssAnon":
-			m.anon = kb / 1024
-		case "RssFile", "RssShmem":
-			m.file += kb / 1024
-		}
-	}
-	// PSS shares each page among the processes mapping it.
-	if data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup"); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			if v, ok := strings.CutPrefix(line, "Pss:"); ok {
-				if f := strings.Fields(v); len(f) > 0 {
-					kb, _ := strconv.ParseFloat(f[0], 64)
-					m.pss = kb / 1024
-				}
-			}
-		}
-	}
-	return m
+	rollup, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	return testutil.ParseProcMem(string(status), string(rollup))
 }
 
 // topMappings lists the n mappings of pid with the most resident memory

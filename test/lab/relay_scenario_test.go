@@ -27,6 +27,7 @@ import (
 	"github.com/portlama/portlama/internal/panelclient"
 	"github.com/portlama/portlama/internal/pebble"
 	"github.com/portlama/portlama/internal/system"
+	"github.com/portlama/portlama/internal/testutil"
 )
 
 // The relay the way a user runs it, after install: onboarding from home
@@ -358,27 +359,32 @@ func (w *relayWorld) agentTail() string {
 }
 
 // rssTable lists the resident memory of each portlama process and of
-// nginx (all its processes) in the droplet.
+// nginx (all its processes) in the droplet, and for the three daemons
+// together also their anonymous memory and PSS (they are one binary, whose
+// page-cache pages RSS counts in each of them: docs/architecture.md,
+// "Memory"). The total is RSS in KiB.
 func rssTable(ctx context.Context, d *Droplet) (string, int) {
 	sd := d.Services()
 	var parts []string
-	total := 0
+	var daemons testutil.ProcMem
 	for _, u := range []string{system.UnitPanel, system.UnitTunnel, system.UnitAuth} {
 		st, err := sd.Status(ctx, u)
 		if err != nil || st.MainPID == 0 {
 			parts = append(parts, u+" ?")
 			continue
 		}
-		out, _ := d.Exec(ctx, "ps", "-o", "rss=", "-p", strconv.Itoa(st.MainPID))
-		kb := sumFields(string(out))
-		total += kb
-		parts = append(parts, fmt.Sprintf("%s %.1f MiB", strings.TrimPrefix(u, "portlama-"), float64(kb)/1024))
+		pid := strconv.Itoa(st.MainPID)
+		status, _ := d.Exec(ctx, "cat", "/proc/"+pid+"/status")
+		rollup, _ := d.Exec(ctx, "cat", "/proc/"+pid+"/smaps_rollup")
+		m := testutil.ParseProcMem(string(status), string(rollup))
+		daemons = daemons.Add(m)
+		parts = append(parts, fmt.Sprintf("%s %.1f MiB", strings.TrimPrefix(u, "portlama-"), m.RSS))
 	}
 	out, _ := d.Exec(ctx, "ps", "-C", "nginx", "-o", "rss=")
 	kb := sumFields(string(out))
-	total += kb
-	parts = append(parts, fmt.Sprintf("nginx (all) %.1f MiB", float64(kb)/1024))
-	return strings.Join(parts, ", "), total
+	parts = append(parts, fmt.Sprintf("nginx (all) %.1f MiB", float64(kb)/1024),
+		fmt.Sprintf("panel+tunnel+auth RSS %.1f MiB (anon %.1f, PSS %.1f)", daemons.RSS, daemons.Anon, daemons.PSS))
+	return strings.Join(parts, ", "), kb + int(daemons.RSS*1024)
 }
 
 // relaySteps runs the provisioned-relay part of the scenario.
