@@ -35,8 +35,7 @@ Stop with Ctrl-C.`,
 				level = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			tunnel.TuneGC()
-			tunnel.TuneProcs()
+			tunnel.TuneAgent(cmd.Context())
 			label, err := g.resolveLabel()
 			if err != nil {
 				return err

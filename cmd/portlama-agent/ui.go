@@ -19,6 +19,7 @@ import (
 	"github.com/portlama/portlama/internal/homeui"
 	"github.com/portlama/portlama/internal/keychain"
 	"github.com/portlama/portlama/internal/servers"
+	"github.com/portlama/portlama/internal/tunnel"
 )
 
 func newUICmd(g *globals) *cobra.Command {
@@ -83,6 +84,8 @@ PORTLAMA_KEYCHAIN=file (see docs/home.md). Stop with Ctrl-C.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// It runs the relays' tunnels in this process.
+			tunnel.TuneAgent(ctx)
 			showLink(cmd, "Control UI", srv.LoginURL(), noBrowser)
 			return srv.Serve(ctx)
 		},

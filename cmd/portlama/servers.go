@@ -65,9 +65,7 @@ func newTunnelServerCmd() *cobra.Command {
 	var poll time.Duration
 	cmd := relayCommand("tunnel-server", "Run the tunnel server (unit portlama-tunnel): agents' reverse tunnels, per-agent ACL",
 		func(ctx context.Context, r config.Relay) error {
-			tunnel.TuneServerGC(ctx)
-			tunnel.TuneProcs()
-			go memtrim.Run(ctx, memtrim.Options{})
+			tunnel.TuneServer(ctx)
 			cfg := tunnelServerConfig(r)
 			cfg.ReloadInterval = poll
 			cfg.Logger = newLogger()

@@ -18,7 +18,7 @@ import (
 // without pause once the live data of a big relay (1,000 bound ports,
 // their goroutines' stacks) nears it.
 func Limit(ctx context.Context, floor int64, percent int) {
-	set := func() { debug.SetMemoryLimit(max(floor, needed()*int64(100+percent)/100)) }
+	set := func() { debug.SetMemoryLimit(limitFor(needed(), floor, percent)) }
 	set()
 	tick := time.NewTicker(Check)
 	defer tick.Stop()
@@ -30,6 +30,11 @@ func Limit(ctx context.Context, floor int64, percent int) {
 			set()
 		}
 	}
+}
+
+// limitFor is the limit for a process that needs needed bytes.
+func limitFor(needed, floor int64, percent int) int64 {
+	return max(floor, needed*int64(100+percent)/100)
 }
 
 var limitMetrics = []string{

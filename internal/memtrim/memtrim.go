@@ -40,11 +40,6 @@ type Options struct {
 	Check, Idle time.Duration
 	Quiet       uint64
 	MinFree     uint64
-	// Free returns the memory (default debug.FreeOSMemory).
-	Free func()
-	// Read reads the counters (default: runtime/metrics); tests replace
-	// it.
-	Read func() Sample
 }
 
 // Sample is what Run reads on each check.
@@ -60,26 +55,46 @@ func Run(ctx context.Context, o Options) {
 	o = o.withDefaults()
 	tick := time.NewTicker(o.Check)
 	defer tick.Stop()
-	last := o.Read().Allocated
-	pending, quietSince := true, time.Now() // start-up was a burst
+	tr := newTrimmer(o, time.Now(), readRuntime())
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			s := o.Read()
-			if s.Allocated-last >= o.Quiet {
-				pending, quietSince = true, now
-			} else if pending && now.Sub(quietSince) >= o.Idle {
-				if s.Spare >= o.MinFree {
-					o.Free()
-					s = o.Read()
-				}
-				pending = false
+			if tr.observe(now, readRuntime()) {
+				debug.FreeOSMemory()
+				tr.last = readRuntime().Allocated
 			}
-			last = s.Allocated
 		}
 	}
+}
+
+// trimmer decides, check by check, when a quiet process should trim.
+type trimmer struct {
+	o          Options
+	last       uint64 // Allocated at the previous check
+	pending    bool   // a burst happened since the last trim
+	quietSince time.Time
+}
+
+// newTrimmer starts with a pending burst: start-up was one.
+func newTrimmer(o Options, now time.Time, s Sample) *trimmer {
+	return &trimmer{o: o, last: s.Allocated, pending: true, quietSince: now}
+}
+
+// observe records one check's sample and reports whether to trim now.
+func (t *trimmer) observe(now time.Time, s Sample) bool {
+	allocated := s.Allocated - t.last
+	t.last = s.Allocated
+	if allocated >= t.o.Quiet {
+		t.pending, t.quietSince = true, now
+		return false
+	}
+	if !t.pending || now.Sub(t.quietSince) < t.o.Idle {
+		return false
+	}
+	t.pending = false
+	return s.Spare >= t.o.MinFree
 }
 
 func (o Options) withDefaults() Options {
@@ -94,12 +109,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MinFree == 0 {
 		o.MinFree = MinFree
-	}
-	if o.Free == nil {
-		o.Free = debug.FreeOSMemory
-	}
-	if o.Read == nil {
-		o.Read = readRuntime
 	}
 	return o
 }

@@ -4,91 +4,77 @@ import (
 	"context"
 	"runtime"
 	"runtime/debug"
-	"sync"
 	"testing"
 	"time"
 )
 
-// fakeRuntime is a process whose counters the test sets.
-type fakeRuntime struct {
-	mu    sync.Mutex
-	s     Sample
-	freed chan Sample
+// checks drives a trimmer the way Run does, one check per step of the
+// test's own clock.
+type checks struct {
+	t   *testing.T
+	tr  *trimmer
+	now time.Time
+	s   Sample
 }
 
-func (f *fakeRuntime) read() Sample {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.s
+var testOptions = Options{Check: time.Millisecond, Idle: 20 * time.Millisecond, Quiet: 100, MinFree: 1000}
+
+func newChecks(t *testing.T, spare uint64) *checks {
+	c := &checks{t: t, now: time.Unix(0, 0), s: Sample{Spare: spare}}
+	c.tr = newTrimmer(testOptions, c.now, c.s)
+	return c
 }
 
-func (f *fakeRuntime) set(fn func(s *Sample)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fn(&f.s)
-}
-
-func (f *fakeRuntime) free() {
-	f.mu.Lock()
-	f.s.Spare = 0
-	s := f.s
-	f.mu.Unlock()
-	f.freed <- s
-}
-
-func start(t *testing.T, f *fakeRuntime) {
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go Run(ctx, Options{Check: time.Millisecond, Idle: 20 * time.Millisecond, Quiet: 100, MinFree: 1000, Free: f.free, Read: f.read})
-}
-
-func expectFree(t *testing.T, f *fakeRuntime, want bool, within time.Duration, what string) {
-	t.Helper()
-	select {
-	case <-f.freed:
-		if !want {
-			t.Fatalf("%s: trimmed", what)
-		}
-	case <-time.After(within):
-		if want {
-			t.Fatalf("%s: not trimmed within %v", what, within)
+// run makes n checks, each after allocating alloc bytes (all garbage), and
+// returns how many of them trimmed; a trim returns the spare heap.
+func (c *checks) run(n int, alloc uint64) int {
+	trims := 0
+	for range n {
+		c.now = c.now.Add(testOptions.Check)
+		c.s.Allocated += alloc
+		c.s.Spare += alloc
+		if c.tr.observe(c.now, c.s) {
+			trims++
+			c.s.Spare = 0
 		}
 	}
+	return trims
 }
 
 func TestTrimsOnceAfterStartAndEachBurst(t *testing.T) {
-	f := &fakeRuntime{s: Sample{Spare: 5000}, freed: make(chan Sample, 10)}
-	start(t, f)
-	expectFree(t, f, true, 5*time.Second, "quiet after start-up")
-	expectFree(t, f, false, 80*time.Millisecond, "still quiet, nothing new")
+	c := newChecks(t, 5000)
+	if n := c.run(19, 0); n != 0 {
+		t.Fatalf("trimmed %d times before Idle had passed after start-up", n)
+	}
+	if n := c.run(1, 0); n != 1 {
+		t.Fatalf("quiet after start-up: %d trims, want 1", n)
+	}
+	if n := c.run(80, 0); n != 0 {
+		t.Fatalf("still quiet, nothing new: %d trims", n)
+	}
 
 	// A burst: allocating, garbage growing. Nothing is trimmed while it lasts.
-	stop := time.After(80 * time.Millisecond)
-	for busy := true; busy; {
-		f.set(func(s *Sample) { s.Allocated += 1000; s.Spare += 1000 })
-		select {
-		case <-f.freed:
-			t.Fatal("trimmed during the burst")
-		case <-stop:
-			busy = false
-		case <-time.After(time.Millisecond):
-		}
+	if n := c.run(80, 1000); n != 0 {
+		t.Fatalf("trimmed %d times during the burst", n)
 	}
-	expectFree(t, f, true, 5*time.Second, "quiet after the burst")
-	expectFree(t, f, false, 80*time.Millisecond, "quiet, one trim per burst")
+	if n := c.run(20, 0); n != 1 {
+		t.Fatalf("quiet after the burst: %d trims, want 1", n)
+	}
+	if n := c.run(80, 0); n != 0 {
+		t.Fatalf("quiet, one trim per burst: %d trims", n)
+	}
 
 	// Slow allocation below Quiet (timers, polls) is no burst.
-	for range 40 {
-		f.set(func(s *Sample) { s.Allocated += 10; s.Spare += 10 })
-		time.Sleep(time.Millisecond)
+	if n := c.run(80, 10); n != 0 {
+		t.Fatalf("slow allocation: %d trims", n)
 	}
-	expectFree(t, f, false, 80*time.Millisecond, "slow allocation")
 }
 
 func TestNoTrimWithLittleToReturn(t *testing.T) {
-	f := &fakeRuntime{s: Sample{Spare: 999}, freed: make(chan Sample, 10)}
-	start(t, f)
-	expectFree(t, f, false, 100*time.Millisecond, "spare below MinFree")
+	c := newChecks(t, 999)
+	if n := c.run(100, 0); n != 0 {
+		t.Fatalf("spare below MinFree: %d trims", n)
+	}
 }
 
 func TestReadRuntime(t *testing.T) {
@@ -103,24 +89,36 @@ func TestReadRuntime(t *testing.T) {
 
 var sink []byte
 
+func TestLimitFor(t *testing.T) {
+	for _, tc := range []struct {
+		needed, floor int64
+		percent       int
+		want          int64
+	}{
+		{needed: 10 << 20, floor: 24 << 20, percent: 50, want: 24 << 20},
+		{needed: 20 << 20, floor: 24 << 20, percent: 50, want: 30 << 20},
+		{needed: 100 << 20, floor: 0, percent: 0, want: 100 << 20},
+	} {
+		if got := limitFor(tc.needed, tc.floor, tc.percent); got != tc.want {
+			t.Errorf("limitFor(%d, %d, %d) = %d, want %d", tc.needed, tc.floor, tc.percent, got, tc.want)
+		}
+	}
+}
+
 // TestLimitFollowsLiveData: the limit is the floor for a small process and
-// grows with its live data.
+// grows with its live data. Limit sets it before its first wait, so with
+// an ended context it sets it once and returns.
 func TestLimitFollowsLiveData(t *testing.T) {
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	limit := func() int64 { return debug.SetMemoryLimit(-1) }
 	base := needed()
 	const floor = 1 << 40
-	go Limit(ctx, floor, 50)
-	limit := func() int64 { return debug.SetMemoryLimit(-1) }
-	deadline := time.Now().Add(5 * time.Second)
-	for limit() != floor {
-		if time.Now().After(deadline) {
-			t.Fatalf("limit %d, want the floor %d", limit(), floor)
-		}
-		time.Sleep(time.Millisecond)
+	Limit(ended, floor, 50)
+	if limit() != floor {
+		t.Fatalf("limit %d, want the floor %d", limit(), floor)
 	}
-	cancel()
 
 	live := make([][]byte, 64)
 	for i := range live {
@@ -130,14 +128,9 @@ func TestLimitFollowsLiveData(t *testing.T) {
 	if got := needed(); got < base+60<<20 {
 		t.Fatalf("needed %d MiB with 64 MiB more live data, was %d MiB", got>>20, base>>20)
 	}
-	ctx, cancel = context.WithCancel(context.Background())
-	defer cancel()
-	go Limit(ctx, 1<<20, 50)
-	for limit() < (base+60<<20)*3/2 {
-		if time.Now().After(deadline.Add(5 * time.Second)) {
-			t.Fatalf("limit %d MiB with %d MiB needed", limit()>>20, needed()>>20)
-		}
-		time.Sleep(time.Millisecond)
+	Limit(ended, 1<<20, 50)
+	if limit() < (base+60<<20)*3/2 {
+		t.Fatalf("limit %d MiB with %d MiB needed", limit()>>20, needed()>>20)
 	}
 	runtime.KeepAlive(live)
 }

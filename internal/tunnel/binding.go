@@ -23,10 +23,9 @@ type bindKey struct {
 // session, so the port never closes in between. Closing a binding closes
 // its listener and every connection through it.
 type binding struct {
-	key  bindKey
-	ln   *net.TCPListener
-	log  *slog.Logger
-	trim *trimmer
+	key bindKey
+	ln  *net.TCPListener
+	log *slog.Logger
 
 	mu     sync.Mutex
 	owner  *session
@@ -74,7 +73,7 @@ func (s *Server) bindLocked(sess *session, r Remote) (*refusal, []notice) {
 		s.log.Warn("tunnel relay port busy", "agent", sess.label, "relayPort", r.RelayPort, "err", err)
 		return &refusal{CodeBusy, "Server cannot listen on " + r.userAddr()}, nil
 	}
-	b := &binding{key: key, ln: ln, log: s.log, trim: s.trim, owner: sess, remote: r, conns: map[net.Conn]struct{}{}}
+	b := &binding{key: key, ln: ln, log: s.log, owner: sess, remote: r, conns: map[net.Conn]struct{}{}}
 	s.bindings[key] = b
 	sess.bindings[key] = b
 	s.wg.Add(1)
@@ -202,6 +201,6 @@ func (b *binding) handle(c net.Conn) {
 		return
 	}
 	sess.active.Add(1)
-	pipe(c, ch, b.trim)
+	pipe(c, ch)
 	sess.active.Add(-1)
 }

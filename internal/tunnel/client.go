@@ -149,7 +149,6 @@ type Client struct {
 	tlsConf *tls.Config
 	log     *slog.Logger
 	running atomic.Bool
-	trim    *trimmer
 	opMu    sync.Mutex // serializes binding work: SetRemotes, connect, migration
 
 	mu         sync.Mutex
@@ -241,7 +240,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Client{
-		cfg: cfg, user: user, pass: pass, url: wsURL, tlsConf: tc, log: log, trim: newTrimmer(),
+		cfg: cfg, user: user, pass: pass, url: wsURL, tlsConf: tc, log: log,
 		remotes: map[int]*RemoteState{}, sessions: map[*csession]struct{}{},
 		status: StatusDisconnected, since: time.Now(), changed: make(chan struct{}),
 	}, nil
@@ -419,9 +418,6 @@ func (c *Client) Run(ctx context.Context) error {
 	c.mu.Lock()
 	c.runCtx = ctx
 	c.mu.Unlock()
-	tctx, stopTrim := context.WithCancel(ctx)
-	defer stopTrim()
-	go c.trim.run(tctx, trimCheck, trimIdle)
 	c.setStatus(StatusConnecting, nil)
 	s, err := c.connect(ctx)
 	if err != nil {

@@ -282,7 +282,7 @@ func (s *csession) serveChannel(nc ssh.NewChannel, target string) {
 	s.mu.Lock()
 	s.active++
 	s.mu.Unlock()
-	pipe(conn, ch, s.c.trim)
+	pipe(conn, ch)
 	s.mu.Lock()
 	s.active--
 	if s.active == 0 {

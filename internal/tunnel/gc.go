@@ -13,7 +13,7 @@ import (
 // every received packet (32 KiB for bulk data), so a transfer makes
 // garbage at its own rate; a higher target trades a little memory for less
 // collector CPU. The memory limits cap what that trade may cost, and the
-// idle trim (trim.go) hands the extra memory back once a burst is over.
+// idle trim (memtrim.Run) hands the extra memory back once a burst is over.
 // (test/bench measures both.)
 //
 // The tunnel server's limit is low on purpose: under load its live heap
@@ -34,18 +34,24 @@ const (
 	ServerMemoryHeadroom = 50
 )
 
-// TuneGC applies GCPercent and MemoryLimit (the agent's) unless the
-// operator set GOGC or GOMEMLIMIT.
-func TuneGC() { tuneGC(MemoryLimit) }
+// TuneAgent tunes a process that runs tunnel clients (portlama-agent run
+// and ui) until ctx ends: GCPercent, MemoryLimit and Procs unless the
+// operator set GOGC, GOMEMLIMIT or GOMAXPROCS, and the idle trim.
+func TuneAgent(ctx context.Context) {
+	tuneGC(MemoryLimit)
+	tuneProcs()
+	go memtrim.Run(ctx, memtrim.Options{})
+}
 
-// TuneServerGC is TuneGC for the tunnel server: the limit follows what
-// it needs (see ServerMemoryLimit) until ctx ends, unless GOMEMLIMIT is
-// set.
-func TuneServerGC(ctx context.Context) {
+// TuneServer is TuneAgent for the tunnel server, whose memory limit
+// follows what it needs (see ServerMemoryLimit) unless GOMEMLIMIT is set.
+func TuneServer(ctx context.Context) {
 	tuneGC(ServerMemoryLimit)
 	if os.Getenv("GOMEMLIMIT") == "" {
 		go memtrim.Limit(ctx, ServerMemoryLimit, ServerMemoryHeadroom)
 	}
+	tuneProcs()
+	go memtrim.Run(ctx, memtrim.Options{})
 }
 
 func tuneGC(limit int64) {

@@ -17,23 +17,22 @@ type closeWriter interface{ CloseWrite() error }
 // returns when both directions have ended. A clean EOF in one direction
 // half-closes the other end's write side, so request/response protocols
 // that shut down their sending side keep working; an error closes both.
-// Every write is counted in t (idle trimming).
-func pipe(a, b io.ReadWriteCloser, t *trimmer) {
+func pipe(a, b io.ReadWriteCloser) {
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); copyHalf(a, b, t) }()
-	go func() { defer wg.Done(); copyHalf(b, a, t) }()
+	go func() { defer wg.Done(); copyHalf(a, b) }()
+	go func() { defer wg.Done(); copyHalf(b, a) }()
 	wg.Wait()
 	a.Close()
 	b.Close()
 }
 
-func copyHalf(dst, src io.ReadWriteCloser, t *trimmer) {
+func copyHalf(dst, src io.ReadWriteCloser) {
 	bp := copyBufs.Get().(*[]byte)
 	// The wrappers hide ReadFrom and WriteTo: *net.TCPConn's fall back to
 	// io.Copy with a fresh 32 KiB buffer when the other end is an SSH
 	// channel.
-	_, err := io.CopyBuffer(countingWriter{dst, t}, readerOnly{src}, *bp)
+	_, err := io.CopyBuffer(writerOnly{dst}, readerOnly{src}, *bp)
 	copyBufs.Put(bp)
 	if err != nil {
 		dst.Close()
@@ -49,13 +48,5 @@ func copyHalf(dst, src io.ReadWriteCloser, t *trimmer) {
 
 type readerOnly struct{ io.Reader }
 
-// countingWriter hides ReadFrom (see copyHalf) and counts writes.
-type countingWriter struct {
-	w io.Writer
-	t *trimmer
-}
-
-func (c countingWriter) Write(p []byte) (int, error) {
-	c.t.touch()
-	return c.w.Write(p)
-}
+// writerOnly hides ReadFrom (see copyHalf).
+type writerOnly struct{ io.Writer }

@@ -17,8 +17,8 @@ import (
 // than a VPS's network link.
 const Procs = 1
 
-// TuneProcs applies Procs unless the operator set GOMAXPROCS.
-func TuneProcs() {
+// tuneProcs applies Procs unless the operator set GOMAXPROCS.
+func tuneProcs() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(Procs)
 	}

@@ -113,7 +113,6 @@ type Server struct {
 	nextID   uint64
 	closed   bool
 
-	trim      *trimmer
 	startOnce sync.Once
 	started   bool
 	httpSrv   *http.Server
@@ -183,7 +182,6 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		bindings:    map[bindKey]*binding{},
 		changed:     make(chan struct{}),
 		errc:        make(chan error, 2),
-		trim:        newTrimmer(),
 	}
 	s.sshConf = ssh.ServerConfig{ServerVersion: sshServerVersion}
 	s.sshConf.AddHostKey(signer)
@@ -280,15 +278,11 @@ func (s *Server) start(ctx context.Context) error {
 			}
 		}()
 	}
-	s.wg.Add(2)
+	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		s.watch(ctx)
 		s.shutdown()
-	}()
-	go func() {
-		defer s.wg.Done()
-		s.trim.run(ctx, trimCheck, trimIdle)
 	}()
 	return nil
 }

@@ -108,8 +108,7 @@ func runServerRole() error {
 	}
 	ctx, cancel := roleContext()
 	defer cancel()
-	tunnel.TuneServerGC(ctx)
-	tunnel.TuneProcs()
+	tunnel.TuneServer(ctx)
 	cfg := tunnel.DirConfig(spec.Dir)
 	cfg.Addr = spec.Addr
 	cfg.Logger = roleLog()
@@ -130,8 +129,8 @@ func runAgentRole() error {
 	if err := roleSpec(&spec); err != nil {
 		return err
 	}
-	tunnel.TuneGC()
-	tunnel.TuneProcs()
+	// The process ends with the role.
+	tunnel.TuneAgent(context.Background())
 	var tc *tls.Config
 	if spec.CAFile != "" {
 		caPEM, err := os.ReadFile(spec.CAFile)
