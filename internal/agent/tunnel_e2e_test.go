@@ -278,7 +278,7 @@ func allConnected(n int) func(RunnerState) bool {
 func TestRunnerWithRealTunnelServer(t *testing.T) {
 	a := newAgentSetup(t)
 	app1, app2 := appServer(t, "one"), appServer(t, "two")
-	ps := freePorts(t, 2)
+	ps := testutil.FreePorts(t, 2)
 	rp1, rp2 := ps[0], ps[1]
 	t1 := AgentTunnel{ID: "1", FQDN: "t1.demo.localhost", Port: app1, TargetHost: "127.0.0.1", RelayPort: rp1}
 	t2 := AgentTunnel{ID: "2", FQDN: "t2.demo.localhost", Port: app2, TargetHost: "127.0.0.1", RelayPort: rp2}
@@ -364,7 +364,7 @@ func TestRunnerTunnelChangesKeepTransfers(t *testing.T) {
 	const size = 64 << 20
 	a := newAgentSetup(t)
 	appA, appB := streamApp(t, "A"), streamApp(t, "B")
-	ps := freePorts(t, 3)
+	ps := testutil.FreePorts(t, 3)
 	rpA, rpB, rpB2 := ps[0], ps[1], ps[2]
 	tA := AgentTunnel{ID: "a", FQDN: "a.demo.localhost", Port: appA, TargetHost: "127.0.0.1", RelayPort: rpA}
 	tB := AgentTunnel{ID: "b", FQDN: "b.demo.localhost", Port: appB, TargetHost: "127.0.0.1", RelayPort: rpB}
@@ -482,25 +482,4 @@ func TestTunnelTLSRefusesForeignServer(t *testing.T) {
 			t.Fatalf("want a verification error, got %v", err)
 		}
 	}
-}
-
-// freePorts returns n distinct loopback ports that were free a moment ago.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	return ports
 }

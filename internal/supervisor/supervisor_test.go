@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/portlama/portlama/internal/system"
+	"github.com/portlama/portlama/internal/testutil"
 )
 
 // The test binary doubles as the supervised service: with SUPERVISOR_HELPER
@@ -46,15 +47,6 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
-}
-
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func tcpReady(addr string) func(context.Context) error {
@@ -93,7 +85,7 @@ func state(t *testing.T, s *Supervisor, name string) string {
 
 func TestLifecycle(t *testing.T) {
 	s := New(nil)
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	if err := s.Add(helperUnit(t, "portlama-tunnel", addr)); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +164,7 @@ func TestLifecycle(t *testing.T) {
 
 func TestStartFailureCarriesTheLog(t *testing.T) {
 	s := New(nil)
-	if err := s.Add(helperUnit(t, "portlama-auth", freeAddr(t), "SUPERVISOR_FAIL=1")); err != nil {
+	if err := s.Add(helperUnit(t, "portlama-auth", testutil.FreeAddr(t), "SUPERVISOR_FAIL=1")); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

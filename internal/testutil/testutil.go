@@ -13,9 +13,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/portlama/portlama/internal/ports"
-	"time"
 )
 
 // NeedBinary returns the path of name. When it is missing the test fails if
@@ -107,11 +107,20 @@ func repoRoot() (string, bool) {
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	p, err := ports.Free(1)
+	return FreePorts(t, 1)[0]
+}
+
+// FreePorts returns n distinct TCP ports on 127.0.0.1 that were free a
+// moment ago, from below the kernel's ephemeral range (see package ports):
+// a port taken from a ":0" listener and released can be reused by any
+// outgoing connection before nginx or a daemon binds it.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	p, err := ports.Free(n)
 	if err != nil {
-		t.Fatalf("find a free port: %v", err)
+		t.Fatalf("find %d free ports: %v", n, err)
 	}
-	return p[0]
+	return p
 }
 
 // FreeAddr returns "127.0.0.1:<free port>".

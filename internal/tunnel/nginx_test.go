@@ -150,7 +150,7 @@ func (e *edge) client(t *testing.T, cred string, cert *tls.Certificate) *Client 
 func TestThroughNginx(t *testing.T) {
 	e := startEdge(t)
 	app := startApp(t, "through nginx")
-	ps := freePorts(t, 2)
+	ps := testutil.FreePorts(t, 2)
 	pa, pb := ps[0], ps[1]
 	credA := e.addAgent(t, "alice", pa)
 	credB := e.addAgent(t, "bob", pb)
@@ -221,7 +221,7 @@ func TestStockChiselBinaries(t *testing.T) {
 	for version, bin := range bins {
 		t.Run(version, func(t *testing.T) {
 			label := "stock-" + strings.ReplaceAll(version, ".", "-")
-			ps := freePorts(t, 2)
+			ps := testutil.FreePorts(t, 2)
 			p, denied := ps[0], ps[1]
 			cred := e.addAgent(t, label, p)
 			_, crt, key := e.agentCert(t, label)

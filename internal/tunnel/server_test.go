@@ -58,7 +58,7 @@ func TestManyRemotesOneSession(t *testing.T) {
 	for i := range apps {
 		apps[i] = startApp(t, "app "+itoa(i))
 	}
-	ports := freePorts(t, 20)
+	ports := testutil.FreePorts(t, 20)
 	var remotes []string
 	for i := range ports {
 		remotes = append(remotes, remote(ports[i], apps[i]))
@@ -105,7 +105,7 @@ func TestManyRemotesOneSession(t *testing.T) {
 func TestTunnelDenials(t *testing.T) {
 	r := newRelay(t)
 	app := startApp(t, "app")
-	ps := freePorts(t, 3)
+	ps := testutil.FreePorts(t, 3)
 	pa, pb, other := ps[0], ps[1], ps[2]
 	credA := r.addAgent(t, "alice", pa)
 	credB := r.addAgent(t, "bob", pb)
@@ -259,7 +259,7 @@ func TestStockChiselClient(t *testing.T) {
 	r := newRelay(t)
 	app := startApp(t, "stock app")
 	secret := startApp(t, "relay-local secret")
-	ps := freePorts(t, 2)
+	ps := testutil.FreePorts(t, 2)
 	pa, pb := ps[0], ps[1]
 	credA := r.addAgent(t, "alice", pa)
 	r.addAgent(t, "bob", pb)
@@ -367,7 +367,7 @@ func TestLiveACLChanges(t *testing.T) {
 	r := newRelay(t)
 	appA := startApp(t, "alice app")
 	appB := startApp(t, "bob app")
-	ps := freePorts(t, 3)
+	ps := testutil.FreePorts(t, 3)
 	pa1, pa2, pb := ps[0], ps[1], ps[2]
 	credA := r.addAgent(t, "alice", pa1)
 	credB := r.addAgent(t, "bob", pb)

@@ -148,7 +148,7 @@ func TestACLChangesKeepOtherTunnelsTransfers(t *testing.T) {
 	const size = 100 << 20
 	r := newRelay(t)
 	appA, appB := streamApp(t, "A"), streamApp(t, "B")
-	ps := freePorts(t, 3)
+	ps := testutil.FreePorts(t, 3)
 	pa, pb, pb2 := ps[0], ps[1], ps[2]
 	cred := r.addAgent(t, "home", pa, pb)
 	c, err := connect(t, r, cred, remote(pa, appA), remote(pb, appB))

@@ -155,37 +155,35 @@ func startRelay(b *testing.B, variants ...*variant) *relay {
 	}
 	r.authAddr = authLn.Addr().String()
 
-	ports := &portSet{}
 	r.addrs = config.Addrs{
-		Panel:           "127.0.0.1:" + strconv.Itoa(ports.next(b)), // nothing listens: not benchmarked
-		Tunnel:          "127.0.0.1:" + strconv.Itoa(ports.next(b)),
+		Panel:           "127.0.0.1:" + strconv.Itoa(testutil.FreePort(b)), // nothing listens: not benchmarked
+		Tunnel:          "127.0.0.1:" + strconv.Itoa(testutil.FreePort(b)),
 		Auth:            r.authAddr,
 		NginxListenHost: "127.0.0.1",
-		HTTPPort:        ports.next(b),
-		HTTPSPort:       ports.next(b),
-		PanelIPPort:     ports.next(b),
+		HTTPPort:        testutil.FreePort(b),
+		HTTPSPort:       testutil.FreePort(b),
+		PanelIPPort:     testutil.FreePort(b),
 	}
-	r.relayPort = ports.next(b)
-	r.wssPort = ports.next(b)
+	r.relayPort = testutil.FreePort(b)
+	r.wssPort = testutil.FreePort(b)
 	relayPorts := []int{r.relayPort, r.wssPort}
 	for _, v := range variants {
 		if !v.direct {
-			v.relayPort = ports.next(b)
+			v.relayPort = testutil.FreePort(b)
 			relayPorts = append(relayPorts, v.relayPort)
 		}
 		if v.chisel {
-			v.chiselPort = ports.next(b)
+			v.chiselPort = testutil.FreePort(b)
 			addr := "127.0.0.1:" + strconv.Itoa(v.chiselPort)
 			v.tunnelEdit = func(b *testing.B, c []byte) []byte {
 				return replaceOnce("proxy_pass http://"+r.addrs.Tunnel+";", "proxy_pass http://"+addr+";")(b, c)
 			}
 		}
 		if v.wss && v.tunnelEdit != nil {
-			v.tunnelPort = ports.next(b)
+			v.tunnelPort = testutil.FreePort(b)
 		}
 	}
 	r.variants = variants
-	ports.release() // all distinct; now free for the servers
 
 	r.startAuth(b, ctx, cancel, authLn)
 
@@ -480,27 +478,6 @@ func (r *relay) expect(b *testing.B, hc *http.Client, sub, cookie string, status
 		last = fmt.Sprintf("%d %.200s", resp.StatusCode, body)
 	}
 	b.Fatalf("%s: want %d %q, last answer: %s", fqdn(sub), status, want, last)
-}
-
-// portSet hands out distinct free loopback ports: it keeps every port it
-// found bound until release, so no two calls return the same one.
-type portSet struct{ ls []net.Listener }
-
-func (s *portSet) next(b *testing.B) int {
-	b.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatalf("free port: %v", err)
-	}
-	s.ls = append(s.ls, l)
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func (s *portSet) release() {
-	for _, l := range s.ls {
-		l.Close()
-	}
-	s.ls = nil
 }
 
 func writeFile(b *testing.B, path string, data []byte, mode os.FileMode) {

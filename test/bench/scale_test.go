@@ -18,6 +18,7 @@ import (
 	"github.com/portlama/portlama/internal/agent"
 	"github.com/portlama/portlama/internal/pki"
 	"github.com/portlama/portlama/internal/sampleapp"
+	"github.com/portlama/portlama/internal/testutil"
 	"github.com/portlama/portlama/internal/tunnel"
 )
 
@@ -47,15 +48,13 @@ func BenchmarkScale(b *testing.B) {
 	appPort := appLn.Addr().(*net.TCPAddr).Port
 	go sampleapp.Serve(ctx, appLn, "scale app")
 
-	ports := &portSet{}
-	addr := "127.0.0.1:" + strconv.Itoa(ports.next(b))
+	addr := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(b))
 	relayPorts := make([][]int, scaleAgents)
 	for i := range relayPorts {
 		for range scalePerAgnt {
-			relayPorts[i] = append(relayPorts[i], ports.next(b))
+			relayPorts[i] = append(relayPorts[i], testutil.FreePort(b))
 		}
 	}
-	ports.release()
 
 	tdir := filepath.Join(root, "tunnel")
 	if err := os.MkdirAll(tdir, 0o700); err != nil {

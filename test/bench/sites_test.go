@@ -45,13 +45,11 @@ func startSiteNginx(b *testing.B) *relay {
 	tf := nginx.CertFiles(r.layout, domain)
 	writeFile(b, tf.Cert, certPEM, 0o644)
 	writeFile(b, tf.Key, keyPEM, 0o600)
-	ports := &portSet{}
 	r.addrs = config.Addrs{
-		Panel: "127.0.0.1:" + strconv.Itoa(ports.next(b)), Tunnel: "127.0.0.1:" + strconv.Itoa(ports.next(b)),
-		Auth: "127.0.0.1:" + strconv.Itoa(ports.next(b)), NginxListenHost: "127.0.0.1",
-		HTTPPort: ports.next(b), HTTPSPort: ports.next(b), PanelIPPort: ports.next(b),
+		Panel: "127.0.0.1:" + strconv.Itoa(testutil.FreePort(b)), Tunnel: "127.0.0.1:" + strconv.Itoa(testutil.FreePort(b)),
+		Auth: "127.0.0.1:" + strconv.Itoa(testutil.FreePort(b)), NginxListenHost: "127.0.0.1",
+		HTTPPort: testutil.FreePort(b), HTTPSPort: testutil.FreePort(b), PanelIPPort: testutil.FreePort(b),
 	}
-	ports.release()
 	rd, err := nginx.NewRenderer(r.layout, r.addrs)
 	if err != nil {
 		b.Fatal(err)

@@ -71,16 +71,6 @@ func (i caIssuer) Obtain(_ context.Context, names []string) ([]byte, []byte, str
 	return c, k, "relay-ca", err
 }
 
-func freeLoopback(t *testing.T) (string, int) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String(), l.Addr().(*net.TCPAddr).Port
-}
-
 // startSites builds the relay in a temporary directory; with childPanel
 // the panel runs as `portlama panel` (its memory can be measured alone).
 func startSites(t *testing.T, childPanel bool) *siteStack {
@@ -101,12 +91,9 @@ func startSites(t *testing.T, childPanel bool) *siteStack {
 	}
 	t.Cleanup(func() { st.dns.Close() })
 	addrs := config.Addrs{NginxListenHost: "127.0.0.1"}
-	for _, a := range []*string{&addrs.Panel, &addrs.Tunnel} {
-		*a, _ = freeLoopback(t)
-	}
-	_, addrs.HTTPSPort = freeLoopback(t)
-	_, addrs.PanelIPPort = freeLoopback(t)
-	_, addrs.HTTPPort = freeLoopback(t)
+	ps := testutil.FreePorts(t, 5)
+	addrs.Panel, addrs.Tunnel = "127.0.0.1:"+strconv.Itoa(ps[0]), "127.0.0.1:"+strconv.Itoa(ps[1])
+	addrs.HTTPSPort, addrs.PanelIPPort, addrs.HTTPPort = ps[2], ps[3], ps[4]
 	authLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
