@@ -31,6 +31,12 @@ func newPanelCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// What the state files say reaches nginx before the first
+			// request (an upgrade's templates, a restored backup); a
+			// failure leaves nginx as it was and the panel up to fix it.
+			if err := svc.RewriteVhosts(ctx); err != nil {
+				log.Error("nginx still serves the previous vhosts", "err", err)
+			}
 			srv, err := panel.New(panel.FromRelay(svc, version, log))
 			if err != nil {
 				return err

@@ -510,6 +510,9 @@ func (s *Stack) startPanel() error {
 		return fmt.Errorf("open the panel's log: %w", err)
 	}
 	plog := slog.New(slog.NewMultiHandler(s.log.Handler(), slog.NewTextHandler(logFile, nil)))
+	if err := s.Services.RewriteVhosts(s.runCtx); err != nil { // as `portlama panel` does
+		plog.Error("nginx still serves the previous vhosts", "err", err)
+	}
 	srv, err := panel.New(panel.FromRelay(s.Services, s.opts.Version, plog))
 	if err != nil {
 		logFile.Close()

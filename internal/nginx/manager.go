@@ -151,9 +151,12 @@ func (m *Manager) Apply(ctx context.Context, vhosts ...Vhost) error {
 		}
 		// The shared wildcard server comes with every app it serves; the
 		// message names the app.
-		if !v.IfChanged || len(vhosts) == 1 {
+		if v.Name != AppsVhost || len(vhosts) == 1 {
 			fqdns = append(fqdns, v.FQDN)
 		}
+	}
+	if len(fqdns) > 3 { // the panel's rewrite at start carries every vhost
+		fqdns = append(fqdns[:3:3], fmt.Sprintf("%d more", len(fqdns)-3))
 	}
 	return m.submit(ctx, &change{action: "writing vhost for " + strings.Join(fqdns, ", "), stage: func(t *tx) error {
 		for _, v := range vhosts {

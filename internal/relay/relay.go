@@ -472,6 +472,20 @@ func (c credentials) RevokeAgent(ctx context.Context, label string) error {
 type tunnelVhosts struct{ s *Services }
 
 func (v tunnelVhosts) WriteTunnel(ctx context.Context, t api.Tunnel, cert acme.Files) error {
+	shared, vh, err := v.s.tunnelVhost(t, cert)
+	if err != nil {
+		return err
+	}
+	if shared.Name != "" {
+		return v.s.Nginx.Apply(ctx, shared, vh)
+	}
+	return v.s.Nginx.Apply(ctx, vh)
+}
+
+// tunnelVhost renders t's vhost and, for an app under the wildcard
+// certificate, the shared server it joins (shared.Name is empty
+// otherwise).
+func (s *Services) tunnelVhost(t api.Tunnel, cert acme.Files) (shared, vh nginx.Vhost, err error) {
 	domain := strings.TrimPrefix(t.FQDN, t.Subdomain+".")
 	p := nginx.AppParams{
 		Domain:    domain,
@@ -481,28 +495,20 @@ func (v tunnelVhosts) WriteTunnel(ctx context.Context, t api.Tunnel, cert acme.F
 		Owner:     t.AgentLabel,
 		TLS:       nginx.TLSFiles{Cert: cert.Cert, Key: cert.Key},
 	}
-	var vh, shared nginx.Vhost
-	var err error
 	switch {
 	case t.Type == api.TypePanel:
 		// Agent panels keep their own server: they need the client
 		// certificate, which a shared block would ask every visitor of a
 		// public app for (docs/architecture.md, "Apps under the wildcard certificate").
-		vh, err = v.s.Render.AgentPanel(p)
+		vh, err = s.Render.AgentPanel(p)
 	case cert.Wildcard:
-		shared, vh, err = v.s.Render.WildcardApp(p)
+		shared, vh, err = s.Render.WildcardApp(p)
 	default:
-		vh, err = v.s.Render.App(p)
-	}
-	if err != nil {
-		return err
+		vh, err = s.Render.App(p)
 	}
 	// A disabled tunnel keeps its vhost file but stays out of sites-enabled.
 	vh.Disabled = !t.IsEnabled()
-	if shared.Name != "" {
-		return v.s.Nginx.Apply(ctx, shared, vh)
-	}
-	return v.s.Nginx.Apply(ctx, vh)
+	return shared, vh, err
 }
 
 func (v tunnelVhosts) RemoveTunnel(ctx context.Context, t api.Tunnel) error {
@@ -520,14 +526,86 @@ func (v tunnelVhosts) SetTunnelEnabled(ctx context.Context, t api.Tunnel, enable
 type siteVhosts struct{ s *Services }
 
 func (v siteVhosts) WriteSite(ctx context.Context, site api.Site, cert acme.Files) error {
-	vh, err := v.s.Render.Site(nginx.SiteParams{
-		ID: site.ID, FQDN: site.FQDN, SPA: site.SPAMode, Protected: site.AutheliaProtected,
-		TLS: nginx.TLSFiles{Cert: cert.Cert, Key: cert.Key},
-	})
+	vh, err := v.s.siteVhost(site, cert)
 	if err != nil {
 		return err
 	}
 	return v.s.Nginx.Apply(ctx, vh)
+}
+
+func (s *Services) siteVhost(site api.Site, cert acme.Files) (nginx.Vhost, error) {
+	return s.Render.Site(nginx.SiteParams{
+		ID: site.ID, FQDN: site.FQDN, SPA: site.SPAMode, Protected: site.AutheliaProtected,
+		TLS: nginx.TLSFiles{Cert: cert.Cert, Key: cert.Key},
+	})
+}
+
+// RewriteVhosts renders the vhost of every stored tunnel and every live
+// site from the state files and the certificates on disk, and applies them
+// as one nginx change. The panel runs it when it starts, so a relay
+// upgraded to new templates (apps under the wildcard certificate moving
+// into the shared server, docs/architecture.md "Scale") or restored from a
+// backup serves what its state says without waiting for each tunnel to
+// change. Files that are already right are left alone: a start with
+// nothing to do does not reload nginx. A tunnel or site whose certificate
+// is missing or about to expire keeps the files it has (renewal or its
+// next change writes them) and is logged. If nginx rejects the result,
+// every file is restored and the error says why.
+func (s *Services) RewriteVhosts(ctx context.Context) error {
+	ts, err := s.Tunnels.All()
+	if err != nil {
+		return fmt.Errorf("read the tunnels: %w", err)
+	}
+	ss, err := s.Sites.All()
+	if err != nil {
+		return fmt.Errorf("read the sites: %w", err)
+	}
+	var skipped []string
+	var vhosts []nginx.Vhost
+	var shared nginx.Vhost
+	for _, t := range ts {
+		cert, ok := s.Certs.Existing(t.FQDN)
+		if !ok {
+			skipped = append(skipped, t.FQDN)
+			continue
+		}
+		sh, vh, err := s.tunnelVhost(t, cert)
+		if err != nil {
+			return fmt.Errorf("render the vhost of %s: %w", t.FQDN, err)
+		}
+		if sh.Name != "" {
+			shared = sh
+		}
+		vhosts = append(vhosts, vh)
+	}
+	for _, site := range ss {
+		if !site.CertIssued {
+			continue // no vhost until its DNS is verified
+		}
+		cert, ok := s.Certs.Existing(site.FQDN)
+		if !ok {
+			skipped = append(skipped, site.FQDN)
+			continue
+		}
+		vh, err := s.siteVhost(site, cert)
+		if err != nil {
+			return fmt.Errorf("render the vhost of %s: %w", site.FQDN, err)
+		}
+		vhosts = append(vhosts, vh)
+	}
+	if shared.Name != "" {
+		vhosts = append([]nginx.Vhost{shared}, vhosts...)
+	}
+	for i := range vhosts {
+		vhosts[i].IfChanged = true
+	}
+	if len(skipped) > 0 {
+		s.Log.Warn("vhosts kept as they are: no usable certificate on disk (renewal or the next change writes them)", "hosts", skipped)
+	}
+	if err := s.Nginx.Apply(ctx, vhosts...); err != nil {
+		return fmt.Errorf("rewrite the vhosts of %d tunnels and sites: %w", len(vhosts), err)
+	}
+	return nil
 }
 
 func (v siteVhosts) RemoveSite(ctx context.Context, site api.Site) error {

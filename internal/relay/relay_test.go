@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -26,11 +27,19 @@ import (
 // countingNginx stands in for nginx itself; nginx.Manager writes the real
 // files.
 type countingNginx struct {
-	mu      sync.Mutex
-	reloads int
+	mu       sync.Mutex
+	reloads  int
+	failTest bool
 }
 
-func (c *countingNginx) Test(context.Context) (string, error) { return "ok", nil }
+func (c *countingNginx) Test(context.Context) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failTest {
+		return "nginx: [emerg] unexpected \"}\"", errors.New("exit status 1")
+	}
+	return "ok", nil
+}
 func (c *countingNginx) Reload(context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -81,7 +90,8 @@ func open(t *testing.T) *env {
 	addrs := config.DefaultAddrs()
 	addrs.Panel = ln.Addr().String()
 	e := &env{ngx: &countingNginx{}, ctx: ctx}
-	e.s, err = Open(Options{Config: config.Relay{Layout: l, Addrs: addrs}, Nginx: e.ngx, Services: supervisor.New(nil), Issuer: caIssuer{&e.s}})
+	e.s, err = Open(Options{Config: config.Relay{Layout: l, Addrs: addrs}, Nginx: e.ngx, Services: supervisor.New(nil), Issuer: caIssuer{&e.s},
+		Resolver: relayIP{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +100,11 @@ func open(t *testing.T) *env {
 	}
 	return e
 }
+
+// relayIP resolves every name to the relay's address (sites check DNS).
+type relayIP struct{}
+
+func (relayIP) LookupA(context.Context, string) ([]string, error) { return []string{"192.0.2.7"}, nil }
 
 func (e *env) linked(name string) bool {
 	_, err := os.Lstat(filepath.Join(e.s.Config.Layout.NginxSitesEnabled(), name))
@@ -230,6 +245,89 @@ func TestAdapters(t *testing.T) {
 }
 
 func tunnelCaller() tunnels.Caller { return tunnels.Caller{Admin: true} }
+
+// RewriteVhosts puts back what the state files say, touches nothing that
+// is right, skips a host without a certificate and restores every file
+// when nginx rejects the result.
+func TestRewriteVhosts(t *testing.T) {
+	e := open(t)
+	s, ctx := e.s, e.ctx
+	if _, err := s.Agents.IssueP12(ctx, "home", []string{api.CapTunnelsRead, api.CapTunnelsWrite}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i, sub := range []string{"app", "off", "gone"} {
+		tun, err := s.Tunnels.Create(ctx, tunnelCaller(), api.CreateTunnelRequest{Subdomain: sub, Port: 8080 + i, AgentLabel: "home"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, tun.ID)
+	}
+	off := false
+	if _, err := s.Tunnels.Update(ctx, tunnelCaller(), ids[1], api.UpdateTunnelRequest{Enabled: &off}); err != nil {
+		t.Fatal(err)
+	}
+	site, err := s.Sites.Create(ctx, api.CreateSiteRequest{Name: "blog", Type: api.SiteManaged})
+	if err != nil {
+		t.Fatal(err)
+	}
+	siteVhost := nginx.SiteVhostName(site.Site.ID)
+	avail := s.Config.Layout.NginxSitesAvailable()
+	read := func(name string) string {
+		data, _ := os.ReadFile(filepath.Join(avail, name))
+		return string(data)
+	}
+	want := map[string]string{}
+	for _, n := range []string{"portlama-app-app", "portlama-app-off", "portlama-app-gone", siteVhost} {
+		want[n] = read(n)
+	}
+
+	before := e.ngx.count()
+	if err := s.RewriteVhosts(ctx); err != nil || e.ngx.count() != before {
+		t.Fatalf("rewrite with every vhost right: %v, %d reloads", err, e.ngx.count()-before)
+	}
+
+	// An old template, a lost file, a lost link; and a host whose
+	// certificate is gone keeps its (edited) file.
+	writeFile := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(avail, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile("portlama-app-app", "# an older version's vhost\n")
+	os.Remove(filepath.Join(avail, siteVhost))
+	os.Remove(filepath.Join(s.Config.Layout.NginxSitesEnabled(), "portlama-app-gone"))
+	if err := s.Certs.DeleteIndividual(ctx, "gone.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	writeFile("portlama-app-gone", "# kept\n")
+
+	// nginx rejects the result: every file is as it was.
+	e.ngx.failTest = true
+	if err := s.RewriteVhosts(ctx); err == nil || !strings.Contains(err.Error(), "rewrite the vhosts of 3 tunnels and sites") {
+		t.Fatalf("rewrite that nginx rejects: %v", err)
+	}
+	if read("portlama-app-app") != "# an older version's vhost\n" || e.exists(siteVhost) {
+		t.Fatal("a rejected rewrite left files changed")
+	}
+	e.ngx.failTest = false
+
+	before = e.ngx.count()
+	if err := s.RewriteVhosts(ctx); err != nil || e.ngx.count() != before+1 {
+		t.Fatalf("rewrite: %v, %d reloads, want 1", err, e.ngx.count()-before)
+	}
+	for _, n := range []string{"portlama-app-app", "portlama-app-off", siteVhost} {
+		if got := read(n); got != want[n] {
+			t.Errorf("%s after the rewrite:\n%s\nwant:\n%s", n, got, want[n])
+		}
+	}
+	if !e.linked("portlama-app-app") || e.linked("portlama-app-off") || !e.linked(siteVhost) {
+		t.Fatal("links after the rewrite do not follow the tunnels' and the site's state")
+	}
+	if read("portlama-app-gone") != "# kept\n" || e.linked("portlama-app-gone") {
+		t.Fatal("the vhost of a host without a certificate was touched")
+	}
+}
 
 // ResetAdmin rotates the admin credential, revokes the old one, turns
 // panel 2FA off and enables the IP vhost again.

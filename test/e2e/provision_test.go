@@ -18,6 +18,7 @@ import (
 	"github.com/portlama/portlama/internal/acme"
 	"github.com/portlama/portlama/internal/api"
 	"github.com/portlama/portlama/internal/demo"
+	"github.com/portlama/portlama/internal/nginx"
 	"github.com/portlama/portlama/internal/panelclient"
 	"github.com/portlama/portlama/internal/pebble"
 	"github.com/portlama/portlama/internal/provision"
@@ -324,6 +325,56 @@ func TestWildcardCertificate(t *testing.T) {
 	}
 	if resp, _ := getWith(t, c, st.URL("wildapp", "/"), nil, nil); resp.StatusCode != 200 {
 		t.Fatalf("public app after the others changed: %d", resp.StatusCode)
+	}
+
+	// A relay from before the shared server (the app in a server block of
+	// its own, no route), or one restored without sites-enabled/.routes,
+	// is converted when the panel starts; a start with nothing to convert
+	// does not reload nginx.
+	wild, err := st.Services.Tunnels.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var app api.Tunnel
+	for _, tun := range wild {
+		if tun.Subdomain == "wildapp" {
+			app = tun
+		}
+	}
+	cert, _ := st.Services.Certs.Existing(app.FQDN)
+	own, err := st.Services.Render.App(nginx.AppParams{Domain: st.Domain, Subdomain: "wildapp", RelayPort: app.RelayPort,
+		Public: true, Owner: app.AgentLabel, TLS: nginx.TLSFiles{Cert: cert.Cert, Key: cert.Key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Services.Nginx.Apply(ctx, own); err != nil { // Route nil: the route goes
+		t.Fatal(err)
+	}
+	appFile := filepath.Join(st.Relay.Layout.NginxSitesAvailable(), "portlama-app-wildapp")
+	routeLink := filepath.Join(nginx.RoutesDir(st.Relay.Layout.NginxSitesEnabled()), "portlama-app-wildapp")
+	if _, err := os.Lstat(routeLink); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the old layout still has a route: %v", err)
+	}
+	if resp, body := getWith(t, c, st.URL("wildapp", "/"), nil, nil); resp.StatusCode != 200 || !strings.Contains(body, "wildcard app") {
+		t.Fatalf("app in its own server block: %d %q", resp.StatusCode, body)
+	}
+	st.Restart(system.UnitPanel)
+	if data, err := os.ReadFile(appFile); err != nil || strings.Contains(string(data), "listen") || !strings.Contains(string(data), "upstream") {
+		t.Fatalf("after the panel's start the app's vhost is still a server block (%v):\n%s", err, data)
+	}
+	if target, err := os.Readlink(routeLink); err != nil || target != appFile+".route" {
+		t.Fatalf("route after the panel's start: %q %v", target, err)
+	}
+	if resp, body := getWith(t, c, st.URL("wildapp", "/"), nil, nil); resp.StatusCode != 200 || !strings.Contains(body, "wildcard app") {
+		t.Fatalf("app in the shared server after the panel's start: %d %q", resp.StatusCode, body)
+	}
+	if resp, _ := getWith(t, c, lockedURL, fredCookie, nil); resp.StatusCode != 404 {
+		t.Fatalf("the disabled app after the panel's start: %d, want 404", resp.StatusCode)
+	}
+	reloads := st.Nginx.Reloads()
+	st.Restart(system.UnitPanel)
+	if n := st.Nginx.Reloads() - reloads; n != 0 {
+		t.Fatalf("a panel start with every vhost up to date reloaded nginx %d times", n)
 	}
 }
 
