@@ -15,6 +15,8 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"fmt"
+	"io"
 	"io/fs"
 	"mime"
 	"net/http"
@@ -40,8 +42,12 @@ const (
 	cacheRevalidate = "no-cache"                            // index.html, the SPA routes
 )
 
+// file names what is served for one path. The bytes stay in fsys (for
+// the embedded UI, the binary's read-only data, shared through the page
+// cache): reading them into the heap once would cost the idle panel twice
+// their size in anonymous memory.
 type file struct {
-	data, gz, br []byte
+	name, gz, br string // in fsys; gz and br empty when there is no smaller copy
 	ctype        string
 	etag         string // quoted, without the encoding suffix
 	cache        string
@@ -49,6 +55,7 @@ type file struct {
 
 // Handler serves the UI. It implements http.Handler.
 type Handler struct {
+	fsys  fs.FS
 	files map[string]*file // by slash path without a leading slash
 	index *file            // nil: the UI was not built into this binary
 }
@@ -75,7 +82,7 @@ func (h *Handler) Built() bool { return h.index != nil }
 // FromFS returns the handler for a built UI in fsys (index.html and
 // assets/, each file possibly with .gz and .br beside it).
 func FromFS(fsys fs.FS) (*Handler, error) {
-	h := &Handler{files: map[string]*file{}}
+	h := &Handler{fsys: fsys, files: map[string]*file{}}
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -83,12 +90,11 @@ func FromFS(fsys fs.FS) (*Handler, error) {
 		if strings.HasSuffix(p, ".gz") || strings.HasSuffix(p, ".br") || p == "README.md" {
 			return nil
 		}
-		data, err := fs.ReadFile(fsys, p)
+		size, sum, err := hashFile(fsys, p)
 		if err != nil {
 			return err
 		}
-		sum := sha256.Sum256(data)
-		f := &file{data: data, etag: `"` + hex.EncodeToString(sum[:12]) + `"`, cache: cacheRevalidate}
+		f := &file{name: p, etag: `"` + hex.EncodeToString(sum[:12]) + `"`, cache: cacheRevalidate}
 		if f.ctype = mime.TypeByExtension(path.Ext(p)); f.ctype == "" {
 			f.ctype = "application/octet-stream"
 		}
@@ -96,11 +102,11 @@ func FromFS(fsys fs.FS) (*Handler, error) {
 			f.cache = cacheImmutable
 		}
 		// Precompressed copies are used only when they are smaller.
-		if gz, err := fs.ReadFile(fsys, p+".gz"); err == nil && len(gz) < len(data) {
-			f.gz = gz
+		if st, err := fs.Stat(fsys, p+".gz"); err == nil && st.Size() < size {
+			f.gz = p + ".gz"
 		}
-		if br, err := fs.ReadFile(fsys, p+".br"); err == nil && len(br) < len(data) {
-			f.br = br
+		if st, err := fs.Stat(fsys, p+".br"); err == nil && st.Size() < size {
+			f.br = p + ".br"
 		}
 		h.files[p] = f
 		return nil
@@ -110,6 +116,22 @@ func FromFS(fsys fs.FS) (*Handler, error) {
 	}
 	h.index = h.files["index.html"]
 	return h, nil
+}
+
+// hashFile returns the size and SHA-256 of name, streamed (no copy of
+// the file in the heap).
+func hashFile(fsys fs.FS, name string) (int64, []byte, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return 0, nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	return n, h.Sum(nil), nil
 }
 
 // setSecurityHeaders sets the headers every answer carries.
@@ -153,21 +175,56 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, f *file) {
 	hd := w.Header()
 	hd.Set("Content-Type", f.ctype)
 	hd.Set("Cache-Control", f.cache)
-	data, etag := f.data, f.etag
-	if f.gz != nil || f.br != nil {
+	name, etag := f.name, f.etag
+	if f.gz != "" || f.br != "" {
 		hd.Add("Vary", "Accept-Encoding")
-		switch enc := pickEncoding(r.Header.Get("Accept-Encoding"), f.br != nil, f.gz != nil); enc {
+		switch enc := pickEncoding(r.Header.Get("Accept-Encoding"), f.br != "", f.gz != ""); enc {
 		case "br":
-			data, etag = f.br, strings.TrimSuffix(etag, `"`)+`-br"`
+			name, etag = f.br, strings.TrimSuffix(etag, `"`)+`-br"`
 			hd.Set("Content-Encoding", enc)
 		case "gzip":
-			data, etag = f.gz, strings.TrimSuffix(etag, `"`)+`-gz"`
+			name, etag = f.gz, strings.TrimSuffix(etag, `"`)+`-gz"`
 			hd.Set("Content-Encoding", enc)
 		}
 	}
+	content, err := h.open(name)
+	if err != nil {
+		hd.Del("Content-Encoding")
+		http.Error(w, "Cannot read "+name+" of the web UI: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	defer content.Close()
 	hd.Set("ETag", etag)
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+	http.ServeContent(w, r, "", time.Time{}, content)
 }
+
+// open returns name from fsys as a ReadSeeker, as http.ServeContent needs
+// (embed's and fstest's files are; another FS's file is read whole).
+func (h *Handler) open(name string) (interface {
+	io.ReadSeeker
+	io.Closer
+}, error) {
+	f, err := h.fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	if rs, ok := f.(interface {
+		io.ReadSeeker
+		io.Closer
+	}); ok {
+		return rs, nil
+	}
+	defer f.Close()
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, err
+	}
+	return nopCloser{bytes.NewReader(data)}, nil
+}
+
+type nopCloser struct{ *bytes.Reader }
+
+func (nopCloser) Close() error { return nil }
 
 // pickEncoding chooses br, gzip or "" (identity) from an Accept-Encoding
 // header, honouring q-values; br wins a tie.
