@@ -41,32 +41,27 @@ func (c *checks) run(n int, alloc uint64) int {
 	return trims
 }
 
+// The steps run in order on one trimmer: each makes n checks, allocating
+// alloc bytes before every check, and expects trims of them to trim.
 func TestTrimsOnceAfterStartAndEachBurst(t *testing.T) {
 	c := newChecks(t, 5000)
-	if n := c.run(19, 0); n != 0 {
-		t.Fatalf("trimmed %d times before Idle had passed after start-up", n)
-	}
-	if n := c.run(1, 0); n != 1 {
-		t.Fatalf("quiet after start-up: %d trims, want 1", n)
-	}
-	if n := c.run(80, 0); n != 0 {
-		t.Fatalf("still quiet, nothing new: %d trims", n)
-	}
-
-	// A burst: allocating, garbage growing. Nothing is trimmed while it lasts.
-	if n := c.run(80, 1000); n != 0 {
-		t.Fatalf("trimmed %d times during the burst", n)
-	}
-	if n := c.run(20, 0); n != 1 {
-		t.Fatalf("quiet after the burst: %d trims, want 1", n)
-	}
-	if n := c.run(80, 0); n != 0 {
-		t.Fatalf("quiet, one trim per burst: %d trims", n)
-	}
-
-	// Slow allocation below Quiet (timers, polls) is no burst.
-	if n := c.run(80, 10); n != 0 {
-		t.Fatalf("slow allocation: %d trims", n)
+	for _, step := range []struct {
+		what  string
+		n     int
+		alloc uint64
+		trims int
+	}{
+		{"before Idle has passed after start-up", 19, 0, 0},
+		{"quiet after start-up", 1, 0, 1},
+		{"still quiet, nothing new", 80, 0, 0},
+		{"during a burst (allocating, garbage growing)", 80, 1000, 0},
+		{"quiet after the burst", 20, 0, 1},
+		{"quiet, one trim per burst", 80, 0, 0},
+		{"slow allocation below Quiet (timers, polls) is no burst", 80, 10, 0},
+	} {
+		if got := c.run(step.n, step.alloc); got != step.trims {
+			t.Fatalf("%s: %d trims, want %d", step.what, got, step.trims)
+		}
 	}
 }
 

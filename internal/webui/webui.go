@@ -11,7 +11,6 @@
 package webui
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -198,33 +197,20 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, f *file) {
 	http.ServeContent(w, r, "", time.Time{}, content)
 }
 
-// open returns name from fsys as a ReadSeeker, as http.ServeContent needs
-// (embed's and fstest's files are; another FS's file is read whole).
-func (h *Handler) open(name string) (interface {
-	io.ReadSeeker
-	io.Closer
-}, error) {
+// open returns name from fsys as the ReadSeeker http.ServeContent needs
+// (the files of embed.FS, os.DirFS and fstest.MapFS all are).
+func (h *Handler) open(name string) (io.ReadSeekCloser, error) {
 	f, err := h.fsys.Open(name)
 	if err != nil {
 		return nil, err
 	}
-	if rs, ok := f.(interface {
-		io.ReadSeeker
-		io.Closer
-	}); ok {
-		return rs, nil
+	rs, ok := f.(io.ReadSeekCloser)
+	if !ok {
+		f.Close()
+		return nil, fmt.Errorf("%s cannot seek", name)
 	}
-	defer f.Close()
-	data, err := io.ReadAll(f)
-	if err != nil {
-		return nil, err
-	}
-	return nopCloser{bytes.NewReader(data)}, nil
+	return rs, nil
 }
-
-type nopCloser struct{ *bytes.Reader }
-
-func (nopCloser) Close() error { return nil }
 
 // pickEncoding chooses br, gzip or "" (identity) from an Accept-Encoding
 // header, honouring q-values; br wins a tie.
