@@ -59,7 +59,7 @@ type ClientConfig struct {
 // defaultCiphers puts AES-GCM first: with AES-NI it costs half the CPU of
 // chacha20-poly1305 per transfer (test/bench; x/crypto's chacha20 has no
 // amd64 assembly), which outweighs its one drawback here: x/crypto/ssh
-// writes a GCM packet above 4 KiB with two Writes (see wsConn).
+// writes a GCM packet above 4 KiB with two Writes (wsConn joins them).
 var defaultCiphers = []string{ssh.CipherAES128GCM, ssh.CipherAES256GCM, ssh.CipherChaCha20Poly1305}
 
 // ConnStatus is the state of a Client's connection.

@@ -27,6 +27,7 @@ var (
 	flagSettle     = flag.Duration("settle", 10*time.Second, "wait before the last memory reading")
 	flagProcs      = flag.String("procs", "", "GOMAXPROCS for the tunnel server and agents (default: theirs)")
 	flagDLRounds   = flag.Int("dl-rounds", 3, "interleaved 100 MiB downloads per path (the median counts)")
+	flagBase       = flag.String("base", "", "experiment \"base\": a bench test binary of other code (go test -c) whose tunnel server and agent run the row, e.g. the code before a change")
 )
 
 // childEnv is the environment the role processes get on top of ours.
@@ -84,6 +85,9 @@ var experiments = map[string]func() *variant{
 	"agent-procs2": func() *variant {
 		return &variant{name: "tunnel (wss), agent GOMAXPROCS=2", sub: "wssprocs2", wss: true, env: []string{"GOMAXPROCS=2"}}
 	},
+	"base": func() *variant {
+		return &variant{name: "tunnel (wss), server and agent of -base", sub: "base", wss: true, exe: *flagBase}
+	},
 	"no-keepalive": func() *variant {
 		return &variant{name: "tunnel (wss), no upstream keepalive", sub: "noka", wss: true,
 			appEdit: replaceOnce("    keepalive 32;\n", "")}
@@ -99,6 +103,9 @@ func selectedVariants(b *testing.B) []*variant {
 		mk, ok := experiments[name]
 		if !ok {
 			b.Fatalf("unknown experiment %q", name)
+		}
+		if name == "base" && *flagBase == "" {
+			b.Fatal("-ab base needs -base <a bench test binary of the other code, from go test -c>")
 		}
 		vs = append(vs, mk())
 	}

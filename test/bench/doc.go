@@ -17,8 +17,14 @@
 // -dl-rounds (interleaved downloads per path, default 3), -gogc and -procs
 // (GOGC and GOMAXPROCS of the tunnel processes), -ab
 // (extra rows measured in the same run, e.g. -ab chisel,gcm,wss-buf128k;
-// "chisel" runs stock chisel 1.12 server and client as the baseline; see
-// experiments). Besides req/s and MiB/s the tables give the CPU time per
+// "chisel" runs stock chisel 1.12 server and client as the baseline;
+// "base" runs its own tunnel server and agent from -base, a bench test
+// binary of other code, for before and after in one run:
+//
+//	git worktree add /tmp/before <commit> && (cd /tmp/before && go test -c -o /tmp/before.test ./test/bench/)
+//	go test -run '^$' -bench Relay -benchtime 1x ./test/bench/ -args -ab base -base /tmp/before.test
+//
+// see experiments). Besides req/s and MiB/s the tables give the CPU time per
 // request or per download of the tunnel server, the agents, nginx and this
 // process (sample app, auth server), which is far less sensitive to other
 // load on the machine than the rates are, and the tunnel processes' memory.

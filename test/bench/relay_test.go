@@ -83,9 +83,13 @@ type variant struct {
 	// chisel runs stock chisel (bin/chisel-v1.12.0 server and client)
 	// instead of ours, behind a copy of the tunnel vhost: the baseline.
 	chisel bool
+	// exe runs the variant's own tunnel server and agent from another
+	// build of this test binary (-base): before and after in one run.
+	exe string
 
 	chiselPort int
 	chiselSrv  *child
+	serverAddr string // exe: the variant's own tunnel server
 
 	relayPort  int
 	tunnelPort int
@@ -177,6 +181,15 @@ func startRelay(b *testing.B, variants ...*variant) *relay {
 			addr := "127.0.0.1:" + strconv.Itoa(v.chiselPort)
 			v.tunnelEdit = func(b *testing.B, c []byte) []byte {
 				return replaceOnce("proxy_pass http://"+r.addrs.Tunnel+";", "proxy_pass http://"+addr+";")(b, c)
+			}
+		}
+		if v.exe != "" {
+			if !v.wss {
+				b.Fatalf("variant %s: a -base binary runs the wss path only", v.sub)
+			}
+			v.serverAddr = "127.0.0.1:" + strconv.Itoa(testutil.FreePort(b))
+			v.tunnelEdit = func(b *testing.B, c []byte) []byte {
+				return replaceOnce("proxy_pass http://"+r.addrs.Tunnel+";", "proxy_pass http://"+v.serverAddr+";")(b, c)
 			}
 		}
 		if v.wss && v.tunnelEdit != nil {
@@ -339,7 +352,18 @@ func startRelay(b *testing.B, variants ...*variant) *relay {
 			spec = wssSpec(port, v.relayPort)
 		}
 		spec.Ciphers = v.ciphers
-		v.agent = startChild(b, "agent ("+v.name+")", "agent", spec, append(childEnv(), v.env...)...)
+		exe := os.Args[0]
+		if v.exe != "" {
+			exe = v.exe
+			// Its own server: a copy of the tunnel directory (ACL, key,
+			// proxy secret), so the agent's credentials and fingerprint hold.
+			dir := tdir + "-" + v.sub
+			copyDir(b, tdir, dir)
+			srv := startChildFrom(b, exe, "tunnel server ("+v.name+")", "tunnel-server",
+				serverSpec{Dir: dir, Addr: v.serverAddr, Pprof: *flagProfileDir != ""}, childEnv()...)
+			r.servers = append(r.servers, srv)
+		}
+		v.agent = startChildFrom(b, exe, "agent ("+v.name+")", "agent", spec, append(childEnv(), v.env...)...)
 		r.agents = append(r.agents, v.agent)
 	}
 
@@ -355,6 +379,28 @@ func startRelay(b *testing.B, variants ...*variant) *relay {
 	r.expect(b, hc, subSecure, "", 302, "")
 	r.expect(b, hc, subSecure, r.cookie, 200, "Hello, "+benchUser)
 	return r
+}
+
+// copyDir copies the regular files of src into a new directory dst.
+func copyDir(b *testing.B, src, dst string) {
+	b.Helper()
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		writeFile(b, filepath.Join(dst, e.Name()), data, 0o600)
+	}
 }
 
 // tunnelVhost adds "localhost" to the names of the rendered tunnel vhost:

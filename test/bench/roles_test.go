@@ -198,7 +198,14 @@ type child struct {
 // startChild starts role with spec and waits for its READY line.
 func startChild(b testing.TB, name, role string, spec any, env ...string) *child {
 	b.Helper()
-	c := spawnChild(b, name, role, spec, env...)
+	return startChildFrom(b, os.Args[0], name, role, spec, env...)
+}
+
+// startChildFrom is startChild with the role run by exe, a build of this
+// test binary.
+func startChildFrom(b testing.TB, exe, name, role string, spec any, env ...string) *child {
+	b.Helper()
+	c := spawnChildFrom(b, exe, name, role, spec, env...)
 	c.waitReady(b, 60*time.Second)
 	return c
 }
@@ -206,12 +213,17 @@ func startChild(b testing.TB, name, role string, spec any, env ...string) *child
 // spawnChild starts role with spec without waiting for it.
 func spawnChild(b testing.TB, name, role string, spec any, env ...string) *child {
 	b.Helper()
+	return spawnChildFrom(b, os.Args[0], name, role, spec, env...)
+}
+
+func spawnChildFrom(b testing.TB, exe, name, role string, spec any, env ...string) *child {
+	b.Helper()
 	data, err := json.Marshal(spec)
 	if err != nil {
 		b.Fatal(err)
 	}
 	c := &child{name: name, lines: make(chan string, 64)}
-	c.cmd = exec.Command(os.Args[0], "-test.run=^$")
+	c.cmd = exec.Command(exe, "-test.run=^$")
 	c.cmd.Env = append(os.Environ(), roleEnv+"="+role, roleEnv+"_SPEC="+string(data))
 	c.cmd.Env = append(c.cmd.Env, env...)
 	stdout, err := c.cmd.StdoutPipe()
