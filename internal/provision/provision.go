@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -430,11 +431,8 @@ func (p *Provisioner) tlsFor(d string, c config.PanelConfig, sub string) nginx.T
 	return nginx.TLSFiles{Cert: f.Cert, Key: f.Key}
 }
 
-func (p *Provisioner) configureNginx(ctx context.Context, _ *Run) (string, *string, error) {
-	d, c, err := p.domain()
-	if err != nil {
-		return "", nil, err
-	}
+// domainVhosts renders the panel.<d>, auth.<d> and tunnel.<d> vhosts.
+func (p *Provisioner) domainVhosts(d string, c config.PanelConfig) ([]nginx.Vhost, error) {
 	r := p.cfg.Render
 	var vhosts []nginx.Vhost
 	for _, v := range []struct {
@@ -443,9 +441,48 @@ func (p *Provisioner) configureNginx(ctx context.Context, _ *Run) (string, *stri
 	}{{"panel", r.PanelDomain}, {"auth", r.Auth}, {"tunnel", r.Tunnel}} {
 		vh, err := v.render(d, p.tlsFor(d, c, v.sub))
 		if err != nil {
-			return "", nil, err
+			return nil, err
 		}
 		vhosts = append(vhosts, vh)
+	}
+	return vhosts, nil
+}
+
+// DomainVhosts renders the vhosts provisioning wrote (panel.<d>, auth.<d>,
+// tunnel.<d>) as this version renders them, for the panel's start
+// (relay.Services.RewriteVhosts): none before onboarding has completed, and
+// none while one of their certificates is missing or unusable (its name is
+// returned in missing).
+func (p *Provisioner) DomainVhosts() (vhosts []nginx.Vhost, missing []string, err error) {
+	c, err := p.cfg.Panel.Load()
+	if err != nil {
+		return nil, nil, err
+	}
+	d := c.DomainOrEmpty()
+	if d == "" || c.Onboarding.Status != config.StatusCompleted {
+		return nil, nil, nil
+	}
+	for name := range certNames(d, c) {
+		if _, ok := p.cfg.Certs.Existing(name); !ok {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return nil, missing, nil
+	}
+	vhosts, err = p.domainVhosts(d, c)
+	return vhosts, nil, err
+}
+
+func (p *Provisioner) configureNginx(ctx context.Context, _ *Run) (string, *string, error) {
+	d, c, err := p.domain()
+	if err != nil {
+		return "", nil, err
+	}
+	vhosts, err := p.domainVhosts(d, c)
+	if err != nil {
+		return "", nil, err
 	}
 	if err := invitepage.Write(p.cfg.Relay.Layout.WWWDir); err != nil {
 		return "", nil, fmt.Errorf("write the invitation page: %w", err)

@@ -541,8 +541,9 @@ func (s *Services) siteVhost(site api.Site, cert acme.Files) (nginx.Vhost, error
 }
 
 // RewriteVhosts renders the vhost of every stored tunnel and every live
-// site from the state files and the certificates on disk, and applies them
-// as one nginx change. The panel runs it when it starts, so a relay
+// site, and provisioning's panel.<d>, auth.<d> and tunnel.<d> once
+// onboarding has completed, from the state files and the certificates on
+// disk, and applies them as one nginx change. The panel runs it when it starts, so a relay
 // upgraded to new templates (apps under the wildcard certificate moving
 // into the shared server, docs/architecture.md "Scale") or restored from a
 // backup serves what its state says without waiting for each tunnel to
@@ -596,6 +597,12 @@ func (s *Services) RewriteVhosts(ctx context.Context) error {
 	if shared.Name != "" {
 		vhosts = append([]nginx.Vhost{shared}, vhosts...)
 	}
+	dv, missing, err := s.Provisioner.DomainVhosts()
+	if err != nil {
+		return fmt.Errorf("render the panel, auth and tunnel vhosts: %w", err)
+	}
+	vhosts = append(vhosts, dv...)
+	skipped = append(skipped, missing...)
 	for i := range vhosts {
 		vhosts[i].IfChanged = true
 	}
@@ -603,7 +610,7 @@ func (s *Services) RewriteVhosts(ctx context.Context) error {
 		s.Log.Warn("vhosts kept as they are: no usable certificate on disk (renewal or the next change writes them)", "hosts", skipped)
 	}
 	if err := s.Nginx.Apply(ctx, vhosts...); err != nil {
-		return fmt.Errorf("rewrite the vhosts of %d tunnels and sites: %w", len(vhosts), err)
+		return fmt.Errorf("rewrite %d vhosts: %w", len(vhosts), err)
 	}
 	return nil
 }

@@ -304,7 +304,7 @@ func TestRewriteVhosts(t *testing.T) {
 
 	// nginx rejects the result: every file is as it was.
 	e.ngx.failTest = true
-	if err := s.RewriteVhosts(ctx); err == nil || !strings.Contains(err.Error(), "rewrite the vhosts of 3 tunnels and sites") {
+	if err := s.RewriteVhosts(ctx); err == nil || !strings.Contains(err.Error(), "rewrite 3 vhosts") {
 		t.Fatalf("rewrite that nginx rejects: %v", err)
 	}
 	if read("portlama-app-app") != "# an older version's vhost\n" || e.exists(siteVhost) {
@@ -326,6 +326,79 @@ func TestRewriteVhosts(t *testing.T) {
 	}
 	if read("portlama-app-gone") != "# kept\n" || e.linked("portlama-app-gone") {
 		t.Fatal("the vhost of a host without a certificate was touched")
+	}
+}
+
+// The vhosts provisioning wrote are rendered again at the panel's start
+// once onboarding has completed and their certificates are on disk.
+func TestRewriteVhostsOfProvisioning(t *testing.T) {
+	e := open(t)
+	s, ctx := e.s, e.ctx
+	names := []string{nginx.VhostPanelDomain, nginx.VhostAuth, nginx.VhostTunnel}
+	avail := s.Config.Layout.NginxSitesAvailable()
+	read := func(name string) string {
+		data, _ := os.ReadFile(filepath.Join(avail, name))
+		return string(data)
+	}
+
+	// No certificates yet: nothing is written.
+	if err := s.RewriteVhosts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if e.exists(n) {
+			t.Fatalf("%s written without its certificate", n)
+		}
+	}
+
+	for _, sub := range []string{"panel", "auth", "tunnel"} {
+		fqdn := sub + ".example.com"
+		if _, err := s.Certs.Obtain(ctx, fqdn, []string{fqdn}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := e.ngx.count()
+	if err := s.RewriteVhosts(ctx); err != nil || e.ngx.count() != before+1 {
+		t.Fatalf("first rewrite: %v, %d reloads, want 1", err, e.ngx.count()-before)
+	}
+	want := map[string]string{}
+	for _, n := range names {
+		want[n] = read(n)
+		if !strings.Contains(want[n], "example.com") || !e.linked(n) {
+			t.Fatalf("%s is not rendered and enabled:\n%s", n, want[n])
+		}
+	}
+
+	// An older version's text is replaced; the next start changes nothing.
+	old := "# an older version's tunnel vhost\n"
+	if err := os.WriteFile(filepath.Join(avail, nginx.VhostTunnel), []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before = e.ngx.count()
+	if err := s.RewriteVhosts(ctx); err != nil || e.ngx.count() != before+1 {
+		t.Fatalf("rewrite of an old vhost: %v, %d reloads, want 1", err, e.ngx.count()-before)
+	}
+	if got := read(nginx.VhostTunnel); got != want[nginx.VhostTunnel] {
+		t.Fatalf("the tunnel vhost after the rewrite:\n%s\nwant:\n%s", got, want[nginx.VhostTunnel])
+	}
+	before = e.ngx.count()
+	if err := s.RewriteVhosts(ctx); err != nil || e.ngx.count() != before {
+		t.Fatalf("rewrite with nothing to do: %v, %d reloads", err, e.ngx.count()-before)
+	}
+
+	// Before onboarding has completed (a relay being provisioned again),
+	// provisioning owns them: left alone.
+	if _, err := s.Panel.Update(func(c *config.PanelConfig) error {
+		c.Onboarding.Status = config.StatusProvisioning
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(avail, nginx.VhostTunnel), []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RewriteVhosts(ctx); err != nil || read(nginx.VhostTunnel) != old {
+		t.Fatalf("rewrite during provisioning: %v, tunnel vhost %q", err, read(nginx.VhostTunnel))
 	}
 }
 
