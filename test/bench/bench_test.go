@@ -123,6 +123,7 @@ type path struct {
 	url     string
 	headers []string
 	agent   *child // the agent of this path, profiled with the server
+	server  *child // the tunnel server of this path when not the relay's (-base)
 	profile string // profile file prefix, "" for none
 	rps     []float64
 	p50     []time.Duration
@@ -223,7 +224,7 @@ func measure(b *testing.B, r *relay, wrkBin string, paths []*path) {
 	b.Helper()
 	for round := range *flagRounds {
 		for _, p := range paths {
-			wait := r.startProfiles(p.profile, p.agent, round)
+			wait := r.startProfiles(p.profile, p.server, p.agent, round)
 			c0 := r.cpuNow()
 			res := runWrk(b, wrkBin, clients, *flagDuration, p.url, p.headers...)
 			p.cpu = p.cpu.add(r.cpuNow().sub(c0))
@@ -241,12 +242,15 @@ func measure(b *testing.B, r *relay, wrkBin string, paths []*path) {
 
 // startProfiles takes CPU profiles of the tunnel server and the path's
 // agent for one wrk run (-profile-dir).
-func (r *relay) startProfiles(prefix string, a *child, round int) func() {
+func (r *relay) startProfiles(prefix string, srv, a *child, round int) func() {
 	if *flagProfileDir == "" || prefix == "" {
 		return func() {}
 	}
+	if srv == nil {
+		srv = r.server
+	}
 	d := *flagDuration - 500*time.Millisecond
-	ws := []func(){r.server.profile(d, filepath.Join(*flagProfileDir, fmt.Sprintf("%s-server-%d.pprof", prefix, round)))}
+	ws := []func(){srv.profile(d, filepath.Join(*flagProfileDir, fmt.Sprintf("%s-server-%d.pprof", prefix, round)))}
 	if a != nil {
 		ws = append(ws, a.profile(d, filepath.Join(*flagProfileDir, fmt.Sprintf("%s-agent-%d.pprof", prefix, round))))
 	}
@@ -308,11 +312,13 @@ func BenchmarkRelay(b *testing.B) {
 	subs := []string{subDirect, subWSS, subTunnel}
 	names := map[string]string{subDirect: direct.name, subTunnel: tun.name, subWSS: wss.name}
 	agents := map[string]*child{subWSS: r.agentWSS, subTunnel: r.agentWS}
+	servers := map[string]*child{} // nil: the relay's
 	for _, v := range r.variants {
-		paths = append(paths, &path{name: v.name, url: base, headers: []string{host(v.sub)}, agent: v.agent, profile: "rps-" + v.sub})
+		paths = append(paths, &path{name: v.name, url: base, headers: []string{host(v.sub)}, agent: v.agent, server: v.server, profile: "rps-" + v.sub})
 		subs = append(subs, v.sub)
 		names[v.sub] = v.name
 		agents[v.sub] = v.agent
+		servers[v.sub] = v.server
 	}
 	load0 := loadavg()
 	b.ResetTimer()
@@ -325,7 +331,7 @@ func BenchmarkRelay(b *testing.B) {
 		for _, sub := range subs {
 			wait := func() {}
 			if sub != subDirect {
-				wait = r.startProfiles("download-"+sub, agents[sub], round)
+				wait = r.startProfiles("download-"+sub, servers[sub], agents[sub], round)
 			}
 			c0 := r.cpuNow()
 			dl[sub] = append(dl[sub], r.download(b, curlBin, sub, downloadSize))

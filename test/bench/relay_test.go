@@ -90,6 +90,7 @@ type variant struct {
 	chiselPort int
 	chiselSrv  *child
 	serverAddr string // exe: the variant's own tunnel server
+	server     *child
 
 	relayPort  int
 	tunnelPort int
@@ -362,6 +363,7 @@ func startRelay(b *testing.B, variants ...*variant) *relay {
 			srv := startChildFrom(b, exe, "tunnel server ("+v.name+")", "tunnel-server",
 				serverSpec{Dir: dir, Addr: v.serverAddr, Pprof: *flagProfileDir != ""}, childEnv()...)
 			r.servers = append(r.servers, srv)
+			v.server = srv
 		}
 		v.agent = startChildFrom(b, exe, "agent ("+v.name+")", "agent", spec, append(childEnv(), v.env...)...)
 		r.agents = append(r.agents, v.agent)
