@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -53,7 +54,7 @@ func (s ServiceSpec) check() error {
 		return fmt.Errorf("service log path %q must be absolute", s.LogFile)
 	}
 	if s.System {
-		if s.User == "" || !userRE.MatchString(s.User) {
+		if s.User == "" || !userRE().MatchString(s.User) {
 			return fmt.Errorf("system unit needs a valid user name, got %q", s.User)
 		}
 		// systemd keeps backslashes in path settings as they are
@@ -85,7 +86,7 @@ func hasControl(s string) bool {
 	return false
 }
 
-var userRE = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`)
+var userRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`) })
 
 // SystemdUnitName is the unit name of label.
 func SystemdUnitName(label string) string { return "portlama-agent-" + label + ".service" }

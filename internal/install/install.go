@@ -21,6 +21,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/portlama/portlama/internal/api"
@@ -80,7 +81,7 @@ func DefaultPaths() Paths {
 // ServiceUser is the system user the relay's services run as.
 const ServiceUser = "portlama"
 
-var userRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+var userRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`) })
 
 // Event statuses.
 const (

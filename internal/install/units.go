@@ -84,7 +84,7 @@ func checkUnitParams(p UnitParams) error {
 			return fmt.Errorf("unit %s path %q must be a plain absolute path", what, v)
 		}
 	}
-	if !userRE.MatchString(p.User) {
+	if !userRE().MatchString(p.User) {
 		return fmt.Errorf("invalid service user %q", p.User)
 	}
 	return nil

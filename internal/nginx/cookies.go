@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"regexp"
+	"sync"
 )
 
 // cookieFilterJS is snippets/portlama.js, nginx's header filter for the
@@ -132,7 +133,7 @@ in your browser's settings.</p></noscript>
 
 // cookiePageCSP admits the cookie page's one inline script and style by
 // their hashes, and nothing else.
-var cookiePageCSP = func() string {
+var cookiePageCSP = sync.OnceValue(func() string {
 	hash := func(re string) string {
 		m := regexp.MustCompile(re).FindStringSubmatch(cookieHelpHTML)
 		sum := sha256.Sum256([]byte(m[1]))
@@ -141,4 +142,4 @@ var cookiePageCSP = func() string {
 	return "default-src 'none'; script-src " + hash(`(?s)<script>(.*?)</script>`) +
 		"; style-src " + hash(`(?s)<style>(.*?)</style>`) +
 		"; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-}()
+})

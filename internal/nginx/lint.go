@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/portlama/portlama/internal/config"
@@ -609,7 +610,7 @@ func lintUpstreamOnly(dirs []confDirective) []string {
 	}
 	u := dirs[0]
 	var problems []string
-	if len(u.args) != 1 || !upstreamPattern.MatchString(u.args[0]) {
+	if len(u.args) != 1 || !upstreamPattern().MatchString(u.args[0]) {
 		problems = append(problems, fmt.Sprintf("line %d: upstream must be named portlama_app_<subdomain>", u.line))
 	}
 	servers, keepalives := 0, 0
@@ -630,7 +631,7 @@ func lintUpstreamOnly(dirs []confDirective) []string {
 }
 
 // upstreamPattern is an app upstream's name (upstreamName("app", sub)).
-var upstreamPattern = regexp.MustCompile(`^portlama_app_[a-z0-9_]{1,63}$`)
+var upstreamPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^portlama_app_[a-z0-9_]{1,63}$`) })
 
 func loopbackPort(s string) bool {
 	p, ok := strings.CutPrefix(s, "127.0.0.1:")

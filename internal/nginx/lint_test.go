@@ -313,7 +313,7 @@ func FuzzLintConfig(f *testing.F) {
 		walk(dirs, false)
 		// A file of upstreams is one app upstream to a loopback port.
 		if len(dirs) > 0 && !slices.ContainsFunc(dirs, func(d confDirective) bool { return d.name != "upstream" }) {
-			if len(dirs) != 1 || !upstreamPattern.MatchString(strings.Join(dirs[0].args, " ")) {
+			if len(dirs) != 1 || !upstreamPattern().MatchString(strings.Join(dirs[0].args, " ")) {
 				t.Fatalf("admitted upstreams %+v", dirs)
 			}
 			for _, c := range dirs[0].block {

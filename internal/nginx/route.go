@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/portlama/portlama/internal/validate"
 )
@@ -24,7 +25,9 @@ func (r Route) Subdomain() string { sub, _, _ := strings.Cut(r.FQDN, "."); retur
 const maxRoute = 4 << 10
 
 // routeLine is the one entry a route file holds.
-var routeLine = regexp.MustCompile(`^([a-z0-9.-]{1,253}) (public|protected):(portlama_app_[a-z0-9_]{1,63});$`)
+var routeLine = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^([a-z0-9.-]{1,253}) (public|protected):(portlama_app_[a-z0-9_]{1,63});$`)
+})
 
 // ParseRoute checks a route file as the lint gate does: comment lines and
 // exactly one line "<fqdn> <public|protected>:portlama_app_<sub>;" whose
@@ -42,7 +45,7 @@ func ParseRoute(data []byte) (Route, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		m := routeLine.FindStringSubmatch(line)
+		m := routeLine().FindStringSubmatch(line)
 		if m == nil {
 			return Route{}, fmt.Errorf("line %d: a route is \"<fqdn> <public|protected>:portlama_app_<sub>;\"", i+1)
 		}

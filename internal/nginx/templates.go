@@ -3,21 +3,26 @@ package nginx
 import (
 	"bytes"
 	"fmt"
+	"sync"
 	"text/template"
 )
 
 // All templates share the helper definitions below. Every value they print
 // was validated by the Renderer (fqdn, subdomain, agent label, UUID, int
 // port, clean absolute path, ip:port, 64-hex secret) or is a fixed string.
-var tmpl = template.Must(template.New("nginx").Funcs(template.FuncMap{
-	"connPerAddr":         func() int { return ConnPerAddr },
-	"cookiePageCSP":       func() string { return cookiePageCSP },
-	"portalHeaderBuffers": func() string { return PortalHeaderBuffers },
-}).Parse(tmplHelpers + tmplConfD + tmplSnippets + tmplVhosts))
+// They are parsed on first use: the tunnel and auth servers run the same
+// binary and never render, and parsed they are half a MiB of heap.
+var templates = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("nginx").Funcs(template.FuncMap{
+		"connPerAddr":         func() int { return ConnPerAddr },
+		"cookiePageCSP":       cookiePageCSP,
+		"portalHeaderBuffers": func() string { return PortalHeaderBuffers },
+	}).Parse(tmplHelpers + tmplConfD + tmplSnippets + tmplVhosts))
+})
 
 func render(name string, data any) ([]byte, error) {
 	var b bytes.Buffer
-	if err := tmpl.ExecuteTemplate(&b, name, data); err != nil {
+	if err := templates().ExecuteTemplate(&b, name, data); err != nil {
 		return nil, fmt.Errorf("render %s: %w", name, err)
 	}
 	return b.Bytes(), nil

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -158,13 +159,15 @@ type LogLine struct {
 	Message   string `json:"message"`
 }
 
-var unitRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}(\.(service|socket|timer))?$`)
+var unitRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}(\.(service|socket|timer))?$`)
+})
 
 // ValidUnit checks a unit name: lower-case letters, digits and hyphens,
 // optionally with a .service, .socket or .timer suffix. Unit names reach
 // argv only; the check keeps anything that looks like an option out.
 func ValidUnit(unit string) error {
-	if !unitRE.MatchString(unit) {
+	if !unitRE().MatchString(unit) {
 		return fmt.Errorf("invalid unit name %q", unit)
 	}
 	return nil
