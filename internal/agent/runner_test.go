@@ -229,6 +229,18 @@ func (h *harness) client(i int) *fakeClient {
 	return h.clients[i]
 }
 
+// bound reports whether client i exists and has all n of its remotes bound
+// (AllBound alone holds for a connected client before the runner has given
+// it any remotes).
+func (h *harness) bound(i, n int) bool {
+	c := h.client(i)
+	if c == nil {
+		return false
+	}
+	st := c.State()
+	return st.AllBound() && len(st.Remotes) == n
+}
+
 func (h *harness) numClients() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -363,7 +375,7 @@ func TestRunnerOneConnectionForAllTunnels(t *testing.T) {
 	h := &harness{cfg: testConfig(20001, 20002, 20003)}
 	r := h.runner(t, 5*time.Millisecond)
 	startRunner(t, r)
-	waitFor(t, "the client", func() bool { c := h.client(0); return c != nil && c.State().AllBound() })
+	waitFor(t, "the client", func() bool { return h.bound(0, 3) })
 	c := h.client(0)
 	if got := c.lastSet(); !slices.Equal(got, []string{remoteOf(20001, 0), remoteOf(20002, 1), remoteOf(20003, 2)}) {
 		t.Fatalf("remotes = %v", got)
@@ -407,11 +419,11 @@ func TestRunnerServerSettingsChangeReplacesClient(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			h := &harness{cfg: testConfig(20001, 20002)}
 			startRunner(t, h.runner(t, 5*time.Millisecond))
-			waitFor(t, "the first client", func() bool { c := h.client(0); return c != nil && c.State().AllBound() })
+			waitFor(t, "the first client", func() bool { return h.bound(0, 2) })
 			c := testConfig(20001, 20002)
 			change(c)
 			h.setConfig(c)
-			waitFor(t, "the new client", func() bool { n := h.client(1); return n != nil && n.State().AllBound() })
+			waitFor(t, "the new client", func() bool { return h.bound(1, 2) })
 			if _, ended, _ := h.client(0).counts(); ended != 1 {
 				t.Fatal("old client still running")
 			}
@@ -504,7 +516,7 @@ func TestRunnerUnverifiedStops(t *testing.T) {
 	c := testConfig(20001)
 	c.Fingerprint = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 	h.setConfig(c)
-	waitFor(t, "a new client for the new fingerprint", func() bool { n := h.client(1); return n != nil && n.State().AllBound() })
+	waitFor(t, "a new client for the new fingerprint", func() bool { return h.bound(1, 1) })
 	waitFor(t, "connected state", func() bool { return r.State().Connection == TunnelConnected })
 }
 
@@ -601,7 +613,7 @@ func TestRunnerIdleWithoutTunnels(t *testing.T) {
 		t.Fatalf("idle logged %d times, want once", len(got))
 	}
 	h.setConfig(testConfig(20005))
-	waitFor(t, "a client after a tunnel appears", func() bool { c := h.client(0); return c != nil && c.State().AllBound() })
+	waitFor(t, "a client after a tunnel appears", func() bool { return h.bound(0, 1) })
 	// All tunnels gone again: the connection stops.
 	h.setConfig(testConfig())
 	waitFor(t, "the connection to stop", func() bool { _, ended, _ := h.client(0).counts(); return ended == 1 })
@@ -617,7 +629,7 @@ func TestRunnerFetchFailureBacksOffAndKeepsConnection(t *testing.T) {
 		}
 	}
 	startRunner(t, h.runner(t, 5*time.Millisecond))
-	waitFor(t, "client", func() bool { c := h.client(0); return c != nil && c.State().AllBound() })
+	waitFor(t, "client", func() bool { return h.bound(0, 1) })
 	h.mu.Lock()
 	s := slices.Clone(h.sleeps)
 	h.fetchErr = errors.New("panel restarting")
@@ -636,7 +648,7 @@ func TestRunnerCancelStopsEverything(t *testing.T) {
 	h := &harness{cfg: testConfig(20001, 20002)}
 	r := h.runner(t, 5*time.Millisecond)
 	cancel, done := startRunner(t, r)
-	waitFor(t, "connected", func() bool { c := h.client(0); return c != nil && c.State().AllBound() })
+	waitFor(t, "connected", func() bool { return h.bound(0, 2) })
 	cancel()
 	select {
 	case err := <-done:
@@ -666,7 +678,7 @@ func TestRunnerFactoryErrorIsRetried(t *testing.T) {
 		return nil
 	}
 	startRunner(t, h.runner(t, 5*time.Millisecond))
-	waitFor(t, "a client after factory errors", func() bool { c := h.client(2); return c != nil && c.State().AllBound() })
+	waitFor(t, "a client after factory errors", func() bool { return h.bound(2, 1) })
 	l := h.logs.find("could not set up the tunnel client; trying again at the next check")
 	if len(l) != 2 || !strings.Contains(l[0].attrs["error"], "no client certificate") {
 		t.Fatalf("logs = %v", l)
