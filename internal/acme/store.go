@@ -107,7 +107,9 @@ func (s *Store) NotAfter(name string) (time.Time, error) {
 	return c.NotAfter, nil
 }
 
-func (s *Store) usable(name string) bool {
+// Usable reports whether the certificate called name is on disk and valid
+// for more than a day.
+func (s *Store) Usable(name string) bool {
 	na, err := s.NotAfter(name)
 	return err == nil && na.Sub(s.now()) > minValidity
 }
@@ -261,12 +263,12 @@ func (s *Store) ForHost(ctx context.Context, fqdn string) (Files, error) {
 // obtaining one: the wildcard, or fqdn's own, valid for more than 24 h. ok
 // is false when ForHost would have to issue a certificate.
 func (s *Store) Existing(fqdn string) (_ Files, ok bool) {
-	if d := s.Domain(); d != "" && strings.HasSuffix(fqdn, "."+d) && !strings.Contains(strings.TrimSuffix(fqdn, "."+d), ".") && s.usable(d) {
+	if d := s.Domain(); d != "" && strings.HasSuffix(fqdn, "."+d) && !strings.Contains(strings.TrimSuffix(fqdn, "."+d), ".") && s.Usable(d) {
 		p := s.Paths(d)
 		p.Wildcard = true
 		return p, true
 	}
-	if s.usable(fqdn) {
+	if s.Usable(fqdn) {
 		return s.Paths(fqdn), true
 	}
 	return Files{}, false

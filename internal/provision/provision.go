@@ -462,8 +462,11 @@ func (p *Provisioner) DomainVhosts() (vhosts []nginx.Vhost, missing []string, er
 	if d == "" || c.Onboarding.Status != config.StatusCompleted {
 		return nil, nil, nil
 	}
+	// The certificates tlsFor names, not Existing's choice for the host:
+	// a wildcard on disk does not stand in for hosts that render with
+	// their own.
 	for name := range certNames(d, c) {
-		if _, ok := p.cfg.Certs.Existing(name); !ok {
+		if !p.cfg.Certs.Usable(name) {
 			missing = append(missing, name)
 		}
 	}
