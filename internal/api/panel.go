@@ -32,6 +32,9 @@ type OnboardingStatus struct {
 	// relay), so clients can link to https://<name>.<d> (an addition to the
 	// contract's shape, for the web UI).
 	HTTPSPort int `json:"httpsPort"`
+	// PanelIPURL is https://<ip>:<port> of the panel by IP (9292 on an
+	// installed relay; an addition to the contract's shape, for the web UI).
+	PanelIPURL string `json:"panelIpUrl"`
 }
 
 // SetDomainRequest is the body of POST /api/onboarding/domain.

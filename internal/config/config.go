@@ -5,6 +5,7 @@
 package config
 
 import (
+	"net"
 	"path/filepath"
 	"strconv"
 )
@@ -96,4 +97,10 @@ func (a Addrs) HostURL(sub, domain string) string {
 		host += ":" + strconv.Itoa(a.HTTPSPort)
 	}
 	return "https://" + host
+}
+
+// PanelIPURL returns https://<ip>:<panel IP port>, the panel by the relay's
+// IP (brackets for IPv6): the one place where that address is built.
+func (a Addrs) PanelIPURL(ip string) string {
+	return "https://" + net.JoinHostPort(ip, strconv.Itoa(a.PanelIPPort))
 }

@@ -162,3 +162,22 @@ func TestAgentLimits(t *testing.T) {
 		t.Fatalf("set a limit: %+v %v", c.AgentLimits, err)
 	}
 }
+
+func TestAddrsURLs(t *testing.T) {
+	for _, tc := range []struct {
+		addrs       Addrs
+		ip, sub, d  string
+		host, panel string
+	}{
+		{DefaultAddrs(), "203.0.113.7", "app", "example.com", "https://app.example.com", "https://203.0.113.7:9292"},
+		{DefaultAddrs(), "2001:db8::7", "", "example.com", "https://example.com", "https://[2001:db8::7]:9292"},
+		{Addrs{HTTPSPort: 8443, PanelIPPort: 9443}, "127.0.0.1", "panel", "example.com", "https://panel.example.com:8443", "https://127.0.0.1:9443"},
+	} {
+		if got := tc.addrs.HostURL(tc.sub, tc.d); got != tc.host {
+			t.Errorf("HostURL(%q, %q) = %q, want %q", tc.sub, tc.d, got, tc.host)
+		}
+		if got := tc.addrs.PanelIPURL(tc.ip); got != tc.panel {
+			t.Errorf("PanelIPURL(%q) = %q, want %q", tc.ip, got, tc.panel)
+		}
+	}
+}

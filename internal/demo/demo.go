@@ -362,7 +362,7 @@ func (s *Stack) install(ctx context.Context) error {
 		return err
 	}
 	s.Info = Info{
-		PanelURL:         fmt.Sprintf("https://127.0.0.1:%d", addrs.PanelIPPort),
+		PanelURL:         addrs.PanelIPURL("127.0.0.1"),
 		CACert:           filepath.Join(layout.PKIDir(), pki.CACertFile),
 		RelayCACert:      filepath.Join(layout.PKIDir(), pki.CACertFile),
 		AdminCert:        filepath.Join(layout.PKIDir(), pki.ClientCertFile),

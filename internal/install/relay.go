@@ -432,7 +432,7 @@ func (in *Installer) summary() *Summary {
 	dir := in.layout.PKIDir()
 	p12 := filepath.Join(dir, pki.ClientP12File)
 	pw := filepath.Join(dir, pki.P12PasswordFile)
-	url := "https://" + in.ip + ":" + strconv.Itoa(in.addrs.PanelIPPort)
+	url := in.addrs.PanelIPURL(in.ip)
 	return &Summary{
 		IP:              in.ip,
 		PanelURL:        url,

@@ -30,7 +30,7 @@ func TestProofOfOrigin(t *testing.T) {
 		h.do("GET", path, "", wrong).expect(t, 403, certRequired)
 		h.do("GET", path, "", short).expect(t, 403, certRequired)
 		h.do("POST", "/api/onboarding/domain", `{"domain":"a.com","email":"a@a.com"}`, forged).expect(t, 403, certRequired)
-		h.do("GET", path, "", adminHeaders()).expect(t, 200, `{"status":"FRESH","domain":null,"ip":"`+testIP+`","httpsPort":443}`)
+		h.do("GET", path, "", adminHeaders()).expect(t, 200, `{"status":"FRESH","domain":null,"ip":"`+testIP+`","httpsPort":443,"panelIpUrl":"https://`+testIP+`:9292"}`)
 	}
 	h.do("GET", "/api/health", "", nil).expect(t, 200, `{"status":"ok","version":"1.2.3"}`)
 	// Exactly /api/health without a query string is exempt.

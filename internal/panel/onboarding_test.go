@@ -37,11 +37,11 @@ func TestGatingTable(t *testing.T) {
 		{"GET", "/api/health", "", map[string]cell{
 			"FRESH": {200, `{"status":"ok","version":"1.2.3"}`}, "DOMAIN_SET": {200, ""}, "DNS_READY": {200, ""}, "PROVISIONING": {200, ""}, "COMPLETED": {200, ""}}},
 		{"GET", "/api/onboarding/status", "", map[string]cell{
-			"FRESH":        {200, `{"status":"FRESH","domain":null,"ip":"` + testIP + `","httpsPort":443}`},
-			"DOMAIN_SET":   {200, `{"status":"DOMAIN_SET","domain":"example.com","ip":"` + testIP + `","httpsPort":443}`},
-			"DNS_READY":    {200, `{"status":"DNS_READY","domain":"example.com","ip":"` + testIP + `","httpsPort":443}`},
-			"PROVISIONING": {200, `{"status":"PROVISIONING","domain":"example.com","ip":"` + testIP + `","httpsPort":443}`},
-			"COMPLETED":    {200, `{"status":"COMPLETED","domain":"example.com","ip":"` + testIP + `","httpsPort":443}`}}},
+			"FRESH":        {200, `{"status":"FRESH","domain":null,"ip":"` + testIP + `","httpsPort":443,"panelIpUrl":"https://` + testIP + `:9292"}`},
+			"DOMAIN_SET":   {200, `{"status":"DOMAIN_SET","domain":"example.com","ip":"` + testIP + `","httpsPort":443,"panelIpUrl":"https://` + testIP + `:9292"}`},
+			"DNS_READY":    {200, `{"status":"DNS_READY","domain":"example.com","ip":"` + testIP + `","httpsPort":443,"panelIpUrl":"https://` + testIP + `:9292"}`},
+			"PROVISIONING": {200, `{"status":"PROVISIONING","domain":"example.com","ip":"` + testIP + `","httpsPort":443,"panelIpUrl":"https://` + testIP + `:9292"}`},
+			"COMPLETED":    {200, `{"status":"COMPLETED","domain":"example.com","ip":"` + testIP + `","httpsPort":443,"panelIpUrl":"https://` + testIP + `:9292"}`}}},
 		{"POST", "/api/onboarding/domain", domainBody, map[string]cell{
 			"FRESH":        {200, `{"ok":true,"domain":"new.com","email":"ops@new.com"}`},
 			"DOMAIN_SET":   {200, `{"ok":true,"domain":"new.com","email":"ops@new.com"}`},
@@ -335,10 +335,11 @@ func TestConcurrentDomainUpdates(t *testing.T) {
 	}
 }
 
-// The status names the public HTTPS port, so the web UI can link to
-// https://<name>.<d>:<port> on a relay (or the demo) that does not use 443.
+// The status names the public HTTPS port and the panel's address by IP, so
+// the web UI links to https://<name>.<d>:<port> and https://<ip>:<port> on a
+// relay (or the demo) that does not use 443 and 9292.
 func TestOnboardingStatusNamesHTTPSPort(t *testing.T) {
-	h := newHarness(t, config.StatusCompleted, func(c *Config) { c.Addrs.HTTPSPort = 8443 })
+	h := newHarness(t, config.StatusCompleted, func(c *Config) { c.Addrs.HTTPSPort = 8443; c.Addrs.PanelIPPort = 9443 })
 	h.do("GET", "/api/onboarding/status", "", adminHeaders()).
-		expect(t, 200, `{"status":"COMPLETED","domain":"example.com","ip":"`+testIP+`","httpsPort":8443}`)
+		expect(t, 200, `{"status":"COMPLETED","domain":"example.com","ip":"`+testIP+`","httpsPort":8443,"panelIpUrl":"https://`+testIP+`:9443"}`)
 }

@@ -30,7 +30,8 @@ func (s *Server) registerOnboarding() {
 		Method: http.MethodGet, Path: "/api/onboarding/status",
 		Access: AdminOnly, Gate: GateNone,
 		Handler: func(c *Ctx) error {
-			return c.OK(api.OnboardingStatus{Status: c.Panel.Onboarding.Status, Domain: c.Panel.Domain, IP: c.Panel.IP, HTTPSPort: s.cfg.Addrs.HTTPSPort})
+			return c.OK(api.OnboardingStatus{Status: c.Panel.Onboarding.Status, Domain: c.Panel.Domain, IP: c.Panel.IP,
+				HTTPSPort: s.cfg.Addrs.HTTPSPort, PanelIPURL: s.cfg.Addrs.PanelIPURL(c.Panel.IP)})
 		},
 	})
 

@@ -743,7 +743,7 @@ func (s *Services) ResetAdmin(ctx context.Context) (AdminReset, error) {
 		return AdminReset{}, fmt.Errorf("turn panel 2FA off: %w", err)
 	}
 	res := AdminReset{Password: rot.Password, IP: c.IP, ReloadErr: rot.ReloadErr,
-		PanelURL: fmt.Sprintf("https://%s:%d", c.IP, s.Config.Addrs.PanelIPPort)}
+		PanelURL: s.Config.Addrs.PanelIPURL(c.IP)}
 	if err := s.IPVhost.Enable(ctx); err != nil {
 		res.ReloadErr = errors.Join(res.ReloadErr, err)
 	}

@@ -68,6 +68,11 @@ func TestOnboardingWizard(t *testing.T) {
 	if u := Get(b, "read the username", chromedp.Text(chromedp.CSS(`code[aria-label="admin username"]`))); u != "admin" {
 		t.Errorf("admin username %q", u)
 	}
+	// The address by IP is the one this browser uses (the test relay's
+	// port, not 9292).
+	if u := Get(b, "read the panel's address by IP", chromedp.Text(chromedp.CSS(`code[aria-label="panel by IP"]`))); u != r.PanelURL {
+		t.Errorf("panel by IP %q, want %q", u, r.PanelURL)
+	}
 	b.Must("the one-time password", Click("Show admin password"), Visible(`code[aria-label="admin password"][data-secret]`))
 	pw := Get(b, "read the password", chromedp.AttributeValue(chromedp.CSS(`code[aria-label="admin password"]`), "data-secret")).Value
 	if len(pw) < 16 {

@@ -663,6 +663,11 @@ export interface OnboardingStatus {
    * contract's shape, for the web UI).
    */
   httpsPort: number;
+  /**
+   * PanelIPURL is https://<ip>:<port> of the panel by IP (9292 on an
+   * installed relay; an addition to the contract's shape, for the web UI).
+   */
+  panelIpUrl: string;
 }
 
 /** SetDomainRequest is the body of POST /api/onboarding/domain. */

@@ -21,7 +21,7 @@ test("domain step: checks in the browser first, then the API's answer at its fie
     }),
   );
   vi.stubGlobal("fetch", fetchMock);
-  renderWithClient(<Onboarding status={{ status: "FRESH", domain: null, ip: "203.0.113.10", httpsPort: 443 }} onStay={() => {}} />);
+  renderWithClient(<Onboarding status={{ status: "FRESH", domain: null, ip: "203.0.113.10", httpsPort: 443, panelIpUrl: "https://203.0.113.10:9292" }} onStay={() => {}} />);
   const user = userEvent.setup();
   await user.type(screen.getByLabelText("Domain"), "https://example.com");
   await user.click(screen.getByRole("button", { name: /Save & Continue/ }));
@@ -39,7 +39,7 @@ test("domain step: checks in the browser first, then the API's answer at its fie
 });
 
 test("DNS step lists the records to create with copy buttons", () => {
-  renderWithClient(<Onboarding status={{ status: "DOMAIN_SET", domain: "example.com", ip: "203.0.113.10", httpsPort: 443 }} onStay={() => {}} />);
+  renderWithClient(<Onboarding status={{ status: "DOMAIN_SET", domain: "example.com", ip: "203.0.113.10", httpsPort: 443, panelIpUrl: "https://203.0.113.10:9292" }} onStay={() => {}} />);
   expect(screen.getByLabelText("record name example.com")).toHaveTextContent("example.com");
   expect(screen.getByLabelText("record name *.example.com")).toHaveTextContent("*.example.com");
   expect(screen.getAllByLabelText(/^address for/)[0]).toHaveTextContent("203.0.113.10");

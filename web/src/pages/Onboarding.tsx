@@ -412,7 +412,7 @@ function CompleteStep({ status, result, onDone }: { status: OnboardingStatus; re
             </dd>
             <dt className="text-zinc-600 dark:text-zinc-400">Panel by IP</dt>
             <dd>
-              <CodeLine text={`https://${status.ip}:9292`} label="panel by IP" />
+              <CodeLine text={status.panelIpUrl} label="panel by IP" />
             </dd>
           </dl>
         </div>

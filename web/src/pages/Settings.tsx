@@ -86,7 +86,7 @@ function Enable() {
           <Badge>Off</Badge> The client certificate alone opens this panel. With two-factor authentication, a code from an authenticator app is asked for as well, every 12 hours.
         </p>
         <Notice tone="warning" title="Access by IP address is turned off">
-          Once enabled, <code className="font-mono">https://{ob?.ip}:9292</code> stops answering and the panel is reached only at {panelDomain ? <code className="font-mono">{panelDomain}</code> : "panel.<your domain>"}. Make sure that address works first.
+          Once enabled, <code className="font-mono">{ob?.panelIpUrl ?? "the panel by IP"}</code> stops answering and the panel is reached only at {panelDomain ? <code className="font-mono">{panelDomain}</code> : "panel.<your domain>"}. Make sure that address works first.
         </Notice>
         {start.isError && (
           <Notice tone="danger">

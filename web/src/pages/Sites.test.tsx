@@ -9,7 +9,7 @@ import { renderWithClient } from "../test/render";
 import { stubXHR } from "../test/xhr";
 import { SiteFilesPage, Sites } from "./Sites";
 
-const ob = { status: "COMPLETED", domain: "example.com", ip: "203.0.113.10", httpsPort: 443 };
+const ob = { status: "COMPLETED", domain: "example.com", ip: "203.0.113.10", httpsPort: 443, panelIpUrl: "https://203.0.113.10:9292" };
 const managed = managedSite;
 const custom: Site = { ...managed, id: "22222222-2222-4222-8222-222222222222", name: "blog", fqdn: "www.example.org", type: "custom", dnsVerified: false, certIssued: false };
 

@@ -35,7 +35,7 @@ test("1,000 tunnels: one page of rows in the DOM, pages to walk, a filter", asyn
   const list = tunnels(1000);
   renderWithClient(<Harness list={list} />, (qc) => {
     qc.setQueryData(keys.tunnels, list);
-    qc.setQueryData(keys.onboarding, { status: "COMPLETED", domain: "example.com", ip: "203.0.113.10", httpsPort: 443 });
+    qc.setQueryData(keys.onboarding, { status: "COMPLETED", domain: "example.com", ip: "203.0.113.10", httpsPort: 443, panelIpUrl: "https://203.0.113.10:9292" });
   });
   expect(screen.getAllByTestId("tunnel-row")).toHaveLength(pageSize);
   expect(screen.getByText(`1–${pageSize} of 1,000`)).toBeInTheDocument();
