@@ -7,14 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/portlama/portlama/internal/store"
+	"github.com/portlama/portlama/internal/validate"
 )
 
 // ServiceSpec describes the background service of one label.
@@ -54,8 +53,8 @@ func (s ServiceSpec) check() error {
 		return fmt.Errorf("service log path %q must be absolute", s.LogFile)
 	}
 	if s.System {
-		if s.User == "" || !userRE().MatchString(s.User) {
-			return fmt.Errorf("system unit needs a valid user name, got %q", s.User)
+		if err := validate.SystemUser(s.User); err != nil {
+			return fmt.Errorf("system unit: %w", err)
 		}
 		// systemd keeps backslashes in path settings as they are
 		// (ReadWritePaths=), so such a path could not be written there.
@@ -85,8 +84,6 @@ func hasControl(s string) bool {
 	}
 	return false
 }
-
-var userRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`) })
 
 // SystemdUnitName is the unit name of label.
 func SystemdUnitName(label string) string { return "portlama-agent-" + label + ".service" }

@@ -19,9 +19,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/portlama/portlama/internal/api"
@@ -80,8 +78,6 @@ func DefaultPaths() Paths {
 
 // ServiceUser is the system user the relay's services run as.
 const ServiceUser = "portlama"
-
-var userRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`) })
 
 // Event statuses.
 const (

@@ -8,6 +8,7 @@ import (
 	"github.com/portlama/portlama/internal/config"
 	"github.com/portlama/portlama/internal/nginx"
 	"github.com/portlama/portlama/internal/system"
+	"github.com/portlama/portlama/internal/validate"
 )
 
 // Unit file names the installer writes into /etc/systemd/system.
@@ -84,8 +85,8 @@ func checkUnitParams(p UnitParams) error {
 			return fmt.Errorf("unit %s path %q must be a plain absolute path", what, v)
 		}
 	}
-	if !userRE().MatchString(p.User) {
-		return fmt.Errorf("invalid service user %q", p.User)
+	if err := validate.SystemUser(p.User); err != nil {
+		return fmt.Errorf("service user: %w", err)
 	}
 	return nil
 }

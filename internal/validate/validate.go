@@ -19,6 +19,7 @@
 //	Port             local port 1024–65535
 //	TargetHost       lower-case DNS hostname, dotted IPv4 or bracket-less IPv6
 //	Username, GroupName, DisplayName
+//	SystemUser       Unix account a systemd unit runs as (User=)
 //	CertName         certificate name (:domain)
 //	Token            invitation / enrollment token (64 lower-case hex)
 //	UUID             8-4-4-4-12 hex id (any case, any version)
@@ -285,6 +286,21 @@ func Username(s string) error {
 		}
 	}
 	return errors.New("username must be 2–32 characters of lower-case letters, digits, '_' and '-'")
+}
+
+// SystemUser checks the name of the Unix account a systemd unit runs as:
+// 1–32 characters of ^[a-z_][a-z0-9_.-]*$ without "..", the portable
+// subset of what useradd and systemd accept.
+func SystemUser(s string) error {
+	ok := len(s) >= 1 && len(s) <= maxUsernameLen && (isLower(s[0]) || s[0] == '_') && !strings.Contains(s, "..")
+	for i := 1; ok && i < len(s); i++ {
+		c := s[i]
+		ok = isLower(c) || isDigit(c) || c == '_' || c == '.' || c == '-'
+	}
+	if !ok {
+		return fmt.Errorf("user name %q must be 1–32 characters of lower-case letters, digits, '_', '.' and '-', starting with a letter or '_'", s)
+	}
+	return nil
 }
 
 // GroupName checks a group name: 1–64 characters of ^[A-Za-z0-9._-]+$ (no

@@ -244,6 +244,25 @@ func TestUsernameGroupDisplay(t *testing.T) {
 		{"john doe", false},
 		{"jo;hn", false},
 	})
+	run(t, "SystemUser", SystemUser, []tcase{
+		{"portlama", true},
+		{"sam", true},
+		{"a", true},
+		{"_svc", true},
+		{"john.doe-2", true},
+		{strings.Repeat("a", 32), true},
+		{"", false},
+		{strings.Repeat("a", 33), false},
+		{"1sam", false},
+		{"-sam", false},
+		{".sam", false},
+		{"Sam", false},
+		{"a..b", false},
+		{"sam\n", false},
+		{"sam smith", false},
+		{"sam;x", false},
+		{"sam/x", false},
+	})
 	run(t, "GroupName", GroupName, []tcase{
 		{"admins", true},
 		{"Dev.Team_1-x", true},
@@ -463,6 +482,21 @@ func FuzzUsername(f *testing.F) {
 		checkSafe(t, "Username", s, 32)
 		if len(s) < 2 || strings.ContainsAny(s, ".:,") {
 			t.Fatalf("Username accepted %q", s)
+		}
+	})
+}
+
+func FuzzSystemUser(f *testing.F) {
+	for _, s := range []string{"portlama", "sam", "john.doe", "_svc", "a", "", "1sam", "-sam", "Sam", "a..b", "a b", "a;b", "a/b", strings.Repeat("a", 33)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if SystemUser(s) != nil {
+			return
+		}
+		checkSafe(t, "SystemUser", s, 32)
+		if s == "" || !(s[0] >= 'a' && s[0] <= 'z' || s[0] == '_') || strings.ContainsAny(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ:,@") {
+			t.Fatalf("SystemUser accepted %q", s)
 		}
 	})
 }
