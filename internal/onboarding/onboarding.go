@@ -69,15 +69,6 @@ type Service struct {
 	Resolver Resolver
 }
 
-// Status returns the current onboarding state.
-func (s *Service) Status() (api.OnboardingStatus, error) {
-	c, err := s.Store.Load()
-	if err != nil {
-		return api.OnboardingStatus{}, err
-	}
-	return api.OnboardingStatus{Status: c.Onboarding.Status, Domain: c.Domain, IP: c.IP}, nil
-}
-
 // SetDomain validates domain and email, stores the domain lower-cased and
 // moves FRESH or DOMAIN_SET to DOMAIN_SET. In any other state it returns a
 // *StateError and changes nothing.

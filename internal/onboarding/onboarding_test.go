@@ -36,14 +36,17 @@ func newService(t *testing.T, status, domain string) (*Service, *dnstest.Server)
 	return &Service{Store: config.NewPanelStore(path), Resolver: DNSServerResolver{Server: srv.Addr, Timeout: 2 * time.Second}}, srv
 }
 
-func status(t *testing.T, s *Service) string {
+// stored reads panel.json as the service left it.
+func stored(t *testing.T, s *Service) config.PanelConfig {
 	t.Helper()
-	st, err := s.Status()
+	c, err := s.Store.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st.Status
+	return c
 }
+
+func status(t *testing.T, s *Service) string { return stored(t, s).Onboarding.Status }
 
 func TestSetDomain(t *testing.T) {
 	s, _ := newService(t, config.StatusFresh, "")
@@ -54,8 +57,8 @@ func TestSetDomain(t *testing.T) {
 	if res.Domain != "example.com" || res.Email != "ops@example.com" || !res.OK {
 		t.Fatalf("result %+v", res)
 	}
-	st, _ := s.Status()
-	if st.Status != config.StatusDomainSet || st.Domain == nil || *st.Domain != "example.com" {
+	st := stored(t, s)
+	if st.Onboarding.Status != config.StatusDomainSet || st.Domain == nil || *st.Domain != "example.com" {
 		t.Fatalf("status %+v", st)
 	}
 	// Repeatable in DOMAIN_SET.
@@ -81,7 +84,7 @@ func TestSetDomainRefusedStates(t *testing.T) {
 			if !errors.As(err, &se) || se.Status != st || se.Completed() != (st == config.StatusCompleted) {
 				t.Fatalf("err = %v", err)
 			}
-			got, _ := s.Status()
+			got := stored(t, s)
 			if *got.Domain != "keep.com" {
 				t.Fatalf("domain changed to %s", *got.Domain)
 			}
